@@ -1,0 +1,104 @@
+"""Sketch parameters: one validated value object with the published CLIPasso defaults.
+
+The same object backs the ``clipasso sketch`` options, the server's ``params`` schema and the
+defaults of the Inkscape dialog. Field names are the CLI's long options with underscores.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+CANVAS_SIZE = 224
+"""Side of the square canvas the optimizer draws on, in pixels (the paper's ``image_scale``)."""
+
+MAX_STROKES = 256
+MAX_LEVELS = 8
+MAX_SEEDS = 16
+MAX_ITERATIONS = 100_000
+
+
+def parse_stroke_list(value: Any) -> Any:
+    """Turn ``"4,8,16"`` (or ``"4 8 16"``) into ``[4, 8, 16]``; other values pass through unchanged."""
+    if not isinstance(value, str):
+        return value
+    parts = [part for part in value.replace(",", " ").split() if part]
+    if not parts:
+        raise ValueError("give at least one stroke count, e.g. 4,8,16,32")
+    try:
+        return [int(part) for part in parts]
+    except ValueError:
+        raise ValueError(f"stroke counts must be whole numbers separated by commas, got {value!r}") from None
+
+
+StrokeList = Annotated[list[int], BeforeValidator(parse_stroke_list)]
+
+
+class SketchParams(BaseModel):
+    """Everything that shapes one sketch job; defaults are the paper's run (CLIPasso, SIGGRAPH 2022)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    strokes: StrokeList = Field(
+        default=[4, 8, 16, 32],
+        description="Stroke counts, one abstraction level each.",
+    )
+    seeds: int = Field(default=3, ge=1, le=MAX_SEEDS, description="Sketches per level; the lowest eval loss wins.")
+    iterations: int = Field(default=2000, ge=1, le=MAX_ITERATIONS, description="Optimisation steps per sketch.")
+    seed: int = Field(default=0, ge=0, le=2**31 - 1, description="Base random seed; seed k of a level uses seed + 1000·k.")
+    stroke_width: float = Field(
+        default=3.0, gt=0.0, le=50.0, description="SVG stroke width on the 224-px canvas (the paper's diffvg 1.5 half-width)."
+    )
+    lr: float = Field(default=1.0, gt=0.0, le=100.0, description="Adam learning rate on the control points, in pixels.")
+    augmentations: int = Field(default=4, ge=0, le=16, description="Augmented (sketch, image) pairs per step, besides the clean one.")
+    eval_interval: int = Field(default=10, ge=1, le=10_000, description="Steps between eval losses (best-iteration tracking).")
+    softmax_temperature: float = Field(default=0.3, gt=0.0, le=100.0, description="Temperature of the saliency softmax.")
+    attention_init: bool = Field(default=True, description="Place first points on CLIP attention × edges (else uniformly).")
+    layer2_weight: float = Field(default=1.0, ge=0.0, description="Weight of the RN layer2 feature MSE.")
+    layer3_weight: float = Field(default=1.0, ge=0.0, description="Weight of the RN layer3 feature MSE.")
+    fc_weight: float = Field(default=0.1, ge=0.0, description="Weight of 1 − cos of the CLIP image embeddings.")
+
+    @field_validator("strokes")
+    @classmethod
+    def _check_strokes(cls, strokes: list[int]) -> list[int]:
+        if not strokes:
+            raise ValueError("give at least one stroke count, e.g. 4,8,16,32")
+        if len(strokes) > MAX_LEVELS:
+            raise ValueError(f"at most {MAX_LEVELS} abstraction levels, got {len(strokes)}")
+        for count in strokes:
+            if not 1 <= count <= MAX_STROKES:
+                raise ValueError(f"each stroke count must be between 1 and {MAX_STROKES}, got {count}")
+        if len(set(strokes)) != len(strokes):
+            raise ValueError("stroke counts must not repeat")
+        return sorted(strokes)
+
+    def sketch_seeds(self) -> list[int]:
+        """The random seed of each sketch of a level: ``seed, seed + 1000, …`` as in the paper's run script."""
+        return [self.seed + 1000 * k for k in range(self.seeds)]
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {},
+    "draft": {"seeds": 1, "iterations": 300},
+}
+"""Named starting points: ``paper`` is the published run, ``draft`` a quick preview for machines without a GPU."""
+
+
+def make_params(preset: str = "paper", **overrides: Any) -> SketchParams:
+    """Build parameters from a preset plus explicit overrides (``None`` values are ignored)."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
+    values = dict(PRESETS[preset])
+    values.update({key: value for key, value in overrides.items() if value is not None})
+    return SketchParams(**values)
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One sentence naming each invalid field and why, for CLI and HTTP error messages."""
+    problems = []
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"]) or "params"
+        message = str(item["msg"]).removeprefix("Value error, ")
+        problems.append(f"{field}: {message}")
+    return "; ".join(problems)
