@@ -1,0 +1,247 @@
+"""The ``clipasso`` command: ``sketch`` an image, ``score`` a sketch, ``install-extension`` for Inkscape."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import signal
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from types import FrameType
+
+from PIL import Image
+from pydantic import ValidationError
+from tqdm import tqdm
+
+from inkscape_ext.install import install_extension
+
+from .errors import ClipassoError, SketchFileError
+from .image import read_image, to_canvas
+from .models import (DEFAULT_LOSS_MODEL, DEFAULT_PRETRAINED, DEFAULT_SALIENCY_MODEL, ModelSpec, load_encoder,
+                     load_models, resolve_device)
+from .optimize import Progress
+from .params import CANVAS_SIZE, describe_validation_error, make_params
+from .preview import preview_sheet
+from .score import choose_layer, render_layer, score_canvas
+from .sketch import sketch_image
+from .svg import read_sketch_document, sketch_document
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """The options choosing CLIP models, weights and device (shared with ``clipasso-server``)."""
+    group = parser.add_argument_group("models")
+    group.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda (default: auto)")
+    group.add_argument("--loss-model", default=DEFAULT_LOSS_MODEL,
+                       help=f"open_clip ResNet for the loss, or a model config .json (default: {DEFAULT_LOSS_MODEL})")
+    group.add_argument("--saliency-model", default=DEFAULT_SALIENCY_MODEL,
+                       help=f"open_clip ViT for the initial strokes, or a config .json (default: {DEFAULT_SALIENCY_MODEL})")
+    group.add_argument("--pretrained", default=DEFAULT_PRETRAINED,
+                       help=f"open_clip pretrained tag of both models (default: {DEFAULT_PRETRAINED})")
+    group.add_argument("--loss-weights", type=Path, metavar="FILE", help="local checkpoint for the loss model")
+    group.add_argument("--saliency-weights", type=Path, metavar="FILE", help="local checkpoint for the saliency model")
+
+
+def model_spec(args: argparse.Namespace) -> ModelSpec:
+    """The :class:`ModelSpec` named by :func:`add_model_options`' options."""
+    return ModelSpec(
+        loss_model=args.loss_model,
+        saliency_model=args.saliency_model,
+        pretrained=args.pretrained,
+        loss_weights=args.loss_weights,
+        saliency_weights=args.saliency_weights,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``clipasso``."""
+    parser = argparse.ArgumentParser(prog="clipasso", description="Turn an image into a few expressive pen strokes (CLIPasso).")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sketch = commands.add_parser("sketch", help="sketch an image at several abstraction levels into one SVG",
+                                 description="Sketch IMAGE with CLIPasso; writes one Inkscape layer per level.")
+    sketch.add_argument("image", type=Path, help="PNG, JPEG or WebP image to sketch")
+    sketch.add_argument("-o", "--output", type=Path, required=True, help="SVG file to write")
+    sketch.add_argument("--preset", default="paper", choices=["paper", "draft"],
+                        help="paper: 3 seeds × 2000 steps (hours on a CPU); draft: 1 seed × 300 steps (default: paper)")
+    sketch.add_argument("--strokes", help="stroke counts, one level each (default: 4,8,16,32)")
+    sketch.add_argument("--seeds", type=int, help="sketches per level; the lowest loss wins (default: 3)")
+    sketch.add_argument("--iterations", type=int, help="optimisation steps (default: 2000)")
+    sketch.add_argument("--seed", type=int, help="base random seed (default: 0)")
+    sketch.add_argument("--stroke-width", type=float, help="pen width on the 224-px canvas (default: 3.0)")
+    sketch.add_argument("--embed-image", action="store_true", help="embed the source image as a locked bottom layer")
+    sketch.add_argument("--preview", type=Path, metavar="PNG", help="also write a PNG of all levels side by side")
+    add_model_options(sketch)
+
+    score = commands.add_parser("score", help="the un-augmented CLIPasso loss of a sketch against its target",
+                                description="Score SKETCH (a PNG/JPEG, or an SVG this tool wrote) against TARGET.")
+    score.add_argument("target", type=Path, help="the target image")
+    score.add_argument("sketch", type=Path, help="the sketch: a raster image or an SVG written by clipasso")
+    score.add_argument("--level", type=int, metavar="STROKES", help="which level of a multi-level SVG (default: the visible one)")
+    score.add_argument("--json", action="store_true", help="print one JSON object: conv_layer2, conv_layer3, fc, total")
+    add_model_options(score)
+
+    install = commands.add_parser("install-extension", help="copy the Inkscape extension into Inkscape's extensions folder")
+    install.add_argument("--dest", type=Path, help="extensions folder to install into (default: your Inkscape's user folder)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``clipasso``; returns the process exit status."""
+    args = build_parser().parse_args(argv)
+    handlers: dict[str, Callable[[argparse.Namespace], int]] = {
+        "sketch": run_sketch, "score": run_score, "install-extension": run_install_extension,
+    }
+    try:
+        return handlers[args.command](args)
+    except ValidationError as error:
+        return fail(f"invalid option: {describe_validation_error(error)}", EXIT_USAGE)
+    except ClipassoError as error:
+        return fail(str(error))
+    except KeyboardInterrupt:
+        print("clipasso: interrupted.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except MemoryError:
+        return fail("ran out of memory; try fewer strokes, levels or seeds, or a GPU.")
+
+
+def fail(message: str, status: int = EXIT_ERROR) -> int:
+    """Print ``clipasso: error: message`` to stderr and return ``status``."""
+    print(f"clipasso: error: {message}", file=sys.stderr)
+    return status
+
+
+def run_sketch(args: argparse.Namespace) -> int:
+    """``clipasso sketch``: optimise, then write the SVG (and preview) even when stopped with Ctrl-C."""
+    params = make_params(args.preset, strokes=args.strokes, seeds=args.seeds, iterations=args.iterations,
+                         seed=args.seed, stroke_width=args.stroke_width)
+    for path in filter(None, (args.output, args.preview)):
+        check_writable(path)
+    image = read_image(args.image)
+    device = resolve_device(args.device)
+    print(f"Loading CLIP models on {device}…", file=sys.stderr)
+    models = load_models(model_spec(args), device)
+    cancel = threading.Event()
+    with progress_bar(params.iterations) as report, stop_on_interrupt(cancel):
+        result = sketch_image(image, params, models, progress=report, cancel=cancel)
+    embedded = args.image.read_bytes() if args.embed_image else None
+    image_type = "image/jpeg" if args.image.suffix.lower() in (".jpg", ".jpeg") else "image/png"
+    if embedded is not None and image_type == "image/png" and not embedded.startswith(b"\x89PNG"):
+        embedded = png_bytes(image)
+    layers = [level.layer(visible=index == len(result.levels) - 1) for index, level in enumerate(result.levels)]
+    write_atomically(args.output, sketch_document(result.width, result.height, layers, embedded, image_type).encode())
+    if args.preview is not None:
+        write_atomically(args.preview, png_bytes(preview_sheet(image, result)))
+    summary = ", ".join(f"{level.strokes} strokes: loss {level.loss:.4f} (seed {level.seed})" for level in result.levels)
+    if result.cancelled:
+        print(f"Stopped after {result.iterations} of {params.iterations} steps; wrote the best sketches so far to "
+              f"{args.output} ({summary}).", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(f"Wrote {args.output} ({summary}).", file=sys.stderr)
+    return 0
+
+
+def run_score(args: argparse.Namespace) -> int:
+    """``clipasso score``: print the weighted eval loss terms of a sketch against a target."""
+    target = read_image(args.target)
+    if args.sketch.suffix.lower() == ".svg":
+        try:
+            text = args.sketch.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise SketchFileError(f"Cannot read the sketch '{args.sketch}': {error}.") from None
+        document = read_sketch_document(text)
+        sketch = render_layer(document, choose_layer(document, args.level))
+    else:
+        sketch, _ = to_canvas(read_image(args.sketch), CANVAS_SIZE)
+    device = resolve_device(args.device)
+    encoder = load_encoder(args.loss_model, args.pretrained, args.loss_weights, device, "--loss-weights")
+    score = score_canvas(encoder, target, sketch)
+    if args.json:
+        print(json.dumps(score.as_dict()))
+    else:
+        print(f"layer2 {score.conv_layer2:.6f}  layer3 {score.conv_layer3:.6f}  fc {score.fc:.6f}  total {score.total:.6f}")
+    return 0
+
+
+def run_install_extension(args: argparse.Namespace) -> int:
+    """``clipasso install-extension``: copy the extension and say where it went."""
+    try:
+        where = install_extension(args.dest)
+    except OSError as error:
+        raise ClipassoError(f"Cannot install the extension: {error}.") from None
+    print(f"Installed the CLIPasso extension into {where}. Restart Inkscape, then use Extensions → CLIPasso → Sketch….")
+    return 0
+
+
+def check_writable(path: Path) -> None:
+    """Fail before a long run if ``path`` cannot be written."""
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise ClipassoError(f"Cannot write '{path}': the folder '{folder}' does not exist.")
+    if path.is_dir():
+        raise ClipassoError(f"Cannot write '{path}': it is a folder.")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ClipassoError(f"Cannot write '{path}': permission denied.")
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file, so a failure never leaves half a file."""
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{path.name}.", delete=False) as handle:
+            handle.write(data)
+        os.replace(handle.name, path)
+    except OSError as error:
+        raise ClipassoError(f"Cannot write '{path}': {error.strerror or error}.") from None
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    """Encode a PIL image as PNG."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@contextlib.contextmanager
+def progress_bar(total: int) -> Iterator[Callable[[Progress], None]]:
+    """A tqdm bar over optimisation steps with the best loss per level and an ETA; yields the progress callback."""
+
+    with tqdm(total=total, unit="step", desc="Sketching", dynamic_ncols=True, file=sys.stderr) as bar:
+
+        def report(progress: Progress) -> None:
+            losses = "  ".join(f"{count}:{loss:.4f}" for count, loss in progress.best_loss.items())
+            bar.set_postfix_str(f"best loss {losses}", refresh=False)
+            bar.update(progress.iteration - bar.n)
+
+        yield report
+
+
+@contextlib.contextmanager
+def stop_on_interrupt(cancel: threading.Event) -> Iterator[None]:
+    """While active, the first Ctrl-C sets ``cancel`` (the run ends after this step); a second one aborts."""
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.set()
+        print("\nStopping after this step and writing the best sketches so far (Ctrl-C again to abort)…",
+              file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, handle)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

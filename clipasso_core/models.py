@@ -1,0 +1,205 @@
+"""CLIP image encoders from open_clip: the loss network (a CLIP ResNet) and the saliency network (a CLIP ViT).
+
+Weights come from open_clip's pretrained tags (the paper's OpenAI weights are fetched from the Hugging
+Face hub and cached there) or from a local checkpoint file. A model name may also be the path of an
+open_clip model config ``.json`` (a custom architecture, registered under the file's stem).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import socket
+import urllib.parse
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import huggingface_hub
+import open_clip
+import torch
+from torch import nn
+
+from .errors import ClipassoError, ModelError, WeightsUnavailableError
+
+DEFAULT_LOSS_MODEL = "RN101"
+DEFAULT_SALIENCY_MODEL = "ViT-B-32"
+DEFAULT_PRETRAINED = "openai"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which CLIP encoders to use and where their weights come from."""
+
+    loss_model: str = DEFAULT_LOSS_MODEL
+    saliency_model: str = DEFAULT_SALIENCY_MODEL
+    pretrained: str = DEFAULT_PRETRAINED
+    loss_weights: Path | None = None
+    saliency_weights: Path | None = None
+
+
+@dataclass
+class ClipEncoder:
+    """A frozen CLIP image tower with the input size and normalisation it was trained with."""
+
+    visual: nn.Module
+    image_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """CLIP-normalise images ``[B, 3, H, W]`` in [0, 1]."""
+        mean = torch.tensor(self.mean, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+        return (images - mean) / std
+
+
+@dataclass
+class LoadedModels:
+    """The two encoders a sketch job needs, on one device."""
+
+    loss: ClipEncoder
+    saliency: ClipEncoder
+    device: torch.device
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when PyTorch sees a GPU, else the CPU; ``cuda`` without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ClipassoError("CUDA was requested but PyTorch sees no CUDA GPU on this machine; use --device cpu.")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ClipassoError(f"Unknown device {name!r}; use auto, cpu or cuda.") from None
+
+
+def load_models(spec: ModelSpec, device: torch.device) -> LoadedModels:
+    """Load both encoders of ``spec`` onto ``device``, frozen and in eval mode."""
+    loss = load_encoder(spec.loss_model, spec.pretrained, spec.loss_weights, device, "--loss-weights")
+    if not all(hasattr(loss.visual, stage) for stage in ("stem", "layer2", "layer3", "attnpool")):
+        raise ModelError(
+            f"The loss model must be a CLIP ResNet (RN50, RN101, …) with layer2/layer3 stages; "
+            f"{spec.loss_model!r} is not."
+        )
+    saliency = load_encoder(spec.saliency_model, spec.pretrained, spec.saliency_weights, device, "--saliency-weights")
+    if not hasattr(getattr(saliency.visual, "transformer", None), "resblocks"):
+        raise ModelError(f"The saliency model must be a CLIP ViT (ViT-B-32, …); {spec.saliency_model!r} is not.")
+    return LoadedModels(loss=loss, saliency=saliency, device=device)
+
+
+def load_encoder(name: str, pretrained: str | None, weights: Path | None, device: torch.device,
+                 weights_option: str) -> ClipEncoder:
+    """Build open_clip model ``name`` with ``weights`` (a file) or the ``pretrained`` tag; keep its image tower."""
+    model_name = _register_config(name)
+    if weights is not None:
+        weights = Path(weights)
+        if not weights.is_file():
+            raise ModelError(f"The weights file {str(weights)!r} for {model_name} does not exist.")
+        source = str(weights)
+        quick_gelu = False
+    else:
+        source = pretrained
+        tag_cfg = open_clip.get_pretrained_cfg(model_name, pretrained) if pretrained else {}
+        if pretrained and not tag_cfg:
+            tags = ", ".join(open_clip.list_pretrained_tags_by_model(model_name)) or "none"
+            raise ModelError(
+                f"open_clip has no {pretrained!r} weights for {model_name} (known tags: {tags}); "
+                f"give a checkpoint with {weights_option} FILE."
+            )
+        quick_gelu = bool(tag_cfg.get("quick_gelu", False))
+        hub = tag_cfg.get("hf_hub", "").rstrip("/")
+        if hub and not _hub_weights_cached(hub) and not _hub_reachable():
+            raise _weights_unavailable(model_name, pretrained, hub, weights_option)
+    try:
+        with _quiet():
+            model = open_clip.create_model(model_name, pretrained=source, force_quick_gelu=quick_gelu, device="cpu")
+    except Exception as error:  # open_clip reports download, config and checkpoint problems as assorted errors
+        raise _explain_load_failure(model_name, pretrained, weights, weights_option, error) from None
+    visual = model.visual.to(device).eval().requires_grad_(False)
+    del model
+    config = getattr(visual, "preprocess_cfg", {})
+    size = visual.image_size if isinstance(visual.image_size, int) else visual.image_size[0]
+    return ClipEncoder(
+        visual=visual,
+        image_size=int(size),
+        mean=tuple(config.get("mean", open_clip.OPENAI_DATASET_MEAN)),
+        std=tuple(config.get("std", open_clip.OPENAI_DATASET_STD)),
+    )
+
+
+def _register_config(name: str) -> str:
+    """Register a ``.json`` model config path with open_clip and return the model name to use."""
+    if not name.endswith(".json"):
+        if name.replace("/", "-") not in open_clip.list_models():
+            raise ModelError(
+                f"Unknown CLIP model {name!r}. Use an open_clip name such as RN101, RN50 or ViT-B-32, "
+                "or the path of an open_clip model config .json."
+            )
+        return name
+    path = Path(name)
+    if not path.is_file():
+        raise ModelError(f"The model config file {name!r} does not exist.")
+    open_clip.add_model_config(path)
+    return path.stem
+
+
+def _hub_weights_cached(hub: str) -> bool:
+    """Whether open_clip's weights file for hub repo ``org/name[/file]`` is already in the local HF cache."""
+    parts = hub.split("/")
+    repo_id, filename = "/".join(parts[:2]), "/".join(parts[2:])
+    names = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+    return any(isinstance(huggingface_hub.try_to_load_from_cache(repo_id, name), str) for name in names)
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub answers at all (a quick check, so offline use fails fast)."""
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return False
+    host = urllib.parse.urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+def _explain_load_failure(model_name: str, pretrained: str | None, weights: Path | None, weights_option: str,
+                          error: Exception) -> ClipassoError:
+    if weights is not None:
+        reason = _first_line(error)
+        if "state_dict" in reason:
+            reason = "its tensors have other names or shapes than this architecture needs"
+        return ModelError(f"The checkpoint {str(weights)!r} cannot be loaded as {model_name}: {reason}.")
+    hub = (open_clip.get_pretrained_cfg(model_name, pretrained or "") or {}).get("hf_hub", "").rstrip("/")
+    return _weights_unavailable(model_name, pretrained, hub, weights_option)
+
+
+def _weights_unavailable(model_name: str, pretrained: str | None, hub: str, weights_option: str) -> ClipassoError:
+    where = f" from the Hugging Face hub ({hub})" if hub else ""
+    return WeightsUnavailableError(
+        f"The {pretrained!r} CLIP weights for {model_name} are not in the local cache and could not be "
+        f"downloaded{where}. Connect to the internet once so open_clip can cache them "
+        f"(~/.cache/huggingface), or pass {weights_option} FILE with a checkpoint of {model_name}."
+    )
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence open_clip's and the hub's logging, warnings and prints while a model loads."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(previous)

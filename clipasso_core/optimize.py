@@ -1,0 +1,152 @@
+"""The CLIPasso optimisation loop, with every abstraction level and seed of a job in one batch.
+
+Each step renders all sketches, runs the loss network once on all of them (1 clean + K augmented pairs),
+and takes one Adam step on every sketch's control points. Sketches never interact: each one's loss and
+gradient are exactly what a separate run would compute. The clean pair of each training step is the
+un-augmented eval loss of the pre-step points, so best-iteration tracking costs no extra forward pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+from .loss import ClipConvLoss, sample_augmentation
+from .params import SketchParams
+from .raster import rasterize
+
+MIN_DELTA = 1e-5
+"""An eval loss must beat the best one by more than this to count as an improvement (as in the paper's code)."""
+
+
+class CancelSignal(Protocol):
+    """Anything with ``is_set()``, e.g. a :class:`threading.Event`."""
+
+    def is_set(self) -> bool:
+        """Whether the run should stop."""
+        ...
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far a job is: completed steps of ``total`` and the best eval loss so far per stroke count."""
+
+    iteration: int
+    total: int
+    best_loss: dict[int, float]
+
+
+@dataclass
+class LevelOutcome:
+    """The winning sketch of one level: control points ``[S, 4, 2]`` on the canvas and its eval loss terms.
+
+    ``seed_losses`` holds every seed's best eval loss, in seed order; the winner has the lowest.
+    """
+
+    strokes: int
+    seed: int
+    points: torch.Tensor
+    loss: float
+    terms: tuple[float, float, float]
+    seed_losses: tuple[float, ...]
+
+
+@dataclass
+class Optimization:
+    """All levels' winners, how many steps ran, and whether the run was cancelled."""
+
+    levels: list[LevelOutcome]
+    iterations: int
+    cancelled: bool
+
+
+class _BestTracker:
+    """Per-sketch lowest eval loss and the points that achieved it."""
+
+    def __init__(self, points: list[torch.Tensor]) -> None:
+        count = sum(p.shape[0] for p in points)
+        self.loss = torch.full((count,), float("inf"), device=points[0].device)
+        self.terms = torch.zeros((count, 3), device=points[0].device)
+        self.points = [p.detach().clone() for p in points]
+
+    def update(self, terms: torch.Tensor, points: list[torch.Tensor]) -> None:
+        """Record eval ``terms`` ``[B, 3]`` of ``points``; keep them for every sketch that improved."""
+        total = terms.sum(dim=-1)
+        improved = total < self.loss - MIN_DELTA
+        self.loss = torch.where(improved, total, self.loss)
+        self.terms = torch.where(improved[:, None], terms, self.terms)
+        start = 0
+        for best, current in zip(self.points, points):
+            mask = improved[start:start + current.shape[0]]
+            best[mask] = current.detach()[mask]
+            start += current.shape[0]
+
+    def per_level(self, strokes: list[int], seeds: int) -> dict[int, float]:
+        """Best eval loss per stroke count over its seeds."""
+        return dict(zip(strokes, self.loss.view(len(strokes), seeds).min(dim=1).values.tolist()))
+
+
+def render(points: list[torch.Tensor], stroke_width: float, size: int) -> torch.Tensor:
+    """Render every level's sketches ``[seeds, S_l, 4, 2]`` into one RGB batch ``[L·seeds, 3, size, size]``."""
+    grey = torch.cat([rasterize(p, stroke_width, (size, size)) for p in points])
+    return grey[:, None].expand(-1, 3, -1, -1)
+
+
+def optimize_sketches(
+    loss: ClipConvLoss,
+    initial: dict[int, torch.Tensor],
+    params: SketchParams,
+    progress: Callable[[Progress], None] | None = None,
+    cancel: CancelSignal | None = None,
+) -> Optimization:
+    """Optimise ``initial`` strokes (stroke count → ``[seeds, S, 4, 2]`` canvas points) against ``loss``.
+
+    Returns, per level, the seed whose best eval loss is lowest, at its best evaluated iteration. A set
+    ``cancel`` stops the run before the next step; the best sketches found so far are still returned.
+    """
+    strokes = sorted(initial)
+    seeds = params.seeds
+    device = loss.target.device
+    size = loss.target.shape[-1]
+    points = [initial[count].to(device).clone().requires_grad_(True) for count in strokes]
+    optimizer = torch.optim.Adam(points, lr=params.lr)
+    generator = torch.Generator().manual_seed(params.seed)
+    best = _BestTracker(points)
+    done, cancelled = 0, False
+    for iteration in range(params.iterations):
+        if cancel is not None and cancel.is_set():
+            cancelled = True
+            break
+        augmentations = [sample_augmentation(size, generator) for _ in range(params.augmentations)]
+        terms = loss.pair_terms(render(points, params.stroke_width, size), augmentations)
+        optimizer.zero_grad(set_to_none=True)
+        terms.sum(dim=-1).mean(dim=-1).sum().backward()
+        if iteration % params.eval_interval == 0:
+            best.update(terms[:, 0].detach(), points)
+        optimizer.step()
+        done = iteration + 1
+        if progress is not None:
+            progress(Progress(done, params.iterations, best.per_level(strokes, seeds)))
+    best.update(loss.eval_terms(render(points, params.stroke_width, size)), points)
+    return Optimization(_winners(best, strokes, params), done, cancelled)
+
+
+def _winners(best: _BestTracker, strokes: list[int], params: SketchParams) -> list[LevelOutcome]:
+    seeds = params.sketch_seeds()
+    outcomes = []
+    for level, count in enumerate(strokes):
+        losses = best.loss[level * len(seeds):(level + 1) * len(seeds)]
+        winner = int(torch.argmin(losses))
+        terms = best.terms[level * len(seeds) + winner]
+        outcomes.append(LevelOutcome(
+            strokes=count,
+            seed=seeds[winner],
+            points=best.points[level][winner].cpu(),
+            loss=float(losses[winner]),
+            terms=(float(terms[0]), float(terms[1]), float(terms[2])),
+            seed_losses=tuple(losses.tolist()),
+        ))
+    return outcomes

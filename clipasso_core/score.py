@@ -1,0 +1,61 @@
+"""Scoring a finished sketch: the paper's un-augmented loss of a sketch against a target image."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from PIL import Image
+
+from .errors import SketchFileError
+from .image import CanvasFrame, to_canvas
+from .loss import ClipConvLoss, LossWeights
+from .models import ClipEncoder
+from .params import CANVAS_SIZE
+from .raster import rasterize
+from .svg import SketchDocument, SketchLayer
+
+
+@dataclass(frozen=True)
+class Score:
+    """Weighted eval loss terms of one sketch and their sum."""
+
+    conv_layer2: float
+    conv_layer3: float
+    fc: float
+    total: float
+
+    def as_dict(self) -> dict[str, float]:
+        """The terms as a plain dict (the ``--json`` output)."""
+        return asdict(self)
+
+
+def score_canvas(encoder: ClipEncoder, target: Image.Image, sketch: torch.Tensor,
+                 weights: LossWeights = LossWeights()) -> Score:
+    """Score a sketch already on the canvas (``[3, 224, 224]`` in [0, 1]) against an RGB target image."""
+    device = next(encoder.visual.parameters()).device
+    target_canvas, _ = to_canvas(target, CANVAS_SIZE)
+    terms = ClipConvLoss(encoder, target_canvas.to(device), weights).eval_terms(sketch[None].to(device))[0]
+    layer2, layer3, fc = (float(value) for value in terms)
+    return Score(layer2, layer3, fc, layer2 + layer3 + fc)
+
+
+def render_layer(document: SketchDocument, layer: SketchLayer) -> torch.Tensor:
+    """Render a sketch layer, given in its document's pixel coordinates, onto the canvas: ``[3, 224, 224]``."""
+    frame = CanvasFrame(round(document.width), round(document.height), CANVAS_SIZE)
+    points = frame.to_canvas(torch.from_numpy(layer.points).double()).float()
+    grey = rasterize(points, layer.stroke_width / frame.scale, (CANVAS_SIZE, CANVAS_SIZE))
+    return grey[None].expand(3, -1, -1)
+
+
+def choose_layer(document: SketchDocument, strokes: int | None) -> SketchLayer:
+    """The layer with ``strokes`` strokes, or else the only / the visible / the last layer."""
+    layers = document.layers
+    if strokes is not None:
+        for layer in layers:
+            if layer.strokes == strokes:
+                return layer
+        counts = ", ".join(str(layer.strokes) for layer in layers)
+        raise SketchFileError(f"The sketch has no level with {strokes} strokes (it has: {counts}).")
+    visible = [layer for layer in layers if layer.visible]
+    return (visible or layers)[-1]

@@ -1,0 +1,32 @@
+"""Shared fixtures: tiny CLIP models (random weights, real files) and the command line that loads them."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from clipasso_core.models import LoadedModels, ModelSpec, load_models
+from tiny_models import make_tiny_models
+
+
+@pytest.fixture(scope="session")
+def tiny_spec(tmp_path_factory: pytest.TempPathFactory) -> ModelSpec:
+    """Tiny ResNet + ViT configs and checkpoints on disk."""
+    return make_tiny_models(tmp_path_factory.mktemp("tiny-models"))
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tiny_spec: ModelSpec) -> LoadedModels:
+    """The tiny models loaded on the CPU through the real loading code."""
+    return load_models(tiny_spec, torch.device("cpu"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_args(tiny_spec: ModelSpec) -> list[str]:
+    """Command-line options that make ``clipasso`` / ``clipasso-server`` load the tiny models."""
+    return [
+        "--device", "cpu",
+        "--loss-model", tiny_spec.loss_model, "--loss-weights", str(tiny_spec.loss_weights),
+        "--saliency-model", tiny_spec.saliency_model, "--saliency-weights", str(tiny_spec.saliency_weights),
+    ]
+
