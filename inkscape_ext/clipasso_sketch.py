@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""Extensions → CLIPasso → Sketch…: sketch the selected images on the sketch server, insert the strokes.
+
+A successful run prints nothing; the one exception is a job that outlives the wait, which is noted
+on its image (saved with the document) and reported in one sentence on stderr.
+"""
+
+import time
+from typing import List
+
+import inkex
+
+from image_source import image_name, read_raster
+from pending_note import write_note
+from sketch_client import DEFAULT_URL, SketchClient, ServerError, job_error_text, progress_text
+from sketch_layers import SketchJob, SketchStyle, add_sketch_layers
+
+INSERT_MENU = "Extensions → CLIPasso → Insert finished sketches"
+
+
+class Sketch(inkex.EffectExtension):
+    """Send each selected image to the sketch server and insert one layer per abstraction level."""
+
+    def add_arguments(self, pars):
+        """Declare the dialog's params (clipasso.inx), each --name=value from Inkscape."""
+        pars.add_argument("--tab", default="sketch")
+        pars.add_argument("--strokes", default="4,8,16,32")
+        pars.add_argument("--iterations", type=int, default=2000)
+        pars.add_argument("--seeds", type=int, default=3)
+        pars.add_argument("--seed", type=int, default=0)
+        pars.add_argument("--stroke_width", type=float, default=3.0)
+        pars.add_argument("--color", type=inkex.Color, default=inkex.Color("black"))
+        pars.add_argument("--visible", type=int, default=0)
+        pars.add_argument("--url", default=DEFAULT_URL)
+        pars.add_argument("--token", default="")
+        pars.add_argument("--wait", type=int, default=300)
+
+    def effect(self):
+        """Sketch every selected image; insert finished sketches, note unfinished jobs."""
+        params = {
+            "strokes": parse_stroke_counts(self.options.strokes),
+            "iterations": self.options.iterations,
+            "seeds": self.options.seeds,
+            "seed": self.options.seed,
+            "stroke_width": self.options.stroke_width,
+        }
+        if self.options.visible and self.options.visible not in params["strokes"]:
+            raise inkex.AbortExtension(
+                f"The visible level ({self.options.visible} strokes) is not one of the stroke counts "
+                f"{self.options.strokes}; pick one of them, or 0 for the most detailed."
+            )
+        style = SketchStyle.from_color(self.options.color, self.options.visible)
+        images = self.selected_images()
+        input_file = self.options.input_file if isinstance(self.options.input_file, str) else None
+        pictures = [read_raster(image, input_file, self.document_path()) for image in images]
+
+        client = SketchClient(self.options.url, self.options.token)
+        health = client.health()
+        if health.get("models_error"):
+            raise ServerError(f"The sketch server cannot sketch: {health['models_error']}")
+        deadline = time.monotonic() + max(0, self.options.wait)
+        jobs = [
+            SketchJob(client.submit(picture, params)["id"], client.url, params, style) for picture in pictures
+        ]
+        states = client.wait([job.job_id for job in jobs], deadline)
+
+        failures = [
+            f"The sketch of “{image_name(image)}” {states[job.job_id]['status']} on the server: "
+            f"{sentence(job_error_text(states[job.job_id]))}"
+            for image, job in zip(images, jobs)
+            if states[job.job_id]["status"] in ("failed", "cancelled")
+        ]
+        if failures:
+            raise inkex.AbortExtension(" ".join(failures))
+        results = {
+            job.job_id: client.result(job.job_id) for job in jobs if states[job.job_id]["status"] == "succeeded"
+        }
+
+        pending = []
+        for image, job in zip(images, jobs):
+            if job.job_id in results:
+                add_sketch_layers(self.svg, image, results[job.job_id], job, str(health.get("version", "")))
+            else:
+                write_note(image, job)
+                pending.append(f"“{image_name(image)}” ({progress_text(states[job.job_id])})")
+        if pending:
+            self.msg(
+                f"Still sketching after {max(0, self.options.wait)} s: {', '.join(pending)}; the job is noted "
+                f"on its image, and {INSERT_MENU} adds the strokes once the server is done."
+            )
+
+    def selected_images(self) -> List[inkex.Image]:
+        """The selected images, also those inside selected groups; AbortExtension when there are none."""
+        if not self.svg.selection:
+            raise inkex.AbortExtension("Nothing is selected: select an image to sketch, then run Sketch again.")
+        images = list(self.svg.selection.get(inkex.Image))
+        if not images:
+            raise inkex.AbortExtension(
+                "The selection contains no image: select a raster image (or a group holding one) to sketch."
+            )
+        return images
+
+
+def sentence(text: str) -> str:
+    """text ending with one full stop (the server's messages bring their own)."""
+    text = text.strip()
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def parse_stroke_counts(text: str) -> List[int]:
+    """Parse "4,8,16,32" into sorted distinct positive stroke counts; AbortExtension on anything else."""
+    try:
+        counts = sorted({int(part) for part in text.replace(",", " ").split()})
+    except ValueError:
+        counts = []
+    if not counts or counts[0] < 1:
+        raise inkex.AbortExtension(
+            f"The stroke counts “{text}” are not a list of whole numbers like 4,8,16,32."
+        )
+    return counts
+
+
+if __name__ == "__main__":
+    Sketch().run()
