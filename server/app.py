@@ -1,0 +1,192 @@
+"""The FastAPI application: the v1 routes over a :class:`JobQueue`, with JSON errors and limits."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import logging
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import metadata
+from typing import Any
+
+from fastapi import FastAPI
+from PIL import Image
+
+from clipasso_core.errors import ImageError, ImageTooLargeError, UnsupportedImageError
+from clipasso_core.image import read_image
+
+from .config import ServerConfig
+from .errors import ApiError, install_error_handlers
+from .middleware import BearerTokenMiddleware, BodyLimitMiddleware
+from .model_cache import ModelCache
+from .schemas import ErrorResponse, Health, JobCreated, JobRequest, JobState, SketchResultBody
+from .store import Job, JobStore, iso_time
+from .worker import JobQueue
+
+_WHITESPACE = re.compile(rb"\s+")
+log = logging.getLogger("clipasso_server")
+
+
+def package_version() -> str:
+    """The installed version of the clipasso package."""
+    try:
+        return metadata.version("clipasso-inkscape")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    descriptions = {
+        401: "Missing or wrong bearer token (only when the server was started with --token).",
+        404: "No such job.",
+        409: "The job has not succeeded (yet); the error says why.",
+        413: "The request body or the image is larger than the server's limit.",
+        415: "The image is not a PNG, JPEG or WebP file.",
+        422: "Invalid request: the message names the field (e.g. params.strokes) or says what is wrong with the image.",
+        500: "Unexpected server error (details only in the server's log).",
+    }
+    return {status: {"model": ErrorResponse, "description": descriptions[status]} for status in (*statuses, 401, 500)}
+
+
+def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAPI:
+    """Build the app for ``config``; the worker starts and stops with the app's lifespan."""
+    models = models or ModelCache(config.models, config.device)
+    queue = JobQueue(JobStore(config.data_dir), models, max_pixels=config.max_pixels)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        queue.start()
+        try:
+            yield
+        finally:
+            if queue.stop():
+                queue.store.close()
+            log.info("sketch server stopped")
+
+    app = FastAPI(
+        title="CLIPasso sketch server",
+        version=package_version(),
+        description="Turns a raster image into a few editable pen strokes with the CLIPasso optimizer. "
+                    "Every error is JSON {\"error\": {\"code\", \"message\"}}.",
+        lifespan=lifespan,
+    )
+    app.state.queue = queue
+    install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_body_bytes)
+    if config.token:
+        app.add_middleware(BearerTokenMiddleware, token=config.token)  # added last = runs first
+
+    def job_state(job: Job) -> JobState:
+        return JobState(
+            id=job.id,
+            status=job.status,  # type: ignore[arg-type]
+            progress=queue.progress(job),
+            error=job.error,
+            created_at=iso_time(job.created_at) or "",
+            started_at=iso_time(job.started_at),
+            finished_at=iso_time(job.finished_at),
+        )
+
+    def find_job(job_id: str) -> Job:
+        job = queue.store.get(job_id)
+        if job is None:
+            raise ApiError(404, "not_found", f"There is no job {job_id[:64]!r} on this server.")
+        return job
+
+    @app.get("/v1/health", response_model=Health, responses=_errors(), summary="Whether the server can sketch")
+    def health() -> Health:
+        error = models.error
+        return Health(
+            version=package_version(),
+            device=str(models.device),
+            models_loaded=models.loaded,
+            models_error=None if error is None else str(error),
+            queue_length=queue.queue_length(),
+        )
+
+    @app.post("/v1/jobs", status_code=202, response_model=JobCreated, responses=_errors(413, 415, 422),
+              summary="Submit an image to sketch (an identical earlier job is returned instead of running again)")
+    def submit_job(body: JobRequest) -> JobCreated:
+        data = decode_image_field(body.image)
+        key = queue.cache_key(data, body.params)
+        existing = queue.find_reusable(key)
+        if existing is None:
+            check_image(data, config.max_pixels)
+            existing = queue.submit(data, body.params, key)
+        return JobCreated(id=existing.id, status=existing.status)  # type: ignore[arg-type]
+
+    @app.get("/v1/jobs/{job_id}", response_model=JobState, responses=_errors(404),
+             summary="A job's status, progress and error")
+    def get_job(job_id: str) -> JobState:
+        return job_state(find_job(job_id))
+
+    @app.get("/v1/jobs/{job_id}/result", response_model=SketchResultBody, responses=_errors(404, 409),
+             summary="A succeeded job's strokes, one entry per abstraction level")
+    def get_result(job_id: str) -> dict[str, Any]:
+        job = find_job(job_id)
+        if job.status == "succeeded":
+            try:
+                return queue.store.read_result(job)
+            except FileNotFoundError:
+                raise ApiError(409, "result_missing", "The result of this job is no longer on the server; "
+                                                      "submit the image again.") from None
+        if job.status in ("failed", "cancelled"):
+            error = job.error or {"code": f"job_{job.status}", "message": f"The job {job.status}."}
+            raise ApiError(409, f"job_{job.status}", error["message"])
+        raise ApiError(409, "not_finished", f"The job is {job.status}; poll GET /v1/jobs/{job.id} until it "
+                                            "has succeeded.")
+
+    @app.delete("/v1/jobs/{job_id}", response_model=JobState, responses=_errors(404),
+                summary="Cancel a queued or running job (a finished job is left as it is)")
+    def cancel_job(job_id: str) -> JobState:
+        find_job(job_id)
+        job = queue.cancel(job_id)
+        if job is None:
+            raise ApiError(404, "not_found", f"There is no job {job_id[:64]!r} on this server.")
+        return job_state(job)
+
+    @app.get("/", include_in_schema=False)
+    def root() -> dict[str, str]:
+        return {"service": "clipasso-sketch-server", "api": "/v1", "docs": "/docs", "openapi": "/openapi.json"}
+
+    return app
+
+
+def decode_image_field(text: str) -> bytes:
+    """The image bytes of the request's base64 ``image`` (a ``data:…;base64,`` prefix is allowed)."""
+    if text.startswith("data:") and "," in text[:200]:
+        text = text.split(",", 1)[1]
+    try:
+        data = base64.b64decode(_WHITESPACE.sub(b"", text.encode("ascii")), validate=True)
+    except (UnicodeEncodeError, binascii.Error, ValueError):
+        raise ApiError(422, "invalid_base64", "image: is not valid base64; send the base64 of a PNG, JPEG or WebP "
+                                              "file.") from None
+    if not data:
+        raise ApiError(422, "invalid_base64", "image: is empty; send the base64 of a PNG, JPEG or WebP file.")
+    return data
+
+
+def check_image(data: bytes, max_pixels: int) -> None:
+    """Decode the whole image once, so a damaged or oversized one is refused at submission."""
+    try:
+        read_image(data, max_pixels)
+    except ImageTooLargeError:
+        size = _size(data)
+        what = f"is {size} pixels, more" if size else "has more pixels"
+        raise ApiError(413, "image_too_large", f"The image {what} than this server's limit of {max_pixels:,} "
+                                               "pixels (--max-pixels); scale it down first.") from None
+    except UnsupportedImageError as error:
+        raise ApiError(415, error.code, str(error)) from None
+    except ImageError as error:
+        raise ApiError(422, error.code, str(error)) from None
+
+
+def _size(data: bytes) -> str | None:
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return f"{image.width}×{image.height}"
+    except Exception:  # the size is only for the message
+        return None

@@ -1,0 +1,199 @@
+"""The ``clipasso-server`` command: serve the sketch API (v1) with FastAPI on uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import os
+import socket
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from clipasso_core.cli import add_model_options, model_spec
+from clipasso_core.image import DEFAULT_MAX_PIXELS
+
+from .config import DEFAULT_HOST, DEFAULT_MAX_BODY_MB, DEFAULT_PORT, default_data_dir
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+TOKEN_ENV = "CLIPASSO_SERVER_TOKEN"
+
+log = logging.getLogger("clipasso_server")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``clipasso-server``."""
+    parser = argparse.ArgumentParser(
+        prog="clipasso-server",
+        description="Serve the CLIPasso sketch API (used by the Inkscape extension). Jobs run one at a time on "
+                    "the device; jobs and results are kept in the data directory across restarts.")
+    parser.add_argument("--host", default=DEFAULT_HOST,
+                        help=f"address to listen on (default: {DEFAULT_HOST}, this computer only; any other "
+                             "address needs --token)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
+                        help=f"TCP port (default: {DEFAULT_PORT}; 0 picks a free one and prints the URL)")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help=f"where jobs, images and results are kept (default: {default_data_dir()})")
+    parser.add_argument("--token", default=os.environ.get(TOKEN_ENV) or None,
+                        help=f"require 'Authorization: Bearer TOKEN' on every request (default: ${TOKEN_ENV}, "
+                             "else no token)")
+    parser.add_argument("--preload", action="store_true",
+                        help="load the CLIP models before serving (default: at the first job)")
+    parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                        help=f"largest accepted image in pixels (default: {DEFAULT_MAX_PIXELS:,})")
+    parser.add_argument("--max-body-mb", type=float, default=DEFAULT_MAX_BODY_MB,
+                        help=f"largest accepted request body in megabytes (default: {DEFAULT_MAX_BODY_MB:g})")
+    parser.add_argument("--access-log", action="store_true", help="log every HTTP request")
+    add_model_options(parser)
+    return parser
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or a name) only reaches this computer."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        pass
+    if host.lower() == "localhost":
+        return True
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except OSError:
+        return False
+    return bool(addresses) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses)
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (port 0: a free port chosen by the system)."""
+    infos = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        if os.name != "nt":
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+        sock.set_inheritable(True)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def server_url(sock: socket.socket) -> str:
+    """The base URL clients use for a bound socket."""
+    host, port = sock.getsockname()[:2]
+    if host in ("0.0.0.0", "::"):
+        host = socket.gethostname()
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def setup_logging(access_log: bool) -> None:
+    """One line per event on stderr; uvicorn only for warnings (and requests with --access-log)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    logging.getLogger("clipasso_server").setLevel(logging.INFO)
+    logging.getLogger("uvicorn").setLevel(logging.WARNING)
+    logging.getLogger("uvicorn.access").setLevel(logging.INFO if access_log else logging.WARNING)
+
+
+def fail(message: str, status: int = EXIT_ERROR) -> int:
+    """Print ``clipasso-server: error: message`` to stderr and return ``status``."""
+    print(f"clipasso-server: error: {message}", file=sys.stderr, flush=True)
+    return status
+
+
+def check_options(args: argparse.Namespace) -> str | None:
+    """The problem with the options, as one sentence, or ``None``."""
+    if not 0 <= args.port <= 65535:
+        return f"--port must be between 0 and 65535, got {args.port}."
+    if args.max_pixels < 1:
+        return f"--max-pixels must be a positive number of pixels, got {args.max_pixels}."
+    if not 0 < args.max_body_mb <= 10_000:
+        return f"--max-body-mb must be more than 0 and at most 10000, got {args.max_body_mb:g}."
+    if args.token is not None and not args.token.strip():
+        return "--token must not be empty."
+    if args.token is not None and any(c.isspace() or not c.isprintable() for c in args.token):
+        return "--token must not contain spaces or control characters."
+    if not args.token and not is_loopback(args.host):
+        return (f"refusing to listen on {args.host} without a token: anyone who can reach this computer could "
+                f"use it. Pass --token SECRET (clients send 'Authorization: Bearer SECRET'), or use "
+                f"--host {DEFAULT_HOST}.")
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``clipasso-server``; returns the process exit status."""
+    args = build_parser().parse_args(argv)
+    problem = check_options(args)
+    if problem is not None:
+        return fail(problem, EXIT_USAGE)
+    setup_logging(args.access_log)
+    try:
+        return serve(args)
+    except KeyboardInterrupt:
+        print("clipasso-server: interrupted.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Open the store, bind the socket, optionally load the models, then serve until stopped."""
+    import sqlite3
+
+    import uvicorn
+    from PIL import Image
+
+    from clipasso_core.errors import ClipassoError
+    from clipasso_core.models import resolve_device
+
+    from .app import create_app
+    from .config import ServerConfig
+    from .model_cache import ModelCache
+    from .store import DataDirInUseError
+
+    try:
+        device = resolve_device(args.device)
+    except ClipassoError as error:
+        return fail(str(error), EXIT_USAGE)
+    data_dir = (args.data_dir or default_data_dir()).expanduser()
+    config = ServerConfig(
+        data_dir=data_dir, models=model_spec(args), device=device, token=args.token,
+        max_pixels=args.max_pixels, max_body_bytes=int(args.max_body_mb * 1_000_000),
+    )
+    Image.MAX_IMAGE_PIXELS = max(args.max_pixels, Image.MAX_IMAGE_PIXELS or 0)
+    models = ModelCache(config.models, device)
+    try:
+        app = create_app(config, models)
+    except DataDirInUseError as error:
+        return fail(f"{error}.")
+    except (OSError, sqlite3.Error) as error:
+        return fail(f"cannot use the data directory '{data_dir}': {getattr(error, 'strerror', None) or error}.")
+    try:
+        sock = bind_socket(args.host, args.port)
+    except OSError as error:
+        return fail(f"cannot listen on {args.host}:{args.port}: {error.strerror or error}.")
+    if args.preload:
+        try:
+            models.get()
+        except ClipassoError as error:
+            sock.close()
+            return fail(str(error))
+    url = server_url(sock)
+    log.info("sketch server %s on %s, data in %s", url, device, data_dir)
+    print(f"clipasso-server: listening on {url}", flush=True)
+    server = uvicorn.Server(uvicorn.Config(
+        app, log_config=None, access_log=args.access_log, lifespan="on", timeout_graceful_shutdown=5,
+        server_header=False,
+    ))
+    server.run(sockets=[sock])
+    return 0 if server.started else EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

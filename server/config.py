@@ -1,0 +1,34 @@
+"""The server's settings, as given on the command line."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from platformdirs import user_data_dir
+
+from clipasso_core.image import DEFAULT_MAX_PIXELS
+from clipasso_core.models import ModelSpec
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8765
+DEFAULT_MAX_BODY_MB = 64.0
+APP_NAME = "clipasso"
+
+
+def default_data_dir() -> Path:
+    """Where jobs and results live unless --data-dir says otherwise: the user's data directory."""
+    return Path(user_data_dir(APP_NAME, appauthor=False))
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything the app needs: where to keep jobs, which models on which device, the token and the limits."""
+
+    data_dir: Path
+    models: ModelSpec = field(default_factory=ModelSpec)
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    token: str | None = None
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_body_bytes: int = int(DEFAULT_MAX_BODY_MB * 1_000_000)

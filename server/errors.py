@@ -1,0 +1,110 @@
+"""Every error answer is JSON ``{"error": {"code", "message"}}``; no traceback ever leaves the server."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("clipasso_server")
+
+HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    500: "internal_error",
+}
+
+
+class ApiError(Exception):
+    """An answer with an error status: ``status``, a stable ``code`` and one sentence."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers
+
+
+def error_body(code: str, message: str) -> dict[str, Any]:
+    """The JSON error body."""
+    return {"error": {"code": code, "message": message}}
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    """A JSON error answer."""
+    return JSONResponse(error_body(code, message), status_code=status, headers=headers)
+
+
+def describe_request_errors(errors: Any) -> str:
+    """One sentence naming each invalid field of a request (``params.strokes: …``) and why."""
+    problems = []
+    for item in errors:
+        location = [str(part) for part in item.get("loc", ())]
+        if len(location) > 1 and location[0] in ("body", "path", "query", "header"):
+            location = location[1:]
+        field = ".".join(location) or "body"
+        message = str(item.get("msg", "is invalid")).removeprefix("Value error, ")
+        if item.get("type") == "json_invalid":
+            field, message = "body", "is not valid JSON"
+        problems.append(f"{field}: {message}")
+    return "; ".join(problems) or "the request is invalid"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Answer API errors, validation errors, HTTP errors and unexpected exceptions with JSON bodies."""
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, error: ApiError) -> JSONResponse:
+        return error_response(error.status, error.code, error.message, error.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+        if request.method in ("POST", "PUT", "PATCH") and not is_json_media_type(request.headers.get("content-type")):
+            return error_response(415, "unsupported_media_type",
+                                  "Send the request body as JSON, with the header 'Content-Type: application/json'.")
+        code = "invalid_params" if any(_is_params(item) for item in error.errors()) else "invalid_request"
+        return error_response(422, code, describe_request_errors(error.errors()))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        status = error.status_code
+        if status == 400 and error.detail == "There was an error parsing the body":
+            # FastAPI's answer to a body that is not UTF-8 JSON: the same as any other unreadable JSON.
+            return error_response(422, "invalid_request", "body: is not valid JSON")
+        if status == 404:
+            message = f"There is no {request.url.path!r} here; the API lives under /v1/."
+        elif status == 405:
+            message = f"{request.method} is not allowed on {request.url.path!r}."
+        else:
+            message = str(error.detail) if error.detail else "The request cannot be served."
+        return error_response(status, HTTP_CODES.get(status, "error"), message, getattr(error, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(request: Request, error: Exception) -> JSONResponse:
+        # Starlette re-raises the exception after this answer, so uvicorn logs its traceback server-side.
+        log.error("unexpected %s on %s %s", type(error).__name__, request.method, request.url.path)
+        return error_response(500, "internal_error", "The sketch server hit an unexpected error; see its log.")
+
+
+def is_json_media_type(content_type: str | None) -> bool:
+    """Whether a Content-Type header names JSON (``application/json`` or ``application/…+json``)."""
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or (media_type.startswith("application/") and media_type.endswith("+json"))
+
+
+def _is_params(item: Any) -> bool:
+    location = tuple(item.get("loc", ()))
+    return len(location) > 1 and location[:2] == ("body", "params")

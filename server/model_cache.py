@@ -1,0 +1,70 @@
+"""The CLIP models of this server process: loaded once (at start with --preload, else by the first job)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import torch
+
+from clipasso_core.errors import ClipassoError, ModelError
+from clipasso_core.models import LoadedModels, ModelSpec, load_models
+
+from .store import canonical_json
+
+log = logging.getLogger("clipasso_server")
+
+
+def models_identity(spec: ModelSpec) -> str:
+    """A string naming the models of ``spec`` (part of a job's cache key)."""
+    fields = {
+        "loss_model": spec.loss_model,
+        "saliency_model": spec.saliency_model,
+        "pretrained": spec.pretrained,
+        "loss_weights": str(spec.loss_weights.resolve()) if spec.loss_weights else None,
+        "saliency_weights": str(spec.saliency_weights.resolve()) if spec.saliency_weights else None,
+    }
+    return canonical_json(fields)
+
+
+class ModelCache:
+    """Loads the models of ``spec`` on ``device`` at most once; remembers why the last attempt failed."""
+
+    def __init__(self, spec: ModelSpec, device: torch.device) -> None:
+        self.spec = spec
+        self.device = device
+        self._models: LoadedModels | None = None
+        self._error: ClipassoError | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the models are in memory."""
+        return self._models is not None
+
+    @property
+    def error(self) -> ClipassoError | None:
+        """Why the last load failed (one sentence saying what is missing and how to fix it), or ``None``."""
+        return self._error
+
+    def get(self) -> LoadedModels:
+        """The loaded models; loads them on first use (a failed load is tried again next time)."""
+        with self._lock:
+            if self._models is not None:
+                return self._models
+            started = time.monotonic()
+            log.info("loading CLIP models on %s", self.device)
+            try:
+                self._models = load_models(self.spec, self.device)
+            except ClipassoError as error:  # the job that needed them fails with this message (and logs it)
+                self._error = error
+                raise
+            except Exception as error:  # a broken install or file the library does not recognise
+                log.exception("unexpected error while loading the CLIP models")
+                self._error = ModelError(f"The CLIP models could not be loaded ({type(error).__name__}); "
+                                         "see the sketch server's log.")
+                raise self._error from None
+            self._error = None
+            log.info("CLIP models loaded in %.1f s", time.monotonic() - started)
+            return self._models

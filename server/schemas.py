@@ -1,0 +1,88 @@
+"""Request and response bodies of the HTTP API (v1); the job ``params`` schema is :class:`SketchParams` itself."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from clipasso_core.params import SketchParams
+
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+UNFINISHED: tuple[str, ...] = ("queued", "running")
+
+
+class ErrorInfo(BaseModel):
+    """What went wrong: a stable machine-readable ``code`` and one sentence for people."""
+
+    code: str = Field(description="Stable identifier, e.g. not_found, invalid_params, weights_unavailable.")
+    message: str = Field(description="One sentence saying what went wrong and how to fix it.")
+
+
+class ErrorResponse(BaseModel):
+    """The body of every 4xx/5xx answer."""
+
+    error: ErrorInfo
+
+
+class JobRequest(BaseModel):
+    """``POST /v1/jobs``: an image and the sketch parameters (missing keys take the defaults)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image: str = Field(description="Base64 of the image file's bytes: PNG, JPEG or WebP.")
+    params: SketchParams = Field(default_factory=SketchParams, description="Sketch parameters; defaults apply.")
+
+
+class JobCreated(BaseModel):
+    """The answer to a submission: the job to poll (an existing one when the same job was submitted before)."""
+
+    id: str
+    status: JobStatus
+
+
+class JobProgress(BaseModel):
+    """Optimizer steps done of ``total`` and the best eval loss so far per stroke count (keys are stroke counts)."""
+
+    iteration: int
+    total: int
+    best_loss: dict[str, float | None] = Field(description="Best eval loss so far per stroke count (null if not finite).")
+
+
+class JobState(BaseModel):
+    """A job's status, its latest progress and, when it failed or was cancelled, why."""
+
+    id: str
+    status: JobStatus
+    progress: JobProgress | None
+    error: ErrorInfo | None
+    created_at: str = Field(description="When the job was submitted (ISO 8601, UTC).")
+    started_at: str | None = Field(description="When its latest run started (ISO 8601, UTC).")
+    finished_at: str | None = Field(description="When it finished (ISO 8601, UTC).")
+
+
+class LevelResult(BaseModel):
+    """One abstraction level: its strokes as SVG path data in the submitted image's pixel space."""
+
+    strokes: int
+    stroke_width: float = Field(description="SVG stroke width in the submitted image's pixels.")
+    paths: list[str] = Field(description="One absolute 'M x y C x y x y x y' path per stroke.")
+    loss: float | None = Field(description="The chosen sketch's eval loss (lower is closer); null if not finite.")
+
+
+class SketchResultBody(BaseModel):
+    """A finished job's sketch: the submitted image's size and one entry per abstraction level."""
+
+    width: int
+    height: int
+    levels: list[LevelResult]
+
+
+class Health(BaseModel):
+    """Whether the server can sketch: version, device, model state and how many jobs are waiting or running."""
+
+    version: str
+    device: str
+    models_loaded: bool
+    models_error: str | None = Field(description="Why the models could not be loaded and how to fix it, or null.")
+    queue_length: int = Field(description="Jobs queued or running.")

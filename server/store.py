@@ -1,0 +1,311 @@
+"""The job store: jobs and their parameters in SQLite (WAL), uploaded images and result JSON as files.
+
+Layout of the data directory::
+
+    server.lock           held by the one server process using this directory
+    jobs.sqlite3          one row per job (status, params, cache key, timestamps, error, final progress)
+    images/<id>.image     the submitted image file's bytes
+    results/<id>.json     the result body of a succeeded job, written atomically before the row says so
+
+Job ids are server-generated uuid4 hex strings; paths are only ever built from ids read back from the
+database, never from a client's string. A process killed at any point loses nothing: finished results stay
+on disk and :meth:`JobStore.recover` puts jobs that were running back in the queue.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import sqlite3
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
+
+from clipasso_core.params import SketchParams
+
+DATABASE_NAME = "jobs.sqlite3"
+LOCK_NAME = "server.lock"
+JOB_ID_RE = re.compile(r"[0-9a-f]{32}")
+REUSABLE = ("queued", "running", "succeeded")
+"""Statuses of an earlier identical job that a new submission returns instead of running again."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+    id            TEXT NOT NULL UNIQUE,
+    status        TEXT NOT NULL,
+    cache_key     TEXT NOT NULL,
+    params        TEXT NOT NULL,
+    created_at    REAL NOT NULL,
+    started_at    REAL,
+    finished_at   REAL,
+    runs          INTEGER NOT NULL DEFAULT 0,
+    progress      TEXT,
+    error_code    TEXT,
+    error_message TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_by_cache_key ON jobs (cache_key, seq);
+CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, seq);
+"""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One job as stored."""
+
+    id: str
+    status: str
+    params: SketchParams
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    runs: int
+    progress: dict[str, Any] | None
+    error_code: str | None
+    error_message: str | None
+
+    @property
+    def error(self) -> dict[str, str] | None:
+        """``{"code", "message"}`` of a failed or cancelled job, else ``None``."""
+        if self.error_code is None:
+            return None
+        return {"code": self.error_code, "message": self.error_message or ""}
+
+
+def is_job_id(text: str) -> bool:
+    """Whether ``text`` has the form of a job id (32 lowercase hex digits)."""
+    return JOB_ID_RE.fullmatch(text) is not None
+
+
+def canonical_json(value: Any) -> str:
+    """Deterministic compact JSON (sorted keys), for cache keys and stored parameters."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+
+
+def cache_key(image: bytes, params: SketchParams, models: str) -> str:
+    """The identity of a job's outcome: the image bytes, the parameters after defaults, and the models."""
+    identity = {"image": hashlib.sha256(image).hexdigest(), "params": params.model_dump(mode="json"), "models": models}
+    return hashlib.sha256(canonical_json(identity).encode()).hexdigest()
+
+
+def iso_time(timestamp: float | None) -> str | None:
+    """A Unix time as ISO 8601 UTC with milliseconds (``2024-01-02T03:04:05.678Z``)."""
+    if timestamp is None:
+        return None
+    moment = datetime.fromtimestamp(timestamp, timezone.utc)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a synced temporary file and a rename, so readers never see half a file."""
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
+        try:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        except BaseException:
+            os.unlink(handle.name)
+            raise
+    os.replace(handle.name, path)
+
+
+class DataDirInUseError(OSError):
+    """Another server process holds the data directory."""
+
+
+def lock_data_dir(data_dir: Path) -> IO[bytes] | None:
+    """Hold an exclusive lock on ``data_dir`` for this process (released when the file closes or it dies)."""
+    if fcntl is None:  # Windows: no advisory locks; one server per data directory is up to the user
+        return None
+    handle = open(data_dir / LOCK_NAME, "ab")
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise DataDirInUseError(f"another clipasso-server is already using the data directory '{data_dir}'; "
+                                "stop it or pass a different --data-dir") from None
+    return handle
+
+
+class JobStore:
+    """Jobs in SQLite plus files under ``data_dir``; safe to use from several threads of one process."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = Path(data_dir)
+        self.images = self.data_dir / "images"
+        self.results = self.data_dir / "results"
+        for folder in (self.data_dir, self.images, self.results):
+            folder.mkdir(parents=True, exist_ok=True)
+        self._data_dir_lock = lock_data_dir(self.data_dir)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(self.data_dir / DATABASE_NAME, isolation_level=None, check_same_thread=False,
+                                   timeout=30.0)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        """Close the database connection and let another process use the data directory."""
+        with self._lock:
+            self._db.close()
+            if self._data_dir_lock is not None:
+                self._data_dir_lock.close()
+                self._data_dir_lock = None
+
+    # -- reading ---------------------------------------------------------------------------------
+    def get(self, job_id: str) -> Job | None:
+        """The job with id ``job_id``, or ``None`` (also for strings that are not job ids)."""
+        if not is_job_id(job_id):
+            return None
+        with self._lock:
+            row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return _job(row) if row is not None else None
+
+    def find_reusable(self, key: str) -> Job | None:
+        """The latest queued, running or succeeded job with this cache key (a succeeded one only with its result)."""
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT * FROM jobs WHERE cache_key = ? AND status IN ({','.join('?' * len(REUSABLE))}) "
+                "ORDER BY seq DESC LIMIT 1", (key, *REUSABLE)).fetchone()
+        if row is None:
+            return None
+        job = _job(row)
+        if job.status == "succeeded" and not self.result_path(job).is_file():
+            return None
+        return job
+
+    def count(self, *statuses: str) -> int:
+        """How many jobs have one of ``statuses`` (all jobs when none are given)."""
+        with self._lock:
+            if not statuses:
+                return int(self._db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0])
+            marks = ",".join("?" * len(statuses))
+            return int(self._db.execute(f"SELECT COUNT(*) FROM jobs WHERE status IN ({marks})", statuses).fetchone()[0])
+
+    def image_path(self, job: Job) -> Path:
+        """Where the job's uploaded image is stored."""
+        return self.images / f"{_checked(job.id)}.image"
+
+    def result_path(self, job: Job) -> Path:
+        """Where the job's result JSON is stored once it succeeded."""
+        return self.results / f"{_checked(job.id)}.json"
+
+    def read_result(self, job: Job) -> dict[str, Any]:
+        """The stored result body of a succeeded job."""
+        return json.loads(self.result_path(job).read_bytes())
+
+    # -- changing --------------------------------------------------------------------------------
+    def submit(self, image: bytes, params: SketchParams, key: str) -> tuple[Job, bool]:
+        """Queue a new job, or return the reusable one with the same key; the flag says whether it is new."""
+        with self._lock:
+            existing = self.find_reusable(key)
+            if existing is not None:
+                return existing, False
+            job_id = uuid.uuid4().hex
+            write_atomically(self.images / f"{job_id}.image", image)
+            self._db.execute(
+                "INSERT INTO jobs (id, status, cache_key, params, created_at) VALUES (?, 'queued', ?, ?, ?)",
+                (job_id, key, canonical_json(params.model_dump(mode="json")), time.time()))
+            job = self.get(job_id)
+        assert job is not None
+        return job, True
+
+    def claim_next(self) -> Job | None:
+        """Mark the oldest queued job running and return it, or ``None`` when the queue is empty."""
+        with self._lock:
+            row = self._db.execute("SELECT id FROM jobs WHERE status = 'queued' ORDER BY seq LIMIT 1").fetchone()
+            if row is None:
+                return None
+            self._db.execute(
+                "UPDATE jobs SET status = 'running', started_at = ?, runs = runs + 1, progress = NULL "
+                "WHERE id = ? AND status = 'queued'", (time.time(), row["id"]))
+            return self.get(row["id"])
+
+    def succeed(self, job_id: str, result: dict[str, Any], progress: dict[str, Any] | None) -> bool:
+        """Store a running job's result (file first, then the row); ``False`` if it is no longer running."""
+        with self._lock:
+            job = self.get(job_id)
+            if job is None or job.status != "running":
+                return False
+            write_atomically(self.result_path(job), canonical_json(result).encode())
+            return self._finish(job_id, "succeeded", progress, None, None)
+
+    def fail(self, job_id: str, code: str, message: str, progress: dict[str, Any] | None = None) -> bool:
+        """Mark a running job failed with ``code`` and ``message``; ``False`` if it is no longer running."""
+        with self._lock:
+            return self._finish(job_id, "failed", progress, code, message)
+
+    def cancel(self, job_id: str, message: str) -> tuple[str | None, Job | None]:
+        """Cancel a queued or running job; returns its status before and the job after (``None`` if unknown)."""
+        with self._lock:
+            job = self.get(job_id)
+            if job is None:
+                return None, None
+            if job.status in ("queued", "running"):
+                self._db.execute(
+                    "UPDATE jobs SET status = 'cancelled', finished_at = ?, error_code = 'cancelled', "
+                    "error_message = ? WHERE id = ?", (time.time(), message, job_id))
+            return job.status, self.get(job_id)
+
+    def save_progress(self, job_id: str, progress: dict[str, Any] | None) -> None:
+        """Keep a job's latest progress (used when a cancelled job's run ends)."""
+        with self._lock:
+            self._db.execute("UPDATE jobs SET progress = ? WHERE id = ?",
+                             (None if progress is None else canonical_json(progress), job_id))
+
+    def requeue(self, job_id: str) -> bool:
+        """Put a running job back at its place in the queue (it was interrupted by a shutdown)."""
+        with self._lock:
+            cursor = self._db.execute(
+                "UPDATE jobs SET status = 'queued', started_at = NULL, progress = NULL "
+                "WHERE id = ? AND status = 'running'", (job_id,))
+            return cursor.rowcount == 1
+
+    def recover(self) -> int:
+        """After a restart: jobs left running by a killed process go back to the queue; returns how many."""
+        with self._lock:
+            cursor = self._db.execute(
+                "UPDATE jobs SET status = 'queued', started_at = NULL, progress = NULL WHERE status = 'running'")
+            return cursor.rowcount
+
+    def _finish(self, job_id: str, status: str, progress: dict[str, Any] | None, code: str | None,
+                message: str | None) -> bool:
+        cursor = self._db.execute(
+            "UPDATE jobs SET status = ?, finished_at = ?, progress = ?, error_code = ?, error_message = ? "
+            "WHERE id = ? AND status = 'running'",
+            (status, time.time(), None if progress is None else canonical_json(progress), code, message, job_id))
+        return cursor.rowcount == 1
+
+
+def _checked(job_id: str) -> str:
+    if not is_job_id(job_id):
+        raise ValueError(f"not a job id: {job_id!r}")
+    return job_id
+
+
+def _job(row: sqlite3.Row) -> Job:
+    return Job(
+        id=row["id"],
+        status=row["status"],
+        params=SketchParams.model_validate_json(row["params"]),
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        runs=row["runs"],
+        progress=json.loads(row["progress"]) if row["progress"] else None,
+        error_code=row["error_code"],
+        error_message=row["error_message"],
+    )

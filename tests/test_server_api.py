@@ -1,0 +1,255 @@
+"""The sketch server's HTTP API, against the real server process (tiny models, loopback, temp data dir)."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import io
+import json
+import re
+import socket
+import time
+import urllib.parse
+from collections.abc import Iterator
+from importlib import metadata
+
+import pytest
+from PIL import Image
+
+from server_process import (FAST_PARAMS, ServerProcess, png_bytes, start_server, submit_image, wait_for_progress,
+                            wait_for_status)
+
+MAX_PIXELS = 200_000
+MAX_BODY_MB = 1
+NUMBER = r"(-?\d+(?:\.\d+)?(?:e[-+]?\d+)?)"
+PATH = re.compile(rf"^M {NUMBER} {NUMBER} C {NUMBER} {NUMBER} {NUMBER} {NUMBER} {NUMBER} {NUMBER}$")
+LONG_JOB = {"strokes": [4], "seeds": 1, "iterations": 100_000, "augmentations": 0}
+
+
+@pytest.fixture(scope="module")
+def server(tiny_spec, tmp_path_factory) -> Iterator[ServerProcess]:
+    """One server for this module, with small limits so oversized input is cheap to make."""
+    extra = ["--max-pixels", str(MAX_PIXELS), "--max-body-mb", str(MAX_BODY_MB)]
+    with start_server(tmp_path_factory.mktemp("api-data"), tiny_spec, extra_args=extra) as process:
+        yield process
+
+
+def job_started_lines(server: ServerProcess, job_id: str) -> int:
+    return len(re.findall(rf"job {job_id} started", server.output()))
+
+
+def assert_error(status: int, body: object, expected_status: int, code: str | None = None,
+                 mentions: str | None = None) -> None:
+    assert status == expected_status, body
+    assert isinstance(body, dict) and set(body) == {"error"}, body
+    assert set(body["error"]) == {"code", "message"}, body
+    assert body["error"]["message"] and "Traceback" not in body["error"]["message"]
+    if code is not None:
+        assert body["error"]["code"] == code, body
+    if mentions is not None:
+        assert mentions in body["error"]["message"], body
+
+
+def test_health_names_version_device_and_queue(server):
+    status, health = server.request("GET", "/v1/health")
+    assert status == 200
+    assert health["version"] == metadata.version("clipasso-inkscape")
+    assert health["device"] == "cpu"
+    assert health["models_error"] is None
+    assert isinstance(health["models_loaded"], bool)
+    assert health["queue_length"] == 0
+
+
+def test_job_reports_progress_then_strokes_in_image_pixels(server):
+    width, height = 64, 48
+    iterations = 60  # a few seconds: long enough to watch the progress
+    status, created = submit_image(server, png_bytes(width, height), iterations=iterations)
+    assert status == 202 and created["status"] in ("queued", "running")
+    job_id = created["id"]
+
+    seen = wait_for_progress(server, job_id)
+    assert seen["status"] == "running", "no progress was visible while the job ran"
+    assert seen["progress"]["iteration"] >= 1 and seen["progress"]["total"] == iterations
+    assert set(seen["progress"]["best_loss"]) == {"2", "4"}
+    assert seen["error"] is None
+
+    done = wait_for_status(server, job_id)
+    assert done["status"] == "succeeded", done
+    assert done["progress"]["iteration"] == iterations
+    assert done["created_at"] <= done["started_at"] <= done["finished_at"]
+
+    status, result = server.request("GET", f"/v1/jobs/{job_id}/result")
+    assert status == 200, result
+    assert (result["width"], result["height"]) == (width, height)
+    assert [level["strokes"] for level in result["levels"]] == [2, 4]
+    for level in result["levels"]:
+        assert len(level["paths"]) == level["strokes"]
+        assert level["stroke_width"] == pytest.approx(3.0 * max(width, height) / 224)
+        assert isinstance(level["loss"], float)
+        for d in level["paths"]:
+            match = PATH.match(d)
+            assert match, d
+            xs, ys = [float(v) for v in match.groups()[0::2]], [float(v) for v in match.groups()[1::2]]
+            assert all(-0.5 * width <= x <= 1.5 * width for x in xs), d
+            assert all(-0.5 * height <= y <= 1.5 * height for y in ys), d
+    assert re.search(rf"job {job_id} succeeded \(ran [\d.]+ s\)", server.output())
+
+
+def test_identical_submission_returns_the_stored_result_without_running_again(server):
+    image = png_bytes(40, 40, seed=3)
+    status, first = submit_image(server, image)
+    assert status == 202
+    assert wait_for_status(server, first["id"])["status"] == "succeeded"
+    _, stored = server.request("GET", f"/v1/jobs/{first['id']}/result")
+
+    # The same image and parameters after defaults (other order, a string stroke list, explicit defaults).
+    params = {**FAST_PARAMS, "strokes": "4,2", "seed": 0, "stroke_width": 3}
+    started = time.monotonic()
+    status, again = server.request("POST", "/v1/jobs", {"image": base64.b64encode(image).decode(), "params": params})
+    assert status == 202
+    assert again == {"id": first["id"], "status": "succeeded"}
+    assert time.monotonic() - started < 2.0
+    assert server.request("GET", f"/v1/jobs/{first['id']}/result") == (200, stored)
+    assert job_started_lines(server, first["id"]) == 1
+
+    status, other = submit_image(server, image, seed=1)
+    assert status == 202 and other["id"] != first["id"]
+    server.request("DELETE", f"/v1/jobs/{other['id']}")
+
+
+def test_cancel_queued_job_at_once_and_running_job_within_a_step(server):
+    _, running = submit_image(server, png_bytes(32, 32, seed=5), **LONG_JOB)
+    assert wait_for_progress(server, running["id"])["status"] == "running"
+    _, queued = submit_image(server, png_bytes(32, 32, seed=6), **LONG_JOB)
+    assert queued["status"] == "queued"
+    status, body = server.request("GET", f"/v1/jobs/{running['id']}/result")
+    assert_error(status, body, 409, "not_finished")
+
+    status, state = server.request("DELETE", f"/v1/jobs/{queued['id']}")
+    assert status == 200 and state["status"] == "cancelled"
+    assert state["error"]["code"] == "cancelled"
+    assert server.request("GET", f"/v1/jobs/{queued['id']}")[1]["status"] == "cancelled"
+
+    asked = time.monotonic()
+    status, state = server.request("DELETE", f"/v1/jobs/{running['id']}")
+    assert status == 200 and state["status"] == "cancelled"
+    server.wait_for_output(rf"job {running['id']} cancelled \(ran", timeout=15)
+    stopped_after = time.monotonic() - asked
+    assert stopped_after < 5, f"the optimizer took {stopped_after:.1f} s to stop"
+    assert server.request("GET", "/v1/health")[1]["queue_length"] == 0
+    assert job_started_lines(server, queued["id"]) == 0
+    status, body = server.request("GET", f"/v1/jobs/{running['id']}/result")
+    assert_error(status, body, 409, "job_cancelled", "cancelled")
+    # Cancelling a finished job changes nothing.
+    assert server.request("DELETE", f"/v1/jobs/{running['id']}")[1]["status"] == "cancelled"
+
+
+def _image_bytes(image_format: str, size: tuple[int, int] = (32, 32)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (255, 255, 255)).save(buffer, format=image_format)
+    return buffer.getvalue()
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+BAD_SUBMISSIONS = {
+    "invalid base64": ({"image": "not base64!"}, 422, "invalid_base64", "base64"),
+    "empty image": ({"image": ""}, 422, "invalid_base64", "empty"),
+    "not an image": ({"image": _b64(b"hello, this is text")}, 415, "unsupported_image", "PNG, JPEG or WebP"),
+    "GIF": ({"image": _b64(_image_bytes("GIF"))}, 415, "unsupported_image", "GIF"),
+    "BMP": ({"image": _b64(_image_bytes("BMP"))}, 415, "unsupported_image", "BMP"),
+    "truncated PNG": ({"image": _b64(png_bytes(64, 64)[:200])}, 422, "invalid_image", "truncated"),
+    "too many pixels": ({"image": _b64(_image_bytes("PNG", (500, 500)))}, 413, "image_too_large", f"{MAX_PIXELS:,}"),
+    "missing image": ({"params": {}}, 422, "invalid_request", "image"),
+    "stroke count 0": ({"image": _b64(png_bytes()), "params": {"strokes": [0]}}, 422, "invalid_params",
+                       "params.strokes"),
+    "unknown param": ({"image": _b64(png_bytes()), "params": {"bogus": 1}}, 422, "invalid_params", "params.bogus"),
+    "iterations not a number": ({"image": _b64(png_bytes()), "params": {"iterations": "many"}}, 422,
+                                "invalid_params", "params.iterations"),
+    "params not an object": ({"image": _b64(png_bytes()), "params": [4]}, 422, "invalid_params", "params"),
+    "body not an object": ([1, 2], 422, "invalid_request", None),
+}
+
+
+@pytest.mark.parametrize("body, status, code, mentions", BAD_SUBMISSIONS.values(), ids=BAD_SUBMISSIONS.keys())
+def test_bad_submission_is_a_json_error(server, body, status, code, mentions):
+    answer_status, answer = server.request("POST", "/v1/jobs", body)
+    assert_error(answer_status, answer, status, code, mentions)
+
+
+def test_body_that_is_not_json_is_a_json_error(server):
+    status, body = server.request("POST", "/v1/jobs", raw=b'{"image": "abc"')
+    assert_error(status, body, 422, "invalid_request", "JSON")
+    status, body = server.request("POST", "/v1/jobs", raw=b"\xff\xfe not utf-8")
+    assert_error(status, body, 422, "invalid_request", "JSON")
+    status, body = server.request("POST", "/v1/jobs", raw=b'{"image": ""}', headers={"Content-Type": "text/plain"})
+    assert_error(status, body, 415, "unsupported_media_type", "application/json")
+
+
+def _post_raw(server: ServerProcess, headers: dict[str, str], chunks: list[bytes]) -> tuple[int, dict]:
+    """POST chunks as they come; the server may answer (and close) before reading them all."""
+    url = urllib.parse.urlsplit(server.url)
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+    connection.putrequest("POST", "/v1/jobs")
+    for key, value in headers.items():
+        connection.putheader(key, value)
+    connection.endheaders()
+    try:
+        for chunk in chunks:
+            connection.send(chunk)
+    except (BrokenPipeError, ConnectionResetError, socket.timeout):
+        pass
+    response = connection.getresponse()
+    try:
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
+
+
+def test_body_larger_than_the_limit_is_413_by_content_length(server):
+    size = MAX_BODY_MB * 1_000_000 + 10
+    status, body = _post_raw(server, {"Content-Type": "application/json", "Content-Length": str(size)},
+                             [b" " * size])
+    assert_error(status, body, 413, "body_too_large", "limit")
+
+
+def test_body_larger_than_the_limit_is_413_while_reading_chunks(server):
+    chunk = b" " * 100_000
+    count = MAX_BODY_MB * 10 + 5
+    framed = [b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(count)] + [b"0\r\n\r\n"]
+    status, body = _post_raw(server, {"Content-Type": "application/json", "Transfer-Encoding": "chunked"}, framed)
+    assert_error(status, body, 413, "body_too_large")
+
+
+@pytest.mark.parametrize("method, path, status, code", [
+    ("GET", "/v1/jobs/0123456789abcdef0123456789abcdef", 404, "not_found"),
+    ("GET", "/v1/jobs/0123456789abcdef0123456789abcdef/result", 404, "not_found"),
+    ("DELETE", "/v1/jobs/0123456789abcdef0123456789abcdef", 404, "not_found"),
+    ("GET", "/v1/jobs/..%2F..%2Fjobs.sqlite3", 404, "not_found"),
+    ("GET", "/v1/jobs/%2Fetc%2Fpasswd/result", 404, "not_found"),
+    ("GET", "/v1/nothing-here", 404, "not_found"),
+    ("PUT", "/v1/jobs", 405, "method_not_allowed"),
+    ("POST", "/v1/health", 405, "method_not_allowed"),
+])
+def test_unknown_jobs_routes_and_methods_are_json_errors(server, method, path, status, code):
+    answer_status, answer = server.request(method, path)
+    assert_error(answer_status, answer, status, code)
+
+
+def test_jpeg_and_webp_are_accepted(server):
+    for image_format in ("JPEG", "WEBP"):
+        status, created = submit_image(server, png_bytes(24, 24, image_format=image_format), iterations=1)
+        assert status == 202, created
+        server.request("DELETE", f"/v1/jobs/{created['id']}")
+
+
+def test_openapi_document_declares_the_json_errors(server):
+    status, document = server.request("GET", "/openapi.json")
+    assert status == 200
+    operation = document["paths"]["/v1/jobs"]["post"]
+    assert {"202", "413", "415", "422", "500"} <= set(operation["responses"])
+    assert operation["responses"]["422"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorResponse")
+    params = document["components"]["schemas"]["SketchParams"]["properties"]
+    assert {"strokes", "seeds", "iterations", "seed", "stroke_width"} <= set(params)

@@ -1,0 +1,85 @@
+"""The sketch server's app in this process: how library and unexpected errors reach the client."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import time
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from clipasso_core.errors import ImageError
+from clipasso_core.params import SketchParams
+from clipasso_server import worker
+from clipasso_server.app import create_app
+from clipasso_server.config import ServerConfig
+from clipasso_server.store import JobStore, is_job_id
+from server_process import png_bytes
+
+PARAMS = {"strokes": [2], "seeds": 1, "iterations": 1, "augmentations": 0}
+
+
+@pytest.fixture
+def client(tiny_spec, tmp_path) -> Iterator[TestClient]:
+    app = create_app(ServerConfig(data_dir=tmp_path / "data", models=tiny_spec))
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def run_job(client: TestClient, seed: int = 0) -> dict:
+    image = base64.b64encode(png_bytes(30, 20, seed=seed)).decode()
+    created = client.post("/v1/jobs", json={"image": image, "params": PARAMS})
+    assert created.status_code == 202, created.text
+    deadline = time.monotonic() + 60
+    while (state := client.get(f"/v1/jobs/{created.json()['id']}").json())["status"] in ("queued", "running"):
+        assert time.monotonic() < deadline, state
+        time.sleep(0.02)
+    return state
+
+
+@pytest.mark.parametrize("raised, code, message", [
+    (RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"), "out_of_memory", "ran out of memory"),
+    (MemoryError(), "out_of_memory", "ran out of memory"),
+    (ImageError("The uploaded image is damaged or truncated (broken data stream)."), "invalid_image", "damaged"),
+    (ValueError("secret detail at /home/someone/file.py line 3"), "internal_error", "unexpected error"),
+])
+def test_job_errors_become_a_clear_job_error(client, monkeypatch, caplog, raised, code, message):
+    def explode(*args, **kwargs):
+        raise raised
+
+    monkeypatch.setattr(worker, "sketch_image", explode)
+    state = run_job(client)
+    assert state["status"] == "failed"
+    assert state["error"]["code"] == code and message in state["error"]["message"]
+    assert "secret" not in state["error"]["message"] and "Traceback" not in state["error"]["message"]
+    if code == "internal_error":
+        assert "secret detail" in caplog.text, "the details stay in the server's log"
+    # The worker survives and runs the next job.
+    monkeypatch.undo()
+    assert run_job(client, seed=1)["status"] == "succeeded"
+
+
+def test_unexpected_error_in_a_route_is_a_json_500_without_details(client, monkeypatch):
+    def explode() -> int:
+        raise RuntimeError("secret internal state")
+
+    monkeypatch.setattr(client.app.state.queue, "queue_length", explode)
+    answer = client.get("/v1/health")
+    assert answer.status_code == 500
+    assert answer.json() == {"error": {"code": "internal_error",
+                                       "message": "The sketch server hit an unexpected error; see its log."}}
+
+
+def test_store_never_builds_a_path_from_a_strange_id(tmp_path):
+    store = JobStore(tmp_path)
+    for strange in ("../jobs", "/etc/passwd", "A" * 32, "0" * 31, "0" * 33, ""):
+        assert store.get(strange) is None
+    job, created = store.submit(b"image bytes", SketchParams(), "key")
+    assert created and is_job_id(job.id)
+    assert store.image_path(job) == tmp_path / "images" / f"{job.id}.image"
+    assert store.submit(b"image bytes", SketchParams(), "key") == (job, False)
+    with pytest.raises(ValueError):
+        store.result_path(dataclasses.replace(job, id="../../escape"))
+    store.close()
