@@ -1,0 +1,93 @@
+"""A stand-in for the CLIPasso sketch server (API v1), ONLY for what the real one cannot do on demand.
+
+The extension's tests run against the real server (``python -m clipasso_server`` with tiny models,
+see server_process.py) wherever it can show the behaviour: sketches, pending jobs, failed and
+cancelled jobs, broken models, token refusals. A real server cannot be made at will to
+
+* answer POST /v1/jobs with a 500 carrying a JSON error message (``error_message``): its own 500s
+  are unexpected bugs, with a generic message;
+* accept connections but not answer in time (``response_delay``, seconds before every answer);
+
+so those two cases, and only those, use this fake. It answers /v1/health as a healthy server and
+refuses everything else with the API's JSON 404; the `sketch_server` fixture starts one per test.
+"""
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Optional, Tuple
+
+import pytest
+
+
+class FakeSketchServer:
+    """The API on 127.0.0.1 in a thread; attributes below steer its behaviour between requests."""
+
+    def __init__(self) -> None:
+        self.error_message: Optional[str] = None  # POST /v1/jobs answers 500 with this message
+        self.response_delay = 0.0  # seconds to sleep before every answer
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
+
+    @property
+    def url(self) -> str:
+        """The base URL clients use."""
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def __enter__(self) -> "FakeSketchServer":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def handle(self, method: str, path: str) -> Tuple[int, dict]:
+        """Answer one request: (HTTP status, JSON body)."""
+        if self.response_delay:
+            time.sleep(self.response_delay)
+        if method == "GET" and path == "/v1/health":
+            return 200, {"version": "fake-1.0", "device": "cpu", "models_loaded": True, "models_error": None,
+                         "queue_length": 0}
+        if method == "POST" and path == "/v1/jobs" and self.error_message is not None:
+            return 500, _error("internal", self.error_message)
+        return 404, _error("not_found", f"the fake does not serve {method} {path}")
+
+
+def _error(code: str, message: str) -> dict:
+    return {"error": {"code": code, "message": message}}
+
+
+def _handler_for(server: FakeSketchServer) -> type:
+    class Handler(BaseHTTPRequestHandler):
+        def _serve(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length:
+                self.rfile.read(length)
+            status, answer = server.handle(self.command, self.path)
+            payload = json.dumps(answer).encode()
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+            except OSError:  # the client gave up waiting (response_delay)
+                pass
+
+        do_GET = do_POST = do_DELETE = _serve
+
+        def log_message(self, *args) -> None:
+            pass
+
+    return Handler
+
+
+@pytest.fixture
+def sketch_server():
+    """A running fake sketch server; yields it (.url, and the attributes that steer it)."""
+    with FakeSketchServer() as server:
+        yield server

@@ -1,0 +1,891 @@
+"""The Inkscape extension run as Inkscape runs it (a script on a temp copy) against the REAL sketch server.
+
+The server is ``python -m clipasso_server`` with tiny random-weight models (tests/server_process.py), one
+per module, fed tiny sketch params through the dialog's own options so that a job takes a second or two.
+Its strokes are real CLIPasso strokes: each inserted layer is checked against the server's own result
+(fetched through the API with the job id the layer records), mapped through the placement the test works
+out independently, and the strokes' document-space bounding box must lie inside the picture's.
+
+A second real server (wanting a token, its loss-model weights file missing) gives real failed jobs,
+broken-model reports and token refusals. The fake server (fake_sketch_server.py) is only used for what
+a real server cannot be made to do on demand: a 500 with a JSON error, and not answering in time.
+"""
+
+import base64
+import contextlib
+import http.server
+import io
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
+
+import inkex
+import pytest
+from lxml import etree
+
+from fake_sketch_server import sketch_server  # noqa: F401  (a fixture, used by name)
+from server_process import (  # noqa: F401  (live_server: a fixture, used by name)
+    ServerProcess,
+    live_server,
+    png_bytes,
+    start_server,
+    submit_image,
+    wait_for_progress,
+    wait_for_status,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+EXT_DIR = ROOT / "inkscape_ext"
+DATA = ROOT / "tests" / "data" / "extension"
+PHOTO = DATA / "photo.png"  # 40 × 30 pixels
+CLIPASSO_NS = "https://clipasso.org/ns/inkscape-extension"
+XLINK_HREF = "{http://www.w3.org/1999/xlink}href"
+BUNDLED_INKEX = Path("/usr/share/inkscape/extensions")  # where Debian's Inkscape keeps its inkex
+
+# Dialog options for a quick job with the tiny models (a second or two on a CPU).
+QUICK = ("--strokes=4,8", "--seeds=1", "--iterations=5")
+QUICK_PARAMS = {"strokes": [4, 8], "iterations": 5, "seeds": 1, "seed": 0, "stroke_width": 3.0}
+# What the dialog sends when nothing is changed (the paper's run; far too slow to finish here).
+DIALOG_DEFAULTS = {"strokes": [4, 8, 16, 32], "iterations": 2000, "seeds": 3, "seed": 0, "stroke_width": 3.0}
+
+
+def _bundled_inkex_works() -> bool:
+    """Whether the system python3 can import the inkex that ships with the installed Inkscape."""
+    if not (BUNDLED_INKEX / "inkex").is_dir() or not Path("/usr/bin/python3").is_file():
+        return False
+    env = {**os.environ, "PYTHONPATH": str(BUNDLED_INKEX)}
+    return subprocess.run(["/usr/bin/python3", "-c", "import inkex"], env=env, capture_output=True).returncode == 0
+
+
+# How the scripts are run: this test's Python with PyPI inkex, and the system python3 with the
+# inkex that ships with Inkscape (1.2 on Debian 12), as Inkscape itself runs them.
+INTERPRETERS = {"inkex-pypi": (sys.executable, [EXT_DIR])}
+if _bundled_inkex_works():
+    INTERPRETERS["inkex-bundled"] = ("/usr/bin/python3", [EXT_DIR, BUNDLED_INKEX])
+
+
+def clip(name: str) -> str:
+    """Qualified clipasso:<name> attribute."""
+    return f"{{{CLIPASSO_NS}}}{name}"
+
+
+@dataclass
+class Run:
+    """One extension run: exit code, output streams, and the output document when one was written."""
+
+    returncode: int
+    stdout: bytes
+    stderr: str
+
+    @property
+    def svg(self) -> inkex.SvgDocumentElement:
+        return inkex.load_svg(self.stdout).getroot()
+
+
+def run_extension(
+    script: str,
+    document: Path,
+    *args: str,
+    document_path: Optional[str] = None,
+    rebase_links: bool = True,
+    interpreter: str = "inkex-pypi",
+) -> Run:
+    """Run a script like Inkscape does: cwd = script dir, DOCUMENT_PATH = the saved file, and the
+    document handed over as a temporary copy elsewhere whose relative links Inkscape has rebased."""
+    python, paths = INTERPRETERS[interpreter]
+    temp_dir = document.parent / "inkscape-temp"
+    temp_dir.mkdir(exist_ok=True)
+    copy = temp_dir / "ink_ext_XXXXXX.svg"
+    copy.write_bytes(rebased(document, temp_dir) if rebase_links else document.read_bytes())
+    handed_over = copy.read_bytes()
+    env = {key: value for key, value in os.environ.items() if key not in ("DOCUMENT_PATH", "PYTHONPATH")}
+    env["PYTHONPATH"] = os.pathsep.join(str(p) for p in paths)
+    env["DOCUMENT_PATH"] = str(document) if document_path is None else document_path
+    proc = subprocess.run(
+        [python, str(EXT_DIR / script), *args, str(copy)],
+        cwd=EXT_DIR,
+        env=env,
+        capture_output=True,
+        timeout=120,
+    )
+    assert copy.read_bytes() == handed_over, "the extension must never write its input file"
+    return Run(proc.returncode, proc.stdout, proc.stderr.decode("utf-8"))
+
+
+def rebased(document: Path, folder: Path) -> bytes:
+    """The document with relative image links rewritten relative to folder, as Inkscape saves its temp copy."""
+    tree = etree.parse(str(document))
+    for image in tree.iter("{http://www.w3.org/2000/svg}image"):
+        href = image.get(XLINK_HREF, "")
+        if href and ":" not in href and not os.path.isabs(href):
+            image.set(XLINK_HREF, os.path.relpath(document.parent / href, folder))
+    return etree.tostring(tree, xml_declaration=True, encoding="UTF-8")
+
+
+def assert_aborted(run: Run, *fragments: str) -> None:
+    """The run failed with a message containing every fragment and wrote no document."""
+    assert run.returncode != 0
+    assert run.stdout == b"", "an aborted run must print no document, so Inkscape keeps its own"
+    assert "Traceback" not in run.stderr
+    assert not re.search(r"[.!?]\.(\s|$)", run.stderr), f"a doubled full stop: {run.stderr}"
+    for fragment in fragments:
+        assert fragment in run.stderr
+
+
+def assert_silent_success(run: Run) -> None:
+    assert run.returncode == 0, run.stderr
+    assert run.stderr == ""
+    assert run.stdout
+
+
+def png_data_uri(data: bytes = PHOTO.read_bytes()) -> str:
+    """A data URI as Inkscape embeds it: base64 broken into 76-character lines."""
+    return "data:image/png;base64," + base64.encodebytes(data).decode("ascii")
+
+
+def svg_document(body: str) -> str:
+    """An A4-landscape-mm Inkscape document: a background layer, the body, an empty top layer."""
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink"
+     xmlns:inkscape="http://www.inkscape.org/namespaces/inkscape"
+     xmlns:sodipodi="http://sodipodi.sourceforge.net/DTD/sodipodi-0.dtd"
+     width="297mm" height="210mm" viewBox="0 0 297 210" id="svg1">
+  <sodipodi:namedview id="namedview1" inkscape:current-layer="layer1"/>
+  <g id="layer0" inkscape:groupmode="layer" inkscape:label="Background">
+    <rect id="rect1" x="0" y="0" width="297" height="210" style="fill:#eeeeee"/>
+  </g>
+  {body}
+  <g id="layer9" inkscape:groupmode="layer" inkscape:label="Top"/>
+</svg>
+"""
+
+
+def write_document(directory: Path, body: str, name: str = "drawing.svg") -> Path:
+    path = directory / name
+    path.write_text(svg_document(body), encoding="utf-8")
+    return path
+
+
+def one_image_document(directory: Path, href: Optional[str] = None) -> Path:
+    """A document whose layer1 holds one 40×30 image (the embedded photo by default), id "photo", at the origin."""
+    return write_document(
+        directory,
+        '<g id="layer1" inkscape:groupmode="layer">'
+        f'<image id="photo" width="40" height="30" xlink:href="{href or png_data_uri()}"/></g>',
+    )
+
+
+def sketch_layers(svg: inkex.SvgDocumentElement) -> Dict[str, inkex.BaseElement]:
+    """The inserted parent layers, keyed by the id of the image they sketch."""
+    layers = svg.xpath("//*[@clipasso:source]", namespaces={"clipasso": CLIPASSO_NS})
+    return {layer.get(clip("source")): layer for layer in layers}
+
+
+def sublayers(layer: inkex.BaseElement) -> List[inkex.BaseElement]:
+    return [child for child in layer if child.get("inkscape:groupmode") == "layer"]
+
+
+def visible_sublayer(layer: inkex.BaseElement) -> inkex.BaseElement:
+    (visible,) = [sub for sub in sublayers(layer) if "display:none" not in (sub.get("style") or "")]
+    return visible
+
+
+Box = Tuple[float, float, float, float]  # (left, top, right, bottom)
+
+
+def strokes_box(sublayer: inkex.BaseElement) -> Box:
+    """(left, top, right, bottom) of all stroke geometry in the sublayer, in root user units."""
+    boxes = [inkex.Path(p.get("d")).bounding_box() for p in sublayer]
+    return (
+        min(b.left for b in boxes),
+        min(b.top for b in boxes),
+        max(b.right for b in boxes),
+        max(b.bottom for b in boxes),
+    )
+
+
+# Real strokes start on image content and take a few random-walk and optimisation steps from there,
+# so a stroke may poke out of the picture by a pixel or two where its content reaches the border.
+MARGIN_PX = 3.0
+
+
+def picture_box(transform: inkex.Transform, pixels: Tuple[float, float], margin: float = 0.0) -> Box:
+    """The document-space bounding box of a W×H bitmap, widened by margin pixels, drawn through transform."""
+    width, height = pixels
+    corners = [transform.apply_to_point((x, y)) for x in (-margin, width + margin) for y in (-margin, height + margin)]
+    return (
+        min(c.x for c in corners),
+        min(c.y for c in corners),
+        max(c.x for c in corners),
+        max(c.y for c in corners),
+    )
+
+
+def assert_near(actual, expected, tolerance: float = 1e-3) -> None:
+    assert len(actual) == len(expected)
+    for a, e in zip(actual, expected):
+        assert abs(a - e) <= tolerance, f"{actual} != {expected}"
+
+
+def assert_inside(inner: Box, outer: Box, what: str, tolerance: float = 1e-3) -> None:
+    left, top, right, bottom = inner
+    assert (
+        outer[0] - tolerance <= left
+        and outer[1] - tolerance <= top
+        and right <= outer[2] + tolerance
+        and bottom <= outer[3] + tolerance
+    ), f"{what}: strokes {inner} are not inside {outer}"
+
+
+def server_result(server: ServerProcess, job_id: str) -> dict:
+    status, result = server.request("GET", f"/v1/jobs/{job_id}/result")
+    assert status == 200, result
+    return result
+
+
+def assert_strokes_are_the_servers(layer: inkex.BaseElement, server: ServerProcess,
+                                   transform: inkex.Transform) -> dict:
+    """Every level of the server's result for the layer's job is a sublayer whose strokes lie inside the
+    picture (document-space boxes; the picture widened by MARGIN_PX) and are the server's pixel-space
+    strokes mapped through transform.
+
+    Returns the server's result.
+    """
+    result = server_result(server, layer.get(clip("job")))
+    picture = picture_box(transform, (result["width"], result["height"]), MARGIN_PX)
+    levels = {level["strokes"]: level for level in result["levels"]}
+    subs = sublayers(layer)
+    assert [int(sub.get(clip("strokes"))) for sub in subs] == sorted(levels)
+    pen_scale = abs(transform.a * transform.d - transform.b * transform.c) ** 0.5
+    for sub in subs:
+        level = levels[int(sub.get(clip("strokes")))]
+        assert_inside(strokes_box(sub), picture, f"{sub.get('inkscape:label')} over the picture")
+        assert len(sub) == len(level["paths"]) == level["strokes"]
+        for path, d in zip(sub, level["paths"]):
+            inserted = [c for point in inkex.Path(path.get("d")).control_points for c in point]
+            expected = [c for point in inkex.Path(d).control_points for c in transform.apply_to_point(point)]
+            assert_near(inserted, expected)
+            assert float(path.style["stroke-width"]) == pytest.approx(level["stroke_width"] * pen_scale, rel=1e-4)
+    return result
+
+
+def same_job(server: ServerProcess, picture: bytes, params: dict) -> str:
+    """The id the server gives an identical submission of picture with params: the id of the job that
+    already has that picture and those params (after the server's defaults) while it is queued, running
+    or succeeded — so comparing it with a layer's job id shows what the extension sent."""
+    body = {"image": base64.b64encode(picture).decode("ascii"), "params": params}
+    status, created = server.request("POST", "/v1/jobs", body)
+    assert status == 202, created
+    return created["id"]
+
+
+@contextlib.contextmanager
+def queue_blocked(server: ServerProcess) -> Iterator[Callable[[], None]]:
+    """Keep the server's one worker busy with a long job, so jobs submitted meanwhile stay queued;
+    yields the function that cancels it (it is cancelled on the way out in any case)."""
+    status, blocker = submit_image(server, png_bytes(seed=5), strokes=[4], iterations=100_000, seed=987)
+    assert status == 202, blocker
+
+    def release() -> None:
+        server.request("DELETE", f"/v1/jobs/{blocker['id']}")
+
+    try:
+        yield release
+    finally:
+        release()
+
+
+# --------------------------------------------------------------------------------------------
+# Sketch: inserted layers and their geometry
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("interpreter", INTERPRETERS)
+def test_embedded_image_gets_one_layer_per_level_above_its_layer(tmp_path, live_server, interpreter):
+    document = write_document(
+        tmp_path,
+        f"""<g id="layer1" inkscape:groupmode="layer" inkscape:label="Photos">
+          <image id="photo" inkscape:label="Cat" x="50" y="40" width="80" height="60" xlink:href="{png_data_uri()}"/>
+        </g>""",
+    )
+    run = run_extension(
+        "clipasso_sketch.py", document, "--id=photo", f"--url={live_server.url}", *QUICK, "--strokes=4,8,16,32",
+        interpreter=interpreter,
+    )  # fmt: skip
+    assert_silent_success(run)
+    svg = run.svg
+
+    layer = sketch_layers(svg)["photo"]
+    assert layer.getparent() is svg and layer.getprevious().get("id") == "layer1"
+    assert layer.get("inkscape:groupmode") == "layer"
+    assert layer.get("inkscape:label") == "CLIPasso: Cat"
+    assert [sub.get("inkscape:label") for sub in sublayers(layer)] == [f"{n} strokes" for n in (4, 8, 16, 32)]
+    assert [len(sub) for sub in sublayers(layer)] == [4, 8, 16, 32]
+    assert visible_sublayer(layer).get("inkscape:label") == "32 strokes"
+    assert all(sub.get("style") == "display:none" for sub in sublayers(layer)[:3])
+
+    params = {**QUICK_PARAMS, "strokes": [4, 8, 16, 32]}
+    job_id = layer.get(clip("job"))
+    assert same_job(live_server, PHOTO.read_bytes(), params) == job_id, "the server got the photo and the params"
+    assert layer.get(clip("server")) == live_server.url
+    assert layer.get(clip("server-version")) == live_server.request("GET", "/v1/health")[1]["version"]
+    assert json.loads(layer.get(clip("params"))) == params
+
+    ids = svg.xpath("//@id")
+    assert len(ids) == len(set(ids)), "ids must stay unique"
+    assert not layer.xpath(".//@transform"), "the placement is baked into the path data"
+    # 40×30 pixels into an 80×60 box: scale 2, offset (50, 40).
+    result = assert_strokes_are_the_servers(layer, live_server, inkex.Transform("translate(50,40) scale(2)"))
+    assert (result["width"], result["height"]) == (40, 30)
+    pen = 3.0 * 40 / 224 * 2
+    for sub in sublayers(layer):
+        for path in sub:
+            style = path.style
+            assert style["fill"] == "none" and style["stroke"] == "#000000"
+            assert style["stroke-linecap"] == "round" and style["stroke-linejoin"] == "round"
+            assert float(style["stroke-width"]) == pytest.approx(pen, rel=1e-4)
+
+
+@pytest.mark.parametrize("interpreter", INTERPRETERS)
+def test_strokes_follow_nested_rotations_skews_and_flips(tmp_path, live_server, interpreter):
+    document = write_document(
+        tmp_path,
+        f"""<g id="layer1" inkscape:groupmode="layer" inkscape:label="Photos" transform="translate(30,40)">
+          <g id="layer1a" inkscape:groupmode="layer" inkscape:label="Sub" transform="rotate(30)">
+            <g id="group1" transform="scale(1.5,-1.2)">
+              <image id="photo" x="10" y="-70" width="60" height="40" transform="skewX(10)"
+                     preserveAspectRatio="none" xlink:href="{png_data_uri()}"/>
+            </g>
+          </g>
+        </g>""",
+    )
+    # The group is selected, as a click on a grouped image does; the image inside is found.
+    run = run_extension(
+        "clipasso_sketch.py", document, "--id=group1", f"--url={live_server.url}", *QUICK, interpreter=interpreter
+    )
+    assert_silent_success(run)
+    assert original_part(run.stdout) == original_part(document.read_bytes()), "only layers are added"
+    layer = sketch_layers(run.svg)["photo"]
+    assert layer.getprevious().get("id") == "layer1", "inserted above the image's top-level layer"
+
+    expected = inkex.Transform(
+        "translate(30,40) rotate(30) scale(1.5,-1.2) skewX(10) translate(10,-70) scale(1.5,1.3333333333)"
+    )
+    assert_strokes_are_the_servers(layer, live_server, expected)
+    determinant = abs(expected.a * expected.d - expected.b * expected.c)
+    for sub in sublayers(layer):
+        assert float(sub[0].style["stroke-width"]) == pytest.approx(3.0 * 40 / 224 * determinant**0.5, rel=1e-4)
+
+
+ALIGNMENTS = [f"x{x}Y{y}" for x in ("Min", "Mid", "Max") for y in ("Min", "Mid", "Max")]
+ASPECT_CASES = ["none", None, "defer xMaxYMin meet"] + [f"{a} {m}" for a in ALIGNMENTS for m in ("meet", "slice")]
+
+
+def drawn_box(viewport, pixels, preserve_aspect_ratio) -> Box:
+    """Where SVG draws a W×H bitmap in viewport (x, y, w, h): (left, top, right, bottom)."""
+    x, y, w, h = viewport
+    width, height = pixels
+    words = (preserve_aspect_ratio or "xMidYMid meet").replace("defer", "").split()
+    if words == ["none"]:
+        return (x, y, x + w, y + h)
+    fraction = {"Min": 0.0, "Mid": 0.5, "Max": 1.0}
+    scale = (min if words[1] == "meet" else max)(w / width, h / height)
+    left = x + fraction[words[0][1:4]] * (w - width * scale)
+    top = y + fraction[words[0][5:8]] * (h - height * scale)
+    return (left, top, left + width * scale, top + height * scale)
+
+
+def test_every_preserve_aspect_ratio_places_strokes_on_the_drawn_picture(tmp_path, live_server):
+    uri = png_data_uri()
+    images = []
+    for number, value in enumerate(ASPECT_CASES):
+        # Two viewport shapes so that both axes get letterboxed (meet) or cropped (slice).
+        viewport = (10 + number * 3, 20, 120, 40) if number % 2 else (10, 15 + number * 2, 50, 90)
+        images.append((f"img{number}", viewport, value))
+    document = write_document(
+        tmp_path,
+        '<g id="layer1" inkscape:groupmode="layer" inkscape:label="Photos">'
+        + "".join(
+            f'<image id="{image_id}" x="{x}" y="{y}" width="{w}" height="{h}" xlink:href="{uri}"'
+            + ("" if value is None else f' preserveAspectRatio="{value}"')
+            + "/>"
+            for image_id, (x, y, w, h), value in images
+        )
+        + "</g>",
+    )
+    # Every image shows the same photo with the same params: the server runs one job for all of them.
+    ids = [f"--id={image_id}" for image_id, *_ in images]
+    run = run_extension("clipasso_sketch.py", document, *ids, *QUICK, "--strokes=8", f"--url={live_server.url}")
+    assert_silent_success(run)
+
+    layers = sketch_layers(run.svg)
+    assert len(layers) == len(ASPECT_CASES)
+    for image_id, viewport, value in images:
+        left, top, right, bottom = drawn = drawn_box(viewport, (40, 30), value)
+        scale = ((right - left) / 40, (bottom - top) / 30)
+        placement = inkex.Transform(translate=(left, top)) @ inkex.Transform(scale=scale)
+        assert_strokes_are_the_servers(layers[image_id], live_server, placement)  # inside the drawn picture
+        if value is None or "slice" not in value:  # the whole picture shows, inside the image box
+            x, y, w, h = viewport
+            assert_inside(strokes_box(visible_sublayer(layers[image_id])), (x, y, x + w, y + h), f"{value} image box")
+
+
+def test_dialog_params_reach_the_server_and_style_the_strokes(tmp_path, live_server):
+    document = one_image_document(tmp_path)
+    run = run_extension(
+        "clipasso_sketch.py", document, "--id=photo", f"--url={live_server.url}/", "--strokes=16, 4",
+        "--iterations=3", "--seeds=1", "--seed=7", "--stroke_width=2.5", "--color=4278190208", "--visible=4",
+        "--tab=server",
+    )  # fmt: skip
+    assert_silent_success(run)
+    layer = sketch_layers(run.svg)["photo"]
+    params = {"strokes": [4, 16], "iterations": 3, "seeds": 1, "seed": 7, "stroke_width": 2.5}
+    assert same_job(live_server, PHOTO.read_bytes(), params) == layer.get(clip("job"))
+    assert layer.get(clip("server")) == live_server.url, "the URL is recorded without its trailing slash"
+    assert layer.get("inkscape:label") == "CLIPasso: photo"
+    assert visible_sublayer(layer).get("inkscape:label") == "4 strokes"
+    style = layer[0][0].style
+    assert style["stroke"] == "#ff0000" and float(style["stroke-opacity"]) == pytest.approx(0.502, abs=1e-3)
+    result = assert_strokes_are_the_servers(layer, live_server, inkex.Transform())
+    assert [level["stroke_width"] for level in result["levels"]] == pytest.approx([2.5 * 40 / 224] * 2, rel=1e-4)
+
+
+@pytest.mark.parametrize("rebase_links", [True, False], ids=["rebased-temp-copy", "saved-file-as-is"])
+def test_linked_file_relative_to_the_saved_document(tmp_path, live_server, rebase_links):
+    document = linked_project(tmp_path)
+    run = run_extension(
+        "clipasso_sketch.py", document, "--id=photo", f"--url={live_server.url}", *QUICK, rebase_links=rebase_links
+    )
+    assert_silent_success(run)
+    layer = sketch_layers(run.svg)["photo"]
+    assert same_job(live_server, PHOTO.read_bytes(), QUICK_PARAMS) == layer.get(clip("job")), "the linked file was sent"
+    assert layer.getprevious().get("id") == "layer2" and layer.getnext().get("id") == "layer3"
+    assert layer.get("inkscape:label") == "CLIPasso: Cat photo"
+    assert_strokes_are_the_servers(layer, live_server, inkex.Transform(LINKED_PHOTO_TRANSFORM))
+
+
+def picture_file(path: Path, size: Tuple[int, int], image_format: str) -> bytes:
+    """Write a picture of size (a dark disc and a bar on white, away from the borders); return its bytes."""
+    from PIL import Image, ImageDraw  # the tests may use Pillow; the extension may not
+
+    width, height = size
+    image = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((width * 0.25, height * 0.25, width * 0.55, height * 0.75), fill=(20, 20, 60))
+    draw.rectangle((width * 0.65, height * 0.25, width * 0.72, height * 0.75), fill=(60, 60, 160))
+    buffer = io.BytesIO()
+    image.save(buffer, format=image_format, quality=90)
+    path.write_bytes(buffer.getvalue())
+    return buffer.getvalue()
+
+
+def test_linked_file_url_jpeg_and_absref_fallback(tmp_path, live_server):
+    pictures = tmp_path / "pictures"
+    pictures.mkdir()
+    jpeg = picture_file(pictures / "wide photo.jpg", (64, 32), "JPEG")
+    shutil.copy(PHOTO, pictures / "moved.png")
+    url = (pictures / "wide photo.jpg").as_uri()
+    document = write_document(
+        tmp_path,
+        f"""<g id="layer1" inkscape:groupmode="layer">
+          <image id="jpeg" x="0" y="0" width="64" height="32" xlink:href="{url}"/>
+          <image id="moved" x="100" y="0" width="40" height="30" xlink:href="old/place.png"
+                 sodipodi:absref="{pictures / 'moved.png'}"/>
+          <image id="encoded" x="0" y="100" width="64" height="32" xlink:href="pictures/wide%20photo.jpg"/>
+        </g>""",
+    )
+    ids = ("--id=jpeg", "--id=moved", "--id=encoded")
+    run = run_extension("clipasso_sketch.py", document, *ids, *QUICK, f"--url={live_server.url}")
+    assert_silent_success(run)
+    layers = sketch_layers(run.svg)
+    jobs = {image_id: layer.get(clip("job")) for image_id, layer in layers.items()}
+    assert same_job(live_server, jpeg, QUICK_PARAMS) == jobs["jpeg"] == jobs["encoded"], "one file, one job"
+    assert same_job(live_server, PHOTO.read_bytes(), QUICK_PARAMS) == jobs["moved"]
+    placed = {"jpeg": ((0, 0), (64, 32)), "encoded": ((0, 100), (64, 32)), "moved": ((100, 0), (40, 30))}
+    for image_id, (origin, size) in placed.items():
+        result = assert_strokes_are_the_servers(layers[image_id], live_server, inkex.Transform(translate=origin))
+        assert (result["width"], result["height"]) == size
+
+
+# --------------------------------------------------------------------------------------------
+# Sketch: every error leaves the document alone and says what to do
+# --------------------------------------------------------------------------------------------
+
+BROKEN_TOKEN = "right-token"
+
+
+class BrokenServer:
+    """A second real server: it wants the token BROKEN_TOKEN, and the file named as its loss-model
+    weights does not exist, so every job fails with the model loader's message — and once one has,
+    /v1/health reports that message as models_error too."""
+
+    def __init__(self, data_dir: Path, models) -> None:
+        self.missing_weights = data_dir.parent / "deleted" / "tiny-rn.pt"
+        self.server = start_server(data_dir, replace(models, loss_weights=self.missing_weights), token=BROKEN_TOKEN)
+
+    def _models_error(self) -> Optional[str]:
+        status, health = self.server.request("GET", "/v1/health")
+        assert status == 200, health
+        return health["models_error"]
+
+    def untried(self) -> ServerProcess:
+        """The server before any job tried to load the models (restarted if one did)."""
+        if self._models_error() is not None:
+            self.server = self.server.restart()
+        return self.server
+
+    def failed_job(self) -> dict:
+        """The state of a job that failed on the server (which since reports the models error)."""
+        status, job = submit_image(self.server, PHOTO.read_bytes())
+        assert status == 202, job
+        state = wait_for_status(self.server, job["id"])
+        assert state["status"] == "failed" and self._models_error() is not None
+        return state
+
+
+@pytest.fixture(scope="module")
+def broken_server(tiny_spec, tmp_path_factory) -> Iterator[BrokenServer]:
+    broken = BrokenServer(tmp_path_factory.mktemp("broken-server") / "data", tiny_spec)
+    try:
+        yield broken
+    finally:
+        broken.server.stop()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# case: (setup, dialog options, message fragments). setup["server"] says which server the URL names:
+# "live" (the default: the real server; the errors before any request must not depend on it),
+# "closed" (a port nobody listens on), "broken" (BrokenServer; "untried": before any job tried its
+# models, "failed": after one did), "fake" (for a 500 with a JSON error).
+TOKEN = f"--token={BROKEN_TOKEN}"
+ERROR_CASES = {
+    "nothing selected": ({}, [], ["Nothing is selected"]),
+    "no image in selection": ({}, ["--id=rect1"], ["contains no image"]),
+    "linked file missing": ({"href": "gone.png"}, ["--id=photo"], ["gone.png", "not found"]),
+    "relative link, never saved": ({"href": "photo.png", "document_path": ""}, ["--id=photo"], ["never saved"]),
+    "svg data uri": ({"href": "data:image/svg+xml;base64,PHN2Zy8+"}, ["--id=photo"], ["not a raster"]),
+    "damaged base64": ({"href": "data:image/png;base64,iVBORw0K!!"}, ["--id=photo"], ["cannot be decoded"]),
+    "not a raster file": ({"href": "notes.txt"}, ["--id=photo"], ["notes.txt", "not a PNG, JPEG or WebP"]),
+    "bad stroke counts": ({}, ["--id=photo", "--strokes=4,eight"], ["4,8,16,32"]),
+    "visible level not sketched": ({}, ["--id=photo", "--visible=5"], ["visible level (5 strokes)"]),
+    "url without scheme": ({"url": "localhost:8765"}, ["--id=photo"], ["not a web address"]),
+    "server not running": (
+        {"server": "closed"}, ["--id=photo"], ["No CLIPasso sketch server is running at", "clipasso-server"]
+    ),
+    "picture the server refuses": (
+        {"href": png_data_uri(PHOTO.read_bytes()[:150])}, ["--id=photo"],
+        ["The sketch server reported an error", "damaged or truncated"],
+    ),
+    "no token": ({"server": "broken"}, ["--id=photo"], ["token is missing or wrong"]),
+    "wrong token": ({"server": "broken"}, ["--id=photo", "--token=wrong"], ["token is missing or wrong"]),
+    "job failed": (
+        {"server": "broken, untried"}, ["--id=photo", TOKEN],
+        ["The sketch of “photo” failed on the server", "tiny-rn.pt", "does not exist"],
+    ),
+    "models broken": (
+        {"server": "broken, failed"}, ["--id=photo", TOKEN],
+        ["The sketch server cannot sketch", "tiny-rn.pt", "does not exist"],
+    ),
+    "server error": ({"server": "fake", "fake": {"error_message": "CUDA out of memory"}}, ["--id=photo"],
+                     ["CUDA out of memory"]),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", ERROR_CASES)
+def test_errors_abort_with_a_message_and_no_document(tmp_path, request, case):
+    setup, args, fragments = ERROR_CASES[case]
+    (tmp_path / "notes.txt").write_text("not a picture")
+    shutil.copy(PHOTO, tmp_path / "photo.png")
+    document = one_image_document(tmp_path, setup.get("href"))
+    before = document.read_bytes()
+    server = setup.get("server", "live")
+    if server == "live":
+        url = request.getfixturevalue("live_server").url
+    elif server == "closed":
+        url = f"http://127.0.0.1:{_free_port()}"
+    elif server == "fake":
+        fake = request.getfixturevalue("sketch_server")
+        for key, value in setup["fake"].items():
+            setattr(fake, key, value)
+        url = fake.url
+    else:
+        broken = request.getfixturevalue("broken_server")
+        if server == "broken, failed":
+            broken.failed_job()
+        url = broken.untried().url if server == "broken, untried" else broken.server.url
+    url = setup.get("url", url)
+    document_path = setup.get("document_path")
+    run = run_extension(
+        "clipasso_sketch.py", document, *QUICK, *args, f"--url={url}",
+        document_path=document_path, rebase_links=document_path is None,  # an unsaved document has no base
+    )  # fmt: skip
+    assert_aborted(run, *fragments)
+    assert document.read_bytes() == before
+
+
+def test_unanswering_server_times_out_with_a_message(tmp_path, sketch_server):
+    sketch_server.response_delay = 8  # the fake: a real server cannot be made to hang on demand
+    document = one_image_document(tmp_path)
+    run = run_extension("clipasso_sketch.py", document, "--id=photo", f"--url={sketch_server.url}")
+    assert_aborted(run, "did not answer within")
+
+
+def test_other_web_server_is_not_mistaken_for_the_sketch_server(tmp_path):
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        document = one_image_document(tmp_path)
+        url = f"http://127.0.0.1:{httpd.server_address[1]}"
+        run = run_extension("clipasso_sketch.py", document, "--id=photo", f"--url={url}")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert_aborted(run, "is not a CLIPasso sketch server")
+
+
+# --------------------------------------------------------------------------------------------
+# Jobs that outlive the wait: a note now, Insert finished sketches later
+# --------------------------------------------------------------------------------------------
+
+
+def original_part(svg_bytes: bytes) -> bytes:
+    """The document in canonical form without inserted sketch layers and clipasso:* attributes."""
+    root = etree.fromstring(svg_bytes)
+    for layer in root.xpath("//*[@clipasso:source]", namespaces={"clipasso": CLIPASSO_NS}):
+        layer.getparent().remove(layer)
+    for element in root.iter():
+        for name in [n for n in element.attrib if n.startswith(f"{{{CLIPASSO_NS}}}")]:
+            del element.attrib[name]
+    etree.cleanup_namespaces(root)
+    return etree.tostring(root, method="c14n")
+
+
+def noted_job(svg: inkex.SvgDocumentElement) -> str:
+    """The job id noted on the document's one image."""
+    (image,) = svg.xpath("//svg:image")
+    return image.get(clip("job"))
+
+
+@pytest.mark.parametrize("interpreter", INTERPRETERS)
+def test_slow_job_is_noted_then_inserted_later(tmp_path, live_server, interpreter):
+    body = f"""<g id="layer1" inkscape:groupmode="layer" inkscape:label="Photos" transform="translate(5, 0)">
+      <g id="group1" transform="rotate(90) translate(0 -200)" style="opacity:0.9">
+        <image id="photo" x="50" y="40" width="80" height="60" xlink:href="{png_data_uri()}"/>
+      </g>
+    </g>"""
+    document = write_document(tmp_path, body)
+    seed = 100 + list(INTERPRETERS).index(interpreter)  # a job of its own: no finished one to reuse
+    noted = tmp_path / "noted.svg"
+    with queue_blocked(live_server) as release:  # the job waits in the queue behind a long one
+        run = run_extension(
+            "clipasso_sketch.py", document, "--id=photo", f"--url={live_server.url}", *QUICK, f"--seed={seed}",
+            "--wait=1", "--visible=8", "--color=16711935", interpreter=interpreter,
+        )  # fmt: skip
+        assert run.returncode == 0
+        assert run.stderr.count("\n") == 1 and "Insert finished sketches" in run.stderr
+        assert "Still sketching after 1 s: “photo” (queued)" in run.stderr
+        assert original_part(run.stdout) == original_part(document.read_bytes()), "the note is the only change"
+        (image,) = run.svg.xpath("//svg:image")
+        job_id = image.get(clip("job"))
+        assert image.get(clip("server")) == live_server.url
+        assert same_job(live_server, PHOTO.read_bytes(), {**QUICK_PARAMS, "seed": seed}) == job_id
+
+        noted.write_bytes(run.stdout)
+        still_waiting = run_extension("clipasso_insert.py", noted, interpreter=interpreter)
+        assert_aborted(still_waiting, "“photo” is not finished yet (queued)")
+        release()
+        assert wait_for_status(live_server, job_id)["status"] == "succeeded"
+
+    inserted = run_extension("clipasso_insert.py", noted, interpreter=interpreter)
+    assert_silent_success(inserted)
+    svg = inserted.svg
+    (image,) = svg.xpath("//svg:image")
+    assert not [name for name in image.attrib if name.startswith(f"{{{CLIPASSO_NS}}}")], "the note is removed"
+    layer = sketch_layers(svg)["photo"]
+    assert original_part(inserted.stdout) == original_part(document.read_bytes()), "only layers are added"
+    assert layer.get(clip("job")) == job_id and layer.getprevious().get("id") == "layer1"
+    assert visible_sublayer(layer).get("inkscape:label") == "8 strokes"
+    assert layer[0][0].style["stroke"] == "#00ff00"
+    placement = inkex.Transform("translate(5,0) rotate(90) translate(0,-200) translate(50,40) scale(2)")
+    assert_strokes_are_the_servers(layer, live_server, placement)
+
+
+def test_running_job_reports_progress_then_a_cancelled_one_loses_its_note(tmp_path, live_server):
+    document = one_image_document(tmp_path)
+    noted = tmp_path / "noted.svg"
+    sketch = run_extension("clipasso_sketch.py", document, "--id=photo", f"--url={live_server.url}", "--wait=0")
+    assert sketch.returncode == 0 and "Insert finished sketches" in sketch.stderr
+    job_id = noted_job(sketch.svg)
+    jobs = [job_id]  # cancelled in the end whatever happens: each would keep the worker busy for long
+    try:
+        (image,) = sketch.svg.xpath("//svg:image")
+        assert json.loads(image.get(clip("params"))) == DIALOG_DEFAULTS
+        jobs.append(same_job(live_server, PHOTO.read_bytes(), {}))
+        assert jobs[-1] == job_id, "the dialog's defaults are the server's"
+        noted.write_bytes(sketch.stdout)
+        wait_for_progress(live_server, job_id)
+        running = run_extension("clipasso_insert.py", noted)
+        assert_aborted(running, "“photo” is not finished yet (running, iteration ")
+        assert re.search(r"running, iteration [1-9][0-9]* of 2000\)", running.stderr)
+    finally:
+        for job in jobs:
+            live_server.request("DELETE", f"/v1/jobs/{job}")
+    assert wait_for_status(live_server, job_id)["status"] == "cancelled"
+
+    run = run_extension("clipasso_insert.py", noted)
+    assert run.returncode == 0
+    assert "“photo” cancelled on the server (The job was cancelled.)" in run.stderr
+    assert "note was removed" in run.stderr
+    assert noted_job(run.svg) is None
+    assert not sketch_layers(run.svg)
+
+
+def test_insert_of_a_failed_job_removes_its_note_and_says_so(tmp_path, broken_server):
+    failed = broken_server.failed_job()  # a job submitted by a Sketch run whose wait ran out, say
+    document = write_document(
+        tmp_path,
+        f"""<g id="layer1" inkscape:groupmode="layer">
+          <image id="photo" xmlns:clipasso="{CLIPASSO_NS}" clipasso:job="{failed['id']}"
+                 clipasso:server="{broken_server.server.url}" width="40" height="30" xlink:href="{png_data_uri()}"/>
+        </g>""",
+    )
+    assert_aborted(run_extension("clipasso_insert.py", document, "--id=photo"), "token is missing or wrong")
+    run = run_extension("clipasso_insert.py", document, "--id=photo", TOKEN)
+    assert run.returncode == 0
+    assert f"“photo” failed on the server ({failed['error']['message']})" in run.stderr
+    assert "does not exist" in run.stderr and "note was removed" in run.stderr
+    assert noted_job(run.svg) is None
+    assert not sketch_layers(run.svg)
+
+
+def test_insert_of_a_job_the_server_forgot_removes_its_note(tmp_path, live_server):
+    document = write_document(
+        tmp_path,
+        f"""<g id="layer1" inkscape:groupmode="layer">
+          <image id="photo" xmlns:clipasso="{CLIPASSO_NS}" clipasso:job="gone" clipasso:server="{live_server.url}"
+                 xlink:href="{png_data_uri()}"/>
+        </g>""",
+    )
+    run = run_extension("clipasso_insert.py", document)
+    assert run.returncode == 0 and "no longer knows" in run.stderr
+    assert noted_job(run.svg) is None
+
+
+def test_insert_without_pending_jobs_says_so(tmp_path):
+    document = one_image_document(tmp_path)
+    assert_aborted(run_extension("clipasso_insert.py", document), "No sketch is waiting")
+    assert_aborted(run_extension("clipasso_insert.py", document, "--id=photo"), "No sketch is waiting")
+
+
+# --------------------------------------------------------------------------------------------
+# The real Inkscape binary
+# --------------------------------------------------------------------------------------------
+
+INKSCAPE = shutil.which("inkscape")
+XVFB_RUN = shutil.which("xvfb-run")
+needs_inkscape = pytest.mark.skipif(not (INKSCAPE and XVFB_RUN), reason="needs the inkscape and xvfb-run programs")
+
+
+def run_inkscape(tmp_path: Path, document: Path, actions: str, prefs: Dict[str, str]) -> inkex.SvgDocumentElement:
+    """Run Inkscape headless on the document with the installed extension; return the exported SVG.
+
+    A failing extension (or a missing linked image) makes Inkscape open a modal dialog and wait
+    forever, hence the timeout; the extension's stderr goes to a file (through a wrapper
+    interpreter) for the failure report.
+    """
+    from inkscape_ext.install import install_extension
+
+    profile = tmp_path / "profile"
+    install_extension(profile / "extensions")
+    stderr_log = tmp_path / "extension-stderr.log"
+    interpreter = tmp_path / "python3-stderr-to-log"
+    interpreter.write_text(f'#!/bin/sh\nexec /usr/bin/python3 "$@" 2>>"{stderr_log}"\n')
+    interpreter.chmod(0o755)
+    attributes = " ".join(f'{key}="{value}"' for key, value in prefs.items())
+    (profile / "preferences.xml").write_text(
+        '<?xml version="1.0" encoding="UTF-8" standalone="no"?>\n'
+        '<inkscape xmlns:sodipodi="http://sodipodi.sourceforge.net/DTD/sodipodi-0.dtd" version="1">\n'
+        f'  <group id="extensions" python-interpreter="{interpreter}" {attributes} />\n'
+        "</inkscape>\n"
+    )
+    out = tmp_path / "out.svg"
+    env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "DOCUMENT_PATH")}
+    env["INKSCAPE_PROFILE_DIR"] = str(profile)
+    proc = subprocess.run(
+        ["timeout", "-k", "5", "90", XVFB_RUN, "-a", INKSCAPE, "--with-gui", "--batch-process",
+         f"--actions={actions};export-filename:{out};export-do", str(document)],
+        env=env, capture_output=True, timeout=120,
+    )  # fmt: skip
+    if proc.returncode != 0 or not out.exists():
+        logs = [profile / "extension-errors.log", stderr_log]
+        details = "\n".join(f"--- {log.name}:\n{log.read_text() if log.exists() else '(none)'}" for log in logs)
+        pytest.fail(f"inkscape exited {proc.returncode}\n{proc.stderr.decode()[-2000:]}\n{details}")
+    assert not stderr_log.exists() or stderr_log.read_text() == "", "stderr would open a dialog in Inkscape"
+    return inkex.load_svg(str(out)).getroot()
+
+
+def linked_project(tmp_path: Path) -> Path:
+    """The committed Inkscape document with its linked photo, copied into a project folder."""
+    folder = tmp_path / "project"
+    folder.mkdir()
+    shutil.copy(PHOTO, folder / "photo.png")
+    shutil.copy(DATA / "linked_in_layers.svg", folder / "drawing.svg")
+    return folder / "drawing.svg"
+
+
+LINKED_PHOTO_TRANSFORM = "translate(12,-8) rotate(-15,80,70) scale(1.25) translate(20,30) scale(2)"
+
+
+@needs_inkscape
+def test_real_inkscape_runs_the_installed_sketch(tmp_path, live_server):
+    prefs = {
+        "org.clipasso.sketch.url": live_server.url,
+        "org.clipasso.sketch.strokes": "4,8",
+        "org.clipasso.sketch.iterations": "5",
+        "org.clipasso.sketch.seeds": "1",
+        "org.clipasso.sketch.seed": "201",  # a job of its own, which Inkscape waits for
+    }
+    svg = run_inkscape(tmp_path, linked_project(tmp_path), "select-by-id:photo;org.clipasso.sketch.noprefs", prefs)
+    layer = sketch_layers(svg)["photo"]
+    assert layer.get("inkscape:label") == "CLIPasso: Cat photo"
+    assert layer.getprevious().get("id") == "layer2"
+    assert [sub.get("inkscape:label") for sub in sublayers(layer)] == ["4 strokes", "8 strokes"]
+    assert visible_sublayer(layer).get("inkscape:label") == "8 strokes"
+    assert same_job(live_server, PHOTO.read_bytes(), {**QUICK_PARAMS, "seed": 201}) == layer.get(clip("job"))
+    assert_strokes_are_the_servers(layer, live_server, inkex.Transform(LINKED_PHOTO_TRANSFORM))
+
+
+@needs_inkscape
+def test_real_inkscape_inserts_a_noted_job(tmp_path, live_server):
+    # The note is written by a Sketch run outside Inkscape: inside, its one-sentence report opens a
+    # modal "additional data" dialog, which a batch run cannot close.
+    document = linked_project(tmp_path)
+    with queue_blocked(live_server) as release:
+        noted = run_extension(
+            "clipasso_sketch.py", document, "--id=photo", f"--url={live_server.url}", *QUICK, "--seed=202",
+            "--wait=0", rebase_links=False,  # its output is saved in the document's place, so links stay as they were
+        )  # fmt: skip
+        assert noted.returncode == 0 and "(queued)" in noted.stderr
+        job_id = noted_job(noted.svg)
+        document.write_bytes(noted.stdout)
+        release()
+        assert wait_for_status(live_server, job_id)["status"] == "succeeded"
+    svg = run_inkscape(tmp_path, document, "org.clipasso.insert.noprefs", {})  # nothing selected: all notes
+    assert noted_job(svg) is None
+    layer = sketch_layers(svg)["photo"]
+    assert layer.get(clip("job")) == job_id
+    assert [sub.get("inkscape:label") for sub in sublayers(layer)] == ["4 strokes", "8 strokes"]
+    assert_strokes_are_the_servers(layer, live_server, inkex.Transform(LINKED_PHOTO_TRANSFORM))
