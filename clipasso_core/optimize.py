@@ -89,9 +89,21 @@ class _BestTracker:
         return dict(zip(strokes, self.loss.view(len(strokes), seeds).min(dim=1).values.tolist()))
 
 
+OFF_CANVAS = -1e4
+"""Where padding strokes sit: a dot far outside the canvas touches no pixel and costs the rasterizer nothing."""
+
+
 def render(points: list[torch.Tensor], stroke_width: float, size: int) -> torch.Tensor:
-    """Render every level's sketches ``[seeds, S_l, 4, 2]`` into one RGB batch ``[L·seeds, 3, size, size]``."""
-    grey = torch.cat([rasterize(p, stroke_width, (size, size)) for p in points])
+    """Render every level's sketches ``[seeds, S_l, 4, 2]`` into one RGB batch ``[L·seeds, 3, size, size]``.
+
+    Levels with fewer strokes are padded with off-canvas dots so that one rasterizer call draws them all.
+    """
+    most = max(p.shape[1] for p in points)
+    padded = [
+        torch.cat([p, p.new_full((p.shape[0], most - p.shape[1], 4, 2), OFF_CANVAS)], dim=1) if p.shape[1] < most else p
+        for p in points
+    ]
+    grey = rasterize(torch.cat(padded), stroke_width, (size, size))
     return grey[:, None].expand(-1, 3, -1, -1)
 
 

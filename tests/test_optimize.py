@@ -86,3 +86,12 @@ def test_strokes_come_back_in_source_pixel_coordinates(tiny_models):
         # first points sit on the drawn rectangle's edges; the walk and two steps move them a few pixels
         assert float(x.min()) > 120 and float(x.max()) < 280 and float(y.min()) > -10 and float(y.max()) < 110
         assert level.stroke_width == pytest.approx(3.0 * 400 / 224)
+
+
+def test_one_batched_render_equals_rendering_each_level_alone():
+    generator = torch.Generator().manual_seed(0)
+    levels = [torch.rand(2, count, 4, 2, generator=generator) * 224 for count in (4, 8, 16)]
+    together = render(levels, 3.0, 224)
+    alone = torch.cat([render([points], 3.0, 224) for points in levels])
+    assert together.shape == (6, 3, 224, 224)
+    assert torch.allclose(together, alone, atol=1e-6)
