@@ -8,6 +8,7 @@ from PIL import Image, ImageDraw
 
 from clipasso_core.image import to_canvas
 from clipasso_core.loss import ClipConvLoss
+from clipasso_core.models import load_models
 from clipasso_core.optimize import optimize_sketches, render
 from clipasso_core.params import SketchParams
 from clipasso_core.sketch import initial_points, sketch_image
@@ -95,3 +96,18 @@ def test_one_batched_render_equals_rendering_each_level_alone():
     alone = torch.cat([render([points], 3.0, 224) for points in levels])
     assert together.shape == (6, 3, 224, 224)
     assert torch.allclose(together, alone, atol=1e-6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_path_agrees_with_the_cpu_and_improves_the_sketch(tiny_spec, tiny_models, target):
+    cuda_models = load_models(tiny_spec, torch.device("cuda"))
+    generator = torch.Generator().manual_seed(0)
+    points = [torch.rand(2, count, 4, 2, generator=generator) * 224 for count in (4, 16)]
+    on_cpu = ClipConvLoss(tiny_models.loss, target).eval_terms(render(points, 3.0, 224))
+    on_gpu = ClipConvLoss(cuda_models.loss, target.cuda()).eval_terms(render([p.cuda() for p in points], 3.0, 224))
+    assert torch.allclose(on_gpu.cpu(), on_cpu, rtol=1e-2, atol=2e-3)  # TF32 on the GPU; fc = 1 - cos is small
+    history = []
+    params = SketchParams(strokes=[4, 16], seeds=2, iterations=30)
+    result = sketch_image(cup(), params, cuda_models, progress=lambda p: history.append(sum(p.best_loss.values())))
+    assert history[-1] < 0.9 * history[0]
+    assert all(level.points.device.type == "cpu" and torch.isfinite(level.points).all() for level in result.levels)
