@@ -49,8 +49,8 @@ def synchronize(device: torch.device) -> None:
 
 
 def time_ours(encoder: ClipEncoder, target: torch.Tensor, initial: dict[int, torch.Tensor],
-              params: SketchParams, device: torch.device) -> float:
-    """Median seconds per job iteration of :func:`optimize_sketches` (first iteration is warm-up)."""
+              params: SketchParams, device: torch.device, warmup: int) -> float:
+    """Median seconds per job iteration of :func:`optimize_sketches`, after ``warmup`` iterations."""
     stamps: list[float] = []
 
     def stamp(_progress: object) -> None:
@@ -58,17 +58,20 @@ def time_ours(encoder: ClipEncoder, target: torch.Tensor, initial: dict[int, tor
         stamps.append(time.perf_counter())
 
     optimize_sketches(ClipConvLoss(encoder, target), initial, params, progress=stamp)
-    return statistics.median(b - a for a, b in zip(stamps, stamps[1:]))
+    return statistics.median(b - a for a, b in zip(stamps[warmup - 1:], stamps[warmup:]))
 
 
 def time_naive(encoder: ClipEncoder, target: torch.Tensor, initial: dict[int, torch.Tensor],
-               params: SketchParams, device: torch.device) -> float:
-    """Median seconds per sketch-iteration of the naive loop over the same sketches."""
+               params: SketchParams, device: torch.device, warmup: int) -> float:
+    """Median seconds per sketch-iteration of the naive loop, after ``warmup`` iterations.
+
+    It runs the first seed of every level (the job's mix of stroke counts): the naive loop's cost per
+    sketch does not depend on how many sketches there are.
+    """
     visual = encoder.visual.requires_grad_(True)
     loss = ClipConvLoss(encoder, target)
     generator = torch.Generator().manual_seed(params.seed)
-    sketches = [points[k:k + 1].to(device).clone().requires_grad_(True)
-                for points in initial.values() for k in range(points.shape[0])]
+    sketches = [points[:1].to(device).clone().requires_grad_(True) for points in initial.values()]
     optimizers = [torch.optim.Adam([points], lr=params.lr) for points in sketches]
     times = []
     try:
@@ -94,7 +97,7 @@ def time_naive(encoder: ClipEncoder, target: torch.Tensor, initial: dict[int, to
             times.append((time.perf_counter() - start) / len(sketches))
     finally:
         visual.requires_grad_(False)
-    return statistics.median(times[1:] or times)
+    return statistics.median(times[warmup:])
 
 
 def time_raster(initial: dict[int, torch.Tensor], params: SketchParams, device: torch.device,
@@ -118,7 +121,9 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--strokes", default="4,8,16,32")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--iterations", type=int, default=3, help="timed iterations (+1 warm-up) per loop")
+    parser.add_argument("--iterations", type=int, default=3, help="timed iterations per loop")
+    parser.add_argument("--warmup", type=int, default=5,
+                        help="untimed iterations first (on a CPU, a large batch takes ~5 steps to reach its pace)")
     parser.add_argument("--model", default="RN101", help="loss network (random weights unless --weights)")
     parser.add_argument("--weights", help="checkpoint file or pretrained tag to load instead of random weights")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
@@ -126,7 +131,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    params = SketchParams(strokes=args.strokes, seeds=args.seeds, iterations=args.iterations + 1)
+    params = SketchParams(strokes=args.strokes, seeds=args.seeds, iterations=args.warmup + args.iterations)
     if args.weights:
         weights = args.weights if args.weights in open_clip.list_pretrained_tags_by_model(args.model) else None
         encoder = load_encoder(args.model, weights, None if weights else args.weights, device, "--weights")
@@ -138,9 +143,9 @@ def main() -> None:
         for count in params.strokes
     }
     sketches = len(params.strokes) * params.seeds
-    ours_iteration = time_ours(encoder, target, initial, params, device)
+    ours_iteration = time_ours(encoder, target, initial, params, device, max(1, args.warmup))
     ours = ours_iteration / sketches
-    naive = time_naive(encoder, target, initial, params, device)
+    naive = time_naive(encoder, target, initial, params, device, max(1, args.warmup))
     raster = time_raster(initial, params, device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"device: {name}; loss network {args.model}; job: strokes {params.strokes} × {params.seeds} seeds "

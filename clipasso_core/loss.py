@@ -37,10 +37,6 @@ class Features:
     layer3: torch.Tensor
     embedding: torch.Tensor
 
-    def select(self, index: slice | torch.Tensor) -> Features:
-        """The features of a sub-batch."""
-        return Features(self.layer2[index], self.layer3[index], self.embedding[index])
-
 
 @dataclass(frozen=True)
 class Augmentation:
