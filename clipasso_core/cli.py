@@ -19,7 +19,7 @@ from PIL import Image
 from pydantic import ValidationError
 from tqdm import tqdm
 
-from inkscape_ext.install import install_extension
+from inkscape_ext.install import InstallError, install_extension
 
 from .errors import ClipassoError, SketchFileError
 from .image import read_image, to_canvas
@@ -176,8 +176,10 @@ def run_install_extension(args: argparse.Namespace) -> int:
     """``clipasso install-extension``: copy the extension and say where it went."""
     try:
         where = install_extension(args.dest)
+    except InstallError as error:
+        raise ClipassoError(str(error)) from None
     except OSError as error:
-        raise ClipassoError(f"Cannot install the extension: {error}.") from None
+        raise ClipassoError(f"Cannot install the extension: {error.strerror or error}.") from None
     print(f"Installed the CLIPasso extension into {where}. Restart Inkscape, then use Extensions → CLIPasso → Sketch….")
     return 0
 

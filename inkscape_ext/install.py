@@ -3,6 +3,7 @@
 import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Optional
 
@@ -25,15 +26,36 @@ def default_extensions_dir() -> Path:
     return Path(config).expanduser() / "inkscape" / "extensions"
 
 
+class InstallError(Exception):
+    """The extension cannot be installed where asked; the message says why and what to do."""
+
+
 def install_extension(dest: Optional[Path] = None) -> Path:
-    """Copy the extension into <dest or default_extensions_dir()>/clipasso/, replacing an older copy."""
-    target = Path(dest if dest is not None else default_extensions_dir()).expanduser() / EXTENSION_FOLDER
-    if target.is_symlink() or target.is_file():
-        target.unlink()
-    elif target.exists():
-        shutil.rmtree(target)
-    target.mkdir(parents=True)
-    for source in sorted(Path(__file__).resolve().parent.iterdir()):
-        if source.is_file() and source.name not in NOT_INSTALLED and source.suffix != ".pyc":
-            shutil.copy2(source, target / source.name)
+    """Copy the extension into <dest or default_extensions_dir()>/clipasso/, replacing an older copy.
+
+    An explicit ``dest`` must be an existing folder; a ``clipasso`` entry there that is not an earlier
+    copy of this extension is never touched.
+    """
+    folder = Path(dest).expanduser() if dest is not None else default_extensions_dir()
+    if dest is not None and not folder.is_dir():
+        raise InstallError(
+            f"The folder {folder} does not exist; give Inkscape's user extensions folder "
+            "(Edit → Preferences → System → User extensions)."
+        )
+    target = folder / EXTENSION_FOLDER
+    if target.exists() or target.is_symlink():
+        if target.is_symlink() or not (target / "clipasso.inx").is_file():
+            raise InstallError(f"{target} already exists and is not the CLIPasso extension; move it away first.")
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".clipasso-", dir=folder))
+    try:
+        for source in sorted(Path(__file__).resolve().parent.iterdir()):
+            if source.is_file() and source.name not in NOT_INSTALLED and source.suffix != ".pyc":
+                shutil.copy2(source, staging / source.name)
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
     return target

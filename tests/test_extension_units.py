@@ -79,6 +79,7 @@ def test_install_copies_the_extension_into_a_clipasso_folder(tmp_path):
     stale = tmp_path / "clipasso" / "old_module.py"
     stale.parent.mkdir()
     stale.write_text("# from an older version")
+    (stale.parent / "clipasso.inx").write_text("<inkscape-extension/>")
     target = install_extension(tmp_path)
     assert target == tmp_path / "clipasso"
     installed = sorted(p.name for p in target.iterdir())
@@ -93,6 +94,18 @@ def test_install_copies_the_extension_into_a_clipasso_folder(tmp_path):
     for inx in target.glob("*.inx"):
         script = InxFile(str(inx)).script
         assert script["location"] == "inx" and (target / script["script"]).is_file()
+
+
+def test_install_never_touches_what_it_did_not_install(tmp_path):
+    precious = tmp_path / "clipasso" / "drawing.svg"
+    precious.parent.mkdir()
+    precious.write_text("<svg/>")
+    with pytest.raises(install.InstallError, match="is not the CLIPasso extension"):
+        install_extension(tmp_path)
+    assert precious.read_text() == "<svg/>"
+    with pytest.raises(install.InstallError, match="does not exist"):
+        install_extension(tmp_path / "typo")
+    assert not (tmp_path / "typo").exists()
 
 
 def test_install_defaults_to_the_profile_dir(tmp_path, monkeypatch):
