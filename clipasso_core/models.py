@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import urllib.parse
+import urllib.request
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,6 +160,8 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
     """Whether the Hugging Face hub answers at all (a quick check, so offline use fails fast)."""
     if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
         return False
+    if urllib.request.getproxies().get("https"):
+        return True  # only the proxy can tell; let the download itself try
     host = urllib.parse.urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
     try:
         socket.create_connection((host, 443), timeout=timeout).close()
