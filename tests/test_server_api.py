@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from importlib import metadata
 
 import pytest
+import torch
 from PIL import Image
 
 from server_process import (FAST_PARAMS, ServerProcess, png_bytes, start_server, submit_image, wait_for_progress,
@@ -253,3 +254,16 @@ def test_openapi_document_declares_the_json_errors(server):
     assert operation["responses"]["422"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorResponse")
     params = document["components"]["schemas"]["SketchParams"]["properties"]
     assert {"strokes", "seeds", "iterations", "seed", "stroke_width"} <= set(params)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_server_on_the_gpu_runs_jobs_there(tiny_spec, tmp_path):
+    with start_server(tmp_path, tiny_spec, extra_args=["--device", "cuda", "--preload"]) as gpu_server:
+        status, health = gpu_server.request("GET", "/v1/health")
+        assert status == 200 and health["device"].startswith("cuda") and health["models_loaded"]
+        status, created = submit_image(gpu_server, png_bytes(), strokes=[4, 16], seeds=2, iterations=20)
+        assert status == 202
+        assert wait_for_status(gpu_server, created["id"])["status"] == "succeeded"
+        status, result = gpu_server.request("GET", f"/v1/jobs/{created['id']}/result")
+        assert status == 200 and [level["strokes"] for level in result["levels"]] == [4, 16]
+        assert all(len(level["paths"]) == level["strokes"] for level in result["levels"])
