@@ -809,6 +809,7 @@ def run_inkscape(tmp_path: Path, document: Path, actions: str, prefs: Dict[str, 
     from inkscape_ext.install import install_extension
 
     profile = tmp_path / "profile"
+    (profile / "extensions").mkdir(parents=True)  # Inkscape creates it on its first start
     install_extension(profile / "extensions")
     stderr_log = tmp_path / "extension-stderr.log"
     interpreter = tmp_path / "python3-stderr-to-log"
