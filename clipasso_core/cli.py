@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import sys
-import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -22,11 +21,12 @@ from tqdm import tqdm
 from inkscape_ext.install import InstallError, install_extension
 
 from .errors import ClipassoError, SketchFileError
+from .files import write_atomically
 from .image import read_image, to_canvas
 from .models import (DEFAULT_LOSS_MODEL, DEFAULT_PRETRAINED, DEFAULT_SALIENCY_MODEL, ModelSpec, load_encoder,
                      load_models, resolve_device)
 from .optimize import Progress
-from .params import CANVAS_SIZE, describe_validation_error, make_params
+from .params import CANVAS_SIZE, describe_validation_errors, make_params
 from .preview import preview_sheet
 from .score import choose_layer, render_layer, score_canvas
 from .sketch import sketch_image
@@ -104,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handlers[args.command](args)
     except ValidationError as error:
-        return fail(f"invalid option: {describe_validation_error(error)}", EXIT_USAGE)
+        return fail(f"invalid option: {describe_validation_errors(error.errors())}", EXIT_USAGE)
     except ClipassoError as error:
         return fail(str(error))
     except KeyboardInterrupt:
@@ -138,9 +138,9 @@ def run_sketch(args: argparse.Namespace) -> int:
     if embedded is not None and image_type == "image/png" and not embedded.startswith(b"\x89PNG"):
         embedded = png_bytes(image)
     layers = [level.layer(visible=index == len(result.levels) - 1) for index, level in enumerate(result.levels)]
-    write_atomically(args.output, sketch_document(result.width, result.height, layers, embedded, image_type).encode())
+    write_output(args.output, sketch_document(result.width, result.height, layers, embedded, image_type).encode())
     if args.preview is not None:
-        write_atomically(args.preview, png_bytes(preview_sheet(image, result)))
+        write_output(args.preview, png_bytes(preview_sheet(image, result)))
     summary = ", ".join(f"{level.strokes} strokes: loss {level.loss:.4f} (seed {level.seed})" for level in result.levels)
     if result.cancelled:
         print(f"Stopped after {result.iterations} of {params.iterations} steps; wrote the best sketches so far to "
@@ -186,7 +186,7 @@ def run_install_extension(args: argparse.Namespace) -> int:
 
 def check_writable(path: Path) -> None:
     """Fail before a long run if ``path`` cannot be written."""
-    folder = path.parent if str(path.parent) else Path(".")
+    folder = path.parent
     if not folder.is_dir():
         raise ClipassoError(f"Cannot write '{path}': the folder '{folder}' does not exist.")
     if path.is_dir():
@@ -195,13 +195,10 @@ def check_writable(path: Path) -> None:
         raise ClipassoError(f"Cannot write '{path}': permission denied.")
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file, so a failure never leaves half a file."""
-    folder = path.parent if str(path.parent) else Path(".")
+def write_output(path: Path, data: bytes) -> None:
+    """Write an output file atomically; a failure is one sentence naming the file."""
     try:
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{path.name}.", delete=False) as handle:
-            handle.write(data)
-        os.replace(handle.name, path)
+        write_atomically(path, data)
     except OSError as error:
         raise ClipassoError(f"Cannot write '{path}': {error.strerror or error}.") from None
 

@@ -148,17 +148,17 @@ def optimize_sketches(
 
 def _winners(best: _BestTracker, strokes: list[int], params: SketchParams) -> list[LevelOutcome]:
     seeds = params.sketch_seeds()
+    losses = best.loss.view(len(strokes), len(seeds))
+    terms = best.terms.view(len(strokes), len(seeds), 3)
     outcomes = []
     for level, count in enumerate(strokes):
-        losses = best.loss[level * len(seeds):(level + 1) * len(seeds)]
-        winner = int(torch.argmin(losses))
-        terms = best.terms[level * len(seeds) + winner]
+        winner = int(torch.argmin(losses[level]))
         outcomes.append(LevelOutcome(
             strokes=count,
             seed=seeds[winner],
             points=best.points[level][winner].cpu(),
-            loss=float(losses[winner]),
-            terms=(float(terms[0]), float(terms[1]), float(terms[2])),
-            seed_losses=tuple(losses.tolist()),
+            loss=float(losses[level, winner]),
+            terms=tuple(terms[level, winner].tolist()),
+            seed_losses=tuple(losses[level].tolist()),
         ))
     return outcomes

@@ -6,9 +6,10 @@ defaults of the Inkscape dialog. Field names are the CLI's long options with und
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 CANVAS_SIZE = 224
 """Side of the square canvas the optimizer draws on, in pixels (the paper's ``image_scale``)."""
@@ -94,11 +95,11 @@ def make_params(preset: str = "paper", **overrides: Any) -> SketchParams:
     return SketchParams(**values)
 
 
-def describe_validation_error(error: ValidationError) -> str:
-    """One sentence naming each invalid field and why, for CLI and HTTP error messages."""
+def describe_validation_errors(errors: Iterable[Mapping[str, Any]], empty_field: str = "params") -> str:
+    """One sentence naming each invalid field and why (``strokes: …; seeds: …``), from pydantic's error list."""
     problems = []
-    for item in error.errors():
-        field = ".".join(str(part) for part in item["loc"]) or "params"
-        message = str(item["msg"]).removeprefix("Value error, ")
+    for item in errors:
+        field = ".".join(str(part) for part in item.get("loc", ())) or empty_field
+        message = str(item.get("msg", "is invalid")).removeprefix("Value error, ")
         problems.append(f"{field}: {message}")
     return "; ".join(problems)

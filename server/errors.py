@@ -10,6 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from clipasso_core.params import describe_validation_errors
+
 log = logging.getLogger("clipasso_server")
 
 HTTP_CODES = {
@@ -50,17 +52,16 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
 
 def describe_request_errors(errors: Any) -> str:
     """One sentence naming each invalid field of a request (``params.strokes: …``) and why."""
-    problems = []
+    items = []
     for item in errors:
-        location = [str(part) for part in item.get("loc", ())]
+        location = list(item.get("loc", ()))
         if len(location) > 1 and location[0] in ("body", "path", "query", "header"):
             location = location[1:]
-        field = ".".join(location) or "body"
-        message = str(item.get("msg", "is invalid")).removeprefix("Value error, ")
+        message = item.get("msg", "is invalid")
         if item.get("type") == "json_invalid":
-            field, message = "body", "is not valid JSON"
-        problems.append(f"{field}: {message}")
-    return "; ".join(problems) or "the request is invalid"
+            location, message = ["body"], "is not valid JSON"
+        items.append({"loc": location, "msg": message})
+    return describe_validation_errors(items, empty_field="body") or "the request is invalid"
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -9,7 +9,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from clipasso_core.params import SketchParams
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-UNFINISHED: tuple[str, ...] = ("queued", "running")
 
 
 class ErrorInfo(BaseModel):

@@ -429,7 +429,7 @@ def test_every_preserve_aspect_ratio_places_strokes_on_the_drawn_picture(tmp_pat
     layers = sketch_layers(run.svg)
     assert len(layers) == len(ASPECT_CASES)
     for image_id, viewport, value in images:
-        left, top, right, bottom = drawn = drawn_box(viewport, (40, 30), value)
+        left, top, right, bottom = drawn_box(viewport, (40, 30), value)
         scale = ((right - left) / 40, (bottom - top) / 30)
         placement = inkex.Transform(translate=(left, top)) @ inkex.Transform(scale=scale)
         assert_strokes_are_the_servers(layers[image_id], live_server, placement)  # inside the drawn picture

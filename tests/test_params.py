@@ -3,7 +3,7 @@
 import pytest
 from pydantic import ValidationError
 
-from clipasso_core.params import SketchParams, describe_validation_error, make_params
+from clipasso_core.params import SketchParams, describe_validation_errors, make_params
 
 
 def test_defaults_are_the_papers_run():
@@ -37,13 +37,13 @@ def test_stroke_list_accepts_text_and_sorts():
 def test_invalid_stroke_lists_name_the_field(strokes, fragment):
     with pytest.raises(ValidationError) as caught:
         SketchParams(strokes=strokes)
-    message = describe_validation_error(caught.value)
+    message = describe_validation_errors(caught.value.errors())
     assert message.startswith("strokes:") and fragment in message
 
 
 def test_unknown_keys_and_presets_are_refused():
     with pytest.raises(ValidationError) as caught:
         SketchParams(stroke=4)
-    assert "stroke" in describe_validation_error(caught.value)
+    assert "stroke" in describe_validation_errors(caught.value.errors())
     with pytest.raises(ValueError, match="unknown preset"):
         make_params("fast")
