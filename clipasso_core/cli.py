@@ -23,8 +23,8 @@ from inkscape_ext.install import InstallError, install_extension
 from .errors import ClipassoError, SketchFileError
 from .files import write_atomically
 from .image import read_image, to_canvas
-from .models import (DEFAULT_LOSS_MODEL, DEFAULT_PRETRAINED, DEFAULT_SALIENCY_MODEL, ModelSpec, load_encoder,
-                     load_models, resolve_device)
+from .model_options import add_model_options, model_spec
+from .models import load_encoder, load_models, resolve_device
 from .optimize import Progress
 from .params import CANVAS_SIZE, describe_validation_errors, make_params
 from .preview import preview_sheet
@@ -35,31 +35,6 @@ from .svg import read_sketch_document, sketch_document
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
-
-
-def add_model_options(parser: argparse.ArgumentParser) -> None:
-    """The options choosing CLIP models, weights and device (shared with ``clipasso-server``)."""
-    group = parser.add_argument_group("models")
-    group.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda (default: auto)")
-    group.add_argument("--loss-model", default=DEFAULT_LOSS_MODEL,
-                       help=f"open_clip ResNet for the loss, or a model config .json (default: {DEFAULT_LOSS_MODEL})")
-    group.add_argument("--saliency-model", default=DEFAULT_SALIENCY_MODEL,
-                       help=f"open_clip ViT for the initial strokes, or a config .json (default: {DEFAULT_SALIENCY_MODEL})")
-    group.add_argument("--pretrained", default=DEFAULT_PRETRAINED,
-                       help=f"open_clip pretrained tag of both models (default: {DEFAULT_PRETRAINED})")
-    group.add_argument("--loss-weights", type=Path, metavar="FILE", help="local checkpoint for the loss model")
-    group.add_argument("--saliency-weights", type=Path, metavar="FILE", help="local checkpoint for the saliency model")
-
-
-def model_spec(args: argparse.Namespace) -> ModelSpec:
-    """The :class:`ModelSpec` named by :func:`add_model_options`' options."""
-    return ModelSpec(
-        loss_model=args.loss_model,
-        saliency_model=args.saliency_model,
-        pretrained=args.pretrained,
-        loss_weights=args.loss_weights,
-        saliency_weights=args.saliency_weights,
-    )
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from clipasso_core.cli import add_model_options, model_spec
+from clipasso_core.model_options import add_model_options, model_spec
 from clipasso_core.image import DEFAULT_MAX_PIXELS
 
 from .config import DEFAULT_HOST, DEFAULT_MAX_BODY_MB, DEFAULT_PORT, default_data_dir

@@ -1,0 +1,36 @@
+"""Command-line options that choose the CLIP models, their weights and the device.
+
+Shared by ``clipasso`` and ``clipasso-server`` so that both spell them the same way; argparse only.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .models import DEFAULT_LOSS_MODEL, DEFAULT_PRETRAINED, DEFAULT_SALIENCY_MODEL, ModelSpec
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """Add the options choosing CLIP models, weights and device to ``parser``."""
+    group = parser.add_argument_group("models")
+    group.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda (default: auto)")
+    group.add_argument("--loss-model", default=DEFAULT_LOSS_MODEL,
+                       help=f"open_clip ResNet for the loss, or a model config .json (default: {DEFAULT_LOSS_MODEL})")
+    group.add_argument("--saliency-model", default=DEFAULT_SALIENCY_MODEL,
+                       help=f"open_clip ViT for the initial strokes, or a config .json (default: {DEFAULT_SALIENCY_MODEL})")
+    group.add_argument("--pretrained", default=DEFAULT_PRETRAINED,
+                       help=f"open_clip pretrained tag of both models (default: {DEFAULT_PRETRAINED})")
+    group.add_argument("--loss-weights", type=Path, metavar="FILE", help="local checkpoint for the loss model")
+    group.add_argument("--saliency-weights", type=Path, metavar="FILE", help="local checkpoint for the saliency model")
+
+
+def model_spec(args: argparse.Namespace) -> ModelSpec:
+    """The :class:`ModelSpec` named by :func:`add_model_options`' options."""
+    return ModelSpec(
+        loss_model=args.loss_model,
+        saliency_model=args.saliency_model,
+        pretrained=args.pretrained,
+        loss_weights=args.loss_weights,
+        saliency_weights=args.saliency_weights,
+    )
