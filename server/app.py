@@ -55,7 +55,7 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAPI:
     """Build the app for ``config``; the worker starts and stops with the app's lifespan."""
     models = models or ModelCache(config.models, config.device)
-    queue = JobQueue(JobStore(config.data_dir), models, max_pixels=config.max_pixels)
+    queue = make_queue(config, JobStore(config.data_dir), models)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -165,6 +165,15 @@ def token_client(authorization: str | None) -> str:
     if not authorization or not authorization.startswith("Bearer "):
         return DEFAULT_CLIENT
     return "token-" + hashlib.sha256(authorization[7:].encode()).hexdigest()[:12]
+
+
+def make_queue(config: ServerConfig, store: JobStore, models: ModelCache) -> JobQueue:
+    """The in-process job queue, or the Ray one when ``config`` asks for Ray workers."""
+    if not config.ray_workers:
+        return JobQueue(store, models, max_pixels=config.max_pixels)
+    from .ray_backend import RayJobQueue
+
+    return RayJobQueue(store, models, config.ray_workers, config.ray_gpus_per_worker, max_pixels=config.max_pixels)
 
 
 def decode_image_field(text: str) -> bytes:
