@@ -7,9 +7,9 @@ defaults of the Inkscape dialog. Field names are the CLI's long options with und
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 CANVAS_SIZE = 224
 """Side of the square canvas the optimizer draws on, in pixels (the paper's ``image_scale``)."""
@@ -35,6 +35,19 @@ def parse_stroke_list(value: Any) -> Any:
 
 StrokeList = Annotated[list[int], BeforeValidator(parse_stroke_list)]
 
+MAX_LOSS_WEIGHT = 100.0
+"""Upper bound of every loss weight (the paper's are 1 and 0.1)."""
+
+LAYER_WEIGHTS = ("layer1_weight", "layer2_weight", "layer3_weight", "layer4_weight")
+FIDELITY_PRESETS: dict[str, dict[str, float]] = {
+    "precise": {"layer1_weight": 1.0, "layer2_weight": 1.0, "layer3_weight": 0.0, "layer4_weight": 0.0},
+    "paper": {"layer1_weight": 0.0, "layer2_weight": 1.0, "layer3_weight": 1.0, "layer4_weight": 0.0},
+    "loose": {"layer1_weight": 0.0, "layer2_weight": 0.0, "layer3_weight": 1.0, "layer4_weight": 1.0},
+}
+"""ResNet stage weights per fidelity (CLIPascene): shallow stages keep the geometry, deep ones the meaning."""
+
+Fidelity = Literal["precise", "paper", "loose"]
+
 
 class SketchParams(BaseModel):
     """Everything that shapes one sketch job; defaults are the paper's run (CLIPasso, SIGGRAPH 2022)."""
@@ -56,9 +69,33 @@ class SketchParams(BaseModel):
     eval_interval: int = Field(default=10, ge=1, le=10_000, description="Steps between eval losses (best-iteration tracking).")
     softmax_temperature: float = Field(default=0.3, gt=0.0, le=100.0, description="Temperature of the saliency softmax.")
     attention_init: bool = Field(default=True, description="Place first points on CLIP attention × edges (else uniformly).")
+    fidelity: Fidelity = Field(
+        default="paper",
+        description="Which ResNet stages the loss compares: precise = layer1+layer2 (the image's geometry), "
+                    "paper = layer2+layer3, loose = layer3+layer4 (looser, more semantic). "
+                    "Explicit layer weights override it.",
+    )
+    layer1_weight: float = Field(default=0.0, ge=0.0, le=MAX_LOSS_WEIGHT, description="Weight of the RN layer1 feature MSE.")
     layer2_weight: float = Field(default=1.0, ge=0.0, description="Weight of the RN layer2 feature MSE.")
     layer3_weight: float = Field(default=1.0, ge=0.0, description="Weight of the RN layer3 feature MSE.")
+    layer4_weight: float = Field(default=0.0, ge=0.0, le=MAX_LOSS_WEIGHT, description="Weight of the RN layer4 feature MSE.")
     fc_weight: float = Field(default=0.1, ge=0.0, description="Weight of 1 − cos of the CLIP image embeddings.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_fidelity(cls, data: Any) -> Any:
+        """Fill the layer weights not given explicitly from the ``fidelity`` preset."""
+        if isinstance(data, Mapping) and isinstance(data.get("fidelity"), str):
+            preset = FIDELITY_PRESETS.get(data["fidelity"])
+            if preset is not None:
+                data = {**preset, **data}
+        return data
+
+    @model_validator(mode="after")
+    def _check_some_loss(self) -> SketchParams:
+        if not any(getattr(self, name) > 0 for name in (*LAYER_WEIGHTS, "fc_weight")):
+            raise ValueError("at least one loss weight (layer1_weight … layer4_weight, fc_weight) must be above 0")
+        return self
 
     @field_validator("strokes")
     @classmethod

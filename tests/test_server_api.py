@@ -169,6 +169,10 @@ BAD_SUBMISSIONS = {
     "unknown param": ({"image": _b64(png_bytes()), "params": {"bogus": 1}}, 422, "invalid_params", "params.bogus"),
     "iterations not a number": ({"image": _b64(png_bytes()), "params": {"iterations": "many"}}, 422,
                                 "invalid_params", "params.iterations"),
+    "unknown fidelity": ({"image": _b64(png_bytes()), "params": {"fidelity": "sharp"}}, 422, "invalid_params",
+                         "params.fidelity"),
+    "negative loss weight": ({"image": _b64(png_bytes()), "params": {"layer4_weight": -1}}, 422, "invalid_params",
+                             "params.layer4_weight"),
     "params not an object": ({"image": _b64(png_bytes()), "params": [4]}, 422, "invalid_params", "params"),
     "body not an object": ([1, 2], 422, "invalid_request", None),
 }
