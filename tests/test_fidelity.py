@@ -48,6 +48,7 @@ def test_the_default_is_the_paper_and_explicit_weights_override_the_preset():
     ({"layer1_weight": -1.0}, "layer1_weight"),
     ({"layer4_weight": -0.5}, "layer4_weight"),
     ({"layer4_weight": 1e9}, "layer4_weight"),
+    ({"layer1_weight": float("nan")}, "layer1_weight"),
     ({"layer2_weight": 0, "layer3_weight": 0, "fc_weight": 0}, "at least one loss weight"),
 ])
 def test_bad_fidelity_values_are_refused_with_the_field_named(values, field):
