@@ -49,7 +49,8 @@ class Progress:
 
 @dataclass
 class LevelOutcome:
-    """The winning sketch of one level: control points ``[S, 4, 2]`` on the canvas and its eval loss terms.
+    """The winning sketch of one level: control points ``[S, 4, 2]`` on the canvas and its eval loss terms
+    (weighted, in the order of the loss's ``term_names``).
 
     With a layout, ``points`` are the winner's segments ``[N, 4, 2]`` in the layout's path order.
 
@@ -60,7 +61,7 @@ class LevelOutcome:
     seed: int
     points: torch.Tensor
     loss: float
-    terms: tuple[float, float, float]
+    terms: tuple[float, ...]
     seed_losses: tuple[float, ...]
 
 
@@ -76,14 +77,14 @@ class Optimization:
 class _BestTracker:
     """Per-sketch lowest eval loss and the points that achieved it."""
 
-    def __init__(self, points: list[torch.Tensor]) -> None:
+    def __init__(self, points: list[torch.Tensor], terms: int) -> None:
         count = sum(p.shape[0] for p in points)
         self.loss = torch.full((count,), float("inf"), device=points[0].device)
-        self.terms = torch.zeros((count, 3), device=points[0].device)
+        self.terms = torch.zeros((count, terms), device=points[0].device)
         self.points = [p.detach().clone() for p in points]
 
     def update(self, terms: torch.Tensor, points: list[torch.Tensor]) -> None:
-        """Record eval ``terms`` ``[B, 3]`` of ``points``; keep them for every sketch that improved."""
+        """Record eval ``terms`` ``[B, T]`` of ``points``; keep them for every sketch that improved."""
         total = terms.sum(dim=-1)
         improved = total < self.loss - MIN_DELTA
         self.loss = torch.where(improved, total, self.loss)
@@ -138,7 +139,7 @@ def optimize_sketches(
     points = [initial[count].to(device).clone().requires_grad_(True) for count in strokes]
     optimizer = torch.optim.Adam(points, lr=params.lr)
     generator = torch.Generator().manual_seed(params.seed)
-    best = _BestTracker(points)
+    best = _BestTracker(points, len(loss.term_names))
     layouts = layouts or {}
 
     def segments(current: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -167,7 +168,7 @@ def _winners(best: _BestTracker, strokes: list[int], params: SketchParams,
              best_segments: list[torch.Tensor]) -> list[LevelOutcome]:
     seeds = params.sketch_seeds()
     losses = best.loss.view(len(strokes), len(seeds))
-    terms = best.terms.view(len(strokes), len(seeds), 3)
+    terms = best.terms.view(len(strokes), len(seeds), -1)
     outcomes = []
     for level, count in enumerate(strokes):
         winner = int(torch.argmin(losses[level]))

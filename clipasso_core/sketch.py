@@ -7,7 +7,7 @@ returns its locked paths exactly as given.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -37,7 +37,7 @@ class LevelSketch:
     points: torch.Tensor
     stroke_width: float
     loss: float
-    terms: tuple[float, float, float]  # weighted layer2, layer3, fc eval terms
+    terms: dict[str, float]  # weighted eval terms by name (conv_layer2, conv_layer3, fc, …)
     shape: PathShape | None = None
     locked_paths: dict[int, str] | None = None
 
@@ -77,13 +77,12 @@ def sketch_image(
     """Sketch an RGB image at every level of ``params``; stops early, keeping the best so far, when cancelled."""
     target, frame = to_canvas(image, CANVAS_SIZE)
     target = target.to(models.device)
-    weights = LossWeights(params.layer2_weight, params.layer3_weight, params.fc_weight)
-    loss = ClipConvLoss(models.loss, target, weights)
+    loss = ClipConvLoss(models.loss, target, LossWeights.from_params(params))
     if params.init_paths is not None:
         joined = refine_layout(params, frame).to(models.device)
         initial = {len(params.init_paths): joined.free[None].repeat(params.seeds, 1, 1)}
         outcome = optimize_sketches(loss, initial, params, progress, cancel, {len(params.init_paths): joined})
-        levels = [refined_level(outcome.levels[0], params, frame, joined.shape)]
+        levels = [refined_level(outcome.levels[0], params, frame, joined.shape, loss.term_names)]
     else:
         outcome = optimize_sketches(loss, initial_points(target, params, models), params, progress, cancel)
         levels = [
@@ -93,7 +92,7 @@ def sketch_image(
                 points=frame.to_source(level.points.double()).float(),
                 stroke_width=params.stroke_width * frame.scale,
                 loss=level.loss,
-                terms=level.terms,
+                terms=dict(zip(loss.term_names, level.terms)),
             )
             for level in outcome.levels
         ]
@@ -107,7 +106,8 @@ def refine_layout(params: SketchParams, frame: CanvasFrame) -> JoinedPaths:
                        joined.shape)
 
 
-def refined_level(level: LevelOutcome, params: SketchParams, frame: CanvasFrame, shape: PathShape) -> LevelSketch:
+def refined_level(level: LevelOutcome, params: SketchParams, frame: CanvasFrame, shape: PathShape,
+                  term_names: Sequence[str]) -> LevelSketch:
     """The refined paths in source pixels; locked paths are put back exactly as given, not mapped twice."""
     points = frame.to_source(level.points.double())
     given = read_paths(params.init_paths or [])
@@ -120,7 +120,7 @@ def refined_level(level: LevelOutcome, params: SketchParams, frame: CanvasFrame,
         points=points,
         stroke_width=params.stroke_width * frame.scale,
         loss=level.loss,
-        terms=level.terms,
+        terms=dict(zip(term_names, level.terms)),
         shape=shape,
         locked_paths={index: (params.init_paths or [])[index] for index in params.locked},
     )
