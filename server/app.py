@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import hashlib
 import io
 import logging
 import re
@@ -13,7 +14,7 @@ from contextlib import asynccontextmanager
 from importlib import metadata
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from PIL import Image
 
@@ -26,7 +27,7 @@ from .middleware import BearerTokenMiddleware, BodyLimitMiddleware
 from .model_cache import ModelCache
 from .schemas import (ErrorInfo, ErrorResponse, Health, JobCreated, JobRequest, JobState, SketchResultBody,
                       WorkerHealth)
-from .store import Job, JobStore, iso_time
+from .store import DEFAULT_CLIENT, Job, JobStore, iso_time
 from .worker import JobQueue, WorkerState
 
 _WHITESPACE = re.compile(rb"\s+")
@@ -95,6 +96,8 @@ def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAP
             created_at=iso_time(job.created_at) or "",
             started_at=iso_time(job.started_at),
             finished_at=iso_time(job.finished_at),
+            client=job.client,
+            worker=job.worker,
         )
 
     def find_job(job_id: str) -> Job:
@@ -119,6 +122,7 @@ def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAP
             models_loaded=models.loaded,
             models_error=None if models_error is None else str(models_error),
             queue_length=queue.queue_length(),
+            workers=queue.workers.snapshot(),
         )
         if problem is None:
             return body
@@ -126,13 +130,14 @@ def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAP
 
     @app.post("/v1/jobs", status_code=202, response_model=JobCreated, responses=_errors(413, 415, 422, 503, 507),
               summary="Submit an image to sketch (an identical earlier job is returned instead of running again)")
-    def submit_job(body: JobRequest) -> JobCreated:
+    def submit_job(body: JobRequest, request: Request) -> JobCreated:
         data = decode_image_field(body.image)
         key = queue.cache_key(data, body.params)
         existing = queue.find_reusable(key)
         if existing is None:
             check_image(data, config.max_pixels)
-            existing = queue.submit(data, body.params, key)
+            client = body.client or token_client(request.headers.get("authorization"))
+            existing = queue.submit(data, body.params, key, client)
         return JobCreated(id=existing.id, status=existing.status)  # type: ignore[arg-type]
 
     @app.get("/v1/jobs/{job_id}", response_model=JobState, responses=_errors(404),
@@ -190,6 +195,13 @@ def worker_problem(worker: WorkerState, queue: JobQueue) -> ErrorInfo | None:
             if unsaved is not None:
                 return ErrorInfo(**unsaved[1])
     return None
+
+
+def token_client(authorization: str | None) -> str:
+    """The client name of a request that names none: its bearer token's identity, else ``local``."""
+    if not authorization or not authorization.startswith("Bearer "):
+        return DEFAULT_CLIENT
+    return "token-" + hashlib.sha256(authorization[7:].encode()).hexdigest()[:12]
 
 
 def decode_image_field(text: str) -> bytes:

@@ -31,7 +31,8 @@ from clipasso_core.svg import path_data
 from .config import DEFAULT_STUCK_AFTER_S
 from .model_cache import ModelCache, models_identity
 from .storage_faults import storage_fault
-from .store import Job, JobStore, cache_key
+from .store import DEFAULT_CLIENT, Job, JobStore, cache_key
+from .workers import WorkerBoard, this_process
 
 log = logging.getLogger("clipasso_server")
 
@@ -136,6 +137,9 @@ class JobQueue:
         self._last_trouble: tuple[str, str] | None = None
         self._repeats = 0
         self._thread: threading.Thread | None = None
+        self.workers = WorkerBoard()
+        self.worker = this_process("local", str(models.device))
+        self.workers.register(self.worker)
 
     # -- API side --------------------------------------------------------------------------------
     def cache_key(self, image: bytes, params: SketchParams) -> str:
@@ -146,12 +150,13 @@ class JobQueue:
         """An earlier identical job that is queued, running or succeeded."""
         return self.store.find_reusable(key)
 
-    def submit(self, image: bytes, params: SketchParams, key: str) -> Job:
-        """Queue a job for a validated image (or return the identical one already known) and wake the worker."""
-        job, created = self.store.submit(image, params, key)
+    def submit(self, image: bytes, params: SketchParams, key: str, client: str = DEFAULT_CLIENT) -> Job:
+        """Queue ``client``'s job for a validated image (or return the identical one already known); wake the worker."""
+        job, created = self.store.submit(image, params, key, client)
         if created:
-            log.info("job %s queued (strokes %s, seeds %d, %d iterations; %d waiting or running)", job.id,
-                     ",".join(map(str, params.strokes)), params.seeds, params.iterations, self.queue_length())
+            log.info("job %s queued for %s (strokes %s, seeds %d, %d iterations; %d waiting or running)", job.id,
+                     client, ",".join(map(str, params.strokes)), params.seeds, params.iterations,
+                     self.queue_length())
             self._wake.set()
         else:
             log.info("job %s reused for an identical submission (%s)", job.id, job.status)
@@ -272,10 +277,11 @@ class JobQueue:
                     self._current = None
                     self._phase = "idle"
                 self._progress.pop(job.id, None)
+                self.workers.done(self.worker.name, finished=not self._stopping.is_set())
 
     def _claim(self) -> Job | None:
         with self._lock:
-            job = self.store.claim_next()
+            job = self.store.claim_next(self.worker.as_dict())
             if job is not None and self._stopping.is_set():  # stop() came between the loop test and the claim
                 self.store.requeue(job.id)
                 return None
@@ -284,13 +290,15 @@ class JobQueue:
                 self._phase = "starting"
                 self._beat = time.monotonic()
                 self._cancel = threading.Event()
+                self.workers.busy(self.worker.name, job.id)
             return job
 
     def run_claimed(self, job: Job) -> None:
         """Run one claimed (running) job to its end and record the outcome; records its own failures."""
         started = time.monotonic()
         waited = (job.started_at or time.time()) - job.created_at
-        log.info("job %s started (waited %.1f s in the queue; run %d)", job.id, waited, job.runs)
+        log.info("job %s started on %s (client %s; waited %.1f s in the queue; run %d)", job.id, self.worker.name,
+                 job.client, waited, job.runs)
         cancel = self._cancel
         if job.params is None:
             reason = job.params_error or "unreadable parameters"
