@@ -91,15 +91,16 @@ class ClipConvLoss:
             self.clean_target = self.features(self.target)
 
     def features(self, images: torch.Tensor) -> Features:
-        """layer2, layer3 and embedding of images ``[B, 3, H, W]`` in [0, 1]."""
+        """layer2, layer3 and embedding of images ``[B, 3, H, W]`` in [0, 1], in the encoder's precision."""
         visual = self.encoder.visual
         size = self.encoder.image_size
         if images.shape[-1] != size or images.shape[-2] != size:
             images = F.interpolate(images, size=(size, size), mode="bicubic", align_corners=False)
-        x = visual.stem(self.encoder.normalize(images))
-        layer2 = visual.layer2(visual.layer1(x))
-        layer3 = visual.layer3(layer2)
-        embedding = visual.attnpool(visual.layer4(layer3))
+        images = self.encoder.normalize(images)
+        with self.encoder.autocast():
+            layer2 = visual.layer2(visual.layer1(visual.stem(images)))
+            layer3 = visual.layer3(layer2)
+            embedding = visual.attnpool(visual.layer4(layer3))
         return Features(layer2, layer3, embedding)
 
     def pair_terms(self, sketches: torch.Tensor, augmentations: list[Augmentation]) -> torch.Tensor:

@@ -102,6 +102,7 @@ def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAP
         return Health(
             version=package_version(),
             device=str(models.device),
+            precision=models.precision.value,
             models_loaded=models.loaded,
             models_error=None if error is None else str(error),
             queue_length=queue.queue_length(),

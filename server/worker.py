@@ -79,7 +79,7 @@ class JobQueue:
         self.store = store
         self.models = models
         self.max_pixels = max_pixels
-        self.models_key = models_identity(models.spec)
+        self.models_key = models_identity(models.spec, models.device)
         self._idle_poll_s = idle_poll_s
         self._lock = threading.Lock()  # orders claiming a job against cancelling it
         self._wake = threading.Event()
