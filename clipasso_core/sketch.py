@@ -29,7 +29,7 @@ class LevelSketch:
     points: torch.Tensor  # [S, 4, 2]
     stroke_width: float
     loss: float
-    terms: tuple[float, float, float]  # weighted layer2, layer3, fc eval terms
+    terms: dict[str, float]  # weighted eval terms by name (conv_layer2, conv_layer3, fc, …)
 
     def layer(self, visible: bool = True) -> SketchLayer:
         """This level as an SVG layer labelled ``"<S> strokes"``."""
@@ -58,8 +58,8 @@ def sketch_image(
     target, frame = to_canvas(image, CANVAS_SIZE)
     target = target.to(models.device)
     initial = initial_points(target, params, models)
-    weights = LossWeights(params.layer2_weight, params.layer3_weight, params.fc_weight)
-    outcome = optimize_sketches(ClipConvLoss(models.loss, target, weights), initial, params, progress, cancel)
+    loss = ClipConvLoss(models.loss, target, LossWeights.from_params(params))
+    outcome = optimize_sketches(loss, initial, params, progress, cancel)
     levels = [
         LevelSketch(
             strokes=level.strokes,
@@ -67,7 +67,7 @@ def sketch_image(
             points=frame.to_source(level.points.double()).float(),
             stroke_width=params.stroke_width * frame.scale,
             loss=level.loss,
-            terms=level.terms,
+            terms=dict(zip(loss.term_names, level.terms)),
         )
         for level in outcome.levels
     ]
