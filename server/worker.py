@@ -26,7 +26,6 @@ from clipasso_core.image import DEFAULT_MAX_PIXELS, read_image
 from clipasso_core.optimize import Progress
 from clipasso_core.params import SketchParams
 from clipasso_core.sketch import SketchResult, sketch_image
-from clipasso_core.svg import path_data
 
 from .config import DEFAULT_STUCK_AFTER_S
 from .model_cache import ModelCache, models_identity
@@ -70,7 +69,7 @@ def result_body(result: SketchResult) -> dict[str, Any]:
             {
                 "strokes": level.strokes,
                 "stroke_width": float(level.stroke_width),
-                "paths": [path_data(stroke) for stroke in level.points.detach().cpu().double().numpy()],
+                "paths": level.path_data(),
                 "loss": finite(float(level.loss)),
             }
             for level in result.levels
