@@ -75,7 +75,7 @@ def error_of(server: ServerProcess, job_id: str, timeout: float = 120.0) -> dict
 def test_a_full_disk_is_507_and_a_finished_sketch_waits_for_space(tiny_spec, small_disk):
     data = small_disk / "data"
     with start_server(data, tiny_spec) as server:
-        _, running = submit_image(server, png_bytes(40, 30, seed=1), iterations=150)
+        _, running = submit_image(server, png_bytes(40, 30, seed=1), iterations=60)
         assert wait_for_progress(server, running["id"])["status"] == "running"
         filler = fill(small_disk)
 
@@ -104,7 +104,7 @@ def test_a_full_disk_is_507_and_a_finished_sketch_waits_for_space(tiny_spec, sma
 def test_a_read_only_data_dir_is_503_and_nothing_computed_is_lost(tiny_spec, small_disk):
     data = small_disk / "data"
     with start_server(data, tiny_spec) as server:
-        _, running = submit_image(server, png_bytes(40, 30, seed=3), iterations=150)
+        _, running = submit_image(server, png_bytes(40, 30, seed=3), iterations=60)
         assert wait_for_progress(server, running["id"])["status"] == "running"
         with read_only(data):
             status, body = submit_image(server, png_bytes(40, 30, seed=4))
