@@ -23,7 +23,7 @@ from inkscape_ext.install import InstallError, install_extension
 
 from .errors import ClipassoError, SketchFileError
 from .files import write_atomically
-from .image import read_image, to_canvas
+from .image import embeddable, read_image, to_canvas
 from .model_options import add_model_options, model_spec
 from .models import load_encoder, load_models, resolve_device
 from .optimize import Progress
@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sketch = commands.add_parser("sketch", help="sketch an image at several abstraction levels into one SVG",
                                  description="Sketch IMAGE with CLIPasso; writes one Inkscape layer per level.")
-    sketch.add_argument("image", type=Path, help="PNG, JPEG or WebP image to sketch")
+    sketch.add_argument("image", type=Path, help="PNG, JPEG, WebP, GIF or TIFF image to sketch")
     sketch.add_argument("-o", "--output", type=Path, required=True, help="SVG file to write")
     sketch.add_argument("--preset", default="paper", choices=["paper", "draft"],
                         help="paper: 3 seeds × 2000 steps (hours on a CPU); draft: 1 seed × 300 steps (default: paper)")
@@ -131,10 +131,7 @@ def run_sketch(args: argparse.Namespace) -> int:
     cancel = threading.Event()
     with progress_bar(params.iterations) as report, stop_on_interrupt(cancel):
         result = sketch_image(image, params, models, progress=report, cancel=cancel)
-    embedded = args.image.read_bytes() if args.embed_image else None
-    image_type = "image/jpeg" if args.image.suffix.lower() in (".jpg", ".jpeg") else "image/png"
-    if embedded is not None and image_type == "image/png" and not embedded.startswith(b"\x89PNG"):
-        embedded = png_bytes(image)
+    embedded, image_type = embeddable(args.image.read_bytes(), image) if args.embed_image else (None, "image/png")
     layers = [level.layer(visible=index == len(result.levels) - 1) for index, level in enumerate(result.levels)]
     write_output(args.output, sketch_document(result.width, result.height, layers, embedded, image_type).encode())
     if args.preview is not None:

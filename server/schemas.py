@@ -32,7 +32,7 @@ class JobRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    image: str = Field(description="Base64 of the image file's bytes: PNG, JPEG or WebP.")
+    image: str = Field(description="Base64 of the image file's bytes: PNG, JPEG, WebP, GIF or TIFF.")
     params: SketchParams = Field(default_factory=SketchParams, description="Sketch parameters; defaults apply.")
     client: str | None = Field(
         default=None, min_length=1, max_length=MAX_CLIENT_LENGTH, pattern=CLIENT_PATTERN,

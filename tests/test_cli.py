@@ -67,7 +67,7 @@ def test_sketch_writes_one_layer_per_level_in_source_pixels(images, tmp_path, ti
 
 @pytest.mark.parametrize("args, message", [
     (["missing.png"], "no such file"),
-    (["notes.png"], "not a PNG, JPEG or WebP"),
+    (["notes.png"], "not a PNG, JPEG, WebP, GIF or TIFF"),
     (["truncated.png"], "truncated"),
     (["huge.png"], "megapixels"),
     (["cup.png", "--strokes", "4,x"], "strokes"),

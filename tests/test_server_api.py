@@ -158,8 +158,8 @@ def _b64(data: bytes) -> str:
 BAD_SUBMISSIONS = {
     "invalid base64": ({"image": "not base64!"}, 422, "invalid_base64", "base64"),
     "empty image": ({"image": ""}, 422, "invalid_base64", "empty"),
-    "not an image": ({"image": _b64(b"hello, this is text")}, 415, "unsupported_image", "PNG, JPEG or WebP"),
-    "GIF": ({"image": _b64(_image_bytes("GIF"))}, 415, "unsupported_image", "GIF"),
+    "not an image": ({"image": _b64(b"hello, this is text")}, 415, "unsupported_image", "PNG, JPEG, WebP, GIF or TIFF"),
+    "ICO": ({"image": _b64(_image_bytes("ICO"))}, 415, "unsupported_image", "ICO"),
     "BMP": ({"image": _b64(_image_bytes("BMP"))}, 415, "unsupported_image", "BMP"),
     "truncated PNG": ({"image": _b64(png_bytes(64, 64)[:200])}, 422, "invalid_image", "truncated"),
     "too many pixels": ({"image": _b64(_image_bytes("PNG", (500, 500)))}, 413, "image_too_large", f"{MAX_PIXELS:,}"),
