@@ -1,4 +1,5 @@
-"""The ``clipasso`` command: ``sketch`` an image, ``score`` a sketch, ``install-extension`` for Inkscape."""
+"""The ``clipasso`` command: ``sketch`` an image, ``refine`` a sketch layer, ``score`` a sketch,
+``install-extension`` for Inkscape."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from PIL import Image
 from pydantic import ValidationError
@@ -22,12 +24,15 @@ from inkscape_ext.install import InstallError, install_extension
 
 from .errors import ClipassoError, SketchFileError
 from .files import write_atomically
-from .image import read_image, to_canvas
+from .image import CanvasFrame, embeddable, read_image, to_canvas
 from .model_options import add_model_options, model_spec
 from .models import load_encoder, load_models, resolve_device
 from .optimize import Progress
-from .params import CANVAS_SIZE, describe_validation_errors, make_params
+from .loss import LossWeights
+from .params import CANVAS_SIZE, FIDELITY_PRESETS, REFINE_ITERATIONS, describe_validation_errors, make_params
+from .precision import PRECISION_CHOICES, Precision
 from .preview import preview_sheet
+from .refine_svg import LayeredDrawing
 from .score import choose_layer, render_layer, score_canvas
 from .sketch import sketch_image
 from .svg import read_sketch_document, sketch_document
@@ -44,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sketch = commands.add_parser("sketch", help="sketch an image at several abstraction levels into one SVG",
                                  description="Sketch IMAGE with CLIPasso; writes one Inkscape layer per level.")
-    sketch.add_argument("image", type=Path, help="PNG, JPEG or WebP image to sketch")
+    sketch.add_argument("image", type=Path, help="PNG, JPEG, WebP, GIF or TIFF image to sketch")
     sketch.add_argument("-o", "--output", type=Path, required=True, help="SVG file to write")
     sketch.add_argument("--preset", default="paper", choices=["paper", "draft"],
                         help="paper: 3 seeds × 2000 steps (hours on a CPU); draft: 1 seed × 300 steps (default: paper)")
@@ -55,14 +60,35 @@ def build_parser() -> argparse.ArgumentParser:
     sketch.add_argument("--stroke-width", type=float, help="pen width on the 224-px canvas (default: 3.0)")
     sketch.add_argument("--embed-image", action="store_true", help="embed the source image as a locked bottom layer")
     sketch.add_argument("--preview", type=Path, metavar="PNG", help="also write a PNG of all levels side by side")
+    add_loss_options(sketch)
     add_model_options(sketch)
 
+    refine = commands.add_parser(
+        "refine", help="optimise the strokes of one layer of a sketch again, keeping the locked ones",
+        description="Refine a layer of SKETCH (an SVG written by clipasso sketch, maybe edited in Inkscape) against "
+                    "IMAGE: its paths are the starting strokes, paths locked in Inkscape stay fixed. Writes the SVG "
+                    "with the refined layer added above the old one, which is hidden.")
+    refine.add_argument("image", type=Path, help="the image the sketch was made from (PNG, JPEG or WebP)")
+    refine.add_argument("sketch", type=Path, help="the layered SVG holding the strokes")
+    refine.add_argument("-o", "--output", type=Path, required=True, help="SVG file to write")
+    which = refine.add_mutually_exclusive_group()
+    which.add_argument("--layer", metavar="NAME", help="the layer's name (default: the topmost visible layer with paths)")
+    which.add_argument("--level", type=int, metavar="N", help="the layer named 'N strokes'")
+    refine.add_argument("--iterations", type=int, help=f"optimisation steps (default: {REFINE_ITERATIONS})")
+    refine.add_argument("--seed", type=int, help="random seed of the augmentations (default: 0)")
+    add_loss_options(refine)
+    add_model_options(refine)
+
     score = commands.add_parser("score", help="the un-augmented CLIPasso loss of a sketch against its target",
-                                description="Score SKETCH (a PNG/JPEG, or an SVG this tool wrote) against TARGET.")
+                                description="Score SKETCH (a PNG/JPEG, or an SVG this tool wrote) against TARGET; an SVG "
+                                             "is scored in the precision its job used unless --precision says otherwise.")
     score.add_argument("target", type=Path, help="the target image")
     score.add_argument("sketch", type=Path, help="the sketch: a raster image or an SVG written by clipasso")
     score.add_argument("--level", type=int, metavar="STROKES", help="which level of a multi-level SVG (default: the visible one)")
-    score.add_argument("--json", action="store_true", help="print one JSON object: conv_layer2, conv_layer3, fc, total")
+    score.add_argument("--json", action="store_true",
+                       help="print one JSON object: conv_layer2, conv_layer3, fc (and any other term in use), total "
+                            "and the precision scored in")
+    add_loss_options(score)
     add_model_options(score)
 
     install = commands.add_parser("install-extension", help="copy the Inkscape extension into Inkscape's extensions folder")
@@ -70,11 +96,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_loss_options(parser: argparse.ArgumentParser) -> None:
+    """Options that choose what the loss compares: ``--fidelity`` and the per-term weights."""
+    group = parser.add_argument_group("loss")
+    group.add_argument("--fidelity", choices=list(FIDELITY_PRESETS),
+                       help="precise: layer1+layer2 (the image's geometry); paper: layer2+layer3 (default); "
+                            "loose: layer3+layer4 (looser, more semantic)")
+    for stage in (1, 2, 3, 4):
+        group.add_argument(f"--layer{stage}-weight", type=float, metavar="W",
+                           help=f"weight of the CLIP ResNet layer{stage} feature MSE (overrides --fidelity)")
+    group.add_argument("--fc-weight", type=float, metavar="W", help="weight of the CLIP embedding term (default: 0.1)")
+
+
+def loss_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The loss options given on the command line, as :class:`SketchParams` fields."""
+    return {"fidelity": args.fidelity, "layer1_weight": args.layer1_weight, "layer2_weight": args.layer2_weight,
+            "layer3_weight": args.layer3_weight, "layer4_weight": args.layer4_weight, "fc_weight": args.fc_weight}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``clipasso``; returns the process exit status."""
     args = build_parser().parse_args(argv)
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {
-        "sketch": run_sketch, "score": run_score, "install-extension": run_install_extension,
+        "sketch": run_sketch, "refine": run_refine, "score": run_score, "install-extension": run_install_extension,
     }
     try:
         return handlers[args.command](args)
@@ -98,7 +142,7 @@ def fail(message: str, status: int = EXIT_ERROR) -> int:
 def run_sketch(args: argparse.Namespace) -> int:
     """``clipasso sketch``: optimise, then write the SVG (and preview) even when stopped with Ctrl-C."""
     params = make_params(args.preset, strokes=args.strokes, seeds=args.seeds, iterations=args.iterations,
-                         seed=args.seed, stroke_width=args.stroke_width)
+                         seed=args.seed, stroke_width=args.stroke_width, **loss_overrides(args))
     for path in filter(None, (args.output, args.preview)):
         check_writable(path)
     image = read_image(args.image)
@@ -108,12 +152,11 @@ def run_sketch(args: argparse.Namespace) -> int:
     cancel = threading.Event()
     with progress_bar(params.iterations) as report, stop_on_interrupt(cancel):
         result = sketch_image(image, params, models, progress=report, cancel=cancel)
-    embedded = args.image.read_bytes() if args.embed_image else None
-    image_type = "image/jpeg" if args.image.suffix.lower() in (".jpg", ".jpeg") else "image/png"
-    if embedded is not None and image_type == "image/png" and not embedded.startswith(b"\x89PNG"):
-        embedded = png_bytes(image)
+    embedded, image_type = embeddable(args.image.read_bytes(), image) if args.embed_image else (None, "image/png")
     layers = [level.layer(visible=index == len(result.levels) - 1) for index, level in enumerate(result.levels)]
-    write_output(args.output, sketch_document(result.width, result.height, layers, embedded, image_type).encode())
+    document = sketch_document(result.width, result.height, layers, embedded, image_type,
+                               precision=models.loss.precision.value)
+    write_output(args.output, document.encode())
     if args.preview is not None:
         write_output(args.preview, png_bytes(preview_sheet(image, result)))
     summary = ", ".join(f"{level.strokes} strokes: loss {level.loss:.4f} (seed {level.seed})" for level in result.levels)
@@ -125,9 +168,46 @@ def run_sketch(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_refine(args: argparse.Namespace) -> int:
+    """``clipasso refine``: optimise one layer's paths again and add the result above it, even when stopped."""
+    try:
+        text = args.sketch.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise SketchFileError(f"Cannot read the sketch '{args.sketch}': {error.strerror or error}.") from None
+    image = read_image(args.image)
+    drawing = LayeredDrawing(text, image.width, image.height)
+    layer = drawing.find_layer(args.layer, args.level)
+    strokes = drawing.strokes(layer)
+    if len(strokes.locked) == len(strokes.paths):
+        raise SketchFileError(f"Every path of the layer {strokes.label!r} is locked; unlock at least one to refine.")
+    frame = CanvasFrame(image.width, image.height)
+    params = make_params(init_paths=strokes.paths, locked=strokes.locked, iterations=args.iterations, seed=args.seed,
+                         stroke_width=strokes.stroke_width / frame.scale, **loss_overrides(args))
+    check_writable(args.output)
+    device = resolve_device(args.device)
+    print(f"Loading CLIP models on {device}…", file=sys.stderr)
+    models = load_models(model_spec(args), device)
+    cancel = threading.Event()
+    with progress_bar(params.iterations) as report, stop_on_interrupt(cancel):
+        result = sketch_image(image, params, models, progress=report, cancel=cancel)
+    (level,) = result.levels
+    label = drawing.add_refined(layer, strokes, level.path_data(), level.stroke_width)
+    write_output(args.output, drawing.to_string().encode())
+    locked = f", {len(strokes.locked)} locked" if strokes.locked else ""
+    summary = f"layer {label!r} above {strokes.label!r}{locked}, loss {level.loss:.4f}"
+    if result.cancelled:
+        print(f"Stopped after {result.iterations} of {params.iterations} steps; wrote the best strokes so far to "
+              f"{args.output} ({summary}).", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(f"Wrote {args.output} ({summary}).", file=sys.stderr)
+    return 0
+
+
 def run_score(args: argparse.Namespace) -> int:
     """``clipasso score``: print the weighted eval loss terms of a sketch against a target."""
+    weights = LossWeights.from_params(make_params(**loss_overrides(args)))
     target = read_image(args.target)
+    precision = args.precision
     if args.sketch.suffix.lower() == ".svg":
         try:
             text = args.sketch.read_text(encoding="utf-8")
@@ -135,16 +215,24 @@ def run_score(args: argparse.Namespace) -> int:
             raise SketchFileError(f"Cannot read the sketch '{args.sketch}': {error}.") from None
         document = read_sketch_document(text)
         sketch = render_layer(document, choose_layer(document, args.level))
+        precision = precision or known_precision(document.precision)
     else:
         sketch, _ = to_canvas(read_image(args.sketch), CANVAS_SIZE)
     device = resolve_device(args.device)
-    encoder = load_encoder(args.loss_model, args.pretrained, args.loss_weights, device, "--loss-weights")
-    score = score_canvas(encoder, target, sketch)
+    encoder = load_encoder(args.loss_model, args.pretrained, args.loss_weights, device, "--loss-weights",
+                           precision or Precision.AUTO)
+    score = score_canvas(encoder, target, sketch, weights)
     if args.json:
-        print(json.dumps(score.as_dict()))
+        print(json.dumps({**score.as_dict(), "precision": encoder.precision.value}))
     else:
-        print(f"layer2 {score.conv_layer2:.6f}  layer3 {score.conv_layer3:.6f}  fc {score.fc:.6f}  total {score.total:.6f}")
+        terms = "  ".join(f"{name.removeprefix('conv_')} {value:.6f}" for name, value in score.as_dict().items())
+        print(f"{terms}  ({encoder.precision.value})")
     return 0
+
+
+def known_precision(recorded: str | None) -> Precision | None:
+    """The precision a sketch SVG records, or ``None`` when it records none (or one this version does not know)."""
+    return Precision(recorded) if recorded in PRECISION_CHOICES else None
 
 
 def run_install_extension(args: argparse.Namespace) -> int:

@@ -8,7 +8,7 @@ un-augmented eval loss of the pre-step points, so best-iteration tracking costs 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -16,10 +16,19 @@ import torch
 
 from .loss import ClipConvLoss, sample_augmentation
 from .params import SketchParams
+from .precision import grad_scaler
 from .raster import rasterize
 
 MIN_DELTA = 1e-5
 """An eval loss must beat the best one by more than this to count as an improvement (as in the paper's code)."""
+
+
+class StrokeLayout(Protocol):
+    """How a level's optimized tensor becomes segments, e.g. joined paths (:class:`~.joined_paths.JoinedPaths`)."""
+
+    def segments(self, free: torch.Tensor) -> torch.Tensor:
+        """Segments ``[seeds, N, 4, 2]`` of the level's optimized tensor ``[seeds, …]``."""
+        ...
 
 
 class CancelSignal(Protocol):
@@ -41,7 +50,10 @@ class Progress:
 
 @dataclass
 class LevelOutcome:
-    """The winning sketch of one level: control points ``[S, 4, 2]`` on the canvas and its eval loss terms.
+    """The winning sketch of one level: control points ``[S, 4, 2]`` on the canvas and its eval loss terms
+    (weighted, in the order of the loss's ``term_names``).
+
+    With a layout, ``points`` are the winner's segments ``[N, 4, 2]`` in the layout's path order.
 
     ``seed_losses`` holds every seed's best eval loss, in seed order; the winner has the lowest.
     """
@@ -50,7 +62,7 @@ class LevelOutcome:
     seed: int
     points: torch.Tensor
     loss: float
-    terms: tuple[float, float, float]
+    terms: tuple[float, ...]
     seed_losses: tuple[float, ...]
 
 
@@ -66,14 +78,14 @@ class Optimization:
 class _BestTracker:
     """Per-sketch lowest eval loss and the points that achieved it."""
 
-    def __init__(self, points: list[torch.Tensor]) -> None:
+    def __init__(self, points: list[torch.Tensor], terms: int) -> None:
         count = sum(p.shape[0] for p in points)
         self.loss = torch.full((count,), float("inf"), device=points[0].device)
-        self.terms = torch.zeros((count, 3), device=points[0].device)
+        self.terms = torch.zeros((count, terms), device=points[0].device)
         self.points = [p.detach().clone() for p in points]
 
     def update(self, terms: torch.Tensor, points: list[torch.Tensor]) -> None:
-        """Record eval ``terms`` ``[B, 3]`` of ``points``; keep them for every sketch that improved."""
+        """Record eval ``terms`` ``[B, T]`` of ``points``; keep them for every sketch that improved."""
         total = terms.sum(dim=-1)
         improved = total < self.loss - MIN_DELTA
         self.loss = torch.where(improved, total, self.loss)
@@ -113,11 +125,13 @@ def optimize_sketches(
     params: SketchParams,
     progress: Callable[[Progress], None] | None = None,
     cancel: CancelSignal | None = None,
+    layouts: Mapping[int, StrokeLayout] | None = None,
 ) -> Optimization:
     """Optimise ``initial`` strokes (stroke count → ``[seeds, S, 4, 2]`` canvas points) against ``loss``.
 
     Returns, per level, the seed whose best eval loss is lowest, at its best evaluated iteration. A set
     ``cancel`` stops the run before the next step; the best sketches found so far are still returned.
+    A level with a layout optimizes ``initial[count]`` as that layout's tensor and draws its segments.
     """
     strokes = sorted(initial)
     seeds = params.seeds
@@ -125,38 +139,46 @@ def optimize_sketches(
     size = loss.target.shape[-1]
     points = [initial[count].to(device).clone().requires_grad_(True) for count in strokes]
     optimizer = torch.optim.Adam(points, lr=params.lr)
+    scaler = grad_scaler(loss.encoder.precision, device)  # fp16 only: keeps small gradients from underflowing
     generator = torch.Generator().manual_seed(params.seed)
-    best = _BestTracker(points)
+    best = _BestTracker(points, len(loss.term_names))
+    layouts = layouts or {}
+
+    def segments(current: list[torch.Tensor]) -> list[torch.Tensor]:
+        return [layouts[count].segments(p) if count in layouts else p for count, p in zip(strokes, current)]
+
     done, cancelled = 0, False
     for iteration in range(params.iterations):
         if cancel is not None and cancel.is_set():
             cancelled = True
             break
         augmentations = [sample_augmentation(size, generator) for _ in range(params.augmentations)]
-        terms = loss.pair_terms(render(points, params.stroke_width, size), augmentations)
+        terms = loss.pair_terms(render(segments(points), params.stroke_width, size), augmentations)
         optimizer.zero_grad(set_to_none=True)
-        terms.sum(dim=-1).mean(dim=-1).sum().backward()
+        scaler.scale(terms.sum(dim=-1).mean(dim=-1).sum()).backward()
         if iteration % params.eval_interval == 0:
             best.update(terms[:, 0].detach(), points)
-        optimizer.step()
+        scaler.step(optimizer)
+        scaler.update()
         done = iteration + 1
         if progress is not None:
             progress(Progress(done, params.iterations, best.per_level(strokes, seeds)))
-    best.update(loss.eval_terms(render(points, params.stroke_width, size)), points)
-    return Optimization(_winners(best, strokes, params), done, cancelled)
+    best.update(loss.eval_terms(render(segments(points), params.stroke_width, size)), points)
+    return Optimization(_winners(best, strokes, params, segments(best.points)), done, cancelled)
 
 
-def _winners(best: _BestTracker, strokes: list[int], params: SketchParams) -> list[LevelOutcome]:
+def _winners(best: _BestTracker, strokes: list[int], params: SketchParams,
+             best_segments: list[torch.Tensor]) -> list[LevelOutcome]:
     seeds = params.sketch_seeds()
     losses = best.loss.view(len(strokes), len(seeds))
-    terms = best.terms.view(len(strokes), len(seeds), 3)
+    terms = best.terms.view(len(strokes), len(seeds), -1)
     outcomes = []
     for level, count in enumerate(strokes):
         winner = int(torch.argmin(losses[level]))
         outcomes.append(LevelOutcome(
             strokes=count,
             seed=seeds[winner],
-            points=best.points[level][winner].cpu(),
+            points=best_segments[level][winner].detach().cpu(),
             loss=float(losses[level, winner]),
             terms=tuple(terms[level, winner].tolist()),
             seed_losses=tuple(losses[level].tolist()),

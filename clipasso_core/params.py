@@ -7,9 +7,13 @@ defaults of the Inkscape dialog. Field names are the CLI's long options with und
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+import numpy as np
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, Strict, ValidationInfo, field_validator,
+                      model_validator)
+
+from .joined_paths import read_paths
 
 CANVAS_SIZE = 224
 """Side of the square canvas the optimizer draws on, in pixels (the paper's ``image_scale``)."""
@@ -18,6 +22,25 @@ MAX_STROKES = 256
 MAX_LEVELS = 8
 MAX_SEEDS = 16
 MAX_ITERATIONS = 100_000
+MAX_PATH_CHARS = 100_000
+MAX_INIT_SEGMENTS = 4096
+MAX_COORDINATE = 1e6
+REFINE_ITERATIONS = 300
+"""Steps of a job that starts from ``init_paths`` when the caller names none (a refine needs far fewer than 2000)."""
+MAX_LOSS_WEIGHT = 1000.0
+MAX_SEED = 2**31 - 1
+
+WholeNumber = Annotated[int, Strict()]
+"""An integer given as an integer: ``true``, ``"3"`` and ``3.0`` are refused (bounds are set per field)."""
+
+FiniteFloat = Annotated[float, Strict(), Field(allow_inf_nan=False)]
+"""A finite number (an integer is accepted): NaN, infinities and numeric strings are refused."""
+
+Switch = Annotated[bool, Strict()]
+"""A yes/no given as a JSON boolean: ``1`` and ``"true"`` are refused."""
+
+LossWeight = Annotated[FiniteFloat, Field(ge=0.0, le=MAX_LOSS_WEIGHT)]
+"""The weight of one loss term: finite, in [0, MAX_LOSS_WEIGHT]."""
 
 
 def parse_stroke_list(value: Any) -> Any:
@@ -33,7 +56,17 @@ def parse_stroke_list(value: Any) -> Any:
         raise ValueError(f"stroke counts must be whole numbers separated by commas, got {value!r}") from None
 
 
-StrokeList = Annotated[list[int], BeforeValidator(parse_stroke_list)]
+StrokeList = Annotated[list[WholeNumber], BeforeValidator(parse_stroke_list)]
+
+LAYER_WEIGHTS = ("layer1_weight", "layer2_weight", "layer3_weight", "layer4_weight")
+FIDELITY_PRESETS: dict[str, dict[str, float]] = {
+    "precise": {"layer1_weight": 1.0, "layer2_weight": 1.0, "layer3_weight": 0.0, "layer4_weight": 0.0},
+    "paper": {"layer1_weight": 0.0, "layer2_weight": 1.0, "layer3_weight": 1.0, "layer4_weight": 0.0},
+    "loose": {"layer1_weight": 0.0, "layer2_weight": 0.0, "layer3_weight": 1.0, "layer4_weight": 1.0},
+}
+"""ResNet stage weights per fidelity (CLIPascene): shallow stages keep the geometry, deep ones the meaning."""
+
+Fidelity = Literal["precise", "paper", "loose"]
 
 
 class SketchParams(BaseModel):
@@ -44,21 +77,66 @@ class SketchParams(BaseModel):
     strokes: StrokeList = Field(
         default=[4, 8, 16, 32],
         description="Stroke counts, one abstraction level each.",
+        json_schema_extra={"items": {"type": "integer", "minimum": 1, "maximum": MAX_STROKES},
+                           "minItems": 1, "maxItems": MAX_LEVELS, "uniqueItems": True},
     )
-    seeds: int = Field(default=3, ge=1, le=MAX_SEEDS, description="Sketches per level; the lowest eval loss wins.")
-    iterations: int = Field(default=2000, ge=1, le=MAX_ITERATIONS, description="Optimisation steps per sketch.")
-    seed: int = Field(default=0, ge=0, le=2**31 - 1, description="Base random seed; seed k of a level uses seed + 1000·k.")
-    stroke_width: float = Field(
+    seeds: WholeNumber = Field(default=3, ge=1, le=MAX_SEEDS, description="Sketches per level; the lowest eval loss wins.")
+    iterations: WholeNumber = Field(default=2000, ge=1, le=MAX_ITERATIONS, description="Optimisation steps per sketch.")
+    seed: WholeNumber = Field(default=0, ge=0, le=MAX_SEED, description="Base random seed; seed k of a level uses seed + 1000·k.")
+    stroke_width: FiniteFloat = Field(
         default=3.0, gt=0.0, le=50.0, description="SVG stroke width on the 224-px canvas (the paper's diffvg 1.5 half-width)."
     )
-    lr: float = Field(default=1.0, gt=0.0, le=100.0, description="Adam learning rate on the control points, in pixels.")
-    augmentations: int = Field(default=4, ge=0, le=16, description="Augmented (sketch, image) pairs per step, besides the clean one.")
-    eval_interval: int = Field(default=10, ge=1, le=10_000, description="Steps between eval losses (best-iteration tracking).")
-    softmax_temperature: float = Field(default=0.3, gt=0.0, le=100.0, description="Temperature of the saliency softmax.")
-    attention_init: bool = Field(default=True, description="Place first points on CLIP attention × edges (else uniformly).")
-    layer2_weight: float = Field(default=1.0, ge=0.0, description="Weight of the RN layer2 feature MSE.")
-    layer3_weight: float = Field(default=1.0, ge=0.0, description="Weight of the RN layer3 feature MSE.")
-    fc_weight: float = Field(default=0.1, ge=0.0, description="Weight of 1 − cos of the CLIP image embeddings.")
+    lr: FiniteFloat = Field(default=1.0, gt=0.0, le=100.0, description="Adam learning rate on the control points, in pixels.")
+    augmentations: WholeNumber = Field(default=4, ge=0, le=16, description="Augmented (sketch, image) pairs per step, besides the clean one.")
+    eval_interval: WholeNumber = Field(default=10, ge=1, le=10_000, description="Steps between eval losses (best-iteration tracking).")
+    softmax_temperature: FiniteFloat = Field(default=0.3, gt=0.0, le=100.0, description="Temperature of the saliency softmax.")
+    attention_init: Switch = Field(default=True, description="Place first points on CLIP attention × edges (else uniformly).")
+    fidelity: Fidelity = Field(
+        default="paper",
+        description="Which ResNet stages the loss compares: precise = layer1+layer2 (the image's geometry), "
+                    "paper = layer2+layer3, loose = layer3+layer4 (looser, more semantic). "
+                    "Explicit layer weights override it.",
+    )
+    layer1_weight: LossWeight = Field(default=0.0, description="Weight of the RN layer1 feature MSE.")
+    layer2_weight: LossWeight = Field(default=1.0, description="Weight of the RN layer2 feature MSE.")
+    layer3_weight: LossWeight = Field(default=1.0, description="Weight of the RN layer3 feature MSE.")
+    layer4_weight: LossWeight = Field(default=0.0, description="Weight of the RN layer4 feature MSE.")
+    fc_weight: LossWeight = Field(default=0.1, description="Weight of 1 − cos of the CLIP image embeddings.")
+    init_paths: list[Annotated[str, Strict(), Field(max_length=MAX_PATH_CHARS)]] | None = Field(
+        default=None, min_length=1, max_length=MAX_STROKES,
+        description="SVG path data in the image's pixels to start from instead of the saliency init: one level, "
+                    "one stroke per path, each path kept as one joined path with its number of segments. "
+                    f"Such a job defaults to 1 seed and {REFINE_ITERATIONS} iterations.",
+    )
+    locked: list[Annotated[WholeNumber, Field(ge=0, le=MAX_STROKES - 1)]] = Field(
+        default=[], max_length=MAX_STROKES,
+        description="Indices into init_paths of the paths that are drawn and count in the loss but never move.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refine_defaults(cls, data: Any) -> Any:
+        """A job with ``init_paths`` has one level of that many strokes, 1 seed and fewer steps unless given."""
+        if isinstance(data, dict) and isinstance(data.get("init_paths"), list) and data["init_paths"]:
+            defaults = {"strokes": [len(data["init_paths"])], "seeds": 1, "iterations": REFINE_ITERATIONS}
+            data = {**defaults, **{key: value for key, value in data.items() if value is not None}}
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_fidelity(cls, data: Any) -> Any:
+        """Fill the layer weights not given explicitly from the ``fidelity`` preset."""
+        if isinstance(data, Mapping) and isinstance(data.get("fidelity"), str):
+            preset = FIDELITY_PRESETS.get(data["fidelity"])
+            if preset is not None:
+                data = {**preset, **data}
+        return data
+
+    @model_validator(mode="after")
+    def _check_some_loss(self) -> SketchParams:
+        if not any(getattr(self, name) > 0 for name in (*LAYER_WEIGHTS, "fc_weight")):
+            raise ValueError("at least one loss weight (layer1_weight … layer4_weight, fc_weight) must be above 0")
+        return self
 
     @field_validator("strokes")
     @classmethod
@@ -73,6 +151,44 @@ class SketchParams(BaseModel):
         if len(set(strokes)) != len(strokes):
             raise ValueError("stroke counts must not repeat")
         return sorted(strokes)
+
+    @field_validator("init_paths")
+    @classmethod
+    def _check_init_paths(cls, paths: list[str] | None) -> list[str] | None:
+        if paths is None:
+            return None
+        subpaths = read_paths(paths)
+        segments = sum(len(subpath.segments) for subpath in subpaths)
+        if segments > MAX_INIT_SEGMENTS:
+            raise ValueError(f"at most {MAX_INIT_SEGMENTS} segments in all paths together, got {segments}")
+        for number, subpath in enumerate(subpaths):
+            if np.abs(subpath.segments).max() > MAX_COORDINATE:
+                raise ValueError(f"path {number} has a coordinate beyond ±{MAX_COORDINATE:g} pixels")
+        return paths
+
+    @field_validator("locked")
+    @classmethod
+    def _check_locked(cls, locked: list[int], info: ValidationInfo) -> list[int]:
+        if not locked or "init_paths" not in info.data:  # no locks, or init_paths is already reported invalid
+            return locked
+        paths = info.data["init_paths"]
+        if not paths:
+            raise ValueError("locked needs init_paths: it lists indices of init_paths that must not move")
+        if len(set(locked)) != len(locked):
+            raise ValueError("locked indices must not repeat")
+        beyond = [index for index in locked if index >= len(paths)]
+        if beyond:
+            raise ValueError(f"locked index {beyond[0]} is not a path: init_paths has {len(paths)} (0 to {len(paths) - 1})")
+        if len(locked) == len(paths):
+            raise ValueError("every path is locked, so nothing could be refined; unlock at least one")
+        return sorted(locked)
+
+    @model_validator(mode="after")
+    def _check_refine_level(self) -> SketchParams:
+        if self.init_paths is not None and self.strokes != [len(self.init_paths)]:
+            raise ValueError(f"a job with init_paths has one level with one stroke per path ({len(self.init_paths)}); "
+                             f"leave out strokes or give [{len(self.init_paths)}]")
+        return self
 
     def sketch_seeds(self) -> list[int]:
         """The random seed of each sketch of a level: ``seed, seed + 1000, …`` as in the paper's run script."""

@@ -15,6 +15,8 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 DEFAULT_MAX_BODY_MB = 64.0
 APP_NAME = "clipasso"
+DEFAULT_STUCK_AFTER_S = 900.0
+"""Seconds without progress on the running job after which /v1/health calls the worker stuck."""
 
 
 def default_data_dir() -> Path:
@@ -35,3 +37,5 @@ class ServerConfig:
     ray_workers: int = 0
     """Ray worker actors to run jobs on (0: the in-process worker; the process must have joined a cluster)."""
     ray_gpus_per_worker: int = 0
+    stuck_after_s: float = DEFAULT_STUCK_AFTER_S
+    """Seconds without progress on the running job after which /v1/health reports the worker stuck (503)."""

@@ -25,10 +25,12 @@ from typing import Any
 from clipasso_core.errors import ClipassoError
 from clipasso_core.image import DEFAULT_MAX_PIXELS
 
+from .config import DEFAULT_STUCK_AFTER_S
 from .model_cache import ModelCache
 from .ray_actor import SketchActor
 from .store import Job, JobStore
-from .worker import CANCELLED_MESSAGE, INTERNAL_MESSAGE, JobQueue
+from .worker import (CANCELLED_MESSAGE, IMAGE_MISSING_MESSAGE, INTERNAL_MESSAGE, INVALID_STORED_MESSAGE, JobQueue,
+                     Outcome)
 from .workers import WorkerBoard, WorkerInfo
 
 log = logging.getLogger("clipasso_server")
@@ -40,7 +42,6 @@ TICK_S = 0.05
 """The longest the dispatcher waits for news before it looks at the queue again."""
 ACTOR_THREADS = 4
 """Concurrent calls an actor answers: its one job's ``run`` plus ``poll`` and ``cancel``."""
-MISSING_IMAGE_MESSAGE = "The job's image is no longer on the sketch server; submit the image again."
 
 
 class RayBackendError(ClipassoError):
@@ -110,8 +111,8 @@ class RayJobQueue(JobQueue):
     """The job queue with Ray worker actors in place of the in-process worker thread."""
 
     def __init__(self, store: JobStore, models: ModelCache, workers: int, gpus_per_worker: int,
-                 max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
-        super().__init__(store, models, max_pixels=max_pixels)
+                 max_pixels: int = DEFAULT_MAX_PIXELS, stuck_after_s: float = DEFAULT_STUCK_AFTER_S) -> None:
+        super().__init__(store, models, max_pixels=max_pixels, stuck_after_s=stuck_after_s)
         self.workers = WorkerBoard()  # the actors register themselves once they are up
         self._count = workers
         self._gpus = gpus_per_worker
@@ -128,6 +129,7 @@ class RayJobQueue(JobQueue):
             slot = self._running.get(job_id)
             if before == "running" and slot is not None:
                 slot.actor.cancel.remote(job_id)
+                self._unsaved.pop(job_id, None)
                 live = self._progress.get(job_id)
                 if live is not None:
                     self.store.save_progress(job_id, live)
@@ -140,9 +142,13 @@ class RayJobQueue(JobQueue):
     def start(self) -> None:
         """Put interrupted jobs back in the queue, start the actors and the dispatcher thread."""
         ray = import_ray()
-        recovered = self.store.recover()
-        if recovered:
-            log.info("%d unfinished job(s) from an earlier run will run again", recovered)
+        try:
+            recovered = self.store.recover()
+        except Exception as error:  # the dispatcher retries the store when it claims; the server still starts
+            self._trouble("putting interrupted jobs back in the queue", error)
+        else:
+            if recovered:
+                log.info("%d unfinished job(s) from an earlier run will run again", recovered)
         remote = ray.remote(SketchActor).options(
             num_cpus=0 if self._gpus else 1, num_gpus=self._gpus, max_restarts=-1, max_task_retries=0,
             max_concurrency=ACTOR_THREADS)
@@ -166,6 +172,9 @@ class RayJobQueue(JobQueue):
         for slot in self._slots:
             if slot.job is not None and self.store.requeue(slot.job.id):
                 log.info("job %s interrupted by shutdown; it will run again at the next start", slot.job.id)
+        if self._unsaved and not self._flush_unsaved():
+            log.warning("%d finished job(s) could not be saved before the stop; they will run again at the next "
+                        "start", len(self._unsaved))
         import_ray().shutdown()
         return self._thread is None or not self._thread.is_alive()
 
@@ -173,9 +182,11 @@ class RayJobQueue(JobQueue):
         while not self._stopping.is_set():
             try:
                 self._tick()
-            except Exception:  # the dispatcher must outlive any surprise; the log says what happened
-                log.exception("unexpected error in the Ray dispatcher")
-                time.sleep(1.0)
+            except Exception as error:  # the dispatcher must outlive any surprise (e.g. a failing store)
+                self._trouble("dispatching jobs to the Ray workers", error)
+                self._pause()
+            else:
+                self._recovered()
 
     def _tick(self) -> None:
         ray = import_ray()
@@ -194,6 +205,8 @@ class RayJobQueue(JobQueue):
         for ref in done:
             slot, kind = pending[ref]
             getattr(self, f"_on_{kind}")(slot, ref)
+        if self._unsaved and not self._flush_unsaved():
+            return  # storage still fails: save the finished jobs before running more
         for slot in self._slots:
             if slot.status == "idle" and not self._stopping.is_set() and not self._dispatch(slot):
                 break
@@ -210,13 +223,22 @@ class RayJobQueue(JobQueue):
                 return False
             slot.job, slot.status = job, "busy"
             self._running[job.id] = slot
-        try:
-            image = self.store.image_path(job).read_bytes()
-        except OSError:
+        problem = None
+        if job.params is None:
+            reason = job.params_error or "unreadable parameters"
+            problem = Outcome("failed", None, code="invalid_stored_job",
+                              message=INVALID_STORED_MESSAGE.format(reason=reason))
+        else:
+            try:
+                image = self.store.image_path(job).read_bytes()
+            except FileNotFoundError:
+                problem = Outcome("failed", None, code="image_missing", message=IMAGE_MISSING_MESSAGE)
+        if problem is not None:
             self._release(slot)
-            self.store.fail(job.id, "image_missing", MISSING_IMAGE_MESSAGE)
-            log.info("job %s failed: its image file is missing", job.id)
+            slot.status = "idle"
+            self._record(job, problem, time.monotonic())
             return True
+        assert job.params is not None
         self.workers.busy(slot.name, job.id)
         slot.run_ref = slot.actor.run.remote(job.id, image, job.params.model_dump(mode="json"), self.max_pixels)
         waited = (job.started_at or time.time()) - job.created_at
@@ -260,19 +282,33 @@ class RayJobQueue(JobQueue):
     def _on_run(self, slot: _Slot, ref: Any) -> None:
         ray = import_ray()
         job = self._release(slot)
-        assert job is not None
+        assert job is not None and job.params is not None
         try:
-            outcome = ray.get(ref)
+            answer = ray.get(ref)
         except ray.exceptions.RayActorError:
             self._lost(slot, job)
             return
-        except ray.exceptions.RayError:
-            log.exception("job %s: unexpected error on worker %s", job.id, slot.name)
-            outcome = {"status": "failed", "error": {"code": "internal_error", "message": INTERNAL_MESSAGE}}
-        self._record(slot, job, outcome)
-        slot.status = "idle"
-        self.workers.done(slot.name)
-        self._progress.pop(job.id, None)
+        except ray.exceptions.RayError as error:
+            self._trouble(f"running job {job.id} on worker {slot.name}", error)
+            answer = {"status": "failed", "error": {"code": "internal_error", "message": INTERNAL_MESSAGE}}
+        progress = answer.get("progress") or self._progress.get(job.id)
+        started = time.monotonic() - float(answer.get("run_s", 0.0))
+        try:
+            if answer["status"] == "cancelled":
+                self.store.save_progress(job.id, progress)
+                log.info("job %s cancelled (ran %.1f s, %d of %d steps)", job.id, time.monotonic() - started,
+                         answer.get("iterations", 0), job.params.iterations)
+            elif answer["status"] == "succeeded":
+                self._record(job, Outcome("succeeded", progress, result=answer["result"]), started)
+            else:
+                if answer.get("details"):
+                    log.error("job %s: unexpected error on worker %s:\n%s", job.id, slot.name, answer["details"])
+                error = answer["error"]
+                self._record(job, Outcome("failed", progress, code=error["code"], message=error["message"]), started)
+        finally:
+            slot.status = "idle"
+            self.workers.done(slot.name)
+            self._progress.pop(job.id, None)
 
     def _lost(self, slot: _Slot, job: Job) -> None:
         """The actor died while running ``job``: the job goes back to the queue, the actor is restarting."""
@@ -283,25 +319,3 @@ class RayJobQueue(JobQueue):
         slot.status, slot.info = "starting", None
         self.workers.set_status(slot.name, "starting")
         slot.ready_ref = slot.actor.ready.remote()
-
-    def _record(self, slot: _Slot, job: Job, outcome: dict[str, Any]) -> None:
-        """Write an actor's outcome for ``job`` to the store and log it."""
-        progress = outcome.get("progress") or self._progress.get(job.id)
-        ran = float(outcome.get("run_s", 0.0))
-        if outcome["status"] == "succeeded":
-            if self.store.succeed(job.id, outcome["result"], progress):
-                log.info("job %s succeeded (ran %.1f s on %s)", job.id, ran, slot.name)
-            else:
-                log.info("job %s finished after it was cancelled (ran %.1f s); result discarded", job.id, ran)
-        elif outcome["status"] == "cancelled":
-            self.store.save_progress(job.id, progress)
-            log.info("job %s cancelled (ran %.1f s, %d of %d steps)", job.id, ran, outcome.get("iterations", 0),
-                     job.params.iterations)
-        else:
-            if outcome.get("details"):
-                log.error("job %s: unexpected error on worker %s:\n%s", job.id, slot.name, outcome["details"])
-            error = outcome["error"]
-            if self.store.fail(job.id, error["code"], error["message"], progress):
-                log.info("job %s failed (ran %.1f s): %s: %s", job.id, ran, error["code"], error["message"])
-            else:
-                log.info("job %s stopped after it was cancelled (ran %.1f s)", job.id, ran)

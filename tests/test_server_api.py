@@ -17,6 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
+from clipasso_core.precision import resolve_precision
 from server_process import (FAST_PARAMS, ServerProcess, png_bytes, start_server, submit_image, wait_for_progress,
                             wait_for_status)
 
@@ -56,6 +57,7 @@ def test_health_names_version_device_and_queue(server):
     assert status == 200
     assert health["version"] == metadata.version("clipasso-inkscape")
     assert health["device"] == "cpu"
+    assert health["precision"] == resolve_precision("auto", torch.device("cpu")).value
     assert health["models_error"] is None
     assert isinstance(health["models_loaded"], bool)
     assert health["queue_length"] == 0
@@ -158,8 +160,8 @@ def _b64(data: bytes) -> str:
 BAD_SUBMISSIONS = {
     "invalid base64": ({"image": "not base64!"}, 422, "invalid_base64", "base64"),
     "empty image": ({"image": ""}, 422, "invalid_base64", "empty"),
-    "not an image": ({"image": _b64(b"hello, this is text")}, 415, "unsupported_image", "PNG, JPEG or WebP"),
-    "GIF": ({"image": _b64(_image_bytes("GIF"))}, 415, "unsupported_image", "GIF"),
+    "not an image": ({"image": _b64(b"hello, this is text")}, 415, "unsupported_image", "PNG, JPEG, WebP, GIF or TIFF"),
+    "ICO": ({"image": _b64(_image_bytes("ICO"))}, 415, "unsupported_image", "ICO"),
     "BMP": ({"image": _b64(_image_bytes("BMP"))}, 415, "unsupported_image", "BMP"),
     "truncated PNG": ({"image": _b64(png_bytes(64, 64)[:200])}, 422, "invalid_image", "truncated"),
     "too many pixels": ({"image": _b64(_image_bytes("PNG", (500, 500)))}, 413, "image_too_large", f"{MAX_PIXELS:,}"),
@@ -169,7 +171,16 @@ BAD_SUBMISSIONS = {
     "unknown param": ({"image": _b64(png_bytes()), "params": {"bogus": 1}}, 422, "invalid_params", "params.bogus"),
     "iterations not a number": ({"image": _b64(png_bytes()), "params": {"iterations": "many"}}, 422,
                                 "invalid_params", "params.iterations"),
+    "unknown fidelity": ({"image": _b64(png_bytes()), "params": {"fidelity": "sharp"}}, 422, "invalid_params",
+                         "params.fidelity"),
+    "negative loss weight": ({"image": _b64(png_bytes()), "params": {"layer4_weight": -1}}, 422, "invalid_params",
+                             "params.layer4_weight"),
     "params not an object": ({"image": _b64(png_bytes()), "params": [4]}, 422, "invalid_params", "params"),
+    "stroke count true": ({"image": _b64(png_bytes()), "params": {"strokes": [True]}}, 422, "invalid_params",
+                          "params.strokes"),
+    "seeds as text": ({"image": _b64(png_bytes()), "params": {"seeds": "3"}}, 422, "invalid_params", "params.seeds"),
+    "loss weight too large": ({"image": _b64(png_bytes()), "params": {"fc_weight": 1e12}}, 422, "invalid_params",
+                              "params.fc_weight"),
     "body not an object": ([1, 2], 422, "invalid_request", None),
 }
 
@@ -178,6 +189,14 @@ BAD_SUBMISSIONS = {
 def test_bad_submission_is_a_json_error(server, body, status, code, mentions):
     answer_status, answer = server.request("POST", "/v1/jobs", body)
     assert_error(answer_status, answer, status, code, mentions)
+
+
+@pytest.mark.parametrize("field, literal", [("fc_weight", "1e999"), ("lr", "NaN"), ("layer2_weight", "-Infinity")])
+def test_non_finite_numbers_are_422_naming_the_field(server, field, literal):
+    raw = f'{{"image": "{_b64(png_bytes())}", "params": {{"{field}": {literal}}}}}'.encode()
+    status, body = server.request("POST", "/v1/jobs", raw=raw)
+    assert_error(status, body, 422, "invalid_params", f"params.{field}")
+    assert "finite" in body["error"]["message"]
 
 
 def test_body_that_is_not_json_is_a_json_error(server):
