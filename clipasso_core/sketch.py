@@ -13,7 +13,7 @@ from PIL import Image
 
 from .image import to_canvas
 from .loss import ClipConvLoss, LossWeights
-from .models import LoadedModels
+from .models import LoadedModels, encode_prompt
 from .optimize import CancelSignal, Progress, optimize_sketches
 from .params import CANVAS_SIZE, SketchParams
 from .saliency import clip_attention, initial_strokes, sampling_distribution, xdog_edges
@@ -58,7 +58,8 @@ def sketch_image(
     target, frame = to_canvas(image, CANVAS_SIZE)
     target = target.to(models.device)
     initial = initial_points(target, params, models)
-    loss = ClipConvLoss(models.loss, target, LossWeights.from_params(params))
+    prompt = encode_prompt(models.loss, params.text, models.device) if params.text else None
+    loss = ClipConvLoss(models.loss, target, LossWeights.from_params(params), prompt)
     outcome = optimize_sketches(loss, initial, params, progress, cancel)
     levels = [
         LevelSketch(
