@@ -17,6 +17,7 @@ from clipasso_core.loss import ClipConvLoss, LossWeights, sample_augmentation
 from clipasso_core.models import encode_prompt
 from clipasso_core.optimize import render
 from clipasso_core.params import SketchParams, describe_validation_errors
+from clipasso_core.precision import Precision
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +36,7 @@ def test_the_text_term_is_one_minus_cos_of_open_clips_embeddings_on_every_pair(t
     prompt = encode_prompt(tiny_models.loss, "a cat", tiny_models.device)
     loss = ClipConvLoss(tiny_models.loss, target, LossWeights(text=0.3), prompt)
     assert loss.term_names == ("conv_layer2", "conv_layer3", "fc", "text")
+    tolerance = 1e-3 if tiny_models.loss.precision is Precision.FP32 else 3e-2  # reduced precision: bf16's 8 bits
     generator = torch.Generator().manual_seed(0)
     augmentations = [sample_augmentation(224, generator) for _ in range(2)]
     with torch.no_grad():
@@ -45,7 +47,7 @@ def test_the_text_term_is_one_minus_cos_of_open_clips_embeddings_on_every_pair(t
         for pair, transform in enumerate([lambda x: x, *augmentations]):
             images = model.encode_image((transform(sketches) - mean) / std)
             expected = 0.3 * (1 - F.cosine_similarity(images, text))
-            assert torch.allclose(terms[:, pair, 3], expected, rtol=1e-4, atol=1e-6)
+            assert torch.allclose(terms[:, pair, 3], expected, rtol=tolerance, atol=1e-6)
 
 
 def test_the_prompt_is_encoded_once_per_job_and_steers_the_sketch(tiny_models, monkeypatch):
