@@ -39,6 +39,14 @@ class Progress:
     best_loss: dict[int, float]
 
 
+@dataclass(frozen=True)
+class BestSketches:
+    """The best sketch of every level after ``iteration`` steps: stroke count → (canvas points ``[S, 4, 2]``, eval loss)."""
+
+    iteration: int
+    levels: dict[int, tuple[torch.Tensor, float]]
+
+
 @dataclass
 class LevelOutcome:
     """The winning sketch of one level: control points ``[S, 4, 2]`` on the canvas and its eval loss terms.
@@ -84,6 +92,15 @@ class _BestTracker:
             best[mask] = current.detach()[mask]
             start += current.shape[0]
 
+    def best_sketches(self, iteration: int, strokes: list[int], seeds: int) -> BestSketches:
+        """The lowest-loss seed's best points of every level, copied to the CPU."""
+        losses = self.loss.view(len(strokes), seeds)
+        winners = torch.argmin(losses, dim=1).tolist()
+        return BestSketches(iteration, {
+            count: (self.points[level][winner].detach().cpu().clone(), float(losses[level, winner]))
+            for level, (count, winner) in enumerate(zip(strokes, winners))
+        })
+
     def per_level(self, strokes: list[int], seeds: int) -> dict[int, float]:
         """Best eval loss per stroke count over its seeds."""
         return dict(zip(strokes, self.loss.view(len(strokes), seeds).min(dim=1).values.tolist()))
@@ -113,11 +130,13 @@ def optimize_sketches(
     params: SketchParams,
     progress: Callable[[Progress], None] | None = None,
     cancel: CancelSignal | None = None,
+    snapshot: Callable[[BestSketches], None] | None = None,
 ) -> Optimization:
     """Optimise ``initial`` strokes (stroke count → ``[seeds, S, 4, 2]`` canvas points) against ``loss``.
 
     Returns, per level, the seed whose best eval loss is lowest, at its best evaluated iteration. A set
     ``cancel`` stops the run before the next step; the best sketches found so far are still returned.
+    ``snapshot`` receives the best sketches so far at every eval step and once more at the end.
     """
     strokes = sorted(initial)
     seeds = params.seeds
@@ -138,11 +157,15 @@ def optimize_sketches(
         terms.sum(dim=-1).mean(dim=-1).sum().backward()
         if iteration % params.eval_interval == 0:
             best.update(terms[:, 0].detach(), points)
+            if snapshot is not None:
+                snapshot(best.best_sketches(iteration, strokes, seeds))
         optimizer.step()
         done = iteration + 1
         if progress is not None:
             progress(Progress(done, params.iterations, best.per_level(strokes, seeds)))
     best.update(loss.eval_terms(render(points, params.stroke_width, size)), points)
+    if snapshot is not None:
+        snapshot(best.best_sketches(done, strokes, seeds))
     return Optimization(_winners(best, strokes, params), done, cancelled)
 
 

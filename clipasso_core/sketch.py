@@ -14,9 +14,10 @@ from PIL import Image
 from .image import to_canvas
 from .loss import ClipConvLoss, LossWeights
 from .models import LoadedModels
-from .optimize import CancelSignal, Progress, optimize_sketches
+from .optimize import BestSketches, CancelSignal, Progress, optimize_sketches
 from .params import CANVAS_SIZE, SketchParams
 from .saliency import clip_attention, initial_strokes, sampling_distribution, xdog_edges
+from .snapshot import SketchSnapshot, SnapshotLevel, finite_or_none
 from .svg import SketchLayer
 
 
@@ -53,19 +54,32 @@ def sketch_image(
     models: LoadedModels,
     progress: Callable[[Progress], None] | None = None,
     cancel: CancelSignal | None = None,
+    snapshot: Callable[[SketchSnapshot], None] | None = None,
 ) -> SketchResult:
-    """Sketch an RGB image at every level of ``params``; stops early, keeping the best so far, when cancelled."""
+    """Sketch an RGB image at every level of ``params``; stops early, keeping the best so far, when cancelled.
+
+    ``snapshot`` receives the best sketch of every level, in the image's pixels, at every eval step and at the end.
+    """
     target, frame = to_canvas(image, CANVAS_SIZE)
     target = target.to(models.device)
     initial = initial_points(target, params, models)
     weights = LossWeights(params.layer2_weight, params.layer3_weight, params.fc_weight)
-    outcome = optimize_sketches(ClipConvLoss(models.loss, target, weights), initial, params, progress, cancel)
+    stroke_width = params.stroke_width * frame.scale
+
+    def to_source(best: BestSketches) -> None:
+        assert snapshot is not None
+        levels = tuple(SnapshotLevel(count, frame.to_source(points.double()).numpy(), finite_or_none(loss))
+                       for count, (points, loss) in best.levels.items())
+        snapshot(SketchSnapshot(best.iteration, frame.width, frame.height, float(stroke_width), levels))
+
+    outcome = optimize_sketches(ClipConvLoss(models.loss, target, weights), initial, params, progress, cancel,
+                                None if snapshot is None else to_source)
     levels = [
         LevelSketch(
             strokes=level.strokes,
             seed=level.seed,
             points=frame.to_source(level.points.double()).float(),
-            stroke_width=params.stroke_width * frame.scale,
+            stroke_width=stroke_width,
             loss=level.loss,
             terms=level.terms,
         )
