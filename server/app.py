@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import io
 import logging
 import re
@@ -12,7 +13,7 @@ from contextlib import asynccontextmanager
 from importlib import metadata
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from PIL import Image
 
 from clipasso_core.errors import ImageError, ImageTooLargeError, UnsupportedImageError
@@ -23,7 +24,7 @@ from .errors import ApiError, install_error_handlers
 from .middleware import BearerTokenMiddleware, BodyLimitMiddleware
 from .model_cache import ModelCache
 from .schemas import ErrorResponse, Health, JobCreated, JobRequest, JobState, SketchResultBody
-from .store import Job, JobStore, iso_time
+from .store import DEFAULT_CLIENT, Job, JobStore, iso_time
 from .worker import JobQueue
 
 _WHITESPACE = re.compile(rb"\s+")
@@ -88,6 +89,8 @@ def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAP
             created_at=iso_time(job.created_at) or "",
             started_at=iso_time(job.started_at),
             finished_at=iso_time(job.finished_at),
+            client=job.client,
+            worker=job.worker,
         )
 
     def find_job(job_id: str) -> Job:
@@ -105,17 +108,19 @@ def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAP
             models_loaded=models.loaded,
             models_error=None if error is None else str(error),
             queue_length=queue.queue_length(),
+            workers=queue.workers.snapshot(),
         )
 
     @app.post("/v1/jobs", status_code=202, response_model=JobCreated, responses=_errors(413, 415, 422),
               summary="Submit an image to sketch (an identical earlier job is returned instead of running again)")
-    def submit_job(body: JobRequest) -> JobCreated:
+    def submit_job(body: JobRequest, request: Request) -> JobCreated:
         data = decode_image_field(body.image)
         key = queue.cache_key(data, body.params)
         existing = queue.find_reusable(key)
         if existing is None:
             check_image(data, config.max_pixels)
-            existing = queue.submit(data, body.params, key)
+            client = body.client or token_client(request.headers.get("authorization"))
+            existing = queue.submit(data, body.params, key, client)
         return JobCreated(id=existing.id, status=existing.status)  # type: ignore[arg-type]
 
     @app.get("/v1/jobs/{job_id}", response_model=JobState, responses=_errors(404),
@@ -153,6 +158,13 @@ def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAP
         return {"service": "clipasso-sketch-server", "api": "/v1", "docs": "/docs", "openapi": "/openapi.json"}
 
     return app
+
+
+def token_client(authorization: str | None) -> str:
+    """The client name of a request that names none: its bearer token's identity, else ``local``."""
+    if not authorization or not authorization.startswith("Bearer "):
+        return DEFAULT_CLIENT
+    return "token-" + hashlib.sha256(authorization[7:].encode()).hexdigest()[:12]
 
 
 def decode_image_field(text: str) -> bytes:

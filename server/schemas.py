@@ -9,6 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from clipasso_core.params import SketchParams
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+WorkerStatus = Literal["starting", "idle", "busy", "lost"]
+CLIENT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 ._@+-]*$"
+MAX_CLIENT_LENGTH = 64
 
 
 class ErrorInfo(BaseModel):
@@ -31,6 +34,10 @@ class JobRequest(BaseModel):
 
     image: str = Field(description="Base64 of the image file's bytes: PNG, JPEG or WebP.")
     params: SketchParams = Field(default_factory=SketchParams, description="Sketch parameters; defaults apply.")
+    client: str | None = Field(
+        default=None, min_length=1, max_length=MAX_CLIENT_LENGTH, pattern=CLIENT_PATTERN,
+        description="Who submits (e.g. a designer's name): the queue takes turns between clients. Default: "
+                    "the bearer token's identity, or 'local' without a token.")
 
 
 class JobCreated(BaseModel):
@@ -48,6 +55,23 @@ class JobProgress(BaseModel):
     best_loss: dict[str, float | None] = Field(description="Best eval loss so far per stroke count (null if not finite).")
 
 
+class WorkerRef(BaseModel):
+    """Where a job runs or ran: the worker's name, host, process id and device."""
+
+    name: str
+    host: str
+    pid: int
+    device: str
+
+
+class WorkerState(WorkerRef):
+    """A worker of this server: its identity, what it is doing and how many jobs it has finished."""
+
+    status: WorkerStatus
+    job: str | None = Field(description="The job it is running, or null.")
+    jobs_done: int = Field(description="Jobs it has finished since this server started.")
+
+
 class JobState(BaseModel):
     """A job's status, its latest progress and, when it failed or was cancelled, why."""
 
@@ -58,6 +82,8 @@ class JobState(BaseModel):
     created_at: str = Field(description="When the job was submitted (ISO 8601, UTC).")
     started_at: str | None = Field(description="When its latest run started (ISO 8601, UTC).")
     finished_at: str | None = Field(description="When it finished (ISO 8601, UTC).")
+    client: str = Field(description="Who submitted it (the queue takes turns between clients).")
+    worker: WorkerRef | None = Field(description="The worker running it or that ran it last, or null.")
 
 
 class LevelResult(BaseModel):
@@ -85,3 +111,4 @@ class Health(BaseModel):
     models_loaded: bool
     models_error: str | None = Field(description="Why the models could not be loaded and how to fix it, or null.")
     queue_length: int = Field(description="Jobs queued or running.")
+    workers: list[WorkerState] = Field(description="The workers that run jobs (one in-process worker, or Ray actors).")

@@ -58,6 +58,17 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE INDEX IF NOT EXISTS jobs_by_cache_key ON jobs (cache_key, seq);
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, seq);
 """
+_ADDED_COLUMNS = {
+    "client": "TEXT NOT NULL DEFAULT 'local'",  # who submitted it: the fairness unit of the queue
+    "claim_no": "INTEGER",                      # the store-wide order in which jobs were last claimed
+    "worker": "TEXT",                           # JSON: the worker that ran it last (host, pid, device, name)
+}
+"""Columns added after the first release; :class:`JobStore` adds them to an older database on open."""
+_CLIENT_INDEXES = """
+CREATE INDEX IF NOT EXISTS jobs_by_client ON jobs (client, claim_no);
+CREATE INDEX IF NOT EXISTS jobs_by_claim ON jobs (claim_no);
+"""
+DEFAULT_CLIENT = "local"
 
 
 @dataclass(frozen=True)
@@ -74,6 +85,8 @@ class Job:
     progress: dict[str, Any] | None
     error_code: str | None
     error_message: str | None
+    client: str = DEFAULT_CLIENT
+    worker: dict[str, Any] | None = None
 
     @property
     def error(self) -> dict[str, str] | None:
@@ -142,6 +155,11 @@ class JobStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        present = {row["name"] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        for name, declaration in _ADDED_COLUMNS.items():
+            if name not in present:
+                self._db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {declaration}")
+        self._db.executescript(_CLIENT_INDEXES)
 
     def close(self) -> None:
         """Close the database connection and let another process use the data directory."""
@@ -194,8 +212,9 @@ class JobStore:
         return json.loads(self.result_path(job).read_bytes())
 
     # -- changing --------------------------------------------------------------------------------
-    def submit(self, image: bytes, params: SketchParams, key: str) -> tuple[Job, bool]:
-        """Queue a new job, or return the reusable one with the same key; the flag says whether it is new."""
+    def submit(self, image: bytes, params: SketchParams, key: str,
+               client: str = DEFAULT_CLIENT) -> tuple[Job, bool]:
+        """Queue a new job for ``client``, or return the reusable one with the same key; the flag says if it is new."""
         with self._lock:
             existing = self.find_reusable(key)
             if existing is not None:
@@ -203,21 +222,29 @@ class JobStore:
             job_id = uuid.uuid4().hex
             write_atomically(self.images / f"{job_id}.image", image)
             self._db.execute(
-                "INSERT INTO jobs (id, status, cache_key, params, created_at) VALUES (?, 'queued', ?, ?, ?)",
-                (job_id, key, canonical_json(params.model_dump(mode="json")), time.time()))
+                "INSERT INTO jobs (id, status, cache_key, params, created_at, client) VALUES (?, 'queued', ?, ?, ?, ?)",
+                (job_id, key, canonical_json(params.model_dump(mode="json")), time.time(), client))
             job = self.get(job_id)
         assert job is not None
         return job, True
 
-    def claim_next(self) -> Job | None:
-        """Mark the oldest queued job running and return it, or ``None`` when the queue is empty."""
+    def claim_next(self, worker: dict[str, Any] | None = None) -> Job | None:
+        """Mark the next queued job running on ``worker`` and return it, or ``None`` when the queue is empty.
+
+        Round-robin across clients: the client whose last claimed job is oldest (or who has none) goes
+        next; within a client, first come first served.
+        """
         with self._lock:
-            row = self._db.execute("SELECT id FROM jobs WHERE status = 'queued' ORDER BY seq LIMIT 1").fetchone()
+            row = self._db.execute(
+                "SELECT id FROM jobs AS q WHERE status = 'queued' ORDER BY "
+                "(SELECT COALESCE(MAX(c.claim_no), 0) FROM jobs AS c WHERE c.client = q.client), seq "
+                "LIMIT 1").fetchone()
             if row is None:
                 return None
             self._db.execute(
-                "UPDATE jobs SET status = 'running', started_at = ?, runs = runs + 1, progress = NULL "
-                "WHERE id = ? AND status = 'queued'", (time.time(), row["id"]))
+                "UPDATE jobs SET status = 'running', started_at = ?, runs = runs + 1, progress = NULL, worker = ?, "
+                "claim_no = (SELECT COALESCE(MAX(claim_no), 0) + 1 FROM jobs) WHERE id = ? AND status = 'queued'",
+                (time.time(), None if worker is None else canonical_json(worker), row["id"]))
             return self.get(row["id"])
 
     def succeed(self, job_id: str, result: dict[str, Any], progress: dict[str, Any] | None) -> bool:
@@ -294,4 +321,6 @@ def _job(row: sqlite3.Row) -> Job:
         progress=json.loads(row["progress"]) if row["progress"] else None,
         error_code=row["error_code"],
         error_message=row["error_message"],
+        client=row["client"],
+        worker=json.loads(row["worker"]) if row["worker"] else None,
     )

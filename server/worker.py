@@ -22,7 +22,8 @@ from clipasso_core.sketch import SketchResult, sketch_image
 from clipasso_core.svg import path_data
 
 from .model_cache import ModelCache, models_identity
-from .store import Job, JobStore, cache_key
+from .store import DEFAULT_CLIENT, Job, JobStore, cache_key
+from .workers import WorkerBoard, this_process
 
 log = logging.getLogger("clipasso_server")
 
@@ -88,6 +89,9 @@ class JobQueue:
         self._cancel = threading.Event()
         self._progress: dict[str, dict[str, Any]] = {}
         self._thread: threading.Thread | None = None
+        self.workers = WorkerBoard()
+        self.worker = this_process("local", str(models.device))
+        self.workers.register(self.worker)
 
     # -- API side --------------------------------------------------------------------------------
     def cache_key(self, image: bytes, params: SketchParams) -> str:
@@ -98,12 +102,13 @@ class JobQueue:
         """An earlier identical job that is queued, running or succeeded."""
         return self.store.find_reusable(key)
 
-    def submit(self, image: bytes, params: SketchParams, key: str) -> Job:
-        """Queue a job for a validated image (or return the identical one already known) and wake the worker."""
-        job, created = self.store.submit(image, params, key)
+    def submit(self, image: bytes, params: SketchParams, key: str, client: str = DEFAULT_CLIENT) -> Job:
+        """Queue ``client``'s job for a validated image (or return the identical one already known); wake the worker."""
+        job, created = self.store.submit(image, params, key, client)
         if created:
-            log.info("job %s queued (strokes %s, seeds %d, %d iterations; %d waiting or running)", job.id,
-                     ",".join(map(str, params.strokes)), params.seeds, params.iterations, self.queue_length())
+            log.info("job %s queued for %s (strokes %s, seeds %d, %d iterations; %d waiting or running)", job.id,
+                     client, ",".join(map(str, params.strokes)), params.seeds, params.iterations,
+                     self.queue_length())
             self._wake.set()
         else:
             log.info("job %s reused for an identical submission (%s)", job.id, job.status)
@@ -168,13 +173,14 @@ class JobQueue:
     def _run(self) -> None:
         while not self._stopping.is_set():
             with self._lock:
-                job = self.store.claim_next()
+                job = self.store.claim_next(self.worker.as_dict())
                 if job is not None and self._stopping.is_set():  # stop() came between the loop test and the claim
                     self.store.requeue(job.id)
                     return
                 if job is not None:
                     self._current = job.id
                     self._cancel = threading.Event()
+                    self.workers.busy(self.worker.name, job.id)
             if job is None:
                 self._wake.wait(self._idle_poll_s)
                 self._wake.clear()
@@ -188,11 +194,13 @@ class JobQueue:
                 with self._lock:
                     self._current = None
                 self._progress.pop(job.id, None)
+                self.workers.done(self.worker.name, finished=not self._stopping.is_set())
 
     def _run_job(self, job: Job) -> None:
         started = time.monotonic()
         waited = (job.started_at or time.time()) - job.created_at
-        log.info("job %s started (waited %.1f s in the queue; run %d)", job.id, waited, job.runs)
+        log.info("job %s started on %s (client %s; waited %.1f s in the queue; run %d)", job.id, self.worker.name,
+                 job.client, waited, job.runs)
         cancel = self._cancel
 
         def report(progress: Progress) -> None:
