@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, field_validator
 
 CANVAS_SIZE = 224
 """Side of the square canvas the optimizer draws on, in pixels (the paper's ``image_scale``)."""
@@ -18,6 +18,20 @@ MAX_STROKES = 256
 MAX_LEVELS = 8
 MAX_SEEDS = 16
 MAX_ITERATIONS = 100_000
+MAX_LOSS_WEIGHT = 1000.0
+MAX_SEED = 2**31 - 1
+
+WholeNumber = Annotated[int, Strict()]
+"""An integer given as an integer: ``true``, ``"3"`` and ``3.0`` are refused (bounds are set per field)."""
+
+FiniteFloat = Annotated[float, Strict(), Field(allow_inf_nan=False)]
+"""A finite number (an integer is accepted): NaN, infinities and numeric strings are refused."""
+
+Switch = Annotated[bool, Strict()]
+"""A yes/no given as a JSON boolean: ``1`` and ``"true"`` are refused."""
+
+LossWeight = Annotated[FiniteFloat, Field(ge=0.0, le=MAX_LOSS_WEIGHT)]
+"""The weight of one loss term: finite, in [0, MAX_LOSS_WEIGHT]."""
 
 
 def parse_stroke_list(value: Any) -> Any:
@@ -33,7 +47,7 @@ def parse_stroke_list(value: Any) -> Any:
         raise ValueError(f"stroke counts must be whole numbers separated by commas, got {value!r}") from None
 
 
-StrokeList = Annotated[list[int], BeforeValidator(parse_stroke_list)]
+StrokeList = Annotated[list[WholeNumber], BeforeValidator(parse_stroke_list)]
 
 
 class SketchParams(BaseModel):
@@ -44,21 +58,23 @@ class SketchParams(BaseModel):
     strokes: StrokeList = Field(
         default=[4, 8, 16, 32],
         description="Stroke counts, one abstraction level each.",
+        json_schema_extra={"items": {"type": "integer", "minimum": 1, "maximum": MAX_STROKES},
+                           "minItems": 1, "maxItems": MAX_LEVELS, "uniqueItems": True},
     )
-    seeds: int = Field(default=3, ge=1, le=MAX_SEEDS, description="Sketches per level; the lowest eval loss wins.")
-    iterations: int = Field(default=2000, ge=1, le=MAX_ITERATIONS, description="Optimisation steps per sketch.")
-    seed: int = Field(default=0, ge=0, le=2**31 - 1, description="Base random seed; seed k of a level uses seed + 1000·k.")
-    stroke_width: float = Field(
+    seeds: WholeNumber = Field(default=3, ge=1, le=MAX_SEEDS, description="Sketches per level; the lowest eval loss wins.")
+    iterations: WholeNumber = Field(default=2000, ge=1, le=MAX_ITERATIONS, description="Optimisation steps per sketch.")
+    seed: WholeNumber = Field(default=0, ge=0, le=MAX_SEED, description="Base random seed; seed k of a level uses seed + 1000·k.")
+    stroke_width: FiniteFloat = Field(
         default=3.0, gt=0.0, le=50.0, description="SVG stroke width on the 224-px canvas (the paper's diffvg 1.5 half-width)."
     )
-    lr: float = Field(default=1.0, gt=0.0, le=100.0, description="Adam learning rate on the control points, in pixels.")
-    augmentations: int = Field(default=4, ge=0, le=16, description="Augmented (sketch, image) pairs per step, besides the clean one.")
-    eval_interval: int = Field(default=10, ge=1, le=10_000, description="Steps between eval losses (best-iteration tracking).")
-    softmax_temperature: float = Field(default=0.3, gt=0.0, le=100.0, description="Temperature of the saliency softmax.")
-    attention_init: bool = Field(default=True, description="Place first points on CLIP attention × edges (else uniformly).")
-    layer2_weight: float = Field(default=1.0, ge=0.0, description="Weight of the RN layer2 feature MSE.")
-    layer3_weight: float = Field(default=1.0, ge=0.0, description="Weight of the RN layer3 feature MSE.")
-    fc_weight: float = Field(default=0.1, ge=0.0, description="Weight of 1 − cos of the CLIP image embeddings.")
+    lr: FiniteFloat = Field(default=1.0, gt=0.0, le=100.0, description="Adam learning rate on the control points, in pixels.")
+    augmentations: WholeNumber = Field(default=4, ge=0, le=16, description="Augmented (sketch, image) pairs per step, besides the clean one.")
+    eval_interval: WholeNumber = Field(default=10, ge=1, le=10_000, description="Steps between eval losses (best-iteration tracking).")
+    softmax_temperature: FiniteFloat = Field(default=0.3, gt=0.0, le=100.0, description="Temperature of the saliency softmax.")
+    attention_init: Switch = Field(default=True, description="Place first points on CLIP attention × edges (else uniformly).")
+    layer2_weight: LossWeight = Field(default=1.0, description="Weight of the RN layer2 feature MSE.")
+    layer3_weight: LossWeight = Field(default=1.0, description="Weight of the RN layer3 feature MSE.")
+    fc_weight: LossWeight = Field(default=0.1, description="Weight of 1 − cos of the CLIP image embeddings.")
 
     @field_validator("strokes")
     @classmethod

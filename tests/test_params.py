@@ -47,3 +47,46 @@ def test_unknown_keys_and_presets_are_refused():
     assert "stroke" in describe_validation_errors(caught.value.errors())
     with pytest.raises(ValueError, match="unknown preset"):
         make_params("fast")
+
+
+def _numeric_schemas(schema: object, where: str = "") -> list[tuple[str, dict]]:
+    """Every (location, sub-schema) of type integer or number in a JSON schema, however deeply nested."""
+    found = []
+    if isinstance(schema, dict):
+        if schema.get("type") in ("integer", "number"):
+            found.append((where, schema))
+        for key, value in schema.items():
+            found.extend(_numeric_schemas(value, f"{where}/{key}"))
+    elif isinstance(schema, list):
+        for index, value in enumerate(schema):
+            found.extend(_numeric_schemas(value, f"{where}/{index}"))
+    return found
+
+
+def test_every_numeric_parameter_has_both_bounds_in_the_schema():
+    numeric = _numeric_schemas(SketchParams.model_json_schema())
+    assert len(numeric) >= 12  # the walk sees the fields (and the stroke list's items)
+    for where, schema in numeric:
+        assert {"minimum", "exclusiveMinimum"} & set(schema), f"{where} has no lower bound"
+        assert {"maximum", "exclusiveMaximum"} & set(schema), f"{where} has no upper bound"
+
+
+@pytest.mark.parametrize("field, value", [
+    ("fc_weight", float("inf")), ("layer2_weight", float("-inf")), ("lr", float("nan")),
+    ("stroke_width", float("nan")), ("softmax_temperature", float("inf")),
+    ("fc_weight", 1e9), ("layer3_weight", 1e6),
+    ("strokes", [True]), ("strokes", [4.0]), ("seeds", True), ("iterations", "300"), ("iterations", 3.0),
+    ("seed", 2**63), ("attention_init", 1), ("attention_init", "yes"),
+])
+def test_non_finite_unbounded_or_wrongly_typed_values_are_refused_by_name(field, value):
+    with pytest.raises(ValidationError) as caught:
+        SketchParams(**{field: value})
+    message = describe_validation_errors(caught.value.errors())
+    assert message.startswith(f"{field}"), message
+
+
+def test_integers_are_fine_where_a_number_is_asked_and_json_infinity_is_refused():
+    assert SketchParams(stroke_width=3, fc_weight=0).stroke_width == 3.0
+    with pytest.raises(ValidationError) as caught:
+        SketchParams.model_validate_json('{"fc_weight": 1e999}')
+    assert "fc_weight" in describe_validation_errors(caught.value.errors())

@@ -170,6 +170,11 @@ BAD_SUBMISSIONS = {
     "iterations not a number": ({"image": _b64(png_bytes()), "params": {"iterations": "many"}}, 422,
                                 "invalid_params", "params.iterations"),
     "params not an object": ({"image": _b64(png_bytes()), "params": [4]}, 422, "invalid_params", "params"),
+    "stroke count true": ({"image": _b64(png_bytes()), "params": {"strokes": [True]}}, 422, "invalid_params",
+                          "params.strokes"),
+    "seeds as text": ({"image": _b64(png_bytes()), "params": {"seeds": "3"}}, 422, "invalid_params", "params.seeds"),
+    "loss weight too large": ({"image": _b64(png_bytes()), "params": {"fc_weight": 1e12}}, 422, "invalid_params",
+                              "params.fc_weight"),
     "body not an object": ([1, 2], 422, "invalid_request", None),
 }
 
@@ -178,6 +183,14 @@ BAD_SUBMISSIONS = {
 def test_bad_submission_is_a_json_error(server, body, status, code, mentions):
     answer_status, answer = server.request("POST", "/v1/jobs", body)
     assert_error(answer_status, answer, status, code, mentions)
+
+
+@pytest.mark.parametrize("field, literal", [("fc_weight", "1e999"), ("lr", "NaN"), ("layer2_weight", "-Infinity")])
+def test_non_finite_numbers_are_422_naming_the_field(server, field, literal):
+    raw = f'{{"image": "{_b64(png_bytes())}", "params": {{"{field}": {literal}}}}}'.encode()
+    status, body = server.request("POST", "/v1/jobs", raw=raw)
+    assert_error(status, body, 422, "invalid_params", f"params.{field}")
+    assert "finite" in body["error"]["message"]
 
 
 def test_body_that_is_not_json_is_a_json_error(server):
