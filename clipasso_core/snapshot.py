@@ -51,8 +51,17 @@ class SketchSnapshot:
         return {
             "iteration": self.iteration,
             "levels": [{"strokes": level.strokes, "loss": level.loss,
-                        "points": np.round(level.points.astype(np.float64), 2).tolist()} for level in self.levels],
+                        "points": np.round(level.points.astype(np.float64), 3).tolist()} for level in self.levels],
         }
+
+    def to_dict(self) -> dict[str, Any]:
+        """This snapshot as JSON-ready data, image size included (what a remote worker relays)."""
+        return {"width": self.width, "height": self.height, "stroke_width": self.stroke_width, **self.entry()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "SketchSnapshot":
+        """The snapshot written by :meth:`to_dict`."""
+        return cls.from_entry(data, int(data["width"]), int(data["height"]), float(data["stroke_width"]))
 
     @classmethod
     def from_entry(cls, entry: dict[str, Any], width: int, height: int, stroke_width: float) -> "SketchSnapshot":

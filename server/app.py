@@ -20,6 +20,7 @@ from clipasso_core.errors import ImageError, ImageTooLargeError, UnsupportedImag
 from clipasso_core.image import read_image
 
 from .config import ServerConfig
+from . import job_files
 from .errors import ApiError, install_error_handlers
 from .middleware import BearerTokenMiddleware, BodyLimitMiddleware
 from .model_cache import ModelCache
@@ -94,10 +95,7 @@ def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAP
         )
 
     def find_job(job_id: str) -> Job:
-        job = queue.store.get(job_id)
-        if job is None:
-            raise ApiError(404, "not_found", f"There is no job {job_id[:64]!r} on this server.")
-        return job
+        return job_files.find_job(queue, job_id)
 
     @app.get("/v1/health", response_model=Health, responses=_errors(), summary="Whether the server can sketch")
     def health() -> Health:
@@ -131,18 +129,7 @@ def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAP
     @app.get("/v1/jobs/{job_id}/result", response_model=SketchResultBody, responses=_errors(404, 409),
              summary="A succeeded job's strokes, one entry per abstraction level")
     def get_result(job_id: str) -> dict[str, Any]:
-        job = find_job(job_id)
-        if job.status == "succeeded":
-            try:
-                return queue.store.read_result(job)
-            except FileNotFoundError:
-                raise ApiError(409, "result_missing", "The result of this job is no longer on the server; "
-                                                      "submit the image again.") from None
-        if job.status in ("failed", "cancelled"):
-            error = job.error or {"code": f"job_{job.status}", "message": f"The job {job.status}."}
-            raise ApiError(409, f"job_{job.status}", error["message"])
-        raise ApiError(409, "not_finished", f"The job is {job.status}; poll GET /v1/jobs/{job.id} until it "
-                                            "has succeeded.")
+        return job_files.stored_result(queue, find_job(job_id))
 
     @app.delete("/v1/jobs/{job_id}", response_model=JobState, responses=_errors(404),
                 summary="Cancel a queued or running job (a finished job is left as it is)")
@@ -152,6 +139,8 @@ def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAP
         if job is None:
             raise ApiError(404, "not_found", f"There is no job {job_id[:64]!r} on this server.")
         return job_state(job)
+
+    app.include_router(job_files.router)
 
     @app.get("/", include_in_schema=False)
     def root() -> dict[str, str]:

@@ -22,6 +22,8 @@ from clipasso_core.sketch import SketchResult, sketch_image
 from clipasso_core.svg import path_data
 
 from .model_cache import ModelCache, models_identity
+from .progress import JobClock
+from .snapshots import SnapshotRecorder
 from .store import DEFAULT_CLIENT, Job, JobStore, cache_key
 from .workers import WorkerBoard, this_process
 
@@ -202,14 +204,20 @@ class JobQueue:
         log.info("job %s started on %s (client %s; waited %.1f s in the queue; run %d)", job.id, self.worker.name,
                  job.client, waited, job.runs)
         cancel = self._cancel
+        clock = JobClock()
+        snapshots = SnapshotRecorder(self.store, job.id, job.params.iterations)
 
         def report(progress: Progress) -> None:
-            self._progress[job.id] = progress_body(progress)
+            self._progress[job.id] = {**progress_body(progress), **clock.times(progress.iteration, progress.total)}
 
         try:
             models = self.models.get()
             image = read_image(self.store.image_path(job).read_bytes(), self.max_pixels)
-            result = sketch_image(image, job.params, models, progress=report, cancel=cancel)
+            try:
+                result = sketch_image(image, job.params, models, progress=report, cancel=cancel,
+                                      snapshot=snapshots.record)
+            finally:
+                snapshots.finish()
         except ClipassoError as error:
             self._failed(job, error.code, str(error), started)
             return
