@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from PIL import Image
 from pydantic import ValidationError
@@ -26,7 +27,8 @@ from .image import read_image, to_canvas
 from .model_options import add_model_options, model_spec
 from .models import load_encoder, load_models, resolve_device
 from .optimize import Progress
-from .params import CANVAS_SIZE, describe_validation_errors, make_params
+from .loss import LossWeights
+from .params import CANVAS_SIZE, FIDELITY_PRESETS, describe_validation_errors, make_params
 from .preview import preview_sheet
 from .score import choose_layer, render_layer, score_canvas
 from .sketch import sketch_image
@@ -55,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     sketch.add_argument("--stroke-width", type=float, help="pen width on the 224-px canvas (default: 3.0)")
     sketch.add_argument("--embed-image", action="store_true", help="embed the source image as a locked bottom layer")
     sketch.add_argument("--preview", type=Path, metavar="PNG", help="also write a PNG of all levels side by side")
+    add_loss_options(sketch)
     add_model_options(sketch)
 
     score = commands.add_parser("score", help="the un-augmented CLIPasso loss of a sketch against its target",
@@ -62,12 +65,32 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("target", type=Path, help="the target image")
     score.add_argument("sketch", type=Path, help="the sketch: a raster image or an SVG written by clipasso")
     score.add_argument("--level", type=int, metavar="STROKES", help="which level of a multi-level SVG (default: the visible one)")
-    score.add_argument("--json", action="store_true", help="print one JSON object: conv_layer2, conv_layer3, fc, total")
+    score.add_argument("--json", action="store_true",
+                       help="print one JSON object: conv_layer2, conv_layer3, fc (and any other term in use), total")
+    add_loss_options(score)
     add_model_options(score)
 
     install = commands.add_parser("install-extension", help="copy the Inkscape extension into Inkscape's extensions folder")
     install.add_argument("--dest", type=Path, help="extensions folder to install into (default: your Inkscape's user folder)")
     return parser
+
+
+def add_loss_options(parser: argparse.ArgumentParser) -> None:
+    """Options that choose what the loss compares: ``--fidelity`` and the per-term weights."""
+    group = parser.add_argument_group("loss")
+    group.add_argument("--fidelity", choices=list(FIDELITY_PRESETS),
+                       help="precise: layer1+layer2 (the image's geometry); paper: layer2+layer3 (default); "
+                            "loose: layer3+layer4 (looser, more semantic)")
+    for stage in (1, 2, 3, 4):
+        group.add_argument(f"--layer{stage}-weight", type=float, metavar="W",
+                           help=f"weight of the CLIP ResNet layer{stage} feature MSE (overrides --fidelity)")
+    group.add_argument("--fc-weight", type=float, metavar="W", help="weight of the CLIP embedding term (default: 0.1)")
+
+
+def loss_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The loss options given on the command line, as :class:`SketchParams` fields."""
+    return {"fidelity": args.fidelity, "layer1_weight": args.layer1_weight, "layer2_weight": args.layer2_weight,
+            "layer3_weight": args.layer3_weight, "layer4_weight": args.layer4_weight, "fc_weight": args.fc_weight}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -98,7 +121,7 @@ def fail(message: str, status: int = EXIT_ERROR) -> int:
 def run_sketch(args: argparse.Namespace) -> int:
     """``clipasso sketch``: optimise, then write the SVG (and preview) even when stopped with Ctrl-C."""
     params = make_params(args.preset, strokes=args.strokes, seeds=args.seeds, iterations=args.iterations,
-                         seed=args.seed, stroke_width=args.stroke_width)
+                         seed=args.seed, stroke_width=args.stroke_width, **loss_overrides(args))
     for path in filter(None, (args.output, args.preview)):
         check_writable(path)
     image = read_image(args.image)
@@ -127,6 +150,7 @@ def run_sketch(args: argparse.Namespace) -> int:
 
 def run_score(args: argparse.Namespace) -> int:
     """``clipasso score``: print the weighted eval loss terms of a sketch against a target."""
+    weights = LossWeights.from_params(make_params(**loss_overrides(args)))
     target = read_image(args.target)
     if args.sketch.suffix.lower() == ".svg":
         try:
@@ -139,11 +163,11 @@ def run_score(args: argparse.Namespace) -> int:
         sketch, _ = to_canvas(read_image(args.sketch), CANVAS_SIZE)
     device = resolve_device(args.device)
     encoder = load_encoder(args.loss_model, args.pretrained, args.loss_weights, device, "--loss-weights")
-    score = score_canvas(encoder, target, sketch)
+    score = score_canvas(encoder, target, sketch, weights)
     if args.json:
         print(json.dumps(score.as_dict()))
     else:
-        print(f"layer2 {score.conv_layer2:.6f}  layer3 {score.conv_layer3:.6f}  fc {score.fc:.6f}  total {score.total:.6f}")
+        print("  ".join(f"{name.removeprefix('conv_')} {value:.6f}" for name, value in score.as_dict().items()))
     return 0
 
 

@@ -1,5 +1,8 @@
 """The CLIPasso perceptual loss: CLIP ResNet layer2/layer3 feature MSE plus 0.1 × (1 − cos) of the embeddings.
 
+Other stages (layer1, layer4) join with their own weights when asked for (the fidelity control); a term with
+weight 0 is not computed at all, so the paper's loss is computed exactly as before.
+
 Each step compares a sketch with the target on 1 clean and K augmented pairs; a pair's sketch and target get
 the same random perspective + crop. The target side never needs gradients: its clean features are computed
 once per job, and its augmented features once per step for every sketch of the job.
@@ -15,6 +18,7 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
 from .models import ClipEncoder
+from .params import SketchParams
 
 PERSPECTIVE_DISTORTION = 0.5
 CROP_SCALE = 0.8
@@ -22,20 +26,36 @@ CROP_SCALE = 0.8
 
 @dataclass(frozen=True)
 class LossWeights:
-    """Weights of the three loss terms (the paper: 1, 1, 0.1)."""
+    """Weights of the loss terms (the paper: layer2 1, layer3 1, fc 0.1; layer1 and layer4 off)."""
 
     layer2: float = 1.0
     layer3: float = 1.0
     fc: float = 0.1
+    layer1: float = 0.0
+    layer4: float = 0.0
+
+    @classmethod
+    def from_params(cls, params: SketchParams) -> LossWeights:
+        """The weights a job's parameters ask for."""
+        return cls(layer2=params.layer2_weight, layer3=params.layer3_weight, fc=params.fc_weight,
+                   layer1=params.layer1_weight, layer4=params.layer4_weight)
+
+    def active(self) -> tuple[str, ...]:
+        """Names of the terms with a non-zero weight, in :data:`TERM_ORDER`."""
+        weights = {"conv_layer1": self.layer1, "conv_layer2": self.layer2, "conv_layer3": self.layer3,
+                   "conv_layer4": self.layer4, "fc": self.fc}
+        return tuple(name for name in TERM_ORDER if weights[name] != 0)
 
 
-@dataclass
-class Features:
-    """Named taps of a CLIP ResNet for a batch: layer2 ``[B, C2, H2, W2]``, layer3 ``[B, C3, H3, W3]``, embedding ``[B, D]``."""
+TERM_ORDER = ("conv_layer1", "conv_layer2", "conv_layer3", "conv_layer4", "fc")
+"""Every loss term, in the order the term vectors list them (only the active ones are present)."""
 
-    layer2: torch.Tensor
-    layer3: torch.Tensor
-    embedding: torch.Tensor
+_TAPS = {"conv_layer1": "layer1", "conv_layer2": "layer2", "conv_layer3": "layer3", "conv_layer4": "layer4",
+         "fc": "embedding"}
+
+
+Features = dict[str, torch.Tensor]
+"""Named taps of a CLIP ResNet for a batch ``[B, …]``: ``layer1`` … ``layer4`` feature maps and ``embedding`` ``[B, D]``."""
 
 
 @dataclass(frozen=True)
@@ -86,56 +106,62 @@ class ClipConvLoss:
         """Cache the clean target's features; ``target`` is ``[3, H, W]`` in [0, 1] on the encoder's device."""
         self.encoder = encoder
         self.weights = weights
+        self.term_names = weights.active()
+        if not self.term_names:
+            raise ValueError("at least one loss weight must be non-zero")
+        self._taps = {_TAPS[name] for name in self.term_names}
         self.target = target[None]
         with torch.no_grad():
             self.clean_target = self.features(self.target)
 
     def features(self, images: torch.Tensor) -> Features:
-        """layer2, layer3 and embedding of images ``[B, 3, H, W]`` in [0, 1]."""
+        """The taps this loss compares, of images ``[B, 3, H, W]`` in [0, 1]; stops at the deepest one needed."""
         visual = self.encoder.visual
         size = self.encoder.image_size
         if images.shape[-1] != size or images.shape[-2] != size:
             images = F.interpolate(images, size=(size, size), mode="bicubic", align_corners=False)
+        taps: Features = {}
         x = visual.stem(self.encoder.normalize(images))
-        layer2 = visual.layer2(visual.layer1(x))
-        layer3 = visual.layer3(layer2)
-        embedding = visual.attnpool(visual.layer4(layer3))
-        return Features(layer2, layer3, embedding)
+        for stage in ("layer1", "layer2", "layer3", "layer4"):
+            if not self._taps - taps.keys():
+                return taps
+            x = getattr(visual, stage)(x)
+            if stage in self._taps:
+                taps[stage] = x
+        if "embedding" in self._taps:
+            taps["embedding"] = visual.attnpool(x)
+        return taps
 
     def pair_terms(self, sketches: torch.Tensor, augmentations: list[Augmentation]) -> torch.Tensor:
-        """Weighted loss terms per sketch and pair: ``[B, 1 + K, 3]`` (layer2, layer3, fc) for sketches ``[B, 3, H, W]``.
+        """Weighted loss terms per sketch and pair: ``[B, 1 + K, T]`` for sketches ``[B, 3, H, W]``.
 
-        Pair 0 is the clean pair (the eval loss); pairs 1..K use ``augmentations`` on sketch and target alike.
+        The T terms are :attr:`term_names` (the paper's: conv_layer2, conv_layer3, fc). Pair 0 is the clean pair
+        (the eval loss); pairs 1..K use ``augmentations`` on sketch and target alike.
         """
         count = sketches.shape[0]
         inputs = torch.cat([sketches] + [augment(sketches) for augment in augmentations])
         if augmentations:
             with torch.no_grad():
                 augmented_target = self.features(torch.cat([augment(self.target) for augment in augmentations]))
-            target = _concat(self.clean_target, augmented_target)
+            target = {tap: torch.cat([self.clean_target[tap], augmented_target[tap]]) for tap in self._taps}
         else:
             target = self.clean_target
         sketch = self.features(inputs)
         pairs = 1 + len(augmentations)
-        terms = torch.stack([
-            self.weights.layer2 * _pair_mse(sketch.layer2, target.layer2, count, pairs),
-            self.weights.layer3 * _pair_mse(sketch.layer3, target.layer3, count, pairs),
-            self.weights.fc * _pair_cosine_distance(sketch.embedding, target.embedding, count, pairs),
-        ], dim=-1)
-        return terms
+        terms = []
+        for name in self.term_names:
+            tap = _TAPS[name]
+            if name == "fc":
+                terms.append(self.weights.fc * _pair_cosine_distance(sketch[tap], target[tap], count, pairs))
+            else:
+                weight = getattr(self.weights, tap)
+                terms.append(weight * _pair_mse(sketch[tap], target[tap], count, pairs))
+        return torch.stack(terms, dim=-1)
 
     def eval_terms(self, sketches: torch.Tensor) -> torch.Tensor:
-        """Un-augmented weighted terms ``[B, 3]`` (layer2, layer3, fc) of sketches ``[B, 3, H, W]``, no gradients."""
+        """Un-augmented weighted terms ``[B, T]`` (:attr:`term_names`) of sketches ``[B, 3, H, W]``, no gradients."""
         with torch.no_grad():
             return self.pair_terms(sketches, [])[:, 0]
-
-
-def _concat(first: Features, second: Features) -> Features:
-    return Features(
-        torch.cat([first.layer2, second.layer2]),
-        torch.cat([first.layer3, second.layer3]),
-        torch.cat([first.embedding, second.embedding]),
-    )
 
 
 def _pair_mse(sketch: torch.Tensor, target: torch.Tensor, count: int, pairs: int) -> torch.Tensor:

@@ -49,7 +49,8 @@ class BestSketches:
 
 @dataclass
 class LevelOutcome:
-    """The winning sketch of one level: control points ``[S, 4, 2]`` on the canvas and its eval loss terms.
+    """The winning sketch of one level: control points ``[S, 4, 2]`` on the canvas and its eval loss terms
+    (weighted, in the order of the loss's ``term_names``).
 
     ``seed_losses`` holds every seed's best eval loss, in seed order; the winner has the lowest.
     """
@@ -58,7 +59,7 @@ class LevelOutcome:
     seed: int
     points: torch.Tensor
     loss: float
-    terms: tuple[float, float, float]
+    terms: tuple[float, ...]
     seed_losses: tuple[float, ...]
 
 
@@ -74,14 +75,14 @@ class Optimization:
 class _BestTracker:
     """Per-sketch lowest eval loss and the points that achieved it."""
 
-    def __init__(self, points: list[torch.Tensor]) -> None:
+    def __init__(self, points: list[torch.Tensor], terms: int) -> None:
         count = sum(p.shape[0] for p in points)
         self.loss = torch.full((count,), float("inf"), device=points[0].device)
-        self.terms = torch.zeros((count, 3), device=points[0].device)
+        self.terms = torch.zeros((count, terms), device=points[0].device)
         self.points = [p.detach().clone() for p in points]
 
     def update(self, terms: torch.Tensor, points: list[torch.Tensor]) -> None:
-        """Record eval ``terms`` ``[B, 3]`` of ``points``; keep them for every sketch that improved."""
+        """Record eval ``terms`` ``[B, T]`` of ``points``; keep them for every sketch that improved."""
         total = terms.sum(dim=-1)
         improved = total < self.loss - MIN_DELTA
         self.loss = torch.where(improved, total, self.loss)
@@ -145,7 +146,7 @@ def optimize_sketches(
     points = [initial[count].to(device).clone().requires_grad_(True) for count in strokes]
     optimizer = torch.optim.Adam(points, lr=params.lr)
     generator = torch.Generator().manual_seed(params.seed)
-    best = _BestTracker(points)
+    best = _BestTracker(points, len(loss.term_names))
     done, cancelled = 0, False
     for iteration in range(params.iterations):
         if cancel is not None and cancel.is_set():
@@ -172,7 +173,7 @@ def optimize_sketches(
 def _winners(best: _BestTracker, strokes: list[int], params: SketchParams) -> list[LevelOutcome]:
     seeds = params.sketch_seeds()
     losses = best.loss.view(len(strokes), len(seeds))
-    terms = best.terms.view(len(strokes), len(seeds), 3)
+    terms = best.terms.view(len(strokes), len(seeds), -1)
     outcomes = []
     for level, count in enumerate(strokes):
         winner = int(torch.argmin(losses[level]))

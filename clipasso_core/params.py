@@ -7,9 +7,9 @@ defaults of the Inkscape dialog. Field names are the CLI's long options with und
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, field_validator, model_validator
 
 CANVAS_SIZE = 224
 """Side of the square canvas the optimizer draws on, in pixels (the paper's ``image_scale``)."""
@@ -49,6 +49,16 @@ def parse_stroke_list(value: Any) -> Any:
 
 StrokeList = Annotated[list[WholeNumber], BeforeValidator(parse_stroke_list)]
 
+LAYER_WEIGHTS = ("layer1_weight", "layer2_weight", "layer3_weight", "layer4_weight")
+FIDELITY_PRESETS: dict[str, dict[str, float]] = {
+    "precise": {"layer1_weight": 1.0, "layer2_weight": 1.0, "layer3_weight": 0.0, "layer4_weight": 0.0},
+    "paper": {"layer1_weight": 0.0, "layer2_weight": 1.0, "layer3_weight": 1.0, "layer4_weight": 0.0},
+    "loose": {"layer1_weight": 0.0, "layer2_weight": 0.0, "layer3_weight": 1.0, "layer4_weight": 1.0},
+}
+"""ResNet stage weights per fidelity (CLIPascene): shallow stages keep the geometry, deep ones the meaning."""
+
+Fidelity = Literal["precise", "paper", "loose"]
+
 
 class SketchParams(BaseModel):
     """Everything that shapes one sketch job; defaults are the paper's run (CLIPasso, SIGGRAPH 2022)."""
@@ -72,9 +82,33 @@ class SketchParams(BaseModel):
     eval_interval: WholeNumber = Field(default=10, ge=1, le=10_000, description="Steps between eval losses (best-iteration tracking).")
     softmax_temperature: FiniteFloat = Field(default=0.3, gt=0.0, le=100.0, description="Temperature of the saliency softmax.")
     attention_init: Switch = Field(default=True, description="Place first points on CLIP attention × edges (else uniformly).")
+    fidelity: Fidelity = Field(
+        default="paper",
+        description="Which ResNet stages the loss compares: precise = layer1+layer2 (the image's geometry), "
+                    "paper = layer2+layer3, loose = layer3+layer4 (looser, more semantic). "
+                    "Explicit layer weights override it.",
+    )
+    layer1_weight: LossWeight = Field(default=0.0, description="Weight of the RN layer1 feature MSE.")
     layer2_weight: LossWeight = Field(default=1.0, description="Weight of the RN layer2 feature MSE.")
     layer3_weight: LossWeight = Field(default=1.0, description="Weight of the RN layer3 feature MSE.")
+    layer4_weight: LossWeight = Field(default=0.0, description="Weight of the RN layer4 feature MSE.")
     fc_weight: LossWeight = Field(default=0.1, description="Weight of 1 − cos of the CLIP image embeddings.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_fidelity(cls, data: Any) -> Any:
+        """Fill the layer weights not given explicitly from the ``fidelity`` preset."""
+        if isinstance(data, Mapping) and isinstance(data.get("fidelity"), str):
+            preset = FIDELITY_PRESETS.get(data["fidelity"])
+            if preset is not None:
+                data = {**preset, **data}
+        return data
+
+    @model_validator(mode="after")
+    def _check_some_loss(self) -> SketchParams:
+        if not any(getattr(self, name) > 0 for name in (*LAYER_WEIGHTS, "fc_weight")):
+            raise ValueError("at least one loss weight (layer1_weight … layer4_weight, fc_weight) must be above 0")
+        return self
 
     @field_validator("strokes")
     @classmethod

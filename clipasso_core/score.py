@@ -2,32 +2,34 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from PIL import Image
 
 from .errors import SketchFileError
 from .image import CanvasFrame, to_canvas
-from .loss import ClipConvLoss, LossWeights
+from .loss import TERM_ORDER, ClipConvLoss, LossWeights
 from .models import ClipEncoder
 from .params import CANVAS_SIZE
 from .raster import rasterize
 from .svg import SketchDocument, SketchLayer
 
 
+ALWAYS_REPORTED = ("conv_layer2", "conv_layer3", "fc")
+"""The paper's terms, reported even at weight 0; other terms are reported only when their weight is non-zero."""
+
+
 @dataclass(frozen=True)
 class Score:
-    """Weighted eval loss terms of one sketch and their sum."""
+    """Weighted eval loss terms of one sketch (by name, in the loss's order) and their sum."""
 
-    conv_layer2: float
-    conv_layer3: float
-    fc: float
+    terms: dict[str, float]
     total: float
 
     def as_dict(self) -> dict[str, float]:
-        """The terms as a plain dict (the ``--json`` output)."""
-        return asdict(self)
+        """The terms and ``total`` as one plain dict (the ``--json`` output)."""
+        return {**self.terms, "total": self.total}
 
 
 def score_canvas(encoder: ClipEncoder, target: Image.Image, sketch: torch.Tensor,
@@ -35,9 +37,10 @@ def score_canvas(encoder: ClipEncoder, target: Image.Image, sketch: torch.Tensor
     """Score a sketch already on the canvas (``[3, 224, 224]`` in [0, 1]) against an RGB target image."""
     device = next(encoder.visual.parameters()).device
     target_canvas, _ = to_canvas(target, CANVAS_SIZE)
-    terms = ClipConvLoss(encoder, target_canvas.to(device), weights).eval_terms(sketch[None].to(device))[0]
-    layer2, layer3, fc = (float(value) for value in terms)
-    return Score(layer2, layer3, fc, layer2 + layer3 + fc)
+    loss = ClipConvLoss(encoder, target_canvas.to(device), weights)
+    values = dict(zip(loss.term_names, (float(value) for value in loss.eval_terms(sketch[None].to(device))[0])))
+    terms = {name: values.get(name, 0.0) for name in TERM_ORDER if name in values or name in ALWAYS_REPORTED}
+    return Score(terms, sum(values.values()))
 
 
 def render_layer(document: SketchDocument, layer: SketchLayer) -> torch.Tensor:

@@ -30,7 +30,7 @@ class LevelSketch:
     points: torch.Tensor  # [S, 4, 2]
     stroke_width: float
     loss: float
-    terms: tuple[float, float, float]  # weighted layer2, layer3, fc eval terms
+    terms: dict[str, float]  # weighted eval terms by name (conv_layer2, conv_layer3, fc, …)
 
     def layer(self, visible: bool = True) -> SketchLayer:
         """This level as an SVG layer labelled ``"<S> strokes"``."""
@@ -63,7 +63,6 @@ def sketch_image(
     target, frame = to_canvas(image, CANVAS_SIZE)
     target = target.to(models.device)
     initial = initial_points(target, params, models)
-    weights = LossWeights(params.layer2_weight, params.layer3_weight, params.fc_weight)
     stroke_width = params.stroke_width * frame.scale
 
     def to_source(best: BestSketches) -> None:
@@ -72,8 +71,8 @@ def sketch_image(
                        for count, (points, loss) in best.levels.items())
         snapshot(SketchSnapshot(best.iteration, frame.width, frame.height, float(stroke_width), levels))
 
-    outcome = optimize_sketches(ClipConvLoss(models.loss, target, weights), initial, params, progress, cancel,
-                                None if snapshot is None else to_source)
+    loss = ClipConvLoss(models.loss, target, LossWeights.from_params(params))
+    outcome = optimize_sketches(loss, initial, params, progress, cancel, None if snapshot is None else to_source)
     levels = [
         LevelSketch(
             strokes=level.strokes,
@@ -81,7 +80,7 @@ def sketch_image(
             points=frame.to_source(level.points.double()).float(),
             stroke_width=stroke_width,
             loss=level.loss,
-            terms=level.terms,
+            terms=dict(zip(loss.term_names, level.terms)),
         )
         for level in outcome.levels
     ]
