@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import hashlib
 import io
 import logging
@@ -14,6 +15,7 @@ from importlib import metadata
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 from PIL import Image
 
 from clipasso_core.errors import ImageError, ImageTooLargeError, UnsupportedImageError
@@ -24,9 +26,10 @@ from . import job_files
 from .errors import ApiError, install_error_handlers
 from .middleware import BearerTokenMiddleware, BodyLimitMiddleware
 from .model_cache import ModelCache
-from .schemas import ErrorResponse, Health, JobCreated, JobRequest, JobState, SketchResultBody
+from .schemas import (ErrorInfo, ErrorResponse, Health, JobCreated, JobRequest, JobState, SketchResultBody,
+                      WorkerHealth)
 from .store import DEFAULT_CLIENT, Job, JobStore, iso_time
-from .worker import JobQueue
+from .worker import JobQueue, WorkerState
 
 _WHITESPACE = re.compile(rb"\s+")
 log = logging.getLogger("clipasso_server")
@@ -49,6 +52,8 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
         415: "The image is not a PNG, JPEG or WebP file.",
         422: "Invalid request: the message names the field (e.g. params.strokes) or says what is wrong with the image.",
         500: "Unexpected server error (details only in the server's log).",
+        503: "The data directory cannot be written (read-only or no permission); the message names it.",
+        507: "The data directory's disk is full; the message names it.",
     }
     return {status: {"model": ErrorResponse, "description": descriptions[status]} for status in (*statuses, 401, 500)}
 
@@ -56,7 +61,8 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAPI:
     """Build the app for ``config``; the worker starts and stops with the app's lifespan."""
     models = models or ModelCache(config.models, config.device)
-    queue = JobQueue(JobStore(config.data_dir), models, max_pixels=config.max_pixels)
+    queue = JobQueue(JobStore(config.data_dir), models, max_pixels=config.max_pixels,
+                     stuck_after_s=config.stuck_after_s)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -76,17 +82,18 @@ def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAP
         lifespan=lifespan,
     )
     app.state.queue = queue
-    install_error_handlers(app)
+    install_error_handlers(app, config.data_dir)
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_body_bytes)
     if config.token:
         app.add_middleware(BearerTokenMiddleware, token=config.token)  # added last = runs first
 
     def job_state(job: Job) -> JobState:
+        unsaved = queue.unsaved(job.id) if job.status == "running" else None
         return JobState(
             id=job.id,
             status=job.status,  # type: ignore[arg-type]
             progress=queue.progress(job),
-            error=job.error,
+            error=job.error if unsaved is None else unsaved[1],
             created_at=iso_time(job.created_at) or "",
             started_at=iso_time(job.started_at),
             finished_at=iso_time(job.finished_at),
@@ -97,19 +104,29 @@ def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAP
     def find_job(job_id: str) -> Job:
         return job_files.find_job(queue, job_id)
 
-    @app.get("/v1/health", response_model=Health, responses=_errors(), summary="Whether the server can sketch")
-    def health() -> Health:
-        error = models.error
-        return Health(
+    @app.get("/v1/health", response_model=Health, summary="Whether the server can sketch",
+             responses={**_errors(), 503: {"model": Health, "description": "Degraded: the job worker is dead or "
+                                                                             "stuck, or results cannot be saved."}})
+    def health() -> Any:
+        worker = queue.worker_state()
+        problem = worker_problem(worker, queue)
+        models_error = models.error
+        body = Health(
+            status="ok" if problem is None else "degraded",
+            error=problem,
+            worker=WorkerHealth(**dataclasses.asdict(worker)),
             version=package_version(),
             device=str(models.device),
             models_loaded=models.loaded,
-            models_error=None if error is None else str(error),
+            models_error=None if models_error is None else str(models_error),
             queue_length=queue.queue_length(),
             workers=queue.workers.snapshot(),
         )
+        if problem is None:
+            return body
+        return JSONResponse(body.model_dump(mode="json"), status_code=503)
 
-    @app.post("/v1/jobs", status_code=202, response_model=JobCreated, responses=_errors(413, 415, 422),
+    @app.post("/v1/jobs", status_code=202, response_model=JobCreated, responses=_errors(413, 415, 422, 503, 507),
               summary="Submit an image to sketch (an identical earlier job is returned instead of running again)")
     def submit_job(body: JobRequest, request: Request) -> JobCreated:
         data = decode_image_field(body.image)
@@ -129,9 +146,13 @@ def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAP
     @app.get("/v1/jobs/{job_id}/result", response_model=SketchResultBody, responses=_errors(404, 409),
              summary="A succeeded job's strokes, one entry per abstraction level")
     def get_result(job_id: str) -> dict[str, Any]:
-        return job_files.stored_result(queue, find_job(job_id))
+        job = find_job(job_id)
+        unsaved = queue.unsaved(job.id) if job.status == "running" else None
+        if unsaved is not None and unsaved[0].result is not None:
+            return unsaved[0].result  # finished, waiting for the disk: the strokes are served from memory
+        return job_files.stored_result(queue, job)
 
-    @app.delete("/v1/jobs/{job_id}", response_model=JobState, responses=_errors(404),
+    @app.delete("/v1/jobs/{job_id}", response_model=JobState, responses=_errors(404, 503, 507),
                 summary="Cancel a queued or running job (a finished job is left as it is)")
     def cancel_job(job_id: str) -> JobState:
         find_job(job_id)
@@ -147,6 +168,23 @@ def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAP
         return {"service": "clipasso-sketch-server", "api": "/v1", "docs": "/docs", "openapi": "/openapi.json"}
 
     return app
+
+
+def worker_problem(worker: WorkerState, queue: JobQueue) -> ErrorInfo | None:
+    """Why the worker cannot run jobs now, as ``{"code", "message"}``, or ``None`` when all is well."""
+    if not worker.alive:
+        return ErrorInfo(code="worker_dead", message="The sketch server's job worker has stopped, so no job will "
+                                                     "run; restart clipasso-server (its log says why).")
+    if worker.stuck:
+        return ErrorInfo(code="worker_stuck", message=f"The sketch server's job worker has made no progress on job "
+                                                      f"{worker.current_job} for {worker.seconds_since_progress:.0f} "
+                                                      "s; cancel that job or restart clipasso-server.")
+    if worker.unsaved_jobs:
+        for job_id in list(queue.unsaved_ids()):
+            unsaved = queue.unsaved(job_id)
+            if unsaved is not None:
+                return ErrorInfo(**unsaved[1])
+    return None
 
 
 def token_client(authorization: str | None) -> str:

@@ -15,6 +15,8 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 DEFAULT_MAX_BODY_MB = 64.0
 APP_NAME = "clipasso"
+DEFAULT_STUCK_AFTER_S = 900.0
+"""Seconds without progress on the running job after which /v1/health calls the worker stuck."""
 
 
 def default_data_dir() -> Path:
@@ -32,3 +34,5 @@ class ServerConfig:
     token: str | None = None
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_body_bytes: int = int(DEFAULT_MAX_BODY_MB * 1_000_000)
+    stuck_after_s: float = DEFAULT_STUCK_AFTER_S
+    """Seconds without progress on the running job after which /v1/health reports the worker stuck (503)."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -11,6 +13,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from clipasso_core.params import describe_validation_errors
+
+from .storage_faults import storage_fault
 
 log = logging.getLogger("clipasso_server")
 
@@ -64,8 +68,12 @@ def describe_request_errors(errors: Any) -> str:
     return describe_validation_errors(items, empty_field="body") or "the request is invalid"
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    """Answer API errors, validation errors, HTTP errors and unexpected exceptions with JSON bodies."""
+def install_error_handlers(app: FastAPI, data_dir: Path) -> None:
+    """Answer API errors, validation errors, HTTP errors, storage faults and unexpected exceptions with JSON bodies.
+
+    A disk that is full under ``data_dir`` answers 507 ``storage_full``, one that cannot be written 503
+    ``storage_unavailable``, each naming the directory; any other exception is a 500 without details.
+    """
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, error: ApiError) -> JSONResponse:
@@ -92,6 +100,17 @@ def install_error_handlers(app: FastAPI) -> None:
         else:
             message = str(error.detail) if error.detail else "The request cannot be served."
         return error_response(status, HTTP_CODES.get(status, "error"), message, getattr(error, "headers", None))
+
+    @app.exception_handler(OSError)
+    @app.exception_handler(sqlite3.Error)
+    async def storage_error(request: Request, error: Exception) -> JSONResponse:
+        fault = storage_fault(error, data_dir)
+        if fault is None:
+            log.error("unexpected %s on %s %s", type(error).__name__, request.method, request.url.path,
+                      exc_info=error)
+            return error_response(500, "internal_error", "The sketch server hit an unexpected error; see its log.")
+        log.error("%s %s: %s", request.method, request.url.path, fault.message)
+        return error_response(fault.status, fault.code, fault.message)
 
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, error: Exception) -> JSONResponse:

@@ -106,9 +106,29 @@ class SketchResultBody(BaseModel):
     levels: list[LevelResult]
 
 
-class Health(BaseModel):
-    """Whether the server can sketch: version, device, model state and how many jobs are waiting or running."""
+class WorkerHealth(BaseModel):
+    """The job worker thread: alive, what it does now, whether it is stuck, and the last error it met."""
 
+    alive: bool
+    current_job: str | None = Field(description="The id of the job it runs now, or null.")
+    phase: str = Field(description="idle, starting, loading_models, reading_image, sketching, saving or stopped.")
+    seconds_since_progress: float | None = Field(description="Seconds since the current job last made progress.")
+    stuck: bool = Field(description="No progress on the current job for longer than the server allows.")
+    last_error: str | None = Field(description="The last error the worker met (it carries on after errors), or null.")
+    unsaved_jobs: int = Field(description="Finished jobs kept in memory because the data directory cannot be "
+                                          "written; they are saved when it can.")
+
+
+class Health(BaseModel):
+    """Whether the server can sketch: version, device, model state and how many jobs are waiting or running.
+
+    Answered with 200 and status "ok", or 503 and status "degraded" (with ``error`` saying why) when the
+    worker is dead or stuck or finished jobs cannot be saved.
+    """
+
+    status: Literal["ok", "degraded"]
+    error: ErrorInfo | None = Field(description="Why the server is degraded and what to do, or null.")
+    worker: WorkerHealth
     version: str
     device: str
     models_loaded: bool

@@ -31,8 +31,10 @@ try:
 except ImportError:  # Windows
     fcntl = None  # type: ignore[assignment]
 
+from pydantic import ValidationError
+
 from clipasso_core.files import write_atomically
-from clipasso_core.params import SketchParams
+from clipasso_core.params import SketchParams, describe_validation_errors
 
 DATABASE_NAME = "jobs.sqlite3"
 LOCK_NAME = "server.lock"
@@ -77,7 +79,7 @@ class Job:
 
     id: str
     status: str
-    params: SketchParams
+    params: SketchParams | None  # None when the stored parameters no longer validate (see params_error)
     created_at: float
     started_at: float | None
     finished_at: float | None
@@ -87,6 +89,7 @@ class Job:
     error_message: str | None
     client: str = DEFAULT_CLIENT
     worker: dict[str, Any] | None = None
+    params_error: str | None = None
 
     @property
     def error(self) -> dict[str, str] | None:
@@ -322,17 +325,34 @@ def _checked(job_id: str) -> str:
 
 
 def _job(row: sqlite3.Row) -> Job:
+    """A row as a :class:`Job`; parameters or progress written by another version that no longer read are
+    ``None`` (with ``params_error`` saying why), never an exception."""
+    params: SketchParams | None = None
+    params_error = None
+    try:
+        params = SketchParams.model_validate_json(row["params"])
+    except ValidationError as error:
+        params_error = describe_validation_errors(error.errors()) or "unreadable parameters"
+    try:
+        progress = json.loads(row["progress"]) if row["progress"] else None
+    except ValueError:
+        progress = None
+    try:
+        worker = json.loads(row["worker"]) if row["worker"] else None
+    except ValueError:
+        worker = None
     return Job(
         id=row["id"],
         status=row["status"],
-        params=SketchParams.model_validate_json(row["params"]),
+        params=params,
         created_at=row["created_at"],
         started_at=row["started_at"],
         finished_at=row["finished_at"],
         runs=row["runs"],
-        progress=json.loads(row["progress"]) if row["progress"] else None,
+        progress=progress if isinstance(progress, dict) else None,
         error_code=row["error_code"],
         error_message=row["error_message"],
         client=row["client"],
-        worker=json.loads(row["worker"]) if row["worker"] else None,
+        worker=worker if isinstance(worker, dict) else None,
+        params_error=params_error,
     )
