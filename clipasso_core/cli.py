@@ -23,12 +23,13 @@ from inkscape_ext.install import InstallError, install_extension
 
 from .errors import ClipassoError, SketchFileError
 from .files import write_atomically
-from .image import read_image, to_canvas
+from .image import embeddable, read_image, to_canvas
 from .model_options import add_model_options, model_spec
 from .models import load_encoder, load_models, resolve_device
 from .optimize import Progress
 from .loss import LossWeights
 from .params import CANVAS_SIZE, FIDELITY_PRESETS, describe_validation_errors, make_params
+from .precision import PRECISION_CHOICES, Precision
 from .preview import preview_sheet
 from .score import choose_layer, render_layer, score_canvas
 from .sketch import sketch_image
@@ -46,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sketch = commands.add_parser("sketch", help="sketch an image at several abstraction levels into one SVG",
                                  description="Sketch IMAGE with CLIPasso; writes one Inkscape layer per level.")
-    sketch.add_argument("image", type=Path, help="PNG, JPEG or WebP image to sketch")
+    sketch.add_argument("image", type=Path, help="PNG, JPEG, WebP, GIF or TIFF image to sketch")
     sketch.add_argument("-o", "--output", type=Path, required=True, help="SVG file to write")
     sketch.add_argument("--preset", default="paper", choices=["paper", "draft"],
                         help="paper: 3 seeds × 2000 steps (hours on a CPU); draft: 1 seed × 300 steps (default: paper)")
@@ -61,12 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_options(sketch)
 
     score = commands.add_parser("score", help="the un-augmented CLIPasso loss of a sketch against its target",
-                                description="Score SKETCH (a PNG/JPEG, or an SVG this tool wrote) against TARGET.")
+                                description="Score SKETCH (a PNG/JPEG, or an SVG this tool wrote) against TARGET; an SVG "
+                                             "is scored in the precision its job used unless --precision says otherwise.")
     score.add_argument("target", type=Path, help="the target image")
     score.add_argument("sketch", type=Path, help="the sketch: a raster image or an SVG written by clipasso")
     score.add_argument("--level", type=int, metavar="STROKES", help="which level of a multi-level SVG (default: the visible one)")
     score.add_argument("--json", action="store_true",
-                       help="print one JSON object: conv_layer2, conv_layer3, fc (and any other term in use), total")
+                       help="print one JSON object: conv_layer2, conv_layer3, fc (and any other term in use), total "
+                            "and the precision scored in")
     add_loss_options(score)
     add_model_options(score)
 
@@ -131,12 +134,11 @@ def run_sketch(args: argparse.Namespace) -> int:
     cancel = threading.Event()
     with progress_bar(params.iterations) as report, stop_on_interrupt(cancel):
         result = sketch_image(image, params, models, progress=report, cancel=cancel)
-    embedded = args.image.read_bytes() if args.embed_image else None
-    image_type = "image/jpeg" if args.image.suffix.lower() in (".jpg", ".jpeg") else "image/png"
-    if embedded is not None and image_type == "image/png" and not embedded.startswith(b"\x89PNG"):
-        embedded = png_bytes(image)
+    embedded, image_type = embeddable(args.image.read_bytes(), image) if args.embed_image else (None, "image/png")
     layers = [level.layer(visible=index == len(result.levels) - 1) for index, level in enumerate(result.levels)]
-    write_output(args.output, sketch_document(result.width, result.height, layers, embedded, image_type).encode())
+    document = sketch_document(result.width, result.height, layers, embedded, image_type,
+                               precision=models.loss.precision.value)
+    write_output(args.output, document.encode())
     if args.preview is not None:
         write_output(args.preview, png_bytes(preview_sheet(image, result)))
     summary = ", ".join(f"{level.strokes} strokes: loss {level.loss:.4f} (seed {level.seed})" for level in result.levels)
@@ -152,6 +154,7 @@ def run_score(args: argparse.Namespace) -> int:
     """``clipasso score``: print the weighted eval loss terms of a sketch against a target."""
     weights = LossWeights.from_params(make_params(**loss_overrides(args)))
     target = read_image(args.target)
+    precision = args.precision
     if args.sketch.suffix.lower() == ".svg":
         try:
             text = args.sketch.read_text(encoding="utf-8")
@@ -159,16 +162,24 @@ def run_score(args: argparse.Namespace) -> int:
             raise SketchFileError(f"Cannot read the sketch '{args.sketch}': {error}.") from None
         document = read_sketch_document(text)
         sketch = render_layer(document, choose_layer(document, args.level))
+        precision = precision or known_precision(document.precision)
     else:
         sketch, _ = to_canvas(read_image(args.sketch), CANVAS_SIZE)
     device = resolve_device(args.device)
-    encoder = load_encoder(args.loss_model, args.pretrained, args.loss_weights, device, "--loss-weights")
+    encoder = load_encoder(args.loss_model, args.pretrained, args.loss_weights, device, "--loss-weights",
+                           precision or Precision.AUTO)
     score = score_canvas(encoder, target, sketch, weights)
     if args.json:
-        print(json.dumps(score.as_dict()))
+        print(json.dumps({**score.as_dict(), "precision": encoder.precision.value}))
     else:
-        print("  ".join(f"{name.removeprefix('conv_')} {value:.6f}" for name, value in score.as_dict().items()))
+        terms = "  ".join(f"{name.removeprefix('conv_')} {value:.6f}" for name, value in score.as_dict().items())
+        print(f"{terms}  ({encoder.precision.value})")
     return 0
+
+
+def known_precision(recorded: str | None) -> Precision | None:
+    """The precision a sketch SVG records, or ``None`` when it records none (or one this version does not know)."""
+    return Precision(recorded) if recorded in PRECISION_CHOICES else None
 
 
 def run_install_extension(args: argparse.Namespace) -> int:

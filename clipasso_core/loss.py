@@ -115,21 +115,25 @@ class ClipConvLoss:
             self.clean_target = self.features(self.target)
 
     def features(self, images: torch.Tensor) -> Features:
-        """The taps this loss compares, of images ``[B, 3, H, W]`` in [0, 1]; stops at the deepest one needed."""
+        """The taps this loss compares, of images ``[B, 3, H, W]`` in [0, 1], in the encoder's precision.
+
+        Stops at the deepest tap needed.
+        """
         visual = self.encoder.visual
         size = self.encoder.image_size
         if images.shape[-1] != size or images.shape[-2] != size:
             images = F.interpolate(images, size=(size, size), mode="bicubic", align_corners=False)
         taps: Features = {}
-        x = visual.stem(self.encoder.normalize(images))
-        for stage in ("layer1", "layer2", "layer3", "layer4"):
-            if not self._taps - taps.keys():
-                return taps
-            x = getattr(visual, stage)(x)
-            if stage in self._taps:
-                taps[stage] = x
-        if "embedding" in self._taps:
-            taps["embedding"] = visual.attnpool(x)
+        with self.encoder.autocast():
+            x = visual.stem(self.encoder.normalize(images))
+            for stage in ("layer1", "layer2", "layer3", "layer4"):
+                if not self._taps - taps.keys():
+                    return taps
+                x = getattr(visual, stage)(x)
+                if stage in self._taps:
+                    taps[stage] = x
+            if "embedding" in self._taps:
+                taps["embedding"] = visual.attnpool(x)
         return taps
 
     def pair_terms(self, sketches: torch.Tensor, augmentations: list[Augmentation]) -> torch.Tensor:

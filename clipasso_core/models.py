@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from .errors import ClipassoError, ModelError, WeightsUnavailableError
+from .precision import Precision, autocast, resolve_precision
 
 DEFAULT_LOSS_MODEL = "RN101"
 DEFAULT_SALIENCY_MODEL = "ViT-B-32"
@@ -32,23 +33,34 @@ DEFAULT_PRETRAINED = "openai"
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """Which CLIP encoders to use and where their weights come from."""
+    """Which CLIP encoders to use, where their weights come from, and the precision they compute in."""
 
     loss_model: str = DEFAULT_LOSS_MODEL
     saliency_model: str = DEFAULT_SALIENCY_MODEL
     pretrained: str = DEFAULT_PRETRAINED
     loss_weights: Path | None = None
     saliency_weights: Path | None = None
+    precision: Precision = Precision.AUTO
 
 
 @dataclass
 class ClipEncoder:
-    """A frozen CLIP image tower with the input size and normalisation it was trained with."""
+    """A frozen CLIP image tower with the input size and normalisation it was trained with, and its precision."""
 
     visual: nn.Module
     image_size: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    precision: Precision = Precision.FP32
+
+    @property
+    def device(self) -> torch.device:
+        """The device the weights live on."""
+        return next(self.visual.parameters()).device
+
+    def autocast(self) -> contextlib.AbstractContextManager[object]:
+        """The context to run this tower in: autocast to its precision (none for fp32)."""
+        return autocast(self.precision, self.device)
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """CLIP-normalise images ``[B, 3, H, W]`` in [0, 1]."""
@@ -79,22 +91,26 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def load_models(spec: ModelSpec, device: torch.device) -> LoadedModels:
-    """Load both encoders of ``spec`` onto ``device``, frozen and in eval mode."""
-    loss = load_encoder(spec.loss_model, spec.pretrained, spec.loss_weights, device, "--loss-weights")
+    """Load both encoders of ``spec`` onto ``device``, frozen and in eval mode, computing in ``spec.precision``."""
+    loss = load_encoder(spec.loss_model, spec.pretrained, spec.loss_weights, device, "--loss-weights", spec.precision)
     if not all(hasattr(loss.visual, stage) for stage in ("stem", "layer2", "layer3", "attnpool")):
         raise ModelError(
             f"The loss model must be a CLIP ResNet (RN50, RN101, …) with layer2/layer3 stages; "
             f"{spec.loss_model!r} is not."
         )
-    saliency = load_encoder(spec.saliency_model, spec.pretrained, spec.saliency_weights, device, "--saliency-weights")
+    saliency = load_encoder(spec.saliency_model, spec.pretrained, spec.saliency_weights, device, "--saliency-weights",
+                            spec.precision)
     if not hasattr(getattr(saliency.visual, "transformer", None), "resblocks"):
         raise ModelError(f"The saliency model must be a CLIP ViT (ViT-B-32, …); {spec.saliency_model!r} is not.")
     return LoadedModels(loss=loss, saliency=saliency, device=device)
 
 
 def load_encoder(name: str, pretrained: str | None, weights: Path | None, device: torch.device,
-                 weights_option: str) -> ClipEncoder:
-    """Build open_clip model ``name`` with ``weights`` (a file) or the ``pretrained`` tag; keep its image tower."""
+                 weights_option: str, precision: Precision | str = Precision.AUTO) -> ClipEncoder:
+    """Build open_clip model ``name`` with ``weights`` (a file) or the ``pretrained`` tag; keep its image tower.
+
+    ``precision`` is resolved for ``device`` (``auto`` → bf16 where it is native, else fp32).
+    """
     model_name = _register_config(name)
     if weights is not None:
         weights = Path(weights)
@@ -129,6 +145,7 @@ def load_encoder(name: str, pretrained: str | None, weights: Path | None, device
         image_size=int(size),
         mean=tuple(config.get("mean", open_clip.OPENAI_DATASET_MEAN)),
         std=tuple(config.get("std", open_clip.OPENAI_DATASET_STD)),
+        precision=resolve_precision(precision, device),
     )
 
 

@@ -8,7 +8,7 @@ un-augmented eval loss of the pre-step points, so best-iteration tracking costs 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -16,10 +16,19 @@ import torch
 
 from .loss import ClipConvLoss, sample_augmentation
 from .params import SketchParams
+from .precision import grad_scaler
 from .raster import rasterize
 
 MIN_DELTA = 1e-5
 """An eval loss must beat the best one by more than this to count as an improvement (as in the paper's code)."""
+
+
+class StrokeLayout(Protocol):
+    """How a level's optimized tensor becomes segments, e.g. joined paths (:class:`~.joined_paths.JoinedPaths`)."""
+
+    def segments(self, free: torch.Tensor) -> torch.Tensor:
+        """Segments ``[seeds, N, 4, 2]`` of the level's optimized tensor ``[seeds, …]``."""
+        ...
 
 
 class CancelSignal(Protocol):
@@ -41,7 +50,10 @@ class Progress:
 
 @dataclass(frozen=True)
 class BestSketches:
-    """The best sketch of every level after ``iteration`` steps: stroke count → (canvas points ``[S, 4, 2]``, eval loss)."""
+    """The best sketch of every level after ``iteration`` steps: stroke count → (canvas segments ``[N, 4, 2]``, eval loss).
+
+    ``N`` is the stroke count, except for a refined level, whose paths may have several segments each.
+    """
 
     iteration: int
     levels: dict[int, tuple[torch.Tensor, float]]
@@ -51,6 +63,8 @@ class BestSketches:
 class LevelOutcome:
     """The winning sketch of one level: control points ``[S, 4, 2]`` on the canvas and its eval loss terms
     (weighted, in the order of the loss's ``term_names``).
+
+    With a layout, ``points`` are the winner's segments ``[N, 4, 2]`` in the layout's path order.
 
     ``seed_losses`` holds every seed's best eval loss, in seed order; the winner has the lowest.
     """
@@ -93,12 +107,14 @@ class _BestTracker:
             best[mask] = current.detach()[mask]
             start += current.shape[0]
 
-    def best_sketches(self, iteration: int, strokes: list[int], seeds: int) -> BestSketches:
-        """The lowest-loss seed's best points of every level, copied to the CPU."""
+    def best_sketches(self, iteration: int, strokes: list[int], seeds: int,
+                      segments: Callable[[list[torch.Tensor]], list[torch.Tensor]]) -> BestSketches:
+        """The lowest-loss seed's best strokes of every level (as ``segments`` draws them), copied to the CPU."""
         losses = self.loss.view(len(strokes), seeds)
         winners = torch.argmin(losses, dim=1).tolist()
+        drawn = segments(self.points)
         return BestSketches(iteration, {
-            count: (self.points[level][winner].detach().cpu().clone(), float(losses[level, winner]))
+            count: (drawn[level][winner].detach().cpu().clone(), float(losses[level, winner]))
             for level, (count, winner) in enumerate(zip(strokes, winners))
         })
 
@@ -131,12 +147,14 @@ def optimize_sketches(
     params: SketchParams,
     progress: Callable[[Progress], None] | None = None,
     cancel: CancelSignal | None = None,
+    layouts: Mapping[int, StrokeLayout] | None = None,
     snapshot: Callable[[BestSketches], None] | None = None,
 ) -> Optimization:
     """Optimise ``initial`` strokes (stroke count → ``[seeds, S, 4, 2]`` canvas points) against ``loss``.
 
     Returns, per level, the seed whose best eval loss is lowest, at its best evaluated iteration. A set
     ``cancel`` stops the run before the next step; the best sketches found so far are still returned.
+    A level with a layout optimizes ``initial[count]`` as that layout's tensor and draws its segments.
     ``snapshot`` receives the best sketches so far at every eval step and once more at the end.
     """
     strokes = sorted(initial)
@@ -145,32 +163,40 @@ def optimize_sketches(
     size = loss.target.shape[-1]
     points = [initial[count].to(device).clone().requires_grad_(True) for count in strokes]
     optimizer = torch.optim.Adam(points, lr=params.lr)
+    scaler = grad_scaler(loss.encoder.precision, device)  # fp16 only: keeps small gradients from underflowing
     generator = torch.Generator().manual_seed(params.seed)
     best = _BestTracker(points, len(loss.term_names))
+    layouts = layouts or {}
+
+    def segments(current: list[torch.Tensor]) -> list[torch.Tensor]:
+        return [layouts[count].segments(p) if count in layouts else p for count, p in zip(strokes, current)]
+
     done, cancelled = 0, False
     for iteration in range(params.iterations):
         if cancel is not None and cancel.is_set():
             cancelled = True
             break
         augmentations = [sample_augmentation(size, generator) for _ in range(params.augmentations)]
-        terms = loss.pair_terms(render(points, params.stroke_width, size), augmentations)
+        terms = loss.pair_terms(render(segments(points), params.stroke_width, size), augmentations)
         optimizer.zero_grad(set_to_none=True)
-        terms.sum(dim=-1).mean(dim=-1).sum().backward()
+        scaler.scale(terms.sum(dim=-1).mean(dim=-1).sum()).backward()
         if iteration % params.eval_interval == 0:
             best.update(terms[:, 0].detach(), points)
             if snapshot is not None:
-                snapshot(best.best_sketches(iteration, strokes, seeds))
-        optimizer.step()
+                snapshot(best.best_sketches(iteration, strokes, seeds, segments))
+        scaler.step(optimizer)
+        scaler.update()
         done = iteration + 1
         if progress is not None:
             progress(Progress(done, params.iterations, best.per_level(strokes, seeds)))
-    best.update(loss.eval_terms(render(points, params.stroke_width, size)), points)
+    best.update(loss.eval_terms(render(segments(points), params.stroke_width, size)), points)
     if snapshot is not None:
-        snapshot(best.best_sketches(done, strokes, seeds))
-    return Optimization(_winners(best, strokes, params), done, cancelled)
+        snapshot(best.best_sketches(done, strokes, seeds, segments))
+    return Optimization(_winners(best, strokes, params, segments(best.points)), done, cancelled)
 
 
-def _winners(best: _BestTracker, strokes: list[int], params: SketchParams) -> list[LevelOutcome]:
+def _winners(best: _BestTracker, strokes: list[int], params: SketchParams,
+             best_segments: list[torch.Tensor]) -> list[LevelOutcome]:
     seeds = params.sketch_seeds()
     losses = best.loss.view(len(strokes), len(seeds))
     terms = best.terms.view(len(strokes), len(seeds), -1)
@@ -180,7 +206,7 @@ def _winners(best: _BestTracker, strokes: list[int], params: SketchParams) -> li
         outcomes.append(LevelOutcome(
             strokes=count,
             seed=seeds[winner],
-            points=best.points[level][winner].cpu(),
+            points=best_segments[level][winner].detach().cpu(),
             loss=float(losses[level, winner]),
             terms=tuple(terms[level, winner].tolist()),
             seed_losses=tuple(losses[level].tolist()),

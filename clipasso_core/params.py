@@ -9,7 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, field_validator, model_validator
+import numpy as np
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, Strict, ValidationInfo, field_validator,
+                      model_validator)
+
+from .joined_paths import read_paths
 
 CANVAS_SIZE = 224
 """Side of the square canvas the optimizer draws on, in pixels (the paper's ``image_scale``)."""
@@ -18,6 +22,11 @@ MAX_STROKES = 256
 MAX_LEVELS = 8
 MAX_SEEDS = 16
 MAX_ITERATIONS = 100_000
+MAX_PATH_CHARS = 100_000
+MAX_INIT_SEGMENTS = 4096
+MAX_COORDINATE = 1e6
+REFINE_ITERATIONS = 300
+"""Steps of a job that starts from ``init_paths`` when the caller names none (a refine needs far fewer than 2000)."""
 MAX_LOSS_WEIGHT = 1000.0
 MAX_SEED = 2**31 - 1
 
@@ -93,6 +102,25 @@ class SketchParams(BaseModel):
     layer3_weight: LossWeight = Field(default=1.0, description="Weight of the RN layer3 feature MSE.")
     layer4_weight: LossWeight = Field(default=0.0, description="Weight of the RN layer4 feature MSE.")
     fc_weight: LossWeight = Field(default=0.1, description="Weight of 1 − cos of the CLIP image embeddings.")
+    init_paths: list[Annotated[str, Strict(), Field(max_length=MAX_PATH_CHARS)]] | None = Field(
+        default=None, min_length=1, max_length=MAX_STROKES,
+        description="SVG path data in the image's pixels to start from instead of the saliency init: one level, "
+                    "one stroke per path, each path kept as one joined path with its number of segments. "
+                    f"Such a job defaults to 1 seed and {REFINE_ITERATIONS} iterations.",
+    )
+    locked: list[Annotated[WholeNumber, Field(ge=0, le=MAX_STROKES - 1)]] = Field(
+        default=[], max_length=MAX_STROKES,
+        description="Indices into init_paths of the paths that are drawn and count in the loss but never move.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refine_defaults(cls, data: Any) -> Any:
+        """A job with ``init_paths`` has one level of that many strokes, 1 seed and fewer steps unless given."""
+        if isinstance(data, dict) and isinstance(data.get("init_paths"), list) and data["init_paths"]:
+            defaults = {"strokes": [len(data["init_paths"])], "seeds": 1, "iterations": REFINE_ITERATIONS}
+            data = {**defaults, **{key: value for key, value in data.items() if value is not None}}
+        return data
 
     @model_validator(mode="before")
     @classmethod
@@ -123,6 +151,44 @@ class SketchParams(BaseModel):
         if len(set(strokes)) != len(strokes):
             raise ValueError("stroke counts must not repeat")
         return sorted(strokes)
+
+    @field_validator("init_paths")
+    @classmethod
+    def _check_init_paths(cls, paths: list[str] | None) -> list[str] | None:
+        if paths is None:
+            return None
+        subpaths = read_paths(paths)
+        segments = sum(len(subpath.segments) for subpath in subpaths)
+        if segments > MAX_INIT_SEGMENTS:
+            raise ValueError(f"at most {MAX_INIT_SEGMENTS} segments in all paths together, got {segments}")
+        for number, subpath in enumerate(subpaths):
+            if np.abs(subpath.segments).max() > MAX_COORDINATE:
+                raise ValueError(f"path {number} has a coordinate beyond ±{MAX_COORDINATE:g} pixels")
+        return paths
+
+    @field_validator("locked")
+    @classmethod
+    def _check_locked(cls, locked: list[int], info: ValidationInfo) -> list[int]:
+        if not locked or "init_paths" not in info.data:  # no locks, or init_paths is already reported invalid
+            return locked
+        paths = info.data["init_paths"]
+        if not paths:
+            raise ValueError("locked needs init_paths: it lists indices of init_paths that must not move")
+        if len(set(locked)) != len(locked):
+            raise ValueError("locked indices must not repeat")
+        beyond = [index for index in locked if index >= len(paths)]
+        if beyond:
+            raise ValueError(f"locked index {beyond[0]} is not a path: init_paths has {len(paths)} (0 to {len(paths) - 1})")
+        if len(locked) == len(paths):
+            raise ValueError("every path is locked, so nothing could be refined; unlock at least one")
+        return sorted(locked)
+
+    @model_validator(mode="after")
+    def _check_refine_level(self) -> SketchParams:
+        if self.init_paths is not None and self.strokes != [len(self.init_paths)]:
+            raise ValueError(f"a job with init_paths has one level with one stroke per path ({len(self.init_paths)}); "
+                             f"leave out strokes or give [{len(self.init_paths)}]")
+        return self
 
     def sketch_seeds(self) -> list[int]:
         """The random seed of each sketch of a level: ``seed, seed + 1000, …`` as in the paper's run script."""

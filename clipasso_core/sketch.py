@@ -1,36 +1,56 @@
 """One sketch job from image to strokes: preprocess → saliency init → batched optimisation → source coordinates.
 
-This is the library call behind ``clipasso sketch`` and the sketch server.
+This is the library call behind ``clipasso sketch`` and the sketch server. A job with ``init_paths``
+(a refine) starts from those paths instead of the saliency init, keeps each one a joined path and
+returns its locked paths exactly as given.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 from PIL import Image
 
-from .image import to_canvas
+from .image import CanvasFrame, to_canvas
+from .joined_paths import JoinedPaths, PathShape, join_paths, read_paths
 from .loss import ClipConvLoss, LossWeights
 from .models import LoadedModels
-from .optimize import BestSketches, CancelSignal, Progress, optimize_sketches
+from .optimize import BestSketches, CancelSignal, LevelOutcome, Progress, optimize_sketches
 from .params import CANVAS_SIZE, SketchParams
 from .saliency import clip_attention, initial_strokes, sampling_distribution, xdog_edges
 from .snapshot import SketchSnapshot, SnapshotLevel, finite_or_none
-from .svg import SketchLayer
+from .svg import SketchLayer, path_data
 
 
 @dataclass
 class LevelSketch:
-    """The chosen sketch of one abstraction level, in the source image's pixel coordinates."""
+    """The chosen sketch of one abstraction level, in the source image's pixel coordinates.
+
+    Without ``shape`` each stroke is one cubic (``points`` ``[S, 4, 2]``); with it (a refine) ``points``
+    are the segments ``[N, 4, 2]`` of all paths in order (float64), grouped as ``shape`` says, and
+    ``locked_paths`` maps each locked path's index to its path data exactly as it was given.
+    """
 
     strokes: int
     seed: int
-    points: torch.Tensor  # [S, 4, 2]
+    points: torch.Tensor
     stroke_width: float
     loss: float
     terms: dict[str, float]  # weighted eval terms by name (conv_layer2, conv_layer3, fc, …)
+    shape: PathShape | None = None
+    locked_paths: dict[int, str] | None = None
+
+    def path_data(self) -> list[str]:
+        """One SVG path data string per stroke, in the source image's pixels (locked paths verbatim)."""
+        points = self.points.detach().cpu().double().numpy()
+        if self.shape is None:
+            return [path_data(stroke) for stroke in points]
+        paths = self.shape.path_data(points)
+        for index, d in (self.locked_paths or {}).items():
+            paths[index] = d
+        return paths
 
     def layer(self, visible: bool = True) -> SketchLayer:
         """This level as an SVG layer labelled ``"<S> strokes"``."""
@@ -62,7 +82,6 @@ def sketch_image(
     """
     target, frame = to_canvas(image, CANVAS_SIZE)
     target = target.to(models.device)
-    initial = initial_points(target, params, models)
     stroke_width = params.stroke_width * frame.scale
 
     def to_source(best: BestSketches) -> None:
@@ -71,20 +90,55 @@ def sketch_image(
                        for count, (points, loss) in best.levels.items())
         snapshot(SketchSnapshot(best.iteration, frame.width, frame.height, float(stroke_width), levels))
 
+    watch = None if snapshot is None else to_source
     loss = ClipConvLoss(models.loss, target, LossWeights.from_params(params))
-    outcome = optimize_sketches(loss, initial, params, progress, cancel, None if snapshot is None else to_source)
-    levels = [
-        LevelSketch(
-            strokes=level.strokes,
-            seed=level.seed,
-            points=frame.to_source(level.points.double()).float(),
-            stroke_width=stroke_width,
-            loss=level.loss,
-            terms=dict(zip(loss.term_names, level.terms)),
-        )
-        for level in outcome.levels
-    ]
+    if params.init_paths is not None:
+        joined = refine_layout(params, frame).to(models.device)
+        initial = {len(params.init_paths): joined.free[None].repeat(params.seeds, 1, 1)}
+        outcome = optimize_sketches(loss, initial, params, progress, cancel, {len(params.init_paths): joined}, watch)
+        levels = [refined_level(outcome.levels[0], params, frame, joined.shape, loss.term_names)]
+    else:
+        outcome = optimize_sketches(loss, initial_points(target, params, models), params, progress, cancel,
+                                    snapshot=watch)
+        levels = [
+            LevelSketch(
+                strokes=level.strokes,
+                seed=level.seed,
+                points=frame.to_source(level.points.double()).float(),
+                stroke_width=stroke_width,
+                loss=level.loss,
+                terms=dict(zip(loss.term_names, level.terms)),
+            )
+            for level in outcome.levels
+        ]
     return SketchResult(frame.width, frame.height, levels, outcome.iterations, outcome.cancelled)
+
+
+def refine_layout(params: SketchParams, frame: CanvasFrame) -> JoinedPaths:
+    """``params.init_paths`` joined, on the canvas (float32); the locked paths' points are fixed."""
+    joined = join_paths(read_paths(params.init_paths or []), params.locked)
+    return JoinedPaths(frame.to_canvas(joined.free).float(), frame.to_canvas(joined.fixed).float(), joined.index,
+                       joined.shape)
+
+
+def refined_level(level: LevelOutcome, params: SketchParams, frame: CanvasFrame, shape: PathShape,
+                  term_names: Sequence[str]) -> LevelSketch:
+    """The refined paths in source pixels; locked paths are put back exactly as given, not mapped twice."""
+    points = frame.to_source(level.points.double())
+    given = read_paths(params.init_paths or [])
+    starts = [sum(shape.segments[:index]) for index in range(len(shape.segments))]
+    for index in params.locked:
+        points[starts[index]:starts[index] + shape.segments[index]] = torch.from_numpy(given[index].segments)
+    return LevelSketch(
+        strokes=level.strokes,
+        seed=level.seed,
+        points=points,
+        stroke_width=params.stroke_width * frame.scale,
+        loss=level.loss,
+        terms=dict(zip(term_names, level.terms)),
+        shape=shape,
+        locked_paths={index: (params.init_paths or [])[index] for index in params.locked},
+    )
 
 
 def initial_points(target: torch.Tensor, params: SketchParams, models: LoadedModels) -> dict[int, torch.Tensor]:

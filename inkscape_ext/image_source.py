@@ -1,8 +1,14 @@
-"""Reading the raster file behind an SVG <image>: embedded data URI or linked file."""
+"""Reading the raster file behind an SVG <image>: embedded data URI or linked file.
+
+The bytes sent to the sketch server are the picture as Inkscape shows it. Inkscape 1.2 turns JPEG
+and TIFF pictures by their EXIF orientation but not PNG ones, while the server turns every picture
+by it; so a PNG's EXIF data is removed before sending.
+"""
 
 import base64
 import binascii
 import os
+import struct
 import urllib.parse
 import urllib.request
 from typing import Optional
@@ -18,19 +24,54 @@ def image_name(image: inkex.BaseElement) -> str:
     return image.get("inkscape:label") or image.get_id()
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+FORMATS = "PNG, JPEG, WebP, GIF or TIFF"
+
+
 def raster_format(data: bytes) -> Optional[str]:
-    """Return "png", "jpeg" or "webp" when the bytes are such a file, else None."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+    """Return "png", "jpeg", "webp", "gif" or "tiff" when the bytes are such a file, else None."""
+    if data.startswith(PNG_SIGNATURE):
         return "png"
     if data.startswith(b"\xff\xd8\xff"):
         return "jpeg"
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "webp"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    if data[:4] in (b"II*\x00", b"MM\x00*"):
+        return "tiff"
     return None
 
 
+def without_png_exif(data: bytes) -> bytes:
+    """A PNG file without its EXIF chunks (eXIf, and the "Raw profile type exif" text ones), else unchanged.
+
+    Inkscape ignores a PNG's EXIF orientation, so the server must not see it either.
+    """
+    if not data.startswith(PNG_SIGNATURE):
+        return data
+    kept = [PNG_SIGNATURE]
+    position = len(PNG_SIGNATURE)
+    while position + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[position:position + 8])
+        end = position + 12 + length
+        if end > len(data):  # damaged: leave the rest for the server to judge
+            kept.append(data[position:])
+            break
+        body = data[position + 8:position + 8 + length]
+        is_exif = kind == b"eXIf" or (
+            kind in (b"tEXt", b"zTXt", b"iTXt") and body.split(b"\x00", 1)[0].lower().startswith(b"raw profile type")
+        )
+        if not is_exif:
+            kept.append(data[position:end])
+        position = end
+        if kind == b"IEND":
+            break
+    return b"".join(kept)
+
+
 def read_raster(image: inkex.BaseElement, input_file: Optional[str], document_path: Optional[str]) -> bytes:
-    """Return the PNG/JPEG/WebP file bytes an <image> shows; AbortExtension if unusable.
+    """Return the picture file bytes an <image> shows (as Inkscape shows it); AbortExtension if unusable.
 
     Relative links are looked up next to input_file (Inkscape rewrites them for the temporary copy
     it hands the extension), then next to the saved document_path ("" when never saved).
@@ -54,10 +95,10 @@ def read_raster(image: inkex.BaseElement, input_file: Optional[str], document_pa
         origin = f"The file {path} linked from"
     if raster_format(data) is None:
         raise inkex.AbortExtension(
-            f"{origin} “{name}” is not a PNG, JPEG or WebP picture; "
+            f"{origin} “{name}” is not a {FORMATS} picture; "
             "the sketch server reads only those formats."
         )
-    return data
+    return without_png_exif(data)
 
 
 def _decode_data_uri(href: str, name: str) -> bytes:
@@ -68,7 +109,7 @@ def _decode_data_uri(href: str, name: str) -> bytes:
     if (mime and not mime.startswith("image/")) or mime == "image/svg+xml":
         raise inkex.AbortExtension(
             f"The image “{name}” embeds {mime}, not a raster picture; "
-            "CLIPasso sketches PNG, JPEG or WebP pictures."
+            f"CLIPasso sketches {FORMATS} pictures."
         )
     if not header.lower().rstrip().endswith(";base64"):
         return urllib.parse.unquote_to_bytes(payload)

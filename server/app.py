@@ -9,6 +9,7 @@ import hashlib
 import io
 import logging
 import re
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import metadata
@@ -49,13 +50,17 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
         404: "No such job.",
         409: "The job has not succeeded (yet); the error says why.",
         413: "The request body or the image is larger than the server's limit.",
-        415: "The image is not a PNG, JPEG or WebP file.",
+        415: "The image is not a PNG, JPEG, WebP, GIF or TIFF file.",
         422: "Invalid request: the message names the field (e.g. params.strokes) or says what is wrong with the image.",
         500: "Unexpected server error (details only in the server's log).",
         503: "The data directory cannot be written (read-only or no permission); the message names it.",
         507: "The data directory's disk is full; the message names it.",
     }
     return {status: {"model": ErrorResponse, "description": descriptions[status]} for status in (*statuses, 401, 500)}
+
+
+MAX_PARALLEL_DECODES = 2
+"""Uploads decoded at once for validation: each may take ~10 bytes per pixel, so this bounds the memory."""
 
 
 def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAPI:
@@ -82,6 +87,7 @@ def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAP
         lifespan=lifespan,
     )
     app.state.queue = queue
+    decode_slots = threading.BoundedSemaphore(MAX_PARALLEL_DECODES)
     install_error_handlers(app, config.data_dir)
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_body_bytes)
     if config.token:
@@ -117,6 +123,7 @@ def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAP
             worker=WorkerHealth(**dataclasses.asdict(worker)),
             version=package_version(),
             device=str(models.device),
+            precision=models.precision.value,
             models_loaded=models.loaded,
             models_error=None if models_error is None else str(models_error),
             queue_length=queue.queue_length(),
@@ -133,7 +140,8 @@ def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAP
         key = queue.cache_key(data, body.params)
         existing = queue.find_reusable(key)
         if existing is None:
-            check_image(data, config.max_pixels)
+            with decode_slots:
+                check_image(data, config.max_pixels)
             client = body.client or token_client(request.headers.get("authorization"))
             existing = queue.submit(data, body.params, key, client)
         return JobCreated(id=existing.id, status=existing.status)  # type: ignore[arg-type]
@@ -201,10 +209,11 @@ def decode_image_field(text: str) -> bytes:
     try:
         data = base64.b64decode(_WHITESPACE.sub(b"", text.encode("ascii")), validate=True)
     except (UnicodeEncodeError, binascii.Error, ValueError):
-        raise ApiError(422, "invalid_base64", "image: is not valid base64; send the base64 of a PNG, JPEG or WebP "
-                                              "file.") from None
+        raise ApiError(422, "invalid_base64", "image: is not valid base64; send the base64 of a PNG, JPEG, WebP, "
+                                              "GIF or TIFF file.") from None
     if not data:
-        raise ApiError(422, "invalid_base64", "image: is empty; send the base64 of a PNG, JPEG or WebP file.")
+        raise ApiError(422, "invalid_base64", "image: is empty; send the base64 of a PNG, JPEG, WebP, GIF or TIFF "
+                                              "file.")
     return data
 
 

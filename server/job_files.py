@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from clipasso_core.snapshot import SnapshotHistory
-from clipasso_core.svg import SketchLayer, parse_path_data, sketch_document
+from clipasso_core.svg import SketchLayer, sketch_document
 
 from .errors import ApiError
 from .schemas import ErrorResponse
@@ -82,15 +82,11 @@ def result_document(result: dict[str, Any]) -> str:
     """The layered SVG of a result body: one layer per level, the most detailed one visible."""
     levels = result["levels"]
     layers = [
-        SketchLayer(f"{level['strokes']} strokes", _points(level["paths"]), float(level["stroke_width"]),
-                    index == len(levels) - 1)
+        SketchLayer(f"{level['strokes']} strokes", np.zeros((0, 4, 2)), float(level["stroke_width"]),
+                    index == len(levels) - 1, paths=tuple(level["paths"]))
         for index, level in enumerate(levels)
     ]
     return sketch_document(int(result["width"]), int(result["height"]), layers)
-
-
-def _points(paths: list[str]) -> np.ndarray:
-    return np.stack([parse_path_data(d) for d in paths]) if paths else np.zeros((0, 4, 2))
 
 
 @router.get("/v1/jobs/{job_id}/preview.svg", response_class=Response, responses={

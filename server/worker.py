@@ -26,7 +26,6 @@ from clipasso_core.image import DEFAULT_MAX_PIXELS, read_image
 from clipasso_core.optimize import Progress
 from clipasso_core.params import SketchParams
 from clipasso_core.sketch import SketchResult, sketch_image
-from clipasso_core.svg import path_data
 
 from .config import DEFAULT_STUCK_AFTER_S
 from .model_cache import ModelCache, models_identity
@@ -72,7 +71,7 @@ def result_body(result: SketchResult) -> dict[str, Any]:
             {
                 "strokes": level.strokes,
                 "stroke_width": float(level.stroke_width),
-                "paths": [path_data(stroke) for stroke in level.points.detach().cpu().double().numpy()],
+                "paths": level.path_data(),
                 "loss": finite(float(level.loss)),
             }
             for level in result.levels
@@ -121,7 +120,7 @@ class JobQueue:
         self.store = store
         self.models = models
         self.max_pixels = max_pixels
-        self.models_key = models_identity(models.spec)
+        self.models_key = models_identity(models.spec, models.device)
         self.stuck_after_s = stuck_after_s
         self._idle_poll_s = idle_poll_s
         self._backoff_max_s = backoff_max_s

@@ -578,7 +578,7 @@ ERROR_CASES = {
     "relative link, never saved": ({"href": "photo.png", "document_path": ""}, ["--id=photo"], ["never saved"]),
     "svg data uri": ({"href": "data:image/svg+xml;base64,PHN2Zy8+"}, ["--id=photo"], ["not a raster"]),
     "damaged base64": ({"href": "data:image/png;base64,iVBORw0K!!"}, ["--id=photo"], ["cannot be decoded"]),
-    "not a raster file": ({"href": "notes.txt"}, ["--id=photo"], ["notes.txt", "not a PNG, JPEG or WebP"]),
+    "not a raster file": ({"href": "notes.txt"}, ["--id=photo"], ["notes.txt", "not a PNG, JPEG, WebP, GIF or TIFF"]),
     "bad stroke counts": ({}, ["--id=photo", "--strokes=4,eight"], ["4,8,16,32"]),
     "visible level not sketched": ({}, ["--id=photo", "--visible=5"], ["visible level (5 strokes)"]),
     "url without scheme": ({"url": "localhost:8765"}, ["--id=photo"], ["not a web address"]),
@@ -890,3 +890,39 @@ def test_real_inkscape_inserts_a_noted_job(tmp_path, live_server):
     assert layer.get(clip("job")) == job_id
     assert [sub.get("inkscape:label") for sub in sublayers(layer)] == ["4 strokes", "8 strokes"]
     assert_strokes_are_the_servers(layer, live_server, inkex.Transform(LINKED_PHOTO_TRANSFORM))
+
+
+def _red_is_on_top(picture) -> bool:
+    """Whether the red half of a picture lies above (rather than left of) its other half."""
+    import numpy as np
+
+    pixels = np.asarray(picture.convert("RGB"), dtype=float)
+    red = np.argwhere((pixels[..., 0] > 180) & (pixels[..., 2] < 90))
+    row, col = red.mean(axis=0) / np.array(pixels.shape[:2])
+    return bool(row < col)
+
+
+@pytest.mark.skipif(not INKSCAPE, reason="needs the inkscape program")
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "TIFF"])
+def test_the_server_sees_an_exif_turned_picture_as_inkscape_shows_it(tmp_path, fmt):
+    from PIL import Image
+
+    from clipasso_core.image import read_image
+    from inkscape_ext.image_source import without_png_exif
+
+    stored = Image.new("RGB", (60, 30), (0, 0, 255))
+    stored.paste((255, 0, 0), (0, 0, 30, 30))  # red left; tag 6 shows it turned a quarter clockwise: red on top
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    picture = tmp_path / f"turned.{fmt.lower()}"
+    stored.save(picture, format=fmt, exif=exif.tobytes(), **({"quality": 95} if fmt == "JPEG" else {}))
+    document = tmp_path / "turned.svg"
+    document.write_text(
+        '<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="60" '
+        f'height="60"><image xlink:href="{picture.name}" width="60" height="60" preserveAspectRatio="none"/></svg>'
+    )
+    shown = tmp_path / "shown.png"
+    subprocess.run([INKSCAPE, "--export-type=png", f"--export-filename={shown}", str(document)],
+                   capture_output=True, timeout=120, check=True)  # fmt: skip
+    sent = without_png_exif(picture.read_bytes())  # what Sketch… uploads
+    assert _red_is_on_top(read_image(sent)) == _red_is_on_top(Image.open(shown))

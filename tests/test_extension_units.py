@@ -167,3 +167,30 @@ def test_job_failure_sentences_end_with_one_full_stop(extension_imports):
     assert sentence("The weights file 'x.pt' does not exist.") == "The weights file 'x.pt' does not exist."
     assert sentence("loss became NaN ") == "loss became NaN."
     assert sentence("Really?") == "Really?"
+
+
+def test_png_exif_is_removed_before_upload_and_nothing_else(extension_imports):
+    import io
+
+    from PIL import Image
+
+    from clipasso_core.image import read_image
+    from image_source import raster_format, without_png_exif
+
+    stored = Image.new("RGB", (40, 20), (0, 0, 255))
+    stored.paste((255, 0, 0), (0, 0, 20, 20))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    stored.save(buffer, format="PNG", exif=exif.tobytes(), dpi=(300, 300))
+    png = buffer.getvalue()
+    assert read_image(png).size == (20, 40)  # the server turns it by its EXIF tag …
+    sent = without_png_exif(png)
+    assert b"eXIf" in png and b"eXIf" not in sent and len(sent) < len(png)
+    assert read_image(sent).tobytes() == stored.tobytes()  # … so the extension sends it as Inkscape shows it
+    assert Image.open(io.BytesIO(sent)).info["dpi"] == Image.open(io.BytesIO(png)).info["dpi"]  # other chunks stay
+    buffer = io.BytesIO()
+    stored.save(buffer, format="JPEG", exif=exif.tobytes())
+    assert without_png_exif(buffer.getvalue()) == buffer.getvalue()  # Inkscape turns JPEGs itself
+    assert without_png_exif(png[:60]).startswith(png[:33])  # damaged files pass through for the server to judge
+    assert [raster_format(data) for data in (b"GIF89a...", b"II*\x00....", b"BM....")] == ["gif", "tiff", None]

@@ -17,6 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
+from clipasso_core.precision import resolve_precision
 from server_process import (FAST_PARAMS, ServerProcess, png_bytes, start_server, submit_image, wait_for_progress,
                             wait_for_status)
 
@@ -56,6 +57,7 @@ def test_health_names_version_device_and_queue(server):
     assert status == 200
     assert health["version"] == metadata.version("clipasso-inkscape")
     assert health["device"] == "cpu"
+    assert health["precision"] == resolve_precision("auto", torch.device("cpu")).value
     assert health["models_error"] is None
     assert isinstance(health["models_loaded"], bool)
     assert health["queue_length"] == 0
@@ -158,8 +160,8 @@ def _b64(data: bytes) -> str:
 BAD_SUBMISSIONS = {
     "invalid base64": ({"image": "not base64!"}, 422, "invalid_base64", "base64"),
     "empty image": ({"image": ""}, 422, "invalid_base64", "empty"),
-    "not an image": ({"image": _b64(b"hello, this is text")}, 415, "unsupported_image", "PNG, JPEG or WebP"),
-    "GIF": ({"image": _b64(_image_bytes("GIF"))}, 415, "unsupported_image", "GIF"),
+    "not an image": ({"image": _b64(b"hello, this is text")}, 415, "unsupported_image", "PNG, JPEG, WebP, GIF or TIFF"),
+    "ICO": ({"image": _b64(_image_bytes("ICO"))}, 415, "unsupported_image", "ICO"),
     "BMP": ({"image": _b64(_image_bytes("BMP"))}, 415, "unsupported_image", "BMP"),
     "truncated PNG": ({"image": _b64(png_bytes(64, 64)[:200])}, 422, "invalid_image", "truncated"),
     "too many pixels": ({"image": _b64(_image_bytes("PNG", (500, 500)))}, 413, "image_too_large", f"{MAX_PIXELS:,}"),

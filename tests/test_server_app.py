@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from clipasso_core.errors import ImageError
 from clipasso_core.params import SketchParams
+from clipasso_core.precision import Precision
 from clipasso_server import worker
 from clipasso_server.app import create_app
 from clipasso_server.config import ServerConfig
@@ -83,3 +84,69 @@ def test_store_never_builds_a_path_from_a_strange_id(tmp_path):
     with pytest.raises(ValueError):
         store.result_path(dataclasses.replace(job, id="../../escape"))
     store.close()
+
+
+def test_a_job_in_another_precision_is_not_served_from_the_cache(tiny_spec, tmp_path):
+    keys = {}
+    for precision in ("fp32", "bf16"):
+        spec = dataclasses.replace(tiny_spec, precision=Precision(precision))
+        app = create_app(ServerConfig(data_dir=tmp_path / precision, models=spec))
+        with TestClient(app) as test_client:
+            assert test_client.get("/v1/health").json()["precision"] == precision
+            keys[precision] = test_client.app.state.queue.cache_key(png_bytes(), SketchParams())
+    assert keys["fp32"] != keys["bf16"]
+
+
+def test_uploads_are_decoded_at_most_two_at_a_time(client, monkeypatch):
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from clipasso_server import app as app_module
+
+    decoding, most = 0, 0
+    lock = threading.Lock()
+    real_check = app_module.check_image
+
+    def counting_check(data: bytes, max_pixels: int) -> None:
+        nonlocal decoding, most
+        with lock:
+            decoding += 1
+            most = max(most, decoding)
+        try:
+            time.sleep(0.05)  # hold the decode so that parallel submissions overlap
+            real_check(data, max_pixels)
+        finally:
+            with lock:
+                decoding -= 1
+
+    monkeypatch.setattr(app_module, "check_image", counting_check)
+
+    def submit(seed: int) -> int:
+        image = base64.b64encode(png_bytes(30, 20, seed=seed)).decode()
+        return client.post("/v1/jobs", json={"image": image, "params": {**PARAMS, "seed": seed}}).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(submit, range(8)))
+    assert statuses == [202] * 8
+    assert most == app_module.MAX_PARALLEL_DECODES == 2
+
+
+def test_a_phone_photo_turned_by_exif_is_sketched_as_shown(client):
+    import io
+
+    from PIL import Image
+
+    stored = Image.open(io.BytesIO(png_bytes(40, 24))).convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned a quarter clockwise: 24 wide, 40 high
+    buffer = io.BytesIO()
+    stored.save(buffer, format="MPO", save_all=True, append_images=[stored], exif=exif.tobytes(), quality=90)
+    created = client.post("/v1/jobs", json={"image": base64.b64encode(buffer.getvalue()).decode(), "params": PARAMS})
+    assert created.status_code == 202, created.text
+    job_id = created.json()["id"]
+    deadline = time.monotonic() + 60
+    while client.get(f"/v1/jobs/{job_id}").json()["status"] in ("queued", "running"):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    result = client.get(f"/v1/jobs/{job_id}/result").json()
+    assert (result["width"], result["height"]) == (24, 40)
