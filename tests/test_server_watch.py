@@ -106,6 +106,16 @@ def test_result_svg_is_the_result_and_the_preview_ends_there(server):
         np.testing.assert_allclose(seen.points, final.points, atol=0.0021)
 
 
+def test_result_svg_keeps_refined_paths_whole(server):
+    paths = ["M 5 5 L 20 20 L 30 5", "M 10 30 C 15 35 25 35 30 30"]
+    _, job = submit_image(server, png_bytes(40, 40, seed=4), init_paths=paths, iterations=3, strokes=None)
+    assert wait_for_status(server, job["id"])["status"] == "succeeded"
+    _, result = server.request("GET", f"/v1/jobs/{job['id']}/result")
+    _, _, text = fetch(server, f"/v1/jobs/{job['id']}/result.svg")
+    drawn = [p.get("d") for p in ET.fromstring(text).iter(f"{{{SVG_NS}}}path")]
+    assert drawn == result["levels"][0]["paths"] and drawn[0].count("C") == 2
+
+
 def test_unknown_job_files_are_404(server):
     for name in ("preview.svg", "result.svg"):
         status, kind, text = fetch(server, f"/v1/jobs/{'0' * 32}/{name}")
