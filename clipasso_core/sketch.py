@@ -16,7 +16,7 @@ from PIL import Image
 from .image import CanvasFrame, to_canvas
 from .joined_paths import JoinedPaths, PathShape, join_paths, read_paths
 from .loss import ClipConvLoss, LossWeights
-from .models import LoadedModels
+from .models import LoadedModels, encode_prompt
 from .optimize import BestSketches, CancelSignal, LevelOutcome, Progress, optimize_sketches
 from .params import CANVAS_SIZE, SketchParams
 from .saliency import clip_attention, initial_strokes, sampling_distribution, xdog_edges
@@ -91,7 +91,8 @@ def sketch_image(
         snapshot(SketchSnapshot(best.iteration, frame.width, frame.height, float(stroke_width), levels))
 
     watch = None if snapshot is None else to_source
-    loss = ClipConvLoss(models.loss, target, LossWeights.from_params(params))
+    prompt = encode_prompt(models.loss, params.text, models.device) if params.text else None
+    loss = ClipConvLoss(models.loss, target, LossWeights.from_params(params), prompt)
     if params.init_paths is not None:
         joined = refine_layout(params, frame).to(models.device)
         initial = {len(params.init_paths): joined.free[None].repeat(params.seeds, 1, 1)}
