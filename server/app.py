@@ -28,7 +28,7 @@ from .middleware import BearerTokenMiddleware, BodyLimitMiddleware
 from .model_cache import ModelCache
 from .schemas import (ErrorInfo, ErrorResponse, Health, JobCreated, JobRequest, JobState, SketchResultBody,
                       WorkerHealth)
-from .store import DEFAULT_CLIENT, Job, JobStore, iso_time
+from .store import DEFAULT_CLIENT, Job, JobStore, ResultMissing, iso_time
 from .worker import JobQueue, WorkerState
 
 _WHITESPACE = re.compile(rb"\s+")
@@ -140,7 +140,7 @@ def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAP
     def submit_job(body: JobRequest, request: Request) -> JobCreated:
         data = decode_image_field(body.image)
         key = queue.cache_key(data, body.params)
-        existing = queue.find_reusable(key)
+        existing = queue.find_reusable(key, data)
         if existing is None:
             with decode_slots:
                 check_image(data, config.max_pixels)
@@ -163,9 +163,9 @@ def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAP
         if job.status == "succeeded":
             try:
                 return queue.store.read_result(job)
-            except FileNotFoundError:
-                raise ApiError(409, "result_missing", "The result of this job is no longer on the server; "
-                                                      "submit the image again.") from None
+            except ResultMissing:
+                raise ApiError(409, "result_missing", "The result of this job is missing or damaged on the server; "
+                                                      "submit the image again to sketch it anew.") from None
         if job.status in ("failed", "cancelled"):
             error = job.error or {"code": f"job_{job.status}", "message": f"The job {job.status}."}
             raise ApiError(409, f"job_{job.status}", error["message"])
