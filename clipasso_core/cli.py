@@ -26,7 +26,7 @@ from .errors import ClipassoError, SketchFileError
 from .files import write_atomically
 from .image import CanvasFrame, embeddable, read_image, to_canvas
 from .model_options import add_model_options, model_spec
-from .models import load_encoder, load_models, resolve_device
+from .models import encode_prompt, load_encoder, load_models, resolve_device
 from .optimize import Progress
 from .loss import LossWeights
 from .params import CANVAS_SIZE, FIDELITY_PRESETS, REFINE_ITERATIONS, describe_validation_errors, make_params
@@ -106,12 +106,15 @@ def add_loss_options(parser: argparse.ArgumentParser) -> None:
         group.add_argument(f"--layer{stage}-weight", type=float, metavar="W",
                            help=f"weight of the CLIP ResNet layer{stage} feature MSE (overrides --fidelity)")
     group.add_argument("--fc-weight", type=float, metavar="W", help="weight of the CLIP embedding term (default: 0.1)")
+    group.add_argument("--text", metavar="PROMPT", help='a prompt that steers the sketch, e.g. "a cat" (default: none)')
+    group.add_argument("--text-weight", type=float, metavar="W", help="weight of the text term (default: 0.1)")
 
 
 def loss_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The loss options given on the command line, as :class:`SketchParams` fields."""
     return {"fidelity": args.fidelity, "layer1_weight": args.layer1_weight, "layer2_weight": args.layer2_weight,
-            "layer3_weight": args.layer3_weight, "layer4_weight": args.layer4_weight, "fc_weight": args.fc_weight}
+            "layer3_weight": args.layer3_weight, "layer4_weight": args.layer4_weight, "fc_weight": args.fc_weight,
+            "text": args.text, "text_weight": args.text_weight}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -205,7 +208,7 @@ def run_refine(args: argparse.Namespace) -> int:
 
 def run_score(args: argparse.Namespace) -> int:
     """``clipasso score``: print the weighted eval loss terms of a sketch against a target."""
-    weights = LossWeights.from_params(make_params(**loss_overrides(args)))
+    params = make_params(**loss_overrides(args))
     target = read_image(args.target)
     precision = args.precision
     if args.sketch.suffix.lower() == ".svg":
@@ -221,7 +224,8 @@ def run_score(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     encoder = load_encoder(args.loss_model, args.pretrained, args.loss_weights, device, "--loss-weights",
                            precision or Precision.AUTO)
-    score = score_canvas(encoder, target, sketch, weights)
+    prompt = encode_prompt(encoder, params.text, device) if params.text else None
+    score = score_canvas(encoder, target, sketch, LossWeights.from_params(params), prompt)
     if args.json:
         print(json.dumps({**score.as_dict(), "precision": encoder.precision.value}))
     else:

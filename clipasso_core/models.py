@@ -43,15 +43,28 @@ class ModelSpec:
     precision: Precision = Precision.AUTO
 
 
+@dataclass(frozen=True)
+class TextSource:
+    """Where the text tower of a loaded CLIP model comes from: the same open_clip model and weights."""
+
+    model_name: str
+    source: str | None
+    quick_gelu: bool
+
+
 @dataclass
 class ClipEncoder:
-    """A frozen CLIP image tower with the input size and normalisation it was trained with, and its precision."""
+    """A frozen CLIP image tower with the input size and normalisation it was trained with, and its precision.
+
+    ``text`` says where its text tower lives; the tower itself is loaded only to encode a prompt.
+    """
 
     visual: nn.Module
     image_size: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     precision: Precision = Precision.FP32
+    text: TextSource | None = None
 
     @property
     def device(self) -> torch.device:
@@ -132,11 +145,11 @@ def load_encoder(name: str, pretrained: str | None, weights: Path | None, device
         if hub and not _hub_weights_cached(hub) and not _hub_reachable():
             raise _weights_unavailable(model_name, pretrained, hub, weights_option)
     try:
-        with _quiet():
-            model = open_clip.create_model(model_name, pretrained=source, force_quick_gelu=quick_gelu, device="cpu")
+        model = _create_model(model_name, source, quick_gelu)
     except Exception as error:  # open_clip reports download, config and checkpoint problems as assorted errors
         raise _explain_load_failure(model_name, pretrained, weights, weights_option, error) from None
     visual = model.visual.to(device).eval().requires_grad_(False)
+    has_text = callable(getattr(model, "encode_text", None))
     del model
     config = getattr(visual, "preprocess_cfg", {})
     size = visual.image_size if isinstance(visual.image_size, int) else visual.image_size[0]
@@ -145,8 +158,37 @@ def load_encoder(name: str, pretrained: str | None, weights: Path | None, device
         image_size=int(size),
         mean=tuple(config.get("mean", open_clip.OPENAI_DATASET_MEAN)),
         std=tuple(config.get("std", open_clip.OPENAI_DATASET_STD)),
+        text=TextSource(model_name, source, quick_gelu) if has_text else None,
         precision=resolve_precision(precision, device),
     )
+
+
+def encode_prompt(encoder: ClipEncoder, prompt: str, device: torch.device) -> torch.Tensor:
+    """The CLIP text embedding ``[D]`` of ``prompt`` from ``encoder``'s own text tower, loaded for this call only.
+
+    The tower (with its tokenizer) is built on the CPU from the same weights as the image tower, used once
+    and freed, so it never takes memory on the device between jobs.
+    """
+    if encoder.text is None:
+        raise ModelError("The loss model has no text tower, so it cannot be steered by a text prompt.")
+    text = encoder.text
+    try:
+        model = _create_model(text.model_name, text.source, text.quick_gelu)
+        tokenizer = open_clip.get_tokenizer(text.model_name)
+    except Exception as error:  # the same weights loaded a moment ago; say so plainly if they no longer do
+        raise ModelError(f"Cannot load the text tower of {text.model_name}: {_first_line(error)}.") from None
+    model.visual = None
+    model.eval().requires_grad_(False)
+    with torch.no_grad():
+        embedding = model.encode_text(tokenizer([prompt]))[0].float()
+    del model
+    return embedding.to(device)
+
+
+def _create_model(model_name: str, source: str | None, quick_gelu: bool) -> nn.Module:
+    """The whole open_clip model (image and text towers) on the CPU, quietly."""
+    with _quiet():
+        return open_clip.create_model(model_name, pretrained=source, force_quick_gelu=quick_gelu, device="cpu")
 
 
 def _register_config(name: str) -> str:

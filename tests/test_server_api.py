@@ -175,6 +175,7 @@ BAD_SUBMISSIONS = {
                          "params.fidelity"),
     "negative loss weight": ({"image": _b64(png_bytes()), "params": {"layer4_weight": -1}}, 422, "invalid_params",
                              "params.layer4_weight"),
+    "empty text": ({"image": _b64(png_bytes()), "params": {"text": " "}}, 422, "invalid_params", "params.text"),
     "params not an object": ({"image": _b64(png_bytes()), "params": [4]}, 422, "invalid_params", "params"),
     "stroke count true": ({"image": _b64(png_bytes()), "params": {"strokes": [True]}}, 422, "invalid_params",
                           "params.strokes"),
