@@ -22,8 +22,8 @@ from PIL import Image
 from clipasso_core.errors import ImageError, ImageTooLargeError, UnsupportedImageError
 from clipasso_core.image import read_image
 
-from .config import ServerConfig
 from . import job_files
+from .config import ServerConfig
 from .errors import ApiError, install_error_handlers
 from .middleware import BearerTokenMiddleware, BodyLimitMiddleware
 from .model_cache import ModelCache
@@ -66,8 +66,7 @@ MAX_PARALLEL_DECODES = 2
 def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAPI:
     """Build the app for ``config``; the worker starts and stops with the app's lifespan."""
     models = models or ModelCache(config.models, config.device)
-    queue = JobQueue(JobStore(config.data_dir), models, max_pixels=config.max_pixels,
-                     stuck_after_s=config.stuck_after_s)
+    queue = make_queue(config, JobStore(config.data_dir), models)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -138,7 +137,7 @@ def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAP
     def submit_job(body: JobRequest, request: Request) -> JobCreated:
         data = decode_image_field(body.image)
         key = queue.cache_key(data, body.params)
-        existing = queue.find_reusable(key)
+        existing = queue.find_reusable(key, data)
         if existing is None:
             with decode_slots:
                 check_image(data, config.max_pixels)
@@ -200,6 +199,16 @@ def token_client(authorization: str | None) -> str:
     if not authorization or not authorization.startswith("Bearer "):
         return DEFAULT_CLIENT
     return "token-" + hashlib.sha256(authorization[7:].encode()).hexdigest()[:12]
+
+
+def make_queue(config: ServerConfig, store: JobStore, models: ModelCache) -> JobQueue:
+    """The in-process job queue, or the Ray one when ``config`` asks for Ray workers."""
+    if not config.ray_workers:
+        return JobQueue(store, models, max_pixels=config.max_pixels, stuck_after_s=config.stuck_after_s)
+    from .ray_backend import RayJobQueue
+
+    return RayJobQueue(store, models, config.ray_workers, config.ray_gpus_per_worker, max_pixels=config.max_pixels,
+                       stuck_after_s=config.stuck_after_s)
 
 
 def decode_image_field(text: str) -> bytes:

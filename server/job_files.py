@@ -17,7 +17,7 @@ from clipasso_core.svg import SketchLayer, sketch_document
 
 from .errors import ApiError
 from .schemas import ErrorResponse
-from .store import Job
+from .store import Job, ResultMissing
 from .worker import JobQueue
 
 SVG_TYPE = "image/svg+xml"
@@ -59,9 +59,9 @@ def stored_result(queue: JobQueue, job: Job) -> dict[str, Any]:
     if job.status == "succeeded":
         try:
             return queue.store.read_result(job)
-        except FileNotFoundError:
-            raise ApiError(409, "result_missing", "The result of this job is no longer on the server; "
-                                                  "submit the image again.") from None
+        except ResultMissing:
+            raise ApiError(409, "result_missing", "The result of this job is missing or damaged on the server; "
+                                                  "submit the image again to sketch it anew.") from None
     if job.status in ("failed", "cancelled"):
         error = job.error or {"code": f"job_{job.status}", "message": f"The job {job.status}."}
         raise ApiError(409, f"job_{job.status}", error["message"])
