@@ -16,7 +16,7 @@ from clipasso_server import worker
 from clipasso_server.app import create_app
 from clipasso_server.config import ServerConfig
 from clipasso_server.store import JobStore, is_job_id
-from server_process import png_bytes
+from server_process import LOCAL, png_bytes
 
 PARAMS = {"strokes": [2], "seeds": 1, "iterations": 1, "augmentations": 0}
 
@@ -24,7 +24,7 @@ PARAMS = {"strokes": [2], "seeds": 1, "iterations": 1, "augmentations": 0}
 @pytest.fixture
 def client(tiny_spec, tmp_path) -> Iterator[TestClient]:
     app = create_app(ServerConfig(data_dir=tmp_path / "data", models=tiny_spec))
-    with TestClient(app, raise_server_exceptions=False) as test_client:
+    with TestClient(app, raise_server_exceptions=False, base_url=LOCAL) as test_client:
         yield test_client
 
 
