@@ -1,4 +1,5 @@
-"""The ``clipasso`` command: ``sketch`` an image, ``score`` a sketch, ``install-extension`` for Inkscape."""
+"""The ``clipasso`` command: ``sketch`` an image, ``refine`` a sketch layer, ``score`` a sketch,
+``install-extension`` for Inkscape."""
 
 from __future__ import annotations
 
@@ -23,13 +24,15 @@ from inkscape_ext.install import InstallError, install_extension
 
 from .errors import ClipassoError, SketchFileError
 from .files import write_atomically
-from .image import embeddable, read_image, to_canvas
+from .image import CanvasFrame, embeddable, read_image, to_canvas
 from .model_options import add_model_options, model_spec
-from .models import load_encoder, load_models, resolve_device
+from .models import encode_prompt, load_encoder, load_models, resolve_device
 from .optimize import Progress
 from .loss import LossWeights
-from .params import CANVAS_SIZE, FIDELITY_PRESETS, describe_validation_errors, make_params
+from .params import CANVAS_SIZE, FIDELITY_PRESETS, REFINE_ITERATIONS, describe_validation_errors, make_params
+from .precision import PRECISION_CHOICES, Precision
 from .preview import preview_sheet
+from .refine_svg import LayeredDrawing
 from .score import choose_layer, render_layer, score_canvas
 from .sketch import sketch_image
 from .svg import read_sketch_document, sketch_document
@@ -60,13 +63,31 @@ def build_parser() -> argparse.ArgumentParser:
     add_loss_options(sketch)
     add_model_options(sketch)
 
+    refine = commands.add_parser(
+        "refine", help="optimise the strokes of one layer of a sketch again, keeping the locked ones",
+        description="Refine a layer of SKETCH (an SVG written by clipasso sketch, maybe edited in Inkscape) against "
+                    "IMAGE: its paths are the starting strokes, paths locked in Inkscape stay fixed. Writes the SVG "
+                    "with the refined layer added above the old one, which is hidden.")
+    refine.add_argument("image", type=Path, help="the image the sketch was made from (PNG, JPEG or WebP)")
+    refine.add_argument("sketch", type=Path, help="the layered SVG holding the strokes")
+    refine.add_argument("-o", "--output", type=Path, required=True, help="SVG file to write")
+    which = refine.add_mutually_exclusive_group()
+    which.add_argument("--layer", metavar="NAME", help="the layer's name (default: the topmost visible layer with paths)")
+    which.add_argument("--level", type=int, metavar="N", help="the layer named 'N strokes'")
+    refine.add_argument("--iterations", type=int, help=f"optimisation steps (default: {REFINE_ITERATIONS})")
+    refine.add_argument("--seed", type=int, help="random seed of the augmentations (default: 0)")
+    add_loss_options(refine)
+    add_model_options(refine)
+
     score = commands.add_parser("score", help="the un-augmented CLIPasso loss of a sketch against its target",
-                                description="Score SKETCH (a PNG/JPEG, or an SVG this tool wrote) against TARGET.")
+                                description="Score SKETCH (a PNG/JPEG, or an SVG this tool wrote) against TARGET; an SVG "
+                                             "is scored in the precision its job used unless --precision says otherwise.")
     score.add_argument("target", type=Path, help="the target image")
     score.add_argument("sketch", type=Path, help="the sketch: a raster image or an SVG written by clipasso")
     score.add_argument("--level", type=int, metavar="STROKES", help="which level of a multi-level SVG (default: the visible one)")
     score.add_argument("--json", action="store_true",
-                       help="print one JSON object: conv_layer2, conv_layer3, fc (and any other term in use), total")
+                       help="print one JSON object: conv_layer2, conv_layer3, fc (and any other term in use), total "
+                            "and the precision scored in")
     add_loss_options(score)
     add_model_options(score)
 
@@ -85,19 +106,22 @@ def add_loss_options(parser: argparse.ArgumentParser) -> None:
         group.add_argument(f"--layer{stage}-weight", type=float, metavar="W",
                            help=f"weight of the CLIP ResNet layer{stage} feature MSE (overrides --fidelity)")
     group.add_argument("--fc-weight", type=float, metavar="W", help="weight of the CLIP embedding term (default: 0.1)")
+    group.add_argument("--text", metavar="PROMPT", help='a prompt that steers the sketch, e.g. "a cat" (default: none)')
+    group.add_argument("--text-weight", type=float, metavar="W", help="weight of the text term (default: 0.1)")
 
 
 def loss_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The loss options given on the command line, as :class:`SketchParams` fields."""
     return {"fidelity": args.fidelity, "layer1_weight": args.layer1_weight, "layer2_weight": args.layer2_weight,
-            "layer3_weight": args.layer3_weight, "layer4_weight": args.layer4_weight, "fc_weight": args.fc_weight}
+            "layer3_weight": args.layer3_weight, "layer4_weight": args.layer4_weight, "fc_weight": args.fc_weight,
+            "text": args.text, "text_weight": args.text_weight}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``clipasso``; returns the process exit status."""
     args = build_parser().parse_args(argv)
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {
-        "sketch": run_sketch, "score": run_score, "install-extension": run_install_extension,
+        "sketch": run_sketch, "refine": run_refine, "score": run_score, "install-extension": run_install_extension,
     }
     try:
         return handlers[args.command](args)
@@ -133,7 +157,9 @@ def run_sketch(args: argparse.Namespace) -> int:
         result = sketch_image(image, params, models, progress=report, cancel=cancel)
     embedded, image_type = embeddable(args.image.read_bytes(), image) if args.embed_image else (None, "image/png")
     layers = [level.layer(visible=index == len(result.levels) - 1) for index, level in enumerate(result.levels)]
-    write_output(args.output, sketch_document(result.width, result.height, layers, embedded, image_type).encode())
+    document = sketch_document(result.width, result.height, layers, embedded, image_type,
+                               precision=models.loss.precision.value)
+    write_output(args.output, document.encode())
     if args.preview is not None:
         write_output(args.preview, png_bytes(preview_sheet(image, result)))
     summary = ", ".join(f"{level.strokes} strokes: loss {level.loss:.4f} (seed {level.seed})" for level in result.levels)
@@ -145,10 +171,46 @@ def run_sketch(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_refine(args: argparse.Namespace) -> int:
+    """``clipasso refine``: optimise one layer's paths again and add the result above it, even when stopped."""
+    try:
+        text = args.sketch.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise SketchFileError(f"Cannot read the sketch '{args.sketch}': {error.strerror or error}.") from None
+    image = read_image(args.image)
+    drawing = LayeredDrawing(text, image.width, image.height)
+    layer = drawing.find_layer(args.layer, args.level)
+    strokes = drawing.strokes(layer)
+    if len(strokes.locked) == len(strokes.paths):
+        raise SketchFileError(f"Every path of the layer {strokes.label!r} is locked; unlock at least one to refine.")
+    frame = CanvasFrame(image.width, image.height)
+    params = make_params(init_paths=strokes.paths, locked=strokes.locked, iterations=args.iterations, seed=args.seed,
+                         stroke_width=strokes.stroke_width / frame.scale, **loss_overrides(args))
+    check_writable(args.output)
+    device = resolve_device(args.device)
+    print(f"Loading CLIP models on {device}…", file=sys.stderr)
+    models = load_models(model_spec(args), device)
+    cancel = threading.Event()
+    with progress_bar(params.iterations) as report, stop_on_interrupt(cancel):
+        result = sketch_image(image, params, models, progress=report, cancel=cancel)
+    (level,) = result.levels
+    label = drawing.add_refined(layer, strokes, level.path_data(), level.stroke_width)
+    write_output(args.output, drawing.to_string().encode())
+    locked = f", {len(strokes.locked)} locked" if strokes.locked else ""
+    summary = f"layer {label!r} above {strokes.label!r}{locked}, loss {level.loss:.4f}"
+    if result.cancelled:
+        print(f"Stopped after {result.iterations} of {params.iterations} steps; wrote the best strokes so far to "
+              f"{args.output} ({summary}).", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(f"Wrote {args.output} ({summary}).", file=sys.stderr)
+    return 0
+
+
 def run_score(args: argparse.Namespace) -> int:
     """``clipasso score``: print the weighted eval loss terms of a sketch against a target."""
-    weights = LossWeights.from_params(make_params(**loss_overrides(args)))
+    params = make_params(**loss_overrides(args))
     target = read_image(args.target)
+    precision = args.precision
     if args.sketch.suffix.lower() == ".svg":
         try:
             text = args.sketch.read_text(encoding="utf-8")
@@ -156,16 +218,25 @@ def run_score(args: argparse.Namespace) -> int:
             raise SketchFileError(f"Cannot read the sketch '{args.sketch}': {error}.") from None
         document = read_sketch_document(text)
         sketch = render_layer(document, choose_layer(document, args.level))
+        precision = precision or known_precision(document.precision)
     else:
         sketch, _ = to_canvas(read_image(args.sketch), CANVAS_SIZE)
     device = resolve_device(args.device)
-    encoder = load_encoder(args.loss_model, args.pretrained, args.loss_weights, device, "--loss-weights")
-    score = score_canvas(encoder, target, sketch, weights)
+    encoder = load_encoder(args.loss_model, args.pretrained, args.loss_weights, device, "--loss-weights",
+                           precision or Precision.AUTO)
+    prompt = encode_prompt(encoder, params.text, device) if params.text else None
+    score = score_canvas(encoder, target, sketch, LossWeights.from_params(params), prompt)
     if args.json:
-        print(json.dumps(score.as_dict()))
+        print(json.dumps({**score.as_dict(), "precision": encoder.precision.value}))
     else:
-        print("  ".join(f"{name.removeprefix('conv_')} {value:.6f}" for name, value in score.as_dict().items()))
+        terms = "  ".join(f"{name.removeprefix('conv_')} {value:.6f}" for name, value in score.as_dict().items())
+        print(f"{terms}  ({encoder.precision.value})")
     return 0
+
+
+def known_precision(recorded: str | None) -> Precision | None:
+    """The precision a sketch SVG records, or ``None`` when it records none (or one this version does not know)."""
+    return Precision(recorded) if recorded in PRECISION_CHOICES else None
 
 
 def run_install_extension(args: argparse.Namespace) -> int:

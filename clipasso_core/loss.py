@@ -1,7 +1,8 @@
 """The CLIPasso perceptual loss: CLIP ResNet layer2/layer3 feature MSE plus 0.1 × (1 − cos) of the embeddings.
 
-Other stages (layer1, layer4) join with their own weights when asked for (the fidelity control); a term with
-weight 0 is not computed at all, so the paper's loss is computed exactly as before.
+Other stages (layer1, layer4) join with their own weights when asked for (the fidelity control), and so does
+a text prompt (weight × (1 − cos) between the sketch's embedding and the prompt's, on the same pairs); a term
+with weight 0 is not computed at all, so the paper's loss is computed exactly as before.
 
 Each step compares a sketch with the target on 1 clean and K augmented pairs; a pair's sketch and target get
 the same random perspective + crop. The target side never needs gradients: its clean features are computed
@@ -33,25 +34,27 @@ class LossWeights:
     fc: float = 0.1
     layer1: float = 0.0
     layer4: float = 0.0
+    text: float = 0.0
 
     @classmethod
     def from_params(cls, params: SketchParams) -> LossWeights:
-        """The weights a job's parameters ask for."""
+        """The weights a job's parameters ask for (the text term only when there is a prompt)."""
         return cls(layer2=params.layer2_weight, layer3=params.layer3_weight, fc=params.fc_weight,
-                   layer1=params.layer1_weight, layer4=params.layer4_weight)
+                   layer1=params.layer1_weight, layer4=params.layer4_weight,
+                   text=params.text_weight if params.text else 0.0)
 
     def active(self) -> tuple[str, ...]:
         """Names of the terms with a non-zero weight, in :data:`TERM_ORDER`."""
         weights = {"conv_layer1": self.layer1, "conv_layer2": self.layer2, "conv_layer3": self.layer3,
-                   "conv_layer4": self.layer4, "fc": self.fc}
+                   "conv_layer4": self.layer4, "fc": self.fc, "text": self.text}
         return tuple(name for name in TERM_ORDER if weights[name] != 0)
 
 
-TERM_ORDER = ("conv_layer1", "conv_layer2", "conv_layer3", "conv_layer4", "fc")
+TERM_ORDER = ("conv_layer1", "conv_layer2", "conv_layer3", "conv_layer4", "fc", "text")
 """Every loss term, in the order the term vectors list them (only the active ones are present)."""
 
 _TAPS = {"conv_layer1": "layer1", "conv_layer2": "layer2", "conv_layer3": "layer3", "conv_layer4": "layer4",
-         "fc": "embedding"}
+         "fc": "embedding", "text": "embedding"}
 
 
 Features = dict[str, torch.Tensor]
@@ -102,34 +105,45 @@ def sample_augmentation(size: int, generator: torch.Generator) -> Augmentation:
 class ClipConvLoss:
     """CLIPasso's loss against one fixed target image, for a batch of sketches at once."""
 
-    def __init__(self, encoder: ClipEncoder, target: torch.Tensor, weights: LossWeights = LossWeights()) -> None:
-        """Cache the clean target's features; ``target`` is ``[3, H, W]`` in [0, 1] on the encoder's device."""
+    def __init__(self, encoder: ClipEncoder, target: torch.Tensor, weights: LossWeights = LossWeights(),
+                 text_embedding: torch.Tensor | None = None) -> None:
+        """Cache the clean target's features; ``target`` is ``[3, H, W]`` in [0, 1] on the encoder's device.
+
+        ``text_embedding`` ``[D]`` (the prompt's CLIP text embedding) is needed when ``weights.text`` is non-zero.
+        """
         self.encoder = encoder
         self.weights = weights
         self.term_names = weights.active()
         if not self.term_names:
             raise ValueError("at least one loss weight must be non-zero")
+        if "text" in self.term_names and text_embedding is None:
+            raise ValueError("a text weight needs the prompt's text embedding")
+        self.text_embedding = None if text_embedding is None else text_embedding.reshape(1, -1)
         self._taps = {_TAPS[name] for name in self.term_names}
         self.target = target[None]
         with torch.no_grad():
             self.clean_target = self.features(self.target)
 
     def features(self, images: torch.Tensor) -> Features:
-        """The taps this loss compares, of images ``[B, 3, H, W]`` in [0, 1]; stops at the deepest one needed."""
+        """The taps this loss compares, of images ``[B, 3, H, W]`` in [0, 1], in the encoder's precision.
+
+        Stops at the deepest tap needed.
+        """
         visual = self.encoder.visual
         size = self.encoder.image_size
         if images.shape[-1] != size or images.shape[-2] != size:
             images = F.interpolate(images, size=(size, size), mode="bicubic", align_corners=False)
         taps: Features = {}
-        x = visual.stem(self.encoder.normalize(images))
-        for stage in ("layer1", "layer2", "layer3", "layer4"):
-            if not self._taps - taps.keys():
-                return taps
-            x = getattr(visual, stage)(x)
-            if stage in self._taps:
-                taps[stage] = x
-        if "embedding" in self._taps:
-            taps["embedding"] = visual.attnpool(x)
+        with self.encoder.autocast():
+            x = visual.stem(self.encoder.normalize(images))
+            for stage in ("layer1", "layer2", "layer3", "layer4"):
+                if not self._taps - taps.keys():
+                    return taps
+                x = getattr(visual, stage)(x)
+                if stage in self._taps:
+                    taps[stage] = x
+            if "embedding" in self._taps:
+                taps["embedding"] = visual.attnpool(x)
         return taps
 
     def pair_terms(self, sketches: torch.Tensor, augmentations: list[Augmentation]) -> torch.Tensor:
@@ -153,6 +167,9 @@ class ClipConvLoss:
             tap = _TAPS[name]
             if name == "fc":
                 terms.append(self.weights.fc * _pair_cosine_distance(sketch[tap], target[tap], count, pairs))
+            elif name == "text":
+                prompt = self.text_embedding.expand(pairs, -1)
+                terms.append(self.weights.text * _pair_cosine_distance(sketch[tap], prompt, count, pairs))
             else:
                 weight = getattr(self.weights, tap)
                 terms.append(weight * _pair_mse(sketch[tap], target[tap], count, pairs))

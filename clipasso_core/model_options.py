@@ -1,4 +1,4 @@
-"""Command-line options that choose the CLIP models, their weights and the device.
+"""Command-line options that choose the CLIP models, their weights, the device and the networks' precision.
 
 Shared by ``clipasso`` and ``clipasso-server`` so that both spell them the same way; argparse only.
 """
@@ -9,12 +9,16 @@ import argparse
 from pathlib import Path
 
 from .models import DEFAULT_LOSS_MODEL, DEFAULT_PRETRAINED, DEFAULT_SALIENCY_MODEL, ModelSpec
+from .precision import PRECISION_CHOICES, Precision
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
-    """Add the options choosing CLIP models, weights and device to ``parser``."""
+    """Add the options choosing CLIP models, weights, device and precision to ``parser``."""
     group = parser.add_argument_group("models")
     group.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda (default: auto)")
+    group.add_argument("--precision", choices=PRECISION_CHOICES,
+                       help="precision of the CLIP networks: auto (bf16 on GPUs and on CPUs with native bf16, "
+                            "else fp32), fp32, bf16 or fp16 (default: auto)")
     group.add_argument("--loss-model", default=DEFAULT_LOSS_MODEL,
                        help=f"open_clip ResNet for the loss, or a model config .json (default: {DEFAULT_LOSS_MODEL})")
     group.add_argument("--saliency-model", default=DEFAULT_SALIENCY_MODEL,
@@ -33,4 +37,5 @@ def model_spec(args: argparse.Namespace) -> ModelSpec:
         pretrained=args.pretrained,
         loss_weights=args.loss_weights,
         saliency_weights=args.saliency_weights,
+        precision=Precision(args.precision or Precision.AUTO),
     )

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from .errors import ClipassoError, ModelError, WeightsUnavailableError
+from .precision import Precision, autocast, resolve_precision
 
 DEFAULT_LOSS_MODEL = "RN101"
 DEFAULT_SALIENCY_MODEL = "ViT-B-32"
@@ -32,23 +33,47 @@ DEFAULT_PRETRAINED = "openai"
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """Which CLIP encoders to use and where their weights come from."""
+    """Which CLIP encoders to use, where their weights come from, and the precision they compute in."""
 
     loss_model: str = DEFAULT_LOSS_MODEL
     saliency_model: str = DEFAULT_SALIENCY_MODEL
     pretrained: str = DEFAULT_PRETRAINED
     loss_weights: Path | None = None
     saliency_weights: Path | None = None
+    precision: Precision = Precision.AUTO
+
+
+@dataclass(frozen=True)
+class TextSource:
+    """Where the text tower of a loaded CLIP model comes from: the same open_clip model and weights."""
+
+    model_name: str
+    source: str | None
+    quick_gelu: bool
 
 
 @dataclass
 class ClipEncoder:
-    """A frozen CLIP image tower with the input size and normalisation it was trained with."""
+    """A frozen CLIP image tower with the input size and normalisation it was trained with, and its precision.
+
+    ``text`` says where its text tower lives; the tower itself is loaded only to encode a prompt.
+    """
 
     visual: nn.Module
     image_size: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    precision: Precision = Precision.FP32
+    text: TextSource | None = None
+
+    @property
+    def device(self) -> torch.device:
+        """The device the weights live on."""
+        return next(self.visual.parameters()).device
+
+    def autocast(self) -> contextlib.AbstractContextManager[object]:
+        """The context to run this tower in: autocast to its precision (none for fp32)."""
+        return autocast(self.precision, self.device)
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """CLIP-normalise images ``[B, 3, H, W]`` in [0, 1]."""
@@ -79,22 +104,26 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def load_models(spec: ModelSpec, device: torch.device) -> LoadedModels:
-    """Load both encoders of ``spec`` onto ``device``, frozen and in eval mode."""
-    loss = load_encoder(spec.loss_model, spec.pretrained, spec.loss_weights, device, "--loss-weights")
+    """Load both encoders of ``spec`` onto ``device``, frozen and in eval mode, computing in ``spec.precision``."""
+    loss = load_encoder(spec.loss_model, spec.pretrained, spec.loss_weights, device, "--loss-weights", spec.precision)
     if not all(hasattr(loss.visual, stage) for stage in ("stem", "layer2", "layer3", "attnpool")):
         raise ModelError(
             f"The loss model must be a CLIP ResNet (RN50, RN101, …) with layer2/layer3 stages; "
             f"{spec.loss_model!r} is not."
         )
-    saliency = load_encoder(spec.saliency_model, spec.pretrained, spec.saliency_weights, device, "--saliency-weights")
+    saliency = load_encoder(spec.saliency_model, spec.pretrained, spec.saliency_weights, device, "--saliency-weights",
+                            spec.precision)
     if not hasattr(getattr(saliency.visual, "transformer", None), "resblocks"):
         raise ModelError(f"The saliency model must be a CLIP ViT (ViT-B-32, …); {spec.saliency_model!r} is not.")
     return LoadedModels(loss=loss, saliency=saliency, device=device)
 
 
 def load_encoder(name: str, pretrained: str | None, weights: Path | None, device: torch.device,
-                 weights_option: str) -> ClipEncoder:
-    """Build open_clip model ``name`` with ``weights`` (a file) or the ``pretrained`` tag; keep its image tower."""
+                 weights_option: str, precision: Precision | str = Precision.AUTO) -> ClipEncoder:
+    """Build open_clip model ``name`` with ``weights`` (a file) or the ``pretrained`` tag; keep its image tower.
+
+    ``precision`` is resolved for ``device`` (``auto`` → bf16 where it is native, else fp32).
+    """
     model_name = _register_config(name)
     if weights is not None:
         weights = Path(weights)
@@ -116,11 +145,11 @@ def load_encoder(name: str, pretrained: str | None, weights: Path | None, device
         if hub and not _hub_weights_cached(hub) and not _hub_reachable():
             raise _weights_unavailable(model_name, pretrained, hub, weights_option)
     try:
-        with _quiet():
-            model = open_clip.create_model(model_name, pretrained=source, force_quick_gelu=quick_gelu, device="cpu")
+        model = _create_model(model_name, source, quick_gelu)
     except Exception as error:  # open_clip reports download, config and checkpoint problems as assorted errors
         raise _explain_load_failure(model_name, pretrained, weights, weights_option, error) from None
     visual = model.visual.to(device).eval().requires_grad_(False)
+    has_text = callable(getattr(model, "encode_text", None))
     del model
     config = getattr(visual, "preprocess_cfg", {})
     size = visual.image_size if isinstance(visual.image_size, int) else visual.image_size[0]
@@ -129,7 +158,37 @@ def load_encoder(name: str, pretrained: str | None, weights: Path | None, device
         image_size=int(size),
         mean=tuple(config.get("mean", open_clip.OPENAI_DATASET_MEAN)),
         std=tuple(config.get("std", open_clip.OPENAI_DATASET_STD)),
+        text=TextSource(model_name, source, quick_gelu) if has_text else None,
+        precision=resolve_precision(precision, device),
     )
+
+
+def encode_prompt(encoder: ClipEncoder, prompt: str, device: torch.device) -> torch.Tensor:
+    """The CLIP text embedding ``[D]`` of ``prompt`` from ``encoder``'s own text tower, loaded for this call only.
+
+    The tower (with its tokenizer) is built on the CPU from the same weights as the image tower, used once
+    and freed, so it never takes memory on the device between jobs.
+    """
+    if encoder.text is None:
+        raise ModelError("The loss model has no text tower, so it cannot be steered by a text prompt.")
+    text = encoder.text
+    try:
+        model = _create_model(text.model_name, text.source, text.quick_gelu)
+        tokenizer = open_clip.get_tokenizer(text.model_name)
+    except Exception as error:  # the same weights loaded a moment ago; say so plainly if they no longer do
+        raise ModelError(f"Cannot load the text tower of {text.model_name}: {_first_line(error)}.") from None
+    model.visual = None
+    model.eval().requires_grad_(False)
+    with torch.no_grad():
+        embedding = model.encode_text(tokenizer([prompt]))[0].float()
+    del model
+    return embedding.to(device)
+
+
+def _create_model(model_name: str, source: str | None, quick_gelu: bool) -> nn.Module:
+    """The whole open_clip model (image and text towers) on the CPU, quietly."""
+    with _quiet():
+        return open_clip.create_model(model_name, pretrained=source, force_quick_gelu=quick_gelu, device="cpu")
 
 
 def _register_config(name: str) -> str:

@@ -16,6 +16,7 @@ import torch
 
 from .loss import ClipConvLoss, sample_augmentation
 from .params import SketchParams
+from .precision import grad_scaler
 from .raster import rasterize
 
 MIN_DELTA = 1e-5
@@ -138,6 +139,7 @@ def optimize_sketches(
     size = loss.target.shape[-1]
     points = [initial[count].to(device).clone().requires_grad_(True) for count in strokes]
     optimizer = torch.optim.Adam(points, lr=params.lr)
+    scaler = grad_scaler(loss.encoder.precision, device)  # fp16 only: keeps small gradients from underflowing
     generator = torch.Generator().manual_seed(params.seed)
     best = _BestTracker(points, len(loss.term_names))
     layouts = layouts or {}
@@ -153,10 +155,11 @@ def optimize_sketches(
         augmentations = [sample_augmentation(size, generator) for _ in range(params.augmentations)]
         terms = loss.pair_terms(render(segments(points), params.stroke_width, size), augmentations)
         optimizer.zero_grad(set_to_none=True)
-        terms.sum(dim=-1).mean(dim=-1).sum().backward()
+        scaler.scale(terms.sum(dim=-1).mean(dim=-1).sum()).backward()
         if iteration % params.eval_interval == 0:
             best.update(terms[:, 0].detach(), points)
-        optimizer.step()
+        scaler.step(optimizer)
+        scaler.update()
         done = iteration + 1
         if progress is not None:
             progress(Progress(done, params.iterations, best.per_level(strokes, seeds)))

@@ -29,6 +29,7 @@ REFINE_ITERATIONS = 300
 """Steps of a job that starts from ``init_paths`` when the caller names none (a refine needs far fewer than 2000)."""
 MAX_LOSS_WEIGHT = 1000.0
 MAX_SEED = 2**31 - 1
+MAX_TEXT_LENGTH = 1000
 
 WholeNumber = Annotated[int, Strict()]
 """An integer given as an integer: ``true``, ``"3"`` and ``3.0`` are refused (bounds are set per field)."""
@@ -102,6 +103,12 @@ class SketchParams(BaseModel):
     layer3_weight: LossWeight = Field(default=1.0, description="Weight of the RN layer3 feature MSE.")
     layer4_weight: LossWeight = Field(default=0.0, description="Weight of the RN layer4 feature MSE.")
     fc_weight: LossWeight = Field(default=0.1, description="Weight of 1 − cos of the CLIP image embeddings.")
+    text: str | None = Field(
+        default=None, max_length=MAX_TEXT_LENGTH,
+        description="A prompt that steers the sketch (e.g. 'a cat'): adds text_weight × (1 − cos) between the "
+                    "sketch's CLIP embedding and the prompt's. Off when absent.",
+    )
+    text_weight: LossWeight = Field(default=0.1, description="Weight of the text term (used only with text).")
     init_paths: list[Annotated[str, Strict(), Field(max_length=MAX_PATH_CHARS)]] | None = Field(
         default=None, min_length=1, max_length=MAX_STROKES,
         description="SVG path data in the image's pixels to start from instead of the saliency init: one level, "
@@ -134,9 +141,17 @@ class SketchParams(BaseModel):
 
     @model_validator(mode="after")
     def _check_some_loss(self) -> SketchParams:
-        if not any(getattr(self, name) > 0 for name in (*LAYER_WEIGHTS, "fc_weight")):
+        if not any(getattr(self, name) > 0 for name in (*LAYER_WEIGHTS, "fc_weight")) and not (
+                self.text and self.text_weight > 0):
             raise ValueError("at least one loss weight (layer1_weight … layer4_weight, fc_weight) must be above 0")
         return self
+
+    @field_validator("text")
+    @classmethod
+    def _check_text(cls, text: str | None) -> str | None:
+        if text is not None and not text.strip():
+            raise ValueError("give a prompt of at least one word (e.g. 'a cat'), or leave text out")
+        return text
 
     @field_validator("strokes")
     @classmethod

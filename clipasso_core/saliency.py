@@ -30,16 +30,17 @@ def clip_attention(encoder: ClipEncoder, image: torch.Tensor) -> torch.Tensor:
     batch = F.interpolate(image[None], size=(size, size), mode="bicubic", align_corners=False) \
         if image.shape[-1] != size or image.shape[-2] != size else image[None]
     try:
-        with torch.no_grad():
+        with torch.no_grad(), encoder.autocast():
             vit(encoder.normalize(batch))
     finally:
         for hook in hooks:
             hook.remove()
     batch_first = getattr(vit.transformer, "batch_first", True)
-    per_layer = [
-        _cls_attention(block.attn, tokens if batch_first else tokens.transpose(0, 1))
-        for block, tokens in zip(blocks, inputs)
-    ]
+    with torch.no_grad(), encoder.autocast():
+        per_layer = [
+            _cls_attention(block.attn, tokens if batch_first else tokens.transpose(0, 1)).float()
+            for block, tokens in zip(blocks, inputs)
+        ]
     grid_h, grid_w = vit.grid_size
     cls_map = torch.stack(per_layer).mean(dim=0)[0, -grid_h * grid_w:].reshape(1, 1, grid_h, grid_w)
     full = F.interpolate(cls_map.float(), size=image.shape[-2:], mode="bicubic", align_corners=False)[0, 0]

@@ -33,11 +33,14 @@ class Score:
 
 
 def score_canvas(encoder: ClipEncoder, target: Image.Image, sketch: torch.Tensor,
-                 weights: LossWeights = LossWeights()) -> Score:
-    """Score a sketch already on the canvas (``[3, 224, 224]`` in [0, 1]) against an RGB target image."""
+                 weights: LossWeights = LossWeights(), text_embedding: torch.Tensor | None = None) -> Score:
+    """Score a sketch already on the canvas (``[3, 224, 224]`` in [0, 1]) against an RGB target image.
+
+    ``text_embedding`` is the prompt's embedding when ``weights.text`` is non-zero.
+    """
     device = next(encoder.visual.parameters()).device
     target_canvas, _ = to_canvas(target, CANVAS_SIZE)
-    loss = ClipConvLoss(encoder, target_canvas.to(device), weights)
+    loss = ClipConvLoss(encoder, target_canvas.to(device), weights, text_embedding)
     values = dict(zip(loss.term_names, (float(value) for value in loss.eval_terms(sketch[None].to(device))[0])))
     terms = {name: values.get(name, 0.0) for name in TERM_ORDER if name in values or name in ALWAYS_REPORTED}
     return Score(terms, sum(values.values()))

@@ -16,7 +16,7 @@ from PIL import Image
 from .image import CanvasFrame, to_canvas
 from .joined_paths import JoinedPaths, PathShape, join_paths, read_paths
 from .loss import ClipConvLoss, LossWeights
-from .models import LoadedModels
+from .models import LoadedModels, encode_prompt
 from .optimize import CancelSignal, LevelOutcome, Progress, optimize_sketches
 from .params import CANVAS_SIZE, SketchParams
 from .saliency import clip_attention, initial_strokes, sampling_distribution, xdog_edges
@@ -77,7 +77,8 @@ def sketch_image(
     """Sketch an RGB image at every level of ``params``; stops early, keeping the best so far, when cancelled."""
     target, frame = to_canvas(image, CANVAS_SIZE)
     target = target.to(models.device)
-    loss = ClipConvLoss(models.loss, target, LossWeights.from_params(params))
+    prompt = encode_prompt(models.loss, params.text, models.device) if params.text else None
+    loss = ClipConvLoss(models.loss, target, LossWeights.from_params(params), prompt)
     if params.init_paths is not None:
         joined = refine_layout(params, frame).to(models.device)
         initial = {len(params.init_paths): joined.free[None].repeat(params.seeds, 1, 1)}

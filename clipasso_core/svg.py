@@ -19,8 +19,11 @@ SVG_NS = "http://www.w3.org/2000/svg"
 XLINK_NS = "http://www.w3.org/1999/xlink"
 INKSCAPE_NS = "http://www.inkscape.org/namespaces/inkscape"
 SODIPODI_NS = "http://sodipodi.sourceforge.net/DTD/sodipodi-0.dtd"
+CLIPASSO_NS = "https://github.com/clipasso-inkscape/ns"
+"""Namespace of what a sketch records about the job that made it (``clipasso:precision`` on the root)."""
 
-for _prefix, _uri in (("", SVG_NS), ("xlink", XLINK_NS), ("inkscape", INKSCAPE_NS), ("sodipodi", SODIPODI_NS)):
+for _prefix, _uri in (("", SVG_NS), ("xlink", XLINK_NS), ("inkscape", INKSCAPE_NS), ("sodipodi", SODIPODI_NS),
+                      ("clipasso", CLIPASSO_NS)):
     ET.register_namespace(_prefix, _uri)
 
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
@@ -76,23 +79,26 @@ def stroke_style(stroke_width: float, color: str = "#000000") -> str:
 
 @dataclass(frozen=True)
 class SketchDocument:
-    """A sketch read back from SVG: the image size its coordinates refer to, and its layers."""
+    """A sketch read back from SVG: the image size its coordinates refer to, its layers, and the job's precision."""
 
     width: float
     height: float
     layers: list[SketchLayer]
+    precision: str | None = None
 
 
 def sketch_document(width: int, height: int, layers: Sequence[SketchLayer], image: bytes | None = None,
-                    image_type: str = "image/png", color: str = "#000000") -> str:
+                    image_type: str = "image/png", color: str = "#000000", precision: str | None = None) -> str:
     """An SVG document of the source image's size with one Inkscape layer per level.
 
     With ``image`` (file bytes of MIME type ``image_type``) the source image is embedded as a locked
-    bottom layer under the strokes.
+    bottom layer under the strokes. ``precision`` (the networks' precision of the job) is recorded on the root.
     """
     root = ET.Element(f"{{{SVG_NS}}}svg", {
         "width": str(width), "height": str(height), "viewBox": f"0 0 {width} {height}", "version": "1.1",
     })
+    if precision is not None:
+        root.set(f"{{{CLIPASSO_NS}}}precision", precision)
     if image is not None:
         image_layer = _layer(root, "Source image", "source-image", visible=True)
         image_layer.set(f"{{{SODIPODI_NS}}}insensitive", "true")
@@ -136,7 +142,7 @@ def read_sketch_document(text: str) -> SketchDocument:
         layers.append(_read_layer(f"{len(loose)} strokes", loose, True))
     if not layers:
         raise SketchFileError("The sketch SVG holds no stroke paths.")
-    return SketchDocument(_length(root, "width"), _length(root, "height"), layers)
+    return SketchDocument(_length(root, "width"), _length(root, "height"), layers, root.get(f"{{{CLIPASSO_NS}}}precision"))
 
 
 def _length(root: ET.Element, name: str) -> float:

@@ -134,6 +134,7 @@ def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAP
             worker=WorkerHealth(**dataclasses.asdict(worker)),
             version=package_version(),
             device=str(models.device),
+            precision=models.precision.value,
             models_loaded=models.loaded,
             models_error=None if models_error is None else str(models_error),
             queue_length=queue.queue_length(),

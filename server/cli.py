@@ -198,7 +198,7 @@ def serve(args: argparse.Namespace) -> int:
             sock.close()
             return fail(str(error))
     url = server_url(sock)
-    log.info("sketch server %s on %s, data in %s", url, device, data_dir)
+    log.info("sketch server %s on %s (%s), data in %s", url, device, models.precision, data_dir)
     print(f"clipasso-server: listening on {url}", flush=True)
     server = uvicorn.Server(uvicorn.Config(
         app, log_config=None, access_log=args.access_log, lifespan="on", timeout_graceful_shutdown=5,

@@ -10,15 +10,17 @@ import torch
 
 from clipasso_core.errors import ClipassoError, ModelError
 from clipasso_core.models import LoadedModels, ModelSpec, load_models
+from clipasso_core.precision import Precision, resolve_precision
 
 from .store import canonical_json
 
 log = logging.getLogger("clipasso_server")
 
 
-def models_identity(spec: ModelSpec) -> str:
-    """A string naming the models of ``spec`` (part of a job's cache key)."""
+def models_identity(spec: ModelSpec, device: torch.device) -> str:
+    """A string naming the models of ``spec`` and the precision they compute in on ``device`` (part of a job's cache key)."""
     fields = {
+        "precision": resolve_precision(spec.precision, device).value,
         "loss_model": spec.loss_model,
         "saliency_model": spec.saliency_model,
         "pretrained": spec.pretrained,
@@ -37,6 +39,11 @@ class ModelCache:
         self._models: LoadedModels | None = None
         self._error: ClipassoError | None = None
         self._lock = threading.Lock()
+
+    @property
+    def precision(self) -> Precision:
+        """The precision the networks compute in on this device (``auto`` resolved)."""
+        return resolve_precision(self.spec.precision, self.device)
 
     @property
     def loaded(self) -> bool:

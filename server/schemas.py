@@ -117,7 +117,7 @@ class WorkerHealth(BaseModel):
 
 
 class Health(BaseModel):
-    """Whether the server can sketch: version, device, model state and how many jobs are waiting or running.
+    """Whether the server can sketch: version, device, precision, model state and how many jobs are waiting or running.
 
     Answered with 200 and status "ok", or 503 and status "degraded" (with ``error`` saying why) when the
     worker is dead or stuck or finished jobs cannot be saved.
@@ -128,6 +128,7 @@ class Health(BaseModel):
     worker: WorkerHealth
     version: str
     device: str
+    precision: str = Field(description="Precision the CLIP networks compute in: fp32, bf16 or fp16 (auto resolved).")
     models_loaded: bool
     models_error: str | None = Field(description="Why the models could not be loaded and how to fix it, or null.")
     queue_length: int = Field(description="Jobs queued or running.")

@@ -118,7 +118,7 @@ class JobQueue:
         self.store = store
         self.models = models
         self.max_pixels = max_pixels
-        self.models_key = models_identity(models.spec)
+        self.models_key = models_identity(models.spec, models.device)
         self.stuck_after_s = stuck_after_s
         self._idle_poll_s = idle_poll_s
         self._backoff_max_s = backoff_max_s

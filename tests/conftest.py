@@ -1,11 +1,18 @@
-"""Shared fixtures: tiny CLIP models (random weights, real files) and the command line that loads them."""
+"""Shared fixtures: tiny CLIP models (random weights, real files) and the command line that loads them.
+
+Tests that take ``tiny_models`` (or ``precision``) run twice: in fp32 and in the default precision ``auto``
+(bf16 where this machine computes it natively, so both paths are exercised there).
+"""
 
 from __future__ import annotations
+
+import dataclasses
 
 import pytest
 import torch
 
 from clipasso_core.models import LoadedModels, ModelSpec, load_models
+from clipasso_core.precision import Precision
 from tiny_models import make_tiny_models
 
 
@@ -15,10 +22,16 @@ def tiny_spec(tmp_path_factory: pytest.TempPathFactory) -> ModelSpec:
     return make_tiny_models(tmp_path_factory.mktemp("tiny-models"))
 
 
+@pytest.fixture(scope="session", params=[Precision.FP32, Precision.AUTO], ids=str)
+def precision(request: pytest.FixtureRequest) -> Precision:
+    """The requested precision of the CLIP networks: fp32 and the default, auto."""
+    return request.param
+
+
 @pytest.fixture(scope="session")
-def tiny_models(tiny_spec: ModelSpec) -> LoadedModels:
-    """The tiny models loaded on the CPU through the real loading code."""
-    return load_models(tiny_spec, torch.device("cpu"))
+def tiny_models(tiny_spec: ModelSpec, precision: Precision) -> LoadedModels:
+    """The tiny models loaded on the CPU through the real loading code, in ``precision``."""
+    return load_models(dataclasses.replace(tiny_spec, precision=precision), torch.device("cpu"))
 
 
 @pytest.fixture(scope="session")

@@ -135,10 +135,12 @@ def test_score_matches_the_formula(images, tmp_path, tiny_spec, tiny_model_args)
     sketch = Image.new("RGB", (360, 240), "white")
     ImageDraw.Draw(sketch).line((60, 60, 300, 200), fill="black", width=3)
     sketch.save(tmp_path / "sketch.png")
-    done = run_cli("score", images / "cup.png", tmp_path / "sketch.png", "--json", *tiny_model_args)
+    done = run_cli("score", images / "cup.png", tmp_path / "sketch.png", "--json", "--precision", "fp32",
+                   *tiny_model_args)
     assert done.returncode == 0, done.stderr
     scored = json.loads(done.stdout)
     expected = independent_score(tiny_spec, images / "cup.png", tmp_path / "sketch.png")
+    assert scored.pop("precision") == "fp32"
     assert set(scored) == {"conv_layer2", "conv_layer3", "fc", "total"}
     for key, value in expected.items():
         assert scored[key] == pytest.approx(value, rel=1e-3, abs=1e-6)
@@ -155,6 +157,22 @@ def test_score_of_a_written_svg_is_its_reported_loss(images, tmp_path, tiny_mode
     assert total == pytest.approx(reported, rel=2e-3)  # the SVG rounds coordinates to 1/1000 px
     assert main(["score", str(images / "cup.png"), str(out), "--level", "5", *tiny_model_args]) == 1
     assert "no level with 5 strokes" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("job_precision", ["fp32", "bf16"])
+def test_score_of_an_svg_defaults_to_the_precision_its_job_used(images, tmp_path, tiny_model_args, capsys,
+                                                                 job_precision):
+    out = tmp_path / "cup.svg"
+    assert main(["sketch", str(images / "cup.png"), "-o", str(out), "--strokes", "4", "--seeds", "1",
+                 "--iterations", "3", "--precision", job_precision, *tiny_model_args]) == 0
+    reported = float(re.search(r"4 strokes: loss ([0-9.]+)", capsys.readouterr().err).group(1))
+    assert main(["score", str(images / "cup.png"), str(out), "--json", *tiny_model_args]) == 0
+    scored = json.loads(capsys.readouterr().out)
+    assert scored["precision"] == job_precision
+    assert scored["total"] == pytest.approx(reported, rel=2e-3)
+    other = "bf16" if job_precision == "fp32" else "fp32"
+    assert main(["score", str(images / "cup.png"), str(out), "--json", "--precision", other, *tiny_model_args]) == 0
+    assert json.loads(capsys.readouterr().out)["precision"] == other
 
 
 def test_ctrl_c_stops_cleanly_and_writes_the_best_so_far(images, tmp_path, tiny_model_args):

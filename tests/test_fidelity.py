@@ -14,14 +14,18 @@ from clipasso_core.params import SketchParams, describe_validation_errors, make_
 
 
 def stage_outputs(encoder, images):
-    """Every ResNet stage and the embedding, computed here directly from the open_clip modules."""
+    """Every ResNet stage and the embedding (as float32), computed here directly from the open_clip modules.
+
+    The network runs in the encoder's precision, as the loss runs it; the differences are then taken in float32.
+    """
     visual = encoder.visual
-    x = visual.stem(encoder.normalize(images))
     out = {}
-    for stage in ("layer1", "layer2", "layer3", "layer4"):
-        x = getattr(visual, stage)(x)
-        out[stage] = x
-    out["embedding"] = visual.attnpool(x)
+    with encoder.autocast():
+        x = visual.stem(encoder.normalize(images))
+        for stage in ("layer1", "layer2", "layer3", "layer4"):
+            x = getattr(visual, stage)(x)
+            out[stage] = x.float()
+        out["embedding"] = visual.attnpool(x).float()
     return out
 
 
@@ -116,15 +120,15 @@ def test_score_reports_the_stages_in_use(drawings, tiny_model_args, capsys):
     files = [str(drawings / "target.png"), str(drawings / "sketch.png")]
     assert main(["score", *files, "--json", *tiny_model_args]) == 0
     paper = json.loads(capsys.readouterr().out)
-    assert set(paper) == {"conv_layer2", "conv_layer3", "fc", "total"}
+    assert set(paper) == {"conv_layer2", "conv_layer3", "fc", "total", "precision"}
     assert main(["score", *files, "--json", "--fidelity", "loose", *tiny_model_args]) == 0
     loose = json.loads(capsys.readouterr().out)
-    assert set(loose) == {"conv_layer2", "conv_layer3", "conv_layer4", "fc", "total"}
+    assert set(loose) == {"conv_layer2", "conv_layer3", "conv_layer4", "fc", "total", "precision"}
     assert loose["conv_layer2"] == 0 and loose["conv_layer3"] == pytest.approx(paper["conv_layer3"])
     assert loose["total"] == pytest.approx(loose["conv_layer3"] + loose["conv_layer4"] + loose["fc"])
     assert main(["score", *files, "--json", "--fidelity", "precise", "--layer2-weight", "2", *tiny_model_args]) == 0
     precise = json.loads(capsys.readouterr().out)
-    assert set(precise) == {"conv_layer1", "conv_layer2", "conv_layer3", "fc", "total"}
+    assert set(precise) == {"conv_layer1", "conv_layer2", "conv_layer3", "fc", "total", "precision"}
     assert precise["conv_layer2"] == pytest.approx(2 * paper["conv_layer2"], rel=1e-5) and precise["conv_layer3"] == 0
 
 

@@ -17,6 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
+from clipasso_core.precision import resolve_precision
 from server_process import (FAST_PARAMS, ServerProcess, png_bytes, start_server, submit_image, wait_for_progress,
                             wait_for_status)
 
@@ -56,6 +57,7 @@ def test_health_names_version_device_and_queue(server):
     assert status == 200
     assert health["version"] == metadata.version("clipasso-inkscape")
     assert health["device"] == "cpu"
+    assert health["precision"] == resolve_precision("auto", torch.device("cpu")).value
     assert health["models_error"] is None
     assert isinstance(health["models_loaded"], bool)
     assert health["queue_length"] == 0
@@ -173,6 +175,7 @@ BAD_SUBMISSIONS = {
                          "params.fidelity"),
     "negative loss weight": ({"image": _b64(png_bytes()), "params": {"layer4_weight": -1}}, 422, "invalid_params",
                              "params.layer4_weight"),
+    "empty text": ({"image": _b64(png_bytes()), "params": {"text": " "}}, 422, "invalid_params", "params.text"),
     "params not an object": ({"image": _b64(png_bytes()), "params": [4]}, 422, "invalid_params", "params"),
     "stroke count true": ({"image": _b64(png_bytes()), "params": {"strokes": [True]}}, 422, "invalid_params",
                           "params.strokes"),

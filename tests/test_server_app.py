@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from clipasso_core.errors import ImageError
 from clipasso_core.params import SketchParams
+from clipasso_core.precision import Precision
 from clipasso_server import worker
 from clipasso_server.app import create_app
 from clipasso_server.config import ServerConfig
@@ -83,6 +84,17 @@ def test_store_never_builds_a_path_from_a_strange_id(tmp_path):
     with pytest.raises(ValueError):
         store.result_path(dataclasses.replace(job, id="../../escape"))
     store.close()
+
+
+def test_a_job_in_another_precision_is_not_served_from_the_cache(tiny_spec, tmp_path):
+    keys = {}
+    for precision in ("fp32", "bf16"):
+        spec = dataclasses.replace(tiny_spec, precision=Precision(precision))
+        app = create_app(ServerConfig(data_dir=tmp_path / precision, models=spec))
+        with TestClient(app) as test_client:
+            assert test_client.get("/v1/health").json()["precision"] == precision
+            keys[precision] = test_client.app.state.queue.cache_key(png_bytes(), SketchParams())
+    assert keys["fp32"] != keys["bf16"]
 
 
 def test_uploads_are_decoded_at_most_two_at_a_time(client, monkeypatch):

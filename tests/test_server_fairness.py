@@ -136,7 +136,11 @@ def test_health_lists_the_worker_and_counts_its_jobs(client):
     assert [(w["name"], w["status"], w["device"], w["jobs_done"]) for w in workers] == [("local", "idle", "cpu", 0)]
     wait_done(client, submit(client, 3)["id"])
     wait_done(client, submit(client, 4)["id"])
-    (worker,) = client.get("/v1/health").json()["workers"]
+    deadline = time.monotonic() + 10  # the board is updated just after the job is stored as finished
+    while (worker := client.get("/v1/health").json()["workers"][0])["status"] != "idle":
+        assert time.monotonic() < deadline, worker
+        time.sleep(0.02)
+    assert len(client.get("/v1/health").json()["workers"]) == 1
     assert worker["jobs_done"] == 2 and worker["status"] == "idle" and worker["job"] is None
 
 

@@ -1,0 +1,233 @@
+"""Read a sketch layer of a layered SVG for a refine, and add the refined layer above it.
+
+The SVG is one written by ``clipasso sketch`` or saved by Inkscape after a designer edited it. Its user
+space maps to the image's pixels through the root ``viewBox`` (as ``clipasso sketch`` writes it:
+``0 0 W H`` for a W×H image); transforms on layers, groups and paths are composed into that map. A
+path is locked when it, or a group it sits in, has Inkscape's lock (``sodipodi:insensitive="true"``).
+The refined layer is inserted right above the old one, which is hidden; nothing else changes.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import SketchFileError
+from .path_data import PathDataError, format_path, parse_path, transform_subpaths
+from .svg import INKSCAPE_NS, SODIPODI_NS, SVG_NS, stroke_style
+from .svg_transform import IDENTITY, parse_transform, svg_matrix
+
+for _prefix, _uri in (("rdf", "http://www.w3.org/1999/02/22-rdf-syntax-ns#"), ("cc", "http://creativecommons.org/ns#"),
+                      ("dc", "http://purl.org/dc/elements/1.1/")):
+    ET.register_namespace(_prefix, _uri)
+
+__all__ = ["LayerStrokes", "LayeredDrawing"]
+
+_GROUP = f"{{{SVG_NS}}}g"
+_PATH = f"{{{SVG_NS}}}path"
+_LABEL = f"{{{INKSCAPE_NS}}}label"
+_GROUPMODE = f"{{{INKSCAPE_NS}}}groupmode"
+_LOCK = f"{{{SODIPODI_NS}}}insensitive"
+_NOT_DRAWN = {f"{{{SVG_NS}}}{name}" for name in ("title", "desc", "metadata", "defs")}
+_NUMBER = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(px)?\s*$")
+
+
+@dataclass(frozen=True)
+class LayerStrokes:
+    """The strokes of one layer in image pixels: path data, which are locked, pen width and colours."""
+
+    label: str
+    paths: list[str]
+    locked: list[int]
+    stroke_width: float
+    colors: list[str]
+
+
+def _style(element: ET.Element) -> dict[str, str]:
+    return {key.strip(): value.strip() for key, value in
+            (item.split(":", 1) for item in (element.get("style") or "").split(";") if ":" in item)}
+
+
+def _set_display_none(element: ET.Element) -> None:
+    style = _style(element)
+    style["display"] = "none"
+    element.set("style", ";".join(f"{key}:{value}" for key, value in style.items()))
+
+
+def _describe(element: ET.Element) -> str:
+    name = element.tag.rsplit("}", 1)[-1]
+    ident = element.get("id")
+    return f"<{name}> '{ident}'" if ident else f"a <{name}>"
+
+
+class LayeredDrawing:
+    """A layered SVG document whose user space maps to the pixels of a ``width`` × ``height`` image."""
+
+    def __init__(self, text: str, width: int, height: int) -> None:
+        parser = ET.XMLParser(target=ET.TreeBuilder(insert_comments=True, insert_pis=True))
+        try:
+            self.root = ET.fromstring(text, parser=parser)
+        except ET.ParseError as error:
+            raise SketchFileError(f"The sketch is not valid SVG ({error}).") from None
+        if self.root.tag != f"{{{SVG_NS}}}svg":
+            raise SketchFileError("The sketch is not an SVG document (its root is not <svg>).")
+        self.parents = {child: parent for parent in self.root.iter() for child in parent}
+        self.to_pixels = self._user_to_pixels(width, height)
+
+    def _user_to_pixels(self, width: int, height: int) -> np.ndarray:
+        """Root user units → image pixels: the viewBox spans the image (else the document's px size does)."""
+        view_box = [float(v) for v in re.split(r"[\s,]+", (self.root.get("viewBox") or "").strip()) if v]
+        if len(view_box) == 4 and view_box[2] > 0 and view_box[3] > 0:
+            x, y, w, h = view_box
+        else:
+            sizes = [_NUMBER.match(self.root.get(name) or "") for name in ("width", "height")]
+            if not all(sizes):
+                return IDENTITY.copy()
+            x, y, w, h = 0.0, 0.0, float(sizes[0].group(1)), float(sizes[1].group(1))
+        return np.array([[width / w, 0.0, -x * width / w], [0.0, height / h, -y * height / h], [0.0, 0.0, 1.0]])
+
+    def _composed(self, element: ET.Element | None) -> np.ndarray:
+        """The transform from ``element``'s coordinates (its own transform included) to root user units."""
+        matrix = IDENTITY.copy()
+        while element is not None and element is not self.root:
+            matrix = parse_transform(element.get("transform")) @ matrix
+            element = self.parents.get(element)
+        return matrix
+
+    def _inherited(self, element: ET.Element, name: str, default: str) -> str:
+        while element is not None:
+            value = _style(element).get(name) or element.get(name)
+            if value and value != "inherit":
+                return value
+            element = self.parents.get(element)
+        return default
+
+    def layers(self) -> list[ET.Element]:
+        """Every Inkscape layer (and sublayer), in document order."""
+        return [group for group in self.root.iter(_GROUP) if group.get(_GROUPMODE) == "layer"]
+
+    def find_layer(self, label: str | None = None, level: int | None = None) -> ET.Element:
+        """The layer labelled ``label``, or ``"<level> strokes"``, or else the topmost visible one with paths."""
+        layers = self.layers()
+        with_paths = [layer for layer in layers if self._paths(layer)]
+        if label is None and level is not None:
+            label = f"{level} strokes"
+        if label is not None:
+            for layer in reversed(layers):
+                if layer.get(_LABEL) == label:
+                    return layer
+            names = ", ".join(repr(layer.get(_LABEL) or layer.get("id")) for layer in with_paths) or "none"
+            raise SketchFileError(f"The sketch has no layer named {label!r} (layers with paths: {names}).")
+        visible = [layer for layer in with_paths if self._inherited(layer, "display", "inline") != "none"]
+        if not visible:
+            raise SketchFileError("The sketch has no visible layer with paths; name one with --layer.")
+        return visible[-1]
+
+    def _paths(self, group: ET.Element) -> list[ET.Element]:
+        """Drawn elements of a layer, descending into groups but not into sublayers; hidden ones left out."""
+        found = []
+        for child in group:
+            if not isinstance(child.tag, str) or child.tag in _NOT_DRAWN:
+                continue
+            if "display:none" in (child.get("style") or "").replace(" ", "") or child.get("display") == "none":
+                continue
+            if child.tag == _GROUP:
+                if child.get(_GROUPMODE) != "layer":
+                    found.extend(self._paths(child))
+            else:
+                found.append(child)
+        return found
+
+    def strokes(self, layer: ET.Element) -> LayerStrokes:
+        """The layer's paths in image pixels; raises :class:`SketchFileError` on anything that is not a stroke."""
+        label = layer.get(_LABEL) or layer.get("id") or "the layer"
+        paths, locked, widths, colors = [], [], [], []
+        for element in self._paths(layer):
+            if element.tag != _PATH:
+                raise SketchFileError(f"The layer {label!r} holds {_describe(element)}, which is not a stroke; "
+                                      "convert it with Path → Object to Path, or move it to another layer.")
+            fill = self._inherited(element, "fill", "black")
+            if fill.lower() not in ("none", "transparent"):
+                raise SketchFileError(f"The layer {label!r} holds the filled shape {_describe(element)}; "
+                                      "refine works on strokes only (set its fill to none or move it away).")
+            try:
+                subpaths = parse_path(element.get("d") or "")
+            except PathDataError as error:
+                raise SketchFileError(f"{_describe(element).capitalize()} in {label!r}: {error}") from None
+            if not subpaths:
+                continue
+            if len(subpaths) > 1:
+                raise SketchFileError(f"{_describe(element).capitalize()} in {label!r} holds {len(subpaths)} separate "
+                                      "strokes; split it with Path → Break Apart.")
+            matrix = self.to_pixels @ self._composed(element)
+            if self._locked(element, layer):
+                locked.append(len(paths))
+            paths.append(format_path(transform_subpaths(subpaths, svg_matrix(matrix))))
+            scale = abs(np.linalg.det(matrix[:2, :2])) ** 0.5
+            widths.append(self._length(self._inherited(element, "stroke-width", "1"), element) * scale)
+            colors.append(self._inherited(element, "stroke", "#000000"))
+        if not paths:
+            raise SketchFileError(f"The layer {label!r} holds no paths to refine.")
+        return LayerStrokes(label, paths, locked, statistics.median(widths), colors)
+
+    def _locked(self, element: ET.Element, layer: ET.Element) -> bool:
+        while element is not None:
+            if element.get(_LOCK) == "true":
+                return True
+            if element is layer:
+                return False
+            element = self.parents.get(element)
+        return False
+
+    @staticmethod
+    def _length(value: str, element: ET.Element) -> float:
+        match = _NUMBER.match(value)
+        if match is None:
+            raise SketchFileError(f"The stroke width {value!r} of {_describe(element)} is not a length in user units.")
+        return float(match.group(1))
+
+    def add_refined(self, layer: ET.Element, strokes: LayerStrokes, paths: list[str], stroke_width: float) -> str:
+        """Insert ``paths`` (image pixels) as a new layer right above ``layer`` and hide ``layer``; returns its label."""
+        parent = self.parents[layer]
+        ids = {element.get("id") for element in self.root.iter() if element.get("id")}
+
+        def fresh(base: str) -> str:
+            candidate, number = base, 2
+            while candidate in ids:
+                candidate, number = f"{base}-{number}", number + 1
+            ids.add(candidate)
+            return candidate
+
+        label = f"{len(paths)} strokes (refined)"
+        attributes = {"id": fresh(f"{layer.get('id') or 'layer'}-refined"), _GROUPMODE: "layer", _LABEL: label}
+        to_parent = np.linalg.inv(self.to_pixels @ self._composed(parent))
+        if not np.allclose(to_parent, IDENTITY, rtol=0.0, atol=1e-12):
+            attributes["transform"] = "matrix({})".format(",".join(f"{v:.12g}" for v in svg_matrix(to_parent)))
+        refined = ET.Element(_GROUP, attributes)
+        for index, d in enumerate(paths):
+            path = ET.SubElement(refined, _PATH, {"id": fresh(f"{attributes['id']}-stroke-{index + 1}"), "d": d,
+                                                  "style": stroke_style(stroke_width, strokes.colors[index])})
+            if index in strokes.locked:
+                path.set(_LOCK, "true")
+        depth = self._depth(layer)
+        ET.indent(refined, level=depth)
+        refined.tail, layer.tail = layer.tail, "\n" + "  " * depth
+        parent.insert(list(parent).index(layer) + 1, refined)
+        self.parents.update({child: refined for child in refined})
+        self.parents[refined] = parent
+        _set_display_none(layer)
+        return label
+
+    def _depth(self, element: ET.Element) -> int:
+        depth = 0
+        while element in self.parents:
+            element, depth = self.parents[element], depth + 1
+        return depth
+
+    def to_string(self) -> str:
+        """The document as SVG text with an XML declaration."""
+        return ET.tostring(self.root, encoding="unicode", xml_declaration=True) + "\n"
