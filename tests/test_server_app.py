@@ -91,7 +91,7 @@ def test_a_job_in_another_precision_is_not_served_from_the_cache(tiny_spec, tmp_
     for precision in ("fp32", "bf16"):
         spec = dataclasses.replace(tiny_spec, precision=Precision(precision))
         app = create_app(ServerConfig(data_dir=tmp_path / precision, models=spec))
-        with TestClient(app) as test_client:
+        with TestClient(app, base_url=LOCAL) as test_client:
             assert test_client.get("/v1/health").json()["precision"] == precision
             keys[precision] = test_client.app.state.queue.cache_key(png_bytes(), SketchParams())
     assert keys["fp32"] != keys["bf16"]
