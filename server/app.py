@@ -29,7 +29,7 @@ from .middleware import BearerTokenMiddleware, BodyLimitMiddleware
 from .model_cache import ModelCache
 from .schemas import (ErrorInfo, ErrorResponse, Health, JobCreated, JobRequest, JobState, SketchResultBody,
                       WorkerHealth)
-from .store import DEFAULT_CLIENT, Job, JobStore, iso_time
+from .store import DEFAULT_CLIENT, Job, JobStore, ResultMissing, iso_time
 from .worker import JobQueue, WorkerState
 
 _WHITESPACE = re.compile(rb"\s+")
@@ -69,8 +69,7 @@ MAX_PARALLEL_DECODES = 2
 def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAPI:
     """Build the app for ``config``; the worker starts and stops with the app's lifespan."""
     models = models or ModelCache(config.models, config.device)
-    queue = JobQueue(JobStore(config.data_dir), models, max_pixels=config.max_pixels,
-                     stuck_after_s=config.stuck_after_s)
+    queue = make_queue(config, JobStore(config.data_dir), models)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -149,7 +148,7 @@ def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAP
     def submit_job(body: JobRequest, request: Request) -> JobCreated:
         data = decode_image_field(body.image)
         key = queue.cache_key(data, body.params)
-        existing = queue.find_reusable(key)
+        existing = queue.find_reusable(key, data)
         if existing is None:
             with decode_slots:
                 check_image(data, config.max_pixels)
@@ -172,9 +171,9 @@ def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAP
         if job.status == "succeeded":
             try:
                 return queue.store.read_result(job)
-            except FileNotFoundError:
-                raise ApiError(409, "result_missing", "The result of this job is no longer on the server; "
-                                                      "submit the image again.") from None
+            except ResultMissing:
+                raise ApiError(409, "result_missing", "The result of this job is missing or damaged on the server; "
+                                                      "submit the image again to sketch it anew.") from None
         if job.status in ("failed", "cancelled"):
             error = job.error or {"code": f"job_{job.status}", "message": f"The job {job.status}."}
             raise ApiError(409, f"job_{job.status}", error["message"])
@@ -219,6 +218,16 @@ def token_client(authorization: str | None) -> str:
     if not authorization or not authorization.startswith("Bearer "):
         return DEFAULT_CLIENT
     return "token-" + hashlib.sha256(authorization[7:].encode()).hexdigest()[:12]
+
+
+def make_queue(config: ServerConfig, store: JobStore, models: ModelCache) -> JobQueue:
+    """The in-process job queue, or the Ray one when ``config`` asks for Ray workers."""
+    if not config.ray_workers:
+        return JobQueue(store, models, max_pixels=config.max_pixels, stuck_after_s=config.stuck_after_s)
+    from .ray_backend import RayJobQueue
+
+    return RayJobQueue(store, models, config.ray_workers, config.ray_gpus_per_worker, max_pixels=config.max_pixels,
+                       stuck_after_s=config.stuck_after_s)
 
 
 def decode_image_field(text: str) -> bytes:
