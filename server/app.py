@@ -25,6 +25,7 @@ from clipasso_core.image import read_image
 from . import job_files
 from .config import ServerConfig
 from .errors import ApiError, install_error_handlers
+from .guards import ConcurrencyLimitMiddleware, HeadAsGetMiddleware, LoopbackOnlyMiddleware
 from .middleware import BearerTokenMiddleware, BodyLimitMiddleware
 from .model_cache import ModelCache
 from .schemas import (ErrorInfo, ErrorResponse, Health, JobCreated, JobRequest, JobState, SketchResultBody,
@@ -47,16 +48,19 @@ def package_version() -> str:
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     descriptions = {
         401: "Missing or wrong bearer token (only when the server was started with --token).",
+        403: "Without a token: the Host is not a loopback name (forbidden_host) or the request comes from another "
+             "site's web page (forbidden_origin).",
         404: "No such job.",
         409: "The job has not succeeded (yet); the error says why.",
         413: "The request body or the image is larger than the server's limit.",
         415: "The image is not a PNG, JPEG, WebP, GIF or TIFF file.",
         422: "Invalid request: the message names the field (e.g. params.strokes) or says what is wrong with the image.",
         500: "Unexpected server error (details only in the server's log).",
-        503: "The data directory cannot be written (read-only or no permission); the message names it.",
+        503: "The data directory cannot be written (read-only or no permission; the message names it), or the "
+             "server is answering --max-requests requests already (busy; retry after Retry-After seconds).",
         507: "The data directory's disk is full; the message names it.",
     }
-    return {status: {"model": ErrorResponse, "description": descriptions[status]} for status in (*statuses, 401, 500)}
+    return {status: {"model": ErrorResponse, "description": descriptions[status]} for status in (*statuses, 401, 403, 500, 503)}
 
 
 MAX_PARALLEL_DECODES = 2
@@ -88,9 +92,14 @@ def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAP
     app.state.queue = queue
     decode_slots = threading.BoundedSemaphore(MAX_PARALLEL_DECODES)
     install_error_handlers(app, config.data_dir)
+    # Middleware added last runs first: HEAD → concurrency limit → token or loopback rule → body limit.
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_body_bytes)
     if config.token:
-        app.add_middleware(BearerTokenMiddleware, token=config.token)  # added last = runs first
+        app.add_middleware(BearerTokenMiddleware, token=config.token)
+    else:
+        app.add_middleware(LoopbackOnlyMiddleware)
+    app.add_middleware(ConcurrencyLimitMiddleware, max_requests=config.max_requests)
+    app.add_middleware(HeadAsGetMiddleware)
 
     def job_state(job: Job) -> JobState:
         unsaved = queue.unsaved(job.id) if job.status == "running" else None
