@@ -252,8 +252,8 @@ def run_install_extension(args: argparse.Namespace) -> int:
 
 
 def check_writable(path: Path) -> None:
-    """Fail before a long run if ``path`` cannot be written."""
-    folder = path.parent
+    """Fail before a long run if ``path`` (or, for a symbolic link, its target) cannot be written."""
+    folder = Path(os.path.realpath(path)).parent
     if not folder.is_dir():
         raise ClipassoError(f"Cannot write '{path}': the folder '{folder}' does not exist.")
     if path.is_dir():

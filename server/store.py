@@ -43,6 +43,8 @@ LOCK_NAME = "server.lock"
 JOB_ID_RE = re.compile(r"[0-9a-f]{32}")
 REUSABLE = ("queued", "running", "succeeded")
 """Statuses of an earlier identical job that a new submission returns instead of running again."""
+PRIVATE = 0o600
+"""Permissions of the uploaded images and results: the user's pictures, readable by the user only."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -264,7 +266,7 @@ class JobStore:
             if existing is not None:
                 return existing, False
             job_id = uuid.uuid4().hex
-            write_atomically(self.images / f"{job_id}.image", image)
+            write_atomically(self.images / f"{job_id}.image", image, mode=PRIVATE)
             self._db.execute(
                 "INSERT INTO jobs (id, status, cache_key, params, created_at, client) VALUES (?, 'queued', ?, ?, ?, ?)",
                 (job_id, key, canonical_json(params.model_dump(mode="json")), time.time(), client))
@@ -297,7 +299,7 @@ class JobStore:
             job = self.get(job_id)
             if job is None or job.status != "running":
                 return False
-            write_atomically(self.result_path(job), canonical_json(result).encode())
+            write_atomically(self.result_path(job), canonical_json(result).encode(), mode=PRIVATE)
             return self._finish(job_id, "succeeded", progress, None, None)
 
     def fail(self, job_id: str, code: str, message: str, progress: dict[str, Any] | None = None) -> bool:
