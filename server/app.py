@@ -22,6 +22,7 @@ from PIL import Image
 from clipasso_core.errors import ImageError, ImageTooLargeError, UnsupportedImageError
 from clipasso_core.image import read_image
 
+from . import job_files
 from .config import ServerConfig
 from .errors import ApiError, install_error_handlers
 from .guards import ConcurrencyLimitMiddleware, HeadAsGetMiddleware, LoopbackOnlyMiddleware
@@ -29,7 +30,7 @@ from .middleware import BearerTokenMiddleware, BodyLimitMiddleware
 from .model_cache import ModelCache
 from .schemas import (ErrorInfo, ErrorResponse, Health, JobCreated, JobRequest, JobState, SketchResultBody,
                       WorkerHealth)
-from .store import DEFAULT_CLIENT, Job, JobStore, ResultMissing, iso_time
+from .store import DEFAULT_CLIENT, Job, JobStore, iso_time
 from .worker import JobQueue, WorkerState
 
 _WHITESPACE = re.compile(rb"\s+")
@@ -115,10 +116,7 @@ def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAP
         )
 
     def find_job(job_id: str) -> Job:
-        job = queue.store.get(job_id)
-        if job is None:
-            raise ApiError(404, "not_found", f"There is no job {job_id[:64]!r} on this server.")
-        return job
+        return job_files.find_job(queue, job_id)
 
     @app.get("/v1/health", response_model=Health, summary="Whether the server can sketch",
              responses={**_errors(), 503: {"model": Health, "description": "Degraded: the job worker is dead or "
@@ -168,17 +166,7 @@ def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAP
         unsaved = queue.unsaved(job.id) if job.status == "running" else None
         if unsaved is not None and unsaved[0].result is not None:
             return unsaved[0].result  # finished, waiting for the disk: the strokes are served from memory
-        if job.status == "succeeded":
-            try:
-                return queue.store.read_result(job)
-            except ResultMissing:
-                raise ApiError(409, "result_missing", "The result of this job is missing or damaged on the server; "
-                                                      "submit the image again to sketch it anew.") from None
-        if job.status in ("failed", "cancelled"):
-            error = job.error or {"code": f"job_{job.status}", "message": f"The job {job.status}."}
-            raise ApiError(409, f"job_{job.status}", error["message"])
-        raise ApiError(409, "not_finished", f"The job is {job.status}; poll GET /v1/jobs/{job.id} until it "
-                                            "has succeeded.")
+        return job_files.stored_result(queue, job)
 
     @app.delete("/v1/jobs/{job_id}", response_model=JobState, responses=_errors(404, 503, 507),
                 summary="Cancel a queued or running job (a finished job is left as it is)")
@@ -188,6 +176,8 @@ def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAP
         if job is None:
             raise ApiError(404, "not_found", f"There is no job {job_id[:64]!r} on this server.")
         return job_state(job)
+
+    app.include_router(job_files.router)
 
     @app.get("/", include_in_schema=False)
     def root() -> dict[str, str]:
