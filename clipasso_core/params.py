@@ -193,7 +193,8 @@ class SketchParams(BaseModel):
             raise ValueError("locked indices must not repeat")
         beyond = [index for index in locked if index >= len(paths)]
         if beyond:
-            raise ValueError(f"locked index {beyond[0]} is not a path: init_paths has {len(paths)} (0 to {len(paths) - 1})")
+            raise ValueError(f"locked index {beyond[0]} is not a path: init_paths has {len(paths)} "
+                             f"(0 to {len(paths) - 1})")
         if len(locked) == len(paths):
             raise ValueError("every path is locked, so nothing could be refined; unlock at least one")
         return sorted(locked)
