@@ -16,6 +16,7 @@ from PIL import Image
 from .image import CanvasFrame, to_canvas
 from .joined_paths import JoinedPaths, PathShape, join_paths, read_paths
 from .loss import ClipConvLoss, LossWeights
+from .mask import inside_pixels, mask_coverage, whiten_outside
 from .models import LoadedModels, encode_prompt
 from .optimize import CancelSignal, LevelOutcome, Progress, optimize_sketches
 from .params import CANVAS_SIZE, SketchParams
@@ -75,7 +76,7 @@ def sketch_image(
     cancel: CancelSignal | None = None,
 ) -> SketchResult:
     """Sketch an RGB image at every level of ``params``; stops early, keeping the best so far, when cancelled."""
-    target, frame = to_canvas(image, CANVAS_SIZE)
+    target, frame, coverage = masked_canvas(image, params.mask)
     target = target.to(models.device)
     prompt = encode_prompt(models.loss, params.text, models.device) if params.text else None
     loss = ClipConvLoss(models.loss, target, LossWeights.from_params(params), prompt)
@@ -85,7 +86,8 @@ def sketch_image(
         outcome = optimize_sketches(loss, initial, params, progress, cancel, {len(params.init_paths): joined})
         levels = [refined_level(outcome.levels[0], params, frame, joined.shape, loss.term_names)]
     else:
-        outcome = optimize_sketches(loss, initial_points(target, params, models), params, progress, cancel)
+        inside = None if coverage is None else inside_pixels(coverage)
+        outcome = optimize_sketches(loss, initial_points(target, params, models, inside), params, progress, cancel)
         levels = [
             LevelSketch(
                 strokes=level.strokes,
@@ -127,8 +129,22 @@ def refined_level(level: LevelOutcome, params: SketchParams, frame: CanvasFrame,
     )
 
 
-def initial_points(target: torch.Tensor, params: SketchParams, models: LoadedModels) -> dict[int, torch.Tensor]:
-    """Initial strokes per level: stroke count → ``[seeds, S, 4, 2]`` canvas points, one row per sketch seed."""
+def masked_canvas(image: Image.Image, mask: str | list[str] | None) -> tuple[torch.Tensor, CanvasFrame,
+                                                                           torch.Tensor | None]:
+    """The target on the canvas ``[3, S, S]``, white outside ``mask``, its frame, and the mask's coverage ``[S, S]``."""
+    target, frame = to_canvas(image, CANVAS_SIZE)
+    if mask is None:
+        return target, frame, None
+    coverage = mask_coverage(mask, frame)
+    return whiten_outside(target, coverage), frame, coverage
+
+
+def initial_points(target: torch.Tensor, params: SketchParams, models: LoadedModels,
+                   inside: torch.Tensor | None = None) -> dict[int, torch.Tensor]:
+    """Initial strokes per level: stroke count → ``[seeds, S, 4, 2]`` canvas points, one row per sketch seed.
+
+    With ``inside`` ``[H, W]`` (bool, a mask on the canvas) first points are placed only inside it.
+    """
     probabilities = None
     if params.attention_init:
         attention = clip_attention(models.saliency, target)
@@ -136,7 +152,7 @@ def initial_points(target: torch.Tensor, params: SketchParams, models: LoadedMod
         probabilities = sampling_distribution(attention, edges, params.softmax_temperature)
     size = target.shape[-1]
     return {
-        count: torch.stack([initial_strokes(probabilities, count, seed, size) for seed in params.sketch_seeds()])
+        count: torch.stack([initial_strokes(probabilities, count, seed, size, inside) for seed in params.sketch_seeds()])
         for count in params.strokes
     }
 
