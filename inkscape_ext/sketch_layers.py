@@ -1,4 +1,9 @@
-"""Turning a sketch result into layers of pen strokes placed exactly over their <image>."""
+"""Turning a sketch result into layers of pen strokes placed exactly over their <image>.
+
+The parent layer records what Refine needs to find its way back: the image's id (clipasso:source),
+the bitmap's size in pixels (clipasso:pixels, "W H") and the pixel → document placement the strokes
+were inserted with (clipasso:placement).
+"""
 
 import json
 import math
@@ -73,6 +78,8 @@ def add_sketch_layers(
         "server": job.server,
         "server-version": server_version,
         "params": json.dumps(job.params, sort_keys=True),
+        "pixels": f"{result['width']} {result['height']}",
+        "placement": str(transform),
     }
     for key, value in provenance.items():
         parent.set(clipasso_attribute(key), value)

@@ -66,8 +66,7 @@ MAX_PARALLEL_DECODES = 2
 def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAPI:
     """Build the app for ``config``; the worker starts and stops with the app's lifespan."""
     models = models or ModelCache(config.models, config.device)
-    queue = JobQueue(JobStore(config.data_dir), models, max_pixels=config.max_pixels,
-                     stuck_after_s=config.stuck_after_s)
+    queue = make_queue(config, JobStore(config.data_dir), models)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -213,6 +212,16 @@ def token_client(authorization: str | None) -> str:
     if not authorization or not authorization.startswith("Bearer "):
         return DEFAULT_CLIENT
     return "token-" + hashlib.sha256(authorization[7:].encode()).hexdigest()[:12]
+
+
+def make_queue(config: ServerConfig, store: JobStore, models: ModelCache) -> JobQueue:
+    """The in-process job queue, or the Ray one when ``config`` asks for Ray workers."""
+    if not config.ray_workers:
+        return JobQueue(store, models, max_pixels=config.max_pixels, stuck_after_s=config.stuck_after_s)
+    from .ray_backend import RayJobQueue
+
+    return RayJobQueue(store, models, config.ray_workers, config.ray_gpus_per_worker, max_pixels=config.max_pixels,
+                       stuck_after_s=config.stuck_after_s)
 
 
 def decode_image_field(text: str) -> bytes:

@@ -47,6 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-body-mb", type=float, default=DEFAULT_MAX_BODY_MB,
                         help=f"largest accepted request body in megabytes (default: {DEFAULT_MAX_BODY_MB:g})")
     parser.add_argument("--access-log", action="store_true", help="log every HTTP request")
+    parser.add_argument("--ray", metavar="ADDRESS", default=None,
+                        help="run jobs on the workers of a Ray cluster instead of in this process: 'auto' for the "
+                             "cluster started on this machine with 'ray start --head', or its address HOST:PORT "
+                             "(needs pip install 'clipasso-inkscape[ray]')")
+    parser.add_argument("--ray-workers", metavar="N", type=int, default=None,
+                        help="with --ray: how many workers (default: one per GPU of the cluster; a cluster "
+                             "without GPUs needs this, and runs N workers on its CPUs)")
     add_model_options(parser)
     return parser
 
@@ -117,6 +124,12 @@ def check_options(args: argparse.Namespace) -> str | None:
         return f"--max-pixels must be a positive number of pixels, got {args.max_pixels}."
     if not 0 < args.max_body_mb <= 10_000:
         return f"--max-body-mb must be more than 0 and at most 10000, got {args.max_body_mb:g}."
+    if args.ray_workers is not None and args.ray is None:
+        return "--ray-workers needs --ray ADDRESS."
+    if args.ray_workers is not None and not 1 <= args.ray_workers <= 1024:
+        return f"--ray-workers must be between 1 and 1024, got {args.ray_workers}."
+    if args.ray is not None and not args.ray.strip():
+        return "--ray needs the address of a Ray cluster, or 'auto'."
     if args.token is not None and not args.token.strip():
         return "--token must not be empty."
     if args.token is not None and any(c.isspace() or not c.isprintable() for c in args.token):
@@ -162,9 +175,18 @@ def serve(args: argparse.Namespace) -> int:
     except ClipassoError as error:
         return fail(str(error), EXIT_USAGE)
     data_dir = (args.data_dir or default_data_dir()).expanduser()
+    ray_workers, ray_gpus = 0, 0
+    if args.ray is not None:
+        from .ray_backend import connect, worker_plan
+
+        try:
+            ray_workers, ray_gpus = worker_plan(args.ray_workers, connect(args.ray))
+        except ClipassoError as error:
+            return fail(str(error))
     config = ServerConfig(
         data_dir=data_dir, models=model_spec(args), device=device, token=args.token,
         max_pixels=args.max_pixels, max_body_bytes=int(args.max_body_mb * 1_000_000),
+        ray_workers=ray_workers, ray_gpus_per_worker=ray_gpus,
     )
     Image.MAX_IMAGE_PIXELS = max(args.max_pixels, Image.MAX_IMAGE_PIXELS or 0)
     models = ModelCache(config.models, device)
@@ -178,7 +200,7 @@ def serve(args: argparse.Namespace) -> int:
         sock = bind_socket(args.host, args.port)
     except OSError as error:
         return fail(f"cannot listen on {args.host}:{args.port}: {error.strerror or error}.")
-    if args.preload:
+    if args.preload and not ray_workers:  # Ray workers load their models as they start
         try:
             models.get()
         except ClipassoError as error:

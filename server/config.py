@@ -34,5 +34,8 @@ class ServerConfig:
     token: str | None = None
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_body_bytes: int = int(DEFAULT_MAX_BODY_MB * 1_000_000)
+    ray_workers: int = 0
+    """Ray worker actors to run jobs on (0: the in-process worker; the process must have joined a cluster)."""
+    ray_gpus_per_worker: int = 0
     stuck_after_s: float = DEFAULT_STUCK_AFTER_S
     """Seconds without progress on the running job after which /v1/health reports the worker stuck (503)."""

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from clipasso_core.params import SketchParams
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-WorkerStatus = Literal["starting", "idle", "busy", "lost"]
+WorkerStatus = Literal["starting", "idle", "busy"]
 CLIENT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 ._@+-]*$"
 MAX_CLIENT_LENGTH = 64
 
@@ -59,8 +59,8 @@ class WorkerRef(BaseModel):
     """Where a job runs or ran: the worker's name, host, process id and device."""
 
     name: str
-    host: str
-    pid: int
+    host: str | None = Field(description="The worker's computer (null while a Ray worker is starting).")
+    pid: int | None = Field(description="The worker's process id on that computer (null while it is starting).")
     device: str
 
 

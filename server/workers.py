@@ -16,11 +16,11 @@ from typing import Any
 
 @dataclass(frozen=True)
 class WorkerInfo:
-    """Where a worker runs: a name unique in this server, the host, the process id and the torch device."""
+    """Where a worker runs: a name unique in this server, the host, the process id (unknown while it starts), the device."""
 
     name: str
-    host: str
-    pid: int
+    host: str | None
+    pid: int | None
     device: str
 
     def as_dict(self) -> dict[str, Any]:
@@ -34,7 +34,7 @@ def this_process(name: str, device: str) -> WorkerInfo:
 
 
 class WorkerBoard:
-    """The server's view of its workers: identity, ``starting``/``idle``/``busy``/``lost``, current job, jobs done."""
+    """The server's view of its workers: identity, ``starting``/``idle``/``busy``, current job, jobs done."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -47,7 +47,7 @@ class WorkerBoard:
             self._workers[info.name] = {**info.as_dict(), "status": status, "job": None, "jobs_done": done}
 
     def set_status(self, name: str, status: str) -> None:
-        """Mark a worker ``starting``, ``idle`` or ``lost`` (it runs no job then)."""
+        """Mark a worker ``starting`` (e.g. restarting after it died) or ``idle``: it runs no job then."""
         with self._lock:
             if name in self._workers:
                 self._workers[name].update(status=status, job=None)

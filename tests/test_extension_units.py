@@ -33,7 +33,7 @@ class _InxCheck(InxMixin, unittest.TestCase):
 
 
 def test_both_inx_files_exist():
-    assert [inx.name for inx in INX_FILES] == ["clipasso.inx", "clipasso_insert.inx"]
+    assert [inx.name for inx in INX_FILES] == ["clipasso.inx", "clipasso_insert.inx", "clipasso_refine.inx"]
 
 
 @pytest.mark.parametrize("inx", INX_FILES, ids=lambda p: p.name)
@@ -53,6 +53,7 @@ def test_menu_entries_and_ids():
     assert entries == {
         "org.clipasso.sketch": ["CLIPasso", "Sketch"],
         "org.clipasso.insert": ["CLIPasso", "Insert finished sketches"],
+        "org.clipasso.refine": ["CLIPasso", "Refine"],
     }
 
 

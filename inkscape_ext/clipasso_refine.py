@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""Extensions → CLIPasso → Refine: optimise a sketch layer's strokes again, keeping the locked ones.
+
+The designer selects strokes of a sketch layer (or makes it the current layer). All its strokes go to
+the sketch server as the starting point, in the pixels of the image the sketch was made for; strokes
+locked in Inkscape (and, with the option, the selected ones) stay where they are. The refined strokes
+become a new sublayer right above the old one, which is hidden. A successful run prints nothing; any
+problem aborts with one sentence and leaves the document untouched.
+"""
+
+import time
+
+import inkex
+
+from image_source import read_raster
+from refine_layers import add_refined_layer, read_strokes, sketch_layer_of
+from sketch_client import DEFAULT_URL, ServerError, SketchClient, job_error_text, progress_text
+
+CANVAS_SIZE = 224  # the optimiser's square canvas, in pixels; the pen width is given on it
+
+
+class Refine(inkex.EffectExtension):
+    """Send a sketch layer's strokes back to the sketch server and insert the refined ones above it."""
+
+    def add_arguments(self, pars):
+        """Declare the dialog's params (clipasso_refine.inx), each --name=value from Inkscape."""
+        pars.add_argument("--tab", default="refine")
+        pars.add_argument("--iterations", type=int, default=300)
+        pars.add_argument("--seed", type=int, default=0)
+        pars.add_argument("--lock_selected", type=inkex.Boolean, default=False)
+        pars.add_argument("--url", default=DEFAULT_URL)
+        pars.add_argument("--token", default="")
+        pars.add_argument("--wait", type=int, default=300)
+
+    def effect(self):
+        """Refine the selected sketch layer and insert the result above it."""
+        selection = list(self.svg.selection.values())
+        layer = sketch_layer_of(selection, self.svg.get_current_layer())
+        selected_strokes = {element for element in selection if element.getparent() is not None}
+        strokes = read_strokes(self.svg, layer, selected_strokes if self.options.lock_selected else set())
+        input_file = self.options.input_file if isinstance(self.options.input_file, str) else None
+        picture = read_raster(strokes.image, input_file, self.document_path())
+        params = {
+            "init_paths": strokes.paths,
+            "locked": strokes.locked,
+            "iterations": self.options.iterations,
+            "seed": self.options.seed,
+            "stroke_width": round(strokes.stroke_width * CANVAS_SIZE / max(strokes.pixels), 4),
+        }
+        client = SketchClient(self.options.url, self.options.token)
+        health = client.health()
+        if health.get("models_error"):
+            raise ServerError(f"The sketch server cannot refine: {health['models_error']}")
+        deadline = time.monotonic() + max(0, self.options.wait)
+        job_id = client.submit(picture, params)["id"]
+        state = client.wait([job_id], deadline)[job_id]
+        if state["status"] in ("failed", "cancelled"):
+            raise inkex.AbortExtension(
+                f"The refine {state['status']} on the server: {job_error_text(state).strip().rstrip('.')}."
+            )
+        if state["status"] != "succeeded":
+            raise inkex.AbortExtension(
+                f"The refine is not finished after {max(0, self.options.wait)} s ({progress_text(state)}); "
+                "the document is unchanged. Raise the wait time in the Server tab and run Refine again: "
+                "the server keeps the job and answers at once when it is done."
+            )
+        (level,) = client.result(job_id)["levels"]
+        add_refined_layer(strokes, level, job_id)
+
+
+if __name__ == "__main__":
+    Refine().run()

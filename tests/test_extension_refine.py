@@ -1,0 +1,186 @@
+"""Extensions → CLIPasso → Refine, run as Inkscape runs it, against the real sketch server with tiny models.
+
+A sketch is made with the Sketch extension first; its strokes are then edited, locked and refined.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import List
+
+import inkex
+import pytest
+
+from clipasso_core.params import REFINE_ITERATIONS, SketchParams
+from clipasso_core.path_data import parse_path
+from test_extension import (  # noqa: F401  (live_server: a fixture, used by name)
+    EXT_DIR,
+    INTERPRETERS,
+    QUICK,
+    assert_aborted,
+    assert_near,
+    assert_silent_success,
+    clip,
+    linked_project,
+    live_server,
+    needs_inkscape,
+    png_data_uri,
+    run_extension,
+    run_inkscape,
+    sketch_layers,
+    sublayers,
+    write_document,
+)
+
+SODIPODI_INSENSITIVE = "{http://sodipodi.sourceforge.net/DTD/sodipodi-0.dtd}insensitive"
+# Moving, rotating and scaling the image and its strokes together, as a designer does in Inkscape.
+MOVE = inkex.Transform("translate(40,-25) rotate(35,60,50) scale(1.3,0.8)")
+
+
+def sketched(tmp_path: Path, server, seed: int) -> inkex.SvgDocumentElement:
+    """A document whose photo (80×60 at (50, 40)) was sketched with 4 strokes by the Sketch extension."""
+    document = write_document(
+        tmp_path,
+        f"""<g id="layer1" inkscape:groupmode="layer" inkscape:label="Photos">
+          <image id="photo" x="50" y="40" width="80" height="60" xlink:href="{png_data_uri()}"/>
+        </g>""",
+    )
+    run = run_extension("clipasso_sketch.py", document, "--id=photo", f"--url={server.url}", *QUICK,
+                        "--strokes=4", f"--seed={seed}")
+    assert_silent_success(run)
+    return run.svg
+
+
+def level(svg: inkex.SvgDocumentElement, label: str = "4 strokes") -> inkex.BaseElement:
+    (found,) = [sub for sub in sublayers(sketch_layers(svg)["photo"]) if sub.get("inkscape:label") == label]
+    return found
+
+
+def save(svg: inkex.SvgDocumentElement, path: Path) -> Path:
+    path.write_bytes(svg.tostring())
+    return path
+
+
+def refine(path: Path, server, *args: str, interpreter: str = "inkex-pypi"):
+    return run_extension("clipasso_refine.py", path, f"--url={server.url}", "--iterations=3", *args,
+                         interpreter=interpreter)
+
+
+def precise(path: inkex.Path) -> str:
+    """Path data with nine decimals (inkex's own str() keeps six significant digits)."""
+    return " ".join(" ".join([seg.letter, *(f"{v:.9f}" for v in seg.args)]) for seg in path.to_absolute())
+
+
+def segments(path: inkex.BaseElement) -> List[List[float]]:
+    (subpath,) = parse_path(str(path.path.to_absolute()))
+    return subpath.segments.reshape(-1).tolist()
+
+
+@pytest.mark.parametrize("interpreter", INTERPRETERS)
+def test_refine_inserts_the_refined_level_above_the_old_one_and_keeps_locked_strokes(tmp_path, live_server,
+                                                                                      interpreter):
+    svg = sketched(tmp_path, live_server, seed=301)
+    old = level(svg)
+    strokes = list(old)
+    strokes[1].set(SODIPODI_INSENSITIVE, "true")  # locked in Inkscape
+    # The designer redraws a stroke with several segments, lines and relative commands.
+    strokes[2].set("d", "m 60 50 l 10 5 c 5 5 10 5 15 0 h 5 v 8 q 3 3 6 0")
+    run = refine(save(svg, tmp_path / "edited.svg"), live_server, f"--id={strokes[0].get_id()}",
+                 "--lock_selected=true", interpreter=interpreter)
+    assert_silent_success(run)
+    parent = sketch_layers(run.svg)["photo"]
+    labels = [sub.get("inkscape:label") for sub in sublayers(parent)]
+    assert labels == ["4 strokes", "4 strokes (refined)"]
+    old, new = sublayers(parent)
+    assert "display:none" in old.get("style") and "display:none" not in (new.get("style") or "")
+    assert len(old) == 4 and len(new) == 4, "nothing is deleted"
+    assert new.get(clip("refined-from")) == old.get_id()
+    for index in (0, 1):  # selected with "lock the selected strokes", and locked in Inkscape
+        assert_near(segments(new[index]), segments(old[index]))
+        assert new[index].get(SODIPODI_INSENSITIVE) == "true"
+    assert len(parse_path(new[2].get("d"))[0].segments) == 5, "the redrawn stroke stays one path of 5 segments"
+    assert segments(new[3]) != pytest.approx(segments(old[3]), abs=0.05), "unlocked strokes move"
+
+
+def test_refine_lands_exactly_over_an_image_moved_together_with_its_strokes(tmp_path, live_server):
+    svg = sketched(tmp_path, live_server, seed=302)
+    list(level(svg))[0].set(SODIPODI_INSENSITIVE, "true")
+    still = refine(save(svg, tmp_path / "still.svg"), live_server, f"--id={list(level(svg))[1].get_id()}")
+    assert_silent_success(still)
+    # Move, rotate and scale the image and its strokes together (Inkscape bakes the move into the paths).
+    image = svg.getElementById("photo")
+    image.set("transform", str(MOVE))
+    for path in level(svg):
+        path.set("d", precise(path.path.transform(MOVE)))
+        path.style["stroke-width"] = float(path.style["stroke-width"]) * abs(MOVE.a * MOVE.d - MOVE.b * MOVE.c) ** 0.5
+    moved = refine(save(svg, tmp_path / "moved.svg"), live_server, f"--id={list(level(svg))[1].get_id()}")
+    assert_silent_success(moved)
+    expected = level(still.svg, "4 strokes (refined)")
+    placed = level(moved.svg, "4 strokes (refined)")
+    assert placed.get(clip("job")) == expected.get(clip("job")), "the same strokes in the image's pixels"
+    for before, after in zip(expected, placed):
+        moved_before = inkex.PathElement.new(str(before.path.transform(MOVE)))
+        assert_near(segments(after), segments(moved_before), tolerance=2e-3)
+
+
+def document_with(tmp_path: Path, server, change) -> Path:
+    svg = sketched(tmp_path, server, seed=303)
+    change(svg)
+    return save(svg, tmp_path / "changed.svg")
+
+
+def lock_all(svg):
+    for path in level(svg):
+        path.set(SODIPODI_INSENSITIVE, "true")
+
+
+def add_to_level(markup: str):
+    def change(svg):
+        level(svg).append(inkex.load_svg(
+            f'<svg xmlns="http://www.w3.org/2000/svg">{markup}</svg>').getroot()[0])
+    return change
+
+
+ERRORS = {
+    "nothing selected": (lambda svg: None, [], ["Nothing is selected"]),
+    "not a sketch": (lambda svg: None, ["--id=rect1"], ["not a level of a sketch"]),
+    "image gone": (lambda svg: svg.getElementById("photo").delete(), ["--id=STROKE"], ["no longer in the document"]),
+    "filled shape": (add_to_level('<path id="blob" d="M 60 50 L 70 50 L 70 60 Z"/>'), ["--id=STROKE"],
+                     ["“blob”", "filled shape"]),
+    "text": (add_to_level('<text id="words" x="60" y="50">hi</text>'), ["--id=STROKE"], ["“words”", "is text"]),
+    "all locked": (lock_all, ["--id=STROKE"], ["Every stroke", "locked"]),
+}
+
+
+@pytest.mark.parametrize("case", ERRORS)
+def test_refine_errors_are_one_sentence_and_leave_the_document_untouched(tmp_path, live_server, case):
+    change, args, fragments = ERRORS[case]
+    path = document_with(tmp_path, live_server, change)
+    stroke = [p.get_id() for p in inkex.load_svg(str(path)).getroot().xpath("//svg:path")
+              if p.getparent().get("inkscape:label") == "4 strokes"][0]
+    run = refine(path, live_server, *[arg.replace("STROKE", stroke) for arg in args])
+    assert_aborted(run, *fragments)
+
+
+@needs_inkscape
+def test_real_inkscape_runs_the_installed_refine(tmp_path, live_server):
+    document = linked_project(tmp_path)
+    sketch = run_extension("clipasso_sketch.py", document, "--id=photo", f"--url={live_server.url}", *QUICK,
+                           "--strokes=4", "--seed=304", rebase_links=False)
+    assert_silent_success(sketch)
+    document.write_bytes(sketch.stdout)
+    stroke = list(level(sketch.svg))[0].get_id()
+    prefs = {"org.clipasso.refine.url": live_server.url, "org.clipasso.refine.iterations": "3"}
+    svg = run_inkscape(tmp_path, document, f"select-by-id:{stroke};org.clipasso.refine.noprefs", prefs)
+    labels = [sub.get("inkscape:label") for sub in sublayers(sketch_layers(svg)["photo"])]
+    assert labels == ["4 strokes", "4 strokes (refined)"]
+    assert "display:none" in level(svg).get("style") and len(level(svg, "4 strokes (refined)")) == 4
+
+
+def test_the_dialog_starts_from_the_library_refine_defaults():
+    root = ET.parse(EXT_DIR / "clipasso_refine.inx").getroot()
+    params = {p.get("name"): p for p in root.iter("{http://www.inkscape.org/namespace/inkscape/extension}param")}
+    assert int(params["iterations"].text) == REFINE_ITERATIONS
+    (upper,) = [bound.le for bound in SketchParams.model_fields["iterations"].metadata if hasattr(bound, "le")]
+    assert int(params["iterations"].get("max")) == upper
