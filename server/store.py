@@ -36,6 +36,8 @@ from pydantic import ValidationError
 from clipasso_core.files import write_atomically
 from clipasso_core.params import SketchParams, describe_validation_errors
 
+from .schemas import SketchResultBody
+
 DATABASE_NAME = "jobs.sqlite3"
 LOCK_NAME = "server.lock"
 JOB_ID_RE = re.compile(r"[0-9a-f]{32}")
@@ -123,6 +125,21 @@ def iso_time(timestamp: float | None) -> str | None:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+class ResultMissing(Exception):
+    """A succeeded job's result file is gone, damaged or not shaped like a result: treated as absent."""
+
+
+def is_result_body(body: Any) -> bool:
+    """Whether ``body`` (decoded JSON) is a whole result: positive size and levels as the API defines them."""
+    try:
+        result = SketchResultBody.model_validate(body)
+    except ValidationError:
+        return False
+    return result.width > 0 and result.height > 0 and bool(result.levels) and all(
+        level.strokes > 0 and level.paths and all(path.startswith("M") for path in level.paths)
+        for level in result.levels)
+
+
 class DataDirInUseError(OSError):
     """Another server process holds the data directory."""
 
@@ -148,7 +165,8 @@ class JobStore:
         self.data_dir = Path(data_dir)
         self.images = self.data_dir / "images"
         self.results = self.data_dir / "results"
-        for folder in (self.data_dir, self.images, self.results):
+        self.snapshots = self.data_dir / "snapshots"
+        for folder in (self.data_dir, self.images, self.results, self.snapshots):
             folder.mkdir(parents=True, exist_ok=True)
         self._data_dir_lock = lock_data_dir(self.data_dir)
         self._lock = threading.RLock()
@@ -181,8 +199,13 @@ class JobStore:
             row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return _job(row) if row is not None else None
 
-    def find_reusable(self, key: str) -> Job | None:
-        """The latest queued, running or succeeded job with this cache key (a succeeded one only with its result)."""
+    def find_reusable(self, key: str, image: bytes | None = None) -> Job | None:
+        """The latest queued, running or succeeded job with this cache key whose files are whole.
+
+        A succeeded job counts only while its result file reads back as a result; a queued one only while
+        its stored image is there (and, given the submitted ``image``, equal to it). A job with a damaged or
+        missing file is never returned, so resubmitting runs the sketch again.
+        """
         with self._lock:
             row = self._db.execute(
                 f"SELECT * FROM jobs WHERE cache_key = ? AND status IN ({','.join('?' * len(REUSABLE))}) "
@@ -190,9 +213,21 @@ class JobStore:
         if row is None:
             return None
         job = _job(row)
-        if job.status == "succeeded" and not self.result_path(job).is_file():
+        if job.status == "succeeded":
+            try:
+                self.read_result(job)
+            except ResultMissing:
+                return None
+        elif job.status == "queued" and not self._image_intact(job, image):
             return None
         return job
+
+    def _image_intact(self, job: Job, image: bytes | None) -> bool:
+        try:
+            stored = self.image_path(job).read_bytes()
+        except OSError:
+            return False
+        return bool(stored) and (image is None or stored == image)
 
     def count(self, *statuses: str) -> int:
         """How many jobs have one of ``statuses`` (all jobs when none are given)."""
@@ -211,15 +246,33 @@ class JobStore:
         return self.results / f"{_checked(job.id)}.json"
 
     def read_result(self, job: Job) -> dict[str, Any]:
-        """The stored result body of a succeeded job."""
-        return json.loads(self.result_path(job).read_bytes())
+        """The stored result body of a succeeded job; :class:`ResultMissing` if its file is gone, damaged or
+        not shaped like a result."""
+        try:
+            body = json.loads(self.result_path(job).read_bytes())
+        except (OSError, ValueError):  # gone, unreadable, truncated, not UTF-8 or not JSON
+            raise ResultMissing(job.id) from None
+        if not is_result_body(body):
+            raise ResultMissing(job.id)
+        return body
+
+    def save_snapshots(self, job_id: str, history: dict[str, Any]) -> None:
+        """Keep a job's snapshot history (``SnapshotHistory.to_dict()``), replacing the earlier one atomically."""
+        write_atomically(self.snapshots / f"{_checked(job_id)}.json", canonical_json(history).encode())
+
+    def read_snapshots(self, job_id: str) -> dict[str, Any] | None:
+        """A job's stored snapshot history, or ``None`` before its first snapshot."""
+        try:
+            return json.loads((self.snapshots / f"{_checked(job_id)}.json").read_bytes())
+        except FileNotFoundError:
+            return None
 
     # -- changing --------------------------------------------------------------------------------
     def submit(self, image: bytes, params: SketchParams, key: str,
                client: str = DEFAULT_CLIENT) -> tuple[Job, bool]:
         """Queue a new job for ``client``, or return the reusable one with the same key; the flag says if it is new."""
         with self._lock:
-            existing = self.find_reusable(key)
+            existing = self.find_reusable(key, image)
             if existing is not None:
                 return existing, False
             job_id = uuid.uuid4().hex

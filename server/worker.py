@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from clipasso_core.errors import ClipassoError
+from clipasso_core.errors import ClipassoError, ImageError, ImageTooLargeError
 from clipasso_core.image import DEFAULT_MAX_PIXELS, read_image
 from clipasso_core.optimize import Progress
 from clipasso_core.params import SketchParams
@@ -29,6 +29,8 @@ from clipasso_core.sketch import SketchResult, sketch_image
 
 from .config import DEFAULT_STUCK_AFTER_S
 from .model_cache import ModelCache, models_identity
+from .progress import JobClock
+from .snapshots import SnapshotRecorder
 from .storage_faults import storage_fault
 from .store import DEFAULT_CLIENT, Job, JobStore, cache_key
 from .workers import WorkerBoard, this_process
@@ -41,7 +43,7 @@ OUT_OF_MEMORY_MESSAGE = ("The {device} ran out of memory while sketching; try fe
 INTERNAL_MESSAGE = "The sketch failed because of an unexpected error in the sketch server; see its log."
 INVALID_STORED_MESSAGE = ("This job was stored with parameters this version of the sketch server does not accept "
                           "({reason}); submit the image again.")
-IMAGE_MISSING_MESSAGE = "The uploaded image of this job is no longer on the server; submit it again."
+IMAGE_MISSING_MESSAGE = "The uploaded image of this job is missing or damaged on the server; submit it again."
 BACKOFF_FIRST_S = 0.2
 BACKOFF_MAX_S = 5.0
 
@@ -145,9 +147,9 @@ class JobQueue:
         """The key under which identical submissions share one job."""
         return cache_key(image, params, self.models_key)
 
-    def find_reusable(self, key: str) -> Job | None:
-        """An earlier identical job that is queued, running or succeeded."""
-        return self.store.find_reusable(key)
+    def find_reusable(self, key: str, image: bytes | None = None) -> Job | None:
+        """An earlier identical job that is queued, running or succeeded, with its files whole."""
+        return self.store.find_reusable(key, image)
 
     def submit(self, image: bytes, params: SketchParams, key: str, client: str = DEFAULT_CLIENT) -> Job:
         """Queue ``client``'s job for a validated image (or return the identical one already known); wake the worker."""
@@ -305,8 +307,11 @@ class JobQueue:
                                       message=INVALID_STORED_MESSAGE.format(reason=reason)), started)
             return
 
+        clock = JobClock()
+        snapshots = SnapshotRecorder(self.store, job.id, job.params.iterations)
+
         def report(progress: Progress) -> None:
-            self._progress[job.id] = progress_body(progress)
+            self._progress[job.id] = {**progress_body(progress), **clock.times(progress.iteration, progress.total)}
             self._beat = time.monotonic()
 
         try:
@@ -320,7 +325,11 @@ class JobQueue:
                 return
             self._phase = "sketching"
             self._beat = time.monotonic()
-            result = sketch_image(image, job.params, models, progress=report, cancel=cancel)
+            try:
+                result = sketch_image(image, job.params, models, progress=report, cancel=cancel,
+                                      snapshot=snapshots.record)
+            finally:
+                snapshots.finish()
         except ClipassoError as error:
             self._record(job, Outcome("failed", self._progress.get(job.id), code=error.code, message=str(error)),
                          started)
@@ -352,12 +361,17 @@ class JobQueue:
         self._record(job, Outcome("succeeded", progress, result=result_body(result)), started)
 
     def _read_image(self, job: Job) -> Any:
-        """The job's decoded image, or ``None`` when its file is gone (a damaged one raises an image error)."""
+        """The job's decoded image, or ``None`` when its file is gone or damaged (it decoded when submitted)."""
         try:
             data = self.store.image_path(job).read_bytes()
-        except FileNotFoundError:
+        except OSError:  # gone, or not a readable file any more
             return None
-        return read_image(data, self.max_pixels)
+        try:
+            return read_image(data, self.max_pixels)
+        except ImageTooLargeError:  # whole, but over a lower limit this server was restarted with: say so
+            raise
+        except ImageError:
+            return None
 
     def _record(self, job: Job, outcome: Outcome, started: float) -> None:
         """Write ``outcome`` to the store, retrying a failing write; keep it in memory if storage still fails.
