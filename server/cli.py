@@ -14,7 +14,7 @@ from pathlib import Path
 from clipasso_core.model_options import add_model_options, model_spec
 from clipasso_core.image import DEFAULT_MAX_PIXELS
 
-from .config import DEFAULT_HOST, DEFAULT_MAX_BODY_MB, DEFAULT_PORT, default_data_dir
+from .config import DEFAULT_HOST, DEFAULT_KEEP_DAYS, DEFAULT_MAX_BODY_MB, DEFAULT_PORT, default_data_dir
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"largest accepted image in pixels (default: {DEFAULT_MAX_PIXELS:,})")
     parser.add_argument("--max-body-mb", type=float, default=DEFAULT_MAX_BODY_MB,
                         help=f"largest accepted request body in megabytes (default: {DEFAULT_MAX_BODY_MB:g})")
+    parser.add_argument("--keep-days", type=float, default=DEFAULT_KEEP_DAYS,
+                        help=f"delete finished jobs, their images and results this many days after they finished "
+                             f"(default: {DEFAULT_KEEP_DAYS:g}; 0 keeps them forever)")
     parser.add_argument("--access-log", action="store_true", help="log every HTTP request")
     parser.add_argument("--ray", metavar="ADDRESS", default=None,
                         help="run jobs on the workers of a Ray cluster instead of in this process: 'auto' for the "
@@ -124,6 +127,8 @@ def check_options(args: argparse.Namespace) -> str | None:
         return f"--max-pixels must be a positive number of pixels, got {args.max_pixels}."
     if not 0 < args.max_body_mb <= 10_000:
         return f"--max-body-mb must be more than 0 and at most 10000, got {args.max_body_mb:g}."
+    if not 0 <= args.keep_days <= 100_000:  # also refuses NaN
+        return f"--keep-days must be a number of days from 0 (keep forever) to 100000, got {args.keep_days:g}."
     if args.ray_workers is not None and args.ray is None:
         return "--ray-workers needs --ray ADDRESS."
     if args.ray_workers is not None and not 1 <= args.ray_workers <= 1024:
@@ -185,7 +190,7 @@ def serve(args: argparse.Namespace) -> int:
             return fail(str(error))
     config = ServerConfig(
         data_dir=data_dir, models=model_spec(args), device=device, token=args.token,
-        max_pixels=args.max_pixels, max_body_bytes=int(args.max_body_mb * 1_000_000),
+        max_pixels=args.max_pixels, max_body_bytes=int(args.max_body_mb * 1_000_000), keep_days=args.keep_days,
         ray_workers=ray_workers, ray_gpus_per_worker=ray_gpus,
     )
     Image.MAX_IMAGE_PIXELS = max(args.max_pixels, Image.MAX_IMAGE_PIXELS or 0)
