@@ -48,6 +48,17 @@ class Progress:
     best_loss: dict[int, float]
 
 
+@dataclass(frozen=True)
+class BestSketches:
+    """The best sketch of every level after ``iteration`` steps: stroke count → (canvas segments ``[N, 4, 2]``, eval loss).
+
+    ``N`` is the stroke count, except for a refined level, whose paths may have several segments each.
+    """
+
+    iteration: int
+    levels: dict[int, tuple[torch.Tensor, float]]
+
+
 @dataclass
 class LevelOutcome:
     """The winning sketch of one level: control points ``[S, 4, 2]`` on the canvas and its eval loss terms
@@ -96,6 +107,17 @@ class _BestTracker:
             best[mask] = current.detach()[mask]
             start += current.shape[0]
 
+    def best_sketches(self, iteration: int, strokes: list[int], seeds: int,
+                      segments: Callable[[list[torch.Tensor]], list[torch.Tensor]]) -> BestSketches:
+        """The lowest-loss seed's best strokes of every level (as ``segments`` draws them), copied to the CPU."""
+        losses = self.loss.view(len(strokes), seeds)
+        winners = torch.argmin(losses, dim=1).tolist()
+        drawn = segments(self.points)
+        return BestSketches(iteration, {
+            count: (drawn[level][winner].detach().cpu().clone(), float(losses[level, winner]))
+            for level, (count, winner) in enumerate(zip(strokes, winners))
+        })
+
     def per_level(self, strokes: list[int], seeds: int) -> dict[int, float]:
         """Best eval loss per stroke count over its seeds."""
         return dict(zip(strokes, self.loss.view(len(strokes), seeds).min(dim=1).values.tolist()))
@@ -126,12 +148,14 @@ def optimize_sketches(
     progress: Callable[[Progress], None] | None = None,
     cancel: CancelSignal | None = None,
     layouts: Mapping[int, StrokeLayout] | None = None,
+    snapshot: Callable[[BestSketches], None] | None = None,
 ) -> Optimization:
     """Optimise ``initial`` strokes (stroke count → ``[seeds, S, 4, 2]`` canvas points) against ``loss``.
 
     Returns, per level, the seed whose best eval loss is lowest, at its best evaluated iteration. A set
     ``cancel`` stops the run before the next step; the best sketches found so far are still returned.
     A level with a layout optimizes ``initial[count]`` as that layout's tensor and draws its segments.
+    ``snapshot`` receives the best sketches so far at every eval step and once more at the end.
     """
     strokes = sorted(initial)
     seeds = params.seeds
@@ -158,12 +182,16 @@ def optimize_sketches(
         scaler.scale(terms.sum(dim=-1).mean(dim=-1).sum()).backward()
         if iteration % params.eval_interval == 0:
             best.update(terms[:, 0].detach(), points)
+            if snapshot is not None:
+                snapshot(best.best_sketches(iteration, strokes, seeds, segments))
         scaler.step(optimizer)
         scaler.update()
         done = iteration + 1
         if progress is not None:
             progress(Progress(done, params.iterations, best.per_level(strokes, seeds)))
     best.update(loss.eval_terms(render(segments(points), params.stroke_width, size)), points)
+    if snapshot is not None:
+        snapshot(best.best_sketches(done, strokes, seeds, segments))
     return Optimization(_winners(best, strokes, params, segments(best.points)), done, cancelled)
 
 

@@ -17,9 +17,10 @@ from .image import CanvasFrame, to_canvas
 from .joined_paths import JoinedPaths, PathShape, join_paths, read_paths
 from .loss import ClipConvLoss, LossWeights
 from .models import LoadedModels, encode_prompt
-from .optimize import CancelSignal, LevelOutcome, Progress, optimize_sketches
+from .optimize import BestSketches, CancelSignal, LevelOutcome, Progress, optimize_sketches
 from .params import CANVAS_SIZE, SketchParams
 from .saliency import clip_attention, initial_strokes, sampling_distribution, xdog_edges
+from .snapshot import SketchSnapshot, SnapshotLevel, finite_or_none
 from .svg import SketchLayer, path_data
 
 
@@ -73,25 +74,39 @@ def sketch_image(
     models: LoadedModels,
     progress: Callable[[Progress], None] | None = None,
     cancel: CancelSignal | None = None,
+    snapshot: Callable[[SketchSnapshot], None] | None = None,
 ) -> SketchResult:
-    """Sketch an RGB image at every level of ``params``; stops early, keeping the best so far, when cancelled."""
+    """Sketch an RGB image at every level of ``params``; stops early, keeping the best so far, when cancelled.
+
+    ``snapshot`` receives the best sketch of every level, in the image's pixels, at every eval step and at the end.
+    """
     target, frame = to_canvas(image, CANVAS_SIZE)
     target = target.to(models.device)
+    stroke_width = params.stroke_width * frame.scale
+
+    def to_source(best: BestSketches) -> None:
+        assert snapshot is not None
+        levels = tuple(SnapshotLevel(count, frame.to_source(points.double()).numpy(), finite_or_none(loss))
+                       for count, (points, loss) in best.levels.items())
+        snapshot(SketchSnapshot(best.iteration, frame.width, frame.height, float(stroke_width), levels))
+
+    watch = None if snapshot is None else to_source
     prompt = encode_prompt(models.loss, params.text, models.device) if params.text else None
     loss = ClipConvLoss(models.loss, target, LossWeights.from_params(params), prompt)
     if params.init_paths is not None:
         joined = refine_layout(params, frame).to(models.device)
         initial = {len(params.init_paths): joined.free[None].repeat(params.seeds, 1, 1)}
-        outcome = optimize_sketches(loss, initial, params, progress, cancel, {len(params.init_paths): joined})
+        outcome = optimize_sketches(loss, initial, params, progress, cancel, {len(params.init_paths): joined}, watch)
         levels = [refined_level(outcome.levels[0], params, frame, joined.shape, loss.term_names)]
     else:
-        outcome = optimize_sketches(loss, initial_points(target, params, models), params, progress, cancel)
+        outcome = optimize_sketches(loss, initial_points(target, params, models), params, progress, cancel,
+                                    snapshot=watch)
         levels = [
             LevelSketch(
                 strokes=level.strokes,
                 seed=level.seed,
                 points=frame.to_source(level.points.double()).float(),
-                stroke_width=params.stroke_width * frame.scale,
+                stroke_width=stroke_width,
                 loss=level.loss,
                 terms=dict(zip(loss.term_names, level.terms)),
             )

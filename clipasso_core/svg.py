@@ -36,17 +36,26 @@ _PATH_RE = re.compile(
 
 @dataclass(frozen=True)
 class SketchLayer:
-    """One abstraction level: its strokes ``[S, 4, 2]`` and stroke width, in source pixels."""
+    """One abstraction level: its strokes ``[S, 4, 2]`` and stroke width, in source pixels.
+
+    ``paths``, when given, is the level's path data verbatim (one string per stroke, any number of
+    segments) and is written instead of ``points``.
+    """
 
     label: str
     points: np.ndarray
     stroke_width: float
     visible: bool = True
+    paths: tuple[str, ...] | None = None
 
     @property
     def strokes(self) -> int:
         """Number of strokes in this level."""
-        return int(self.points.shape[0])
+        return len(self.paths) if self.paths is not None else int(self.points.shape[0])
+
+    def path_data(self) -> list[str]:
+        """One SVG path data string per stroke."""
+        return list(self.paths) if self.paths is not None else [path_data(stroke) for stroke in self.points]
 
 
 def _fmt(value: float) -> str:
@@ -110,9 +119,9 @@ def sketch_document(width: int, height: int, layers: Sequence[SketchLayer], imag
     for layer in layers:
         group = _layer(root, layer.label, f"level-{layer.strokes}", visible=layer.visible)
         style = stroke_style(layer.stroke_width, color)
-        for index, stroke in enumerate(layer.points):
+        for index, d in enumerate(layer.path_data()):
             ET.SubElement(group, f"{{{SVG_NS}}}path", {
-                "id": f"level-{layer.strokes}-stroke-{index + 1}", "d": path_data(stroke), "style": style,
+                "id": f"level-{layer.strokes}-stroke-{index + 1}", "d": d, "style": style,
             })
     ET.indent(root)
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"

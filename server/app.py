@@ -22,13 +22,15 @@ from PIL import Image
 from clipasso_core.errors import ImageError, ImageTooLargeError, UnsupportedImageError
 from clipasso_core.image import read_image
 
+from . import job_files
 from .config import ServerConfig
 from .errors import ApiError, install_error_handlers
+from .guards import ConcurrencyLimitMiddleware, HeadAsGetMiddleware, LoopbackOnlyMiddleware
 from .middleware import BearerTokenMiddleware, BodyLimitMiddleware
 from .model_cache import ModelCache
 from .schemas import (ErrorInfo, ErrorResponse, Health, JobCreated, JobRequest, JobState, SketchResultBody,
                       WorkerHealth)
-from .store import DEFAULT_CLIENT, Job, JobStore, ResultMissing, iso_time
+from .store import DEFAULT_CLIENT, Job, JobStore, iso_time
 from .worker import JobQueue, WorkerState
 
 _WHITESPACE = re.compile(rb"\s+")
@@ -46,16 +48,19 @@ def package_version() -> str:
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     descriptions = {
         401: "Missing or wrong bearer token (only when the server was started with --token).",
+        403: "Without a token: the Host is not a loopback name (forbidden_host) or the request comes from another "
+             "site's web page (forbidden_origin).",
         404: "No such job.",
         409: "The job has not succeeded (yet); the error says why.",
         413: "The request body or the image is larger than the server's limit.",
         415: "The image is not a PNG, JPEG, WebP, GIF or TIFF file.",
         422: "Invalid request: the message names the field (e.g. params.strokes) or says what is wrong with the image.",
         500: "Unexpected server error (details only in the server's log).",
-        503: "The data directory cannot be written (read-only or no permission); the message names it.",
+        503: "The data directory cannot be written (read-only or no permission; the message names it), or the "
+             "server is answering --max-requests requests already (busy; retry after Retry-After seconds).",
         507: "The data directory's disk is full; the message names it.",
     }
-    return {status: {"model": ErrorResponse, "description": descriptions[status]} for status in (*statuses, 401, 500)}
+    return {status: {"model": ErrorResponse, "description": descriptions[status]} for status in (*statuses, 401, 403, 500, 503)}
 
 
 MAX_PARALLEL_DECODES = 2
@@ -87,9 +92,14 @@ def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAP
     app.state.queue = queue
     decode_slots = threading.BoundedSemaphore(MAX_PARALLEL_DECODES)
     install_error_handlers(app, config.data_dir)
+    # Middleware added last runs first: HEAD → concurrency limit → token or loopback rule → body limit.
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_body_bytes)
     if config.token:
-        app.add_middleware(BearerTokenMiddleware, token=config.token)  # added last = runs first
+        app.add_middleware(BearerTokenMiddleware, token=config.token)
+    else:
+        app.add_middleware(LoopbackOnlyMiddleware)
+    app.add_middleware(ConcurrencyLimitMiddleware, max_requests=config.max_requests)
+    app.add_middleware(HeadAsGetMiddleware)
 
     def job_state(job: Job) -> JobState:
         unsaved = queue.unsaved(job.id) if job.status == "running" else None
@@ -106,10 +116,7 @@ def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAP
         )
 
     def find_job(job_id: str) -> Job:
-        job = queue.store.get(job_id)
-        if job is None:
-            raise ApiError(404, "not_found", f"There is no job {job_id[:64]!r} on this server.")
-        return job
+        return job_files.find_job(queue, job_id)
 
     @app.get("/v1/health", response_model=Health, summary="Whether the server can sketch",
              responses={**_errors(), 503: {"model": Health, "description": "Degraded: the job worker is dead or "
@@ -159,17 +166,7 @@ def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAP
         unsaved = queue.unsaved(job.id) if job.status == "running" else None
         if unsaved is not None and unsaved[0].result is not None:
             return unsaved[0].result  # finished, waiting for the disk: the strokes are served from memory
-        if job.status == "succeeded":
-            try:
-                return queue.store.read_result(job)
-            except ResultMissing:
-                raise ApiError(409, "result_missing", "The result of this job is missing or damaged on the server; "
-                                                      "submit the image again to sketch it anew.") from None
-        if job.status in ("failed", "cancelled"):
-            error = job.error or {"code": f"job_{job.status}", "message": f"The job {job.status}."}
-            raise ApiError(409, f"job_{job.status}", error["message"])
-        raise ApiError(409, "not_finished", f"The job is {job.status}; poll GET /v1/jobs/{job.id} until it "
-                                            "has succeeded.")
+        return job_files.stored_result(queue, job)
 
     @app.delete("/v1/jobs/{job_id}", response_model=JobState, responses=_errors(404, 503, 507),
                 summary="Cancel a queued or running job (a finished job is left as it is)")
@@ -179,6 +176,8 @@ def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAP
         if job is None:
             raise ApiError(404, "not_found", f"There is no job {job_id[:64]!r} on this server.")
         return job_state(job)
+
+    app.include_router(job_files.router)
 
     @app.get("/", include_in_schema=False)
     def root() -> dict[str, str]:

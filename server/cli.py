@@ -14,7 +14,9 @@ from pathlib import Path
 from clipasso_core.model_options import add_model_options, model_spec
 from clipasso_core.image import DEFAULT_MAX_PIXELS
 
-from .config import DEFAULT_HOST, DEFAULT_KEEP_DAYS, DEFAULT_MAX_BODY_MB, DEFAULT_PORT, default_data_dir
+from .config import (DEFAULT_HOST, DEFAULT_KEEP_DAYS, DEFAULT_MAX_BODY_MB, DEFAULT_MAX_REQUESTS, DEFAULT_PORT,
+                     DEFAULT_READ_TIMEOUT_S, default_data_dir)
+from .log_limit import RepeatLimitFilter
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -46,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"largest accepted image in pixels (default: {DEFAULT_MAX_PIXELS:,})")
     parser.add_argument("--max-body-mb", type=float, default=DEFAULT_MAX_BODY_MB,
                         help=f"largest accepted request body in megabytes (default: {DEFAULT_MAX_BODY_MB:g})")
+    parser.add_argument("--max-requests", type=int, default=DEFAULT_MAX_REQUESTS,
+                        help=f"requests answered at once; more get 503 busy (default: {DEFAULT_MAX_REQUESTS})")
+    parser.add_argument("--read-timeout", type=float, default=DEFAULT_READ_TIMEOUT_S,
+                        help="close a connection whose request stalls this many seconds "
+                             f"(default: {DEFAULT_READ_TIMEOUT_S:g})")
     parser.add_argument("--keep-days", type=float, default=DEFAULT_KEEP_DAYS,
                         help=f"delete finished jobs, their images and results this many days after they finished "
                              f"(default: {DEFAULT_KEEP_DAYS:g}; 0 keeps them forever)")
@@ -105,6 +112,7 @@ def setup_logging(access_log: bool) -> None:
     """One line per event on stderr; uvicorn only for warnings (and requests with --access-log)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RepeatLimitFilter())  # a storm of one warning never floods the log
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
@@ -127,6 +135,10 @@ def check_options(args: argparse.Namespace) -> str | None:
         return f"--max-pixels must be a positive number of pixels, got {args.max_pixels}."
     if not 0 < args.max_body_mb <= 10_000:
         return f"--max-body-mb must be more than 0 and at most 10000, got {args.max_body_mb:g}."
+    if not 1 <= args.max_requests <= 100_000:
+        return f"--max-requests must be between 1 and 100000, got {args.max_requests}."
+    if not 0 < args.read_timeout <= 3600:
+        return f"--read-timeout must be more than 0 and at most 3600 seconds, got {args.read_timeout:g}."
     if not 0 <= args.keep_days <= 100_000:  # also refuses NaN
         return f"--keep-days must be a number of days from 0 (keep forever) to 100000, got {args.keep_days:g}."
     if args.ray_workers is not None and args.ray is None:
@@ -173,6 +185,7 @@ def serve(args: argparse.Namespace) -> int:
     from .app import create_app
     from .config import ServerConfig
     from .model_cache import ModelCache
+    from .protocol import guarded_protocol
     from .store import DataDirInUseError
 
     try:
@@ -190,7 +203,8 @@ def serve(args: argparse.Namespace) -> int:
             return fail(str(error))
     config = ServerConfig(
         data_dir=data_dir, models=model_spec(args), device=device, token=args.token,
-        max_pixels=args.max_pixels, max_body_bytes=int(args.max_body_mb * 1_000_000), keep_days=args.keep_days,
+        max_pixels=args.max_pixels, max_body_bytes=int(args.max_body_mb * 1_000_000), max_requests=args.max_requests,
+        keep_days=args.keep_days,
         ray_workers=ray_workers, ray_gpus_per_worker=ray_gpus,
     )
     Image.MAX_IMAGE_PIXELS = max(args.max_pixels, Image.MAX_IMAGE_PIXELS or 0)
@@ -216,7 +230,7 @@ def serve(args: argparse.Namespace) -> int:
     print(f"clipasso-server: listening on {url}", flush=True)
     server = uvicorn.Server(uvicorn.Config(
         app, log_config=None, access_log=args.access_log, lifespan="on", timeout_graceful_shutdown=5,
-        server_header=False,
+        server_header=False, http=guarded_protocol(args.read_timeout),
     ))
     server.run(sockets=[sock])
     return 0 if server.started else EXIT_ERROR

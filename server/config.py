@@ -14,6 +14,8 @@ from clipasso_core.models import ModelSpec
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 DEFAULT_MAX_BODY_MB = 64.0
+DEFAULT_MAX_REQUESTS = 64
+DEFAULT_READ_TIMEOUT_S = 30.0
 APP_NAME = "clipasso"
 DEFAULT_KEEP_DAYS = 30.0
 """Finished jobs older than this many days are deleted with their files (0 keeps them forever)."""
@@ -36,6 +38,8 @@ class ServerConfig:
     token: str | None = None
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_body_bytes: int = int(DEFAULT_MAX_BODY_MB * 1_000_000)
+    max_requests: int = DEFAULT_MAX_REQUESTS
+    """Requests answered at once; more get a JSON 503 ``busy``."""
     ray_workers: int = 0
     """Ray worker actors to run jobs on (0: the in-process worker; the process must have joined a cluster)."""
     ray_gpus_per_worker: int = 0

@@ -94,9 +94,9 @@ def install_error_handlers(app: FastAPI, data_dir: Path) -> None:
             # FastAPI's answer to a body that is not UTF-8 JSON: the same as any other unreadable JSON.
             return error_response(422, "invalid_request", "body: is not valid JSON")
         if status == 404:
-            message = f"There is no {request.url.path!r} here; the API lives under /v1/."
+            message = f"There is no {shorten(request.url.path)!r} here; the API lives under /v1/."
         elif status == 405:
-            message = f"{request.method} is not allowed on {request.url.path!r}."
+            message = f"{request.method[:16]} is not allowed on {shorten(request.url.path)!r}."
         else:
             message = str(error.detail) if error.detail else "The request cannot be served."
         return error_response(status, HTTP_CODES.get(status, "error"), message, getattr(error, "headers", None))
@@ -117,6 +117,11 @@ def install_error_handlers(app: FastAPI, data_dir: Path) -> None:
         # Starlette re-raises the exception after this answer, so uvicorn logs its traceback server-side.
         log.error("unexpected %s on %s %s", type(error).__name__, request.method, request.url.path)
         return error_response(500, "internal_error", "The sketch server hit an unexpected error; see its log.")
+
+
+def shorten(text: str, limit: int = 80) -> str:
+    """``text`` cut to ``limit`` characters (with an ellipsis), so an answer never echoes a huge path back."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def is_json_media_type(content_type: str | None) -> bool:

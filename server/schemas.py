@@ -53,6 +53,9 @@ class JobProgress(BaseModel):
     iteration: int
     total: int
     best_loss: dict[str, float | None] = Field(description="Best eval loss so far per stroke count (null if not finite).")
+    elapsed_s: float | None = Field(default=None, description="Seconds since the job's latest run started.")
+    eta_s: float | None = Field(default=None, description="Estimated seconds left, from the measured pace; null until "
+                                                          "it can be estimated, 0 when done.")
 
 
 class WorkerRef(BaseModel):

@@ -169,7 +169,8 @@ class JobStore:
         self.data_dir = Path(data_dir)
         self.images = self.data_dir / "images"
         self.results = self.data_dir / "results"
-        for folder in (self.data_dir, self.images, self.results):
+        self.snapshots = self.data_dir / "snapshots"
+        for folder in (self.data_dir, self.images, self.results, self.snapshots):
             folder.mkdir(parents=True, exist_ok=True)
         self._data_dir_lock = lock_data_dir(self.data_dir)
         self._lock = threading.RLock()
@@ -258,6 +259,17 @@ class JobStore:
         if not is_result_body(body):
             raise ResultMissing(job.id)
         return body
+
+    def save_snapshots(self, job_id: str, history: dict[str, Any]) -> None:
+        """Keep a job's snapshot history (``SnapshotHistory.to_dict()``), replacing the earlier one atomically."""
+        write_atomically(self.snapshots / f"{_checked(job_id)}.json", canonical_json(history).encode())
+
+    def read_snapshots(self, job_id: str) -> dict[str, Any] | None:
+        """A job's stored snapshot history, or ``None`` before its first snapshot."""
+        try:
+            return json.loads((self.snapshots / f"{_checked(job_id)}.json").read_bytes())
+        except FileNotFoundError:
+            return None
 
     # -- changing --------------------------------------------------------------------------------
     def submit(self, image: bytes, params: SketchParams, key: str,

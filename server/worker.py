@@ -29,6 +29,8 @@ from clipasso_core.sketch import SketchResult, sketch_image
 
 from .config import DEFAULT_KEEP_DAYS, DEFAULT_STUCK_AFTER_S
 from .model_cache import ModelCache, models_identity
+from .progress import JobClock
+from .snapshots import SnapshotRecorder
 from .storage_faults import storage_fault
 from .store import DEFAULT_CLIENT, Job, JobStore, cache_key
 from .workers import WorkerBoard, this_process
@@ -329,8 +331,11 @@ class JobQueue:
                                       message=INVALID_STORED_MESSAGE.format(reason=reason)), started)
             return
 
+        clock = JobClock()
+        snapshots = SnapshotRecorder(self.store, job.id, job.params.iterations)
+
         def report(progress: Progress) -> None:
-            self._progress[job.id] = progress_body(progress)
+            self._progress[job.id] = {**progress_body(progress), **clock.times(progress.iteration, progress.total)}
             self._beat = time.monotonic()
 
         try:
@@ -344,7 +349,11 @@ class JobQueue:
                 return
             self._phase = "sketching"
             self._beat = time.monotonic()
-            result = sketch_image(image, job.params, models, progress=report, cancel=cancel)
+            try:
+                result = sketch_image(image, job.params, models, progress=report, cancel=cancel,
+                                      snapshot=snapshots.record)
+            finally:
+                snapshots.finish()
         except ClipassoError as error:
             self._record(job, Outcome("failed", self._progress.get(job.id), code=error.code, message=str(error)),
                          started)

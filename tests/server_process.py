@@ -43,6 +43,8 @@ from tiny_models import make_tiny_models
 
 START_TIMEOUT_S = 90.0
 URL_LINE = re.compile(r"clipasso-server: listening on (http://\S+)")
+LOCAL = "http://127.0.0.1"
+"""Base URL for in-process TestClients: without a token the server answers only loopback Host names."""
 FAST_PARAMS = {"strokes": [2, 4], "seeds": 1, "iterations": 2, "augmentations": 0}
 """Sketch parameters for a quick job with the tiny models on a CPU (well under a second per job)."""
 STEADY_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}

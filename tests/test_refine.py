@@ -19,6 +19,7 @@ from clipasso_core.path_data import parse_path
 from clipasso_core.sketch import sketch_image
 from clipasso_server.app import create_app
 from clipasso_server.config import ServerConfig
+from server_process import LOCAL
 
 CURVE = "M 20 30 C 40 10 60 10 80 30 C 100 50 120 50 140 30"
 EDITED = "m 30 150 l 40 -10 h 20 v -30 q 10 -20 30 0 c 5 5 10 5 15 0 s 10 -5 15 0"
@@ -127,7 +128,8 @@ def test_each_path_stays_one_joined_path_with_its_segment_count(refined):
 
 @pytest.fixture
 def client(tiny_spec, tmp_path):
-    with TestClient(create_app(ServerConfig(data_dir=tmp_path / "data", models=tiny_spec))) as test_client:
+    with TestClient(create_app(ServerConfig(data_dir=tmp_path / "data", models=tiny_spec)),
+                    base_url=LOCAL) as test_client:
         yield test_client
 
 

@@ -17,7 +17,7 @@ from clipasso_server import worker
 from clipasso_server.app import create_app
 from clipasso_server.config import ServerConfig
 from clipasso_server.store import JobStore, is_job_id
-from server_process import png_bytes
+from server_process import LOCAL, png_bytes
 
 PARAMS = {"strokes": [2], "seeds": 1, "iterations": 1, "augmentations": 0}
 
@@ -25,7 +25,7 @@ PARAMS = {"strokes": [2], "seeds": 1, "iterations": 1, "augmentations": 0}
 @pytest.fixture
 def client(tiny_spec, tmp_path) -> Iterator[TestClient]:
     app = create_app(ServerConfig(data_dir=tmp_path / "data", models=tiny_spec))
-    with TestClient(app, raise_server_exceptions=False) as test_client:
+    with TestClient(app, raise_server_exceptions=False, base_url=LOCAL) as test_client:
         yield test_client
 
 
@@ -91,7 +91,7 @@ def test_a_job_in_another_precision_is_not_served_from_the_cache(tiny_spec, tmp_
     for precision in ("fp32", "bf16"):
         spec = dataclasses.replace(tiny_spec, precision=Precision(precision))
         app = create_app(ServerConfig(data_dir=tmp_path / precision, models=spec))
-        with TestClient(app) as test_client:
+        with TestClient(app, base_url=LOCAL) as test_client:
             assert test_client.get("/v1/health").json()["precision"] == precision
             keys[precision] = test_client.app.state.queue.cache_key(png_bytes(), SketchParams())
     assert keys["fp32"] != keys["bf16"]

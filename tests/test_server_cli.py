@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from clipasso_server import cli
 from clipasso_server.app import create_app
 from clipasso_server.config import ServerConfig
-from server_process import png_bytes, start_server
+from server_process import LOCAL, png_bytes, start_server
 
 TOKEN = "s3cret-token"
 
@@ -114,7 +114,7 @@ def test_unusable_models_fail_the_job_and_show_in_health(tiny_spec, tmp_path):
     broken = tmp_path / "broken-rn.pt"
     broken.write_bytes(b"this is not a checkpoint")
     config = ServerConfig(data_dir=tmp_path / "data", models=dataclasses.replace(tiny_spec, loss_weights=broken))
-    with TestClient(create_app(config)) as client:  # the app in this process, worker thread included
+    with TestClient(create_app(config), base_url=LOCAL) as client:  # the app in this process, worker thread included
         health = client.get("/v1/health").json()
         assert health["models_loaded"] is False and health["models_error"] is None
         image = base64.b64encode(png_bytes()).decode()

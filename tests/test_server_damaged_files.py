@@ -18,13 +18,14 @@ from clipasso_server.app import create_app
 from clipasso_server.config import ServerConfig
 from clipasso_server.model_cache import models_identity
 from clipasso_server.store import JobStore, cache_key
-from server_process import png_bytes
+from server_process import LOCAL, png_bytes
 
 PARAMS = {"strokes": [2], "seeds": 1, "iterations": 1, "augmentations": 0}
 
 
 def make_client(tiny_spec, data_dir: Path) -> TestClient:
-    return TestClient(create_app(ServerConfig(data_dir=data_dir, models=tiny_spec)), raise_server_exceptions=False)
+    return TestClient(create_app(ServerConfig(data_dir=data_dir, models=tiny_spec)), raise_server_exceptions=False,
+                      base_url=LOCAL)
 
 
 def submit(client: TestClient, image: bytes) -> dict:

@@ -20,14 +20,14 @@ from clipasso_server import worker
 from clipasso_server.app import create_app
 from clipasso_server.config import ServerConfig
 from clipasso_server.store import JobStore
-from server_process import png_bytes
+from server_process import LOCAL, png_bytes
 
 PARAMS = {"strokes": [2], "seeds": 1, "iterations": 1, "augmentations": 0}
 
 
 def make_client(tiny_spec, data_dir: Path, **config: Any) -> TestClient:
     return TestClient(create_app(ServerConfig(data_dir=data_dir, models=tiny_spec, **config)),
-                      raise_server_exceptions=False)
+                      raise_server_exceptions=False, base_url=LOCAL)
 
 
 @pytest.fixture

@@ -1,0 +1,108 @@
+"""A job as files: the live preview and the result as layered SVG documents (``clipasso sketch``'s format).
+
+Routes of an :class:`fastapi.APIRouter`; the app includes it. They read the job store only, so they
+work the same whichever worker runs the job.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from clipasso_core.snapshot import SnapshotHistory
+from clipasso_core.svg import SketchLayer, sketch_document
+
+from .errors import ApiError
+from .schemas import ErrorResponse
+from .store import Job, ResultMissing
+from .worker import JobQueue
+
+SVG_TYPE = "image/svg+xml"
+
+router = APIRouter()
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for a file route's JSON error answers."""
+    descriptions = {
+        401: "Missing or wrong bearer token (only when the server was started with --token).",
+        404: "No such job.",
+        409: "The file does not exist yet (or any more); the error says why.",
+        500: "Unexpected server error (details only in the server's log).",
+    }
+    return {status: {"model": ErrorResponse, "description": descriptions[status]} for status in (*statuses, 401, 500)}
+
+
+def file_response(media_type: str, description: str) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI entry of a 200 answer that is a file of ``media_type``."""
+    return {200: {"content": {media_type: {"schema": {"type": "string"}}}, "description": description}}
+
+
+def queue_of(request: Request) -> JobQueue:
+    """The app's job queue."""
+    return request.app.state.queue
+
+
+def find_job(queue: JobQueue, job_id: str) -> Job:
+    """The job ``job_id``, or a 404 answer."""
+    job = queue.store.get(job_id)
+    if job is None:
+        raise ApiError(404, "not_found", f"There is no job {job_id[:64]!r} on this server.")
+    return job
+
+
+def stored_result(queue: JobQueue, job: Job) -> dict[str, Any]:
+    """A succeeded job's result body, or a 409 answer saying why there is none."""
+    if job.status == "succeeded":
+        try:
+            return queue.store.read_result(job)
+        except ResultMissing:
+            raise ApiError(409, "result_missing", "The result of this job is missing or damaged on the server; "
+                                                  "submit the image again to sketch it anew.") from None
+    if job.status in ("failed", "cancelled"):
+        error = job.error or {"code": f"job_{job.status}", "message": f"The job {job.status}."}
+        raise ApiError(409, f"job_{job.status}", error["message"])
+    raise ApiError(409, "not_finished", f"The job is {job.status}; poll GET /v1/jobs/{job.id} until it has succeeded.")
+
+
+def snapshot_history(queue: JobQueue, job: Job) -> SnapshotHistory:
+    """The job's stored snapshots, or a 409 answer when it has none yet."""
+    data = queue.store.read_snapshots(job.id)
+    history = None if data is None else SnapshotHistory.from_dict(data)
+    if history is None or history.latest is None:
+        raise ApiError(409, "no_snapshot_yet", f"The job is {job.status} and has no snapshot yet; the first one comes "
+                                               "after its first optimisation step.")
+    return history
+
+
+def result_document(result: dict[str, Any]) -> str:
+    """The layered SVG of a result body: one layer per level, the most detailed one visible."""
+    levels = result["levels"]
+    layers = [
+        SketchLayer(f"{level['strokes']} strokes", np.zeros((0, 4, 2)), float(level["stroke_width"]),
+                    index == len(levels) - 1, paths=tuple(level["paths"]))
+        for index, level in enumerate(levels)
+    ]
+    return sketch_document(int(result["width"]), int(result["height"]), layers)
+
+
+@router.get("/v1/jobs/{job_id}/preview.svg", response_class=Response, responses={
+    **file_response(SVG_TYPE, "The current best sketch of every level, one Inkscape layer each."),
+    **error_responses(404, 409)}, summary="The job's current best sketch as a layered SVG (while it runs and after)")
+def get_preview(job_id: str, request: Request) -> Response:
+    queue = queue_of(request)
+    latest = snapshot_history(queue, find_job(queue, job_id)).latest
+    assert latest is not None
+    document = sketch_document(latest.width, latest.height, latest.layers())
+    return Response(document, media_type=SVG_TYPE, headers={"Cache-Control": "no-store"})
+
+
+@router.get("/v1/jobs/{job_id}/result.svg", response_class=Response, responses={
+    **file_response(SVG_TYPE, "The result, one Inkscape layer per level, as `clipasso sketch` writes it."),
+    **error_responses(404, 409)}, summary="A succeeded job's sketch as a layered SVG file")
+def get_result_svg(job_id: str, request: Request) -> Response:
+    queue = queue_of(request)
+    return Response(result_document(stored_result(queue, find_job(queue, job_id))), media_type=SVG_TYPE)

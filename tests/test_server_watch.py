@@ -1,0 +1,150 @@
+"""Watching a job on the real server: snapshots as a live preview SVG, elapsed time and ETA, the result as SVG."""
+
+from __future__ import annotations
+
+import time
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+
+from clipasso_core.svg import INKSCAPE_NS, SVG_NS, read_sketch_document
+from server_process import png_bytes, start_server, submit_image, wait_for_progress, wait_for_status
+
+LONG = {"strokes": [2, 4], "seeds": 1, "iterations": 100_000, "augmentations": 0, "eval_interval": 2}
+
+
+def fetch(server, path):
+    """GET ``path``; returns (status, content type, body text)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(server.url + path, timeout=30) as response:
+            return response.status, response.headers["Content-Type"], response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers["Content-Type"], error.read().decode()
+
+
+def layers(svg_text):
+    """(label, number of paths, visible) of each layer of an SVG document."""
+    root = ET.fromstring(svg_text)
+    return [(g.get(f"{{{INKSCAPE_NS}}}label"), len(g.findall(f"{{{SVG_NS}}}path")), "display:none" not in (g.get("style") or ""))
+            for g in root.iter(f"{{{SVG_NS}}}g") if g.get(f"{{{INKSCAPE_NS}}}groupmode") == "layer"]
+
+
+def wait_for_preview(server, job_id, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        status, kind, text = fetch(server, f"/v1/jobs/{job_id}/preview.svg")
+        if status == 200:
+            return kind, text
+        assert status == 409 and "no_snapshot_yet" in text, text
+        assert time.monotonic() < deadline, server.output()
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def server(tiny_spec, tmp_path_factory):
+    with start_server(tmp_path_factory.mktemp("watch-data"), tiny_spec) as process:
+        yield process
+
+
+def test_preview_of_a_running_job_then_cancel(server):
+    _, running = submit_image(server, png_bytes(64, 48, seed=1), **LONG)
+    _, waiting = submit_image(server, png_bytes(64, 48, seed=2), **LONG)
+    job_id = running["id"]
+    wait_for_progress(server, job_id)
+    status, _, text = fetch(server, f"/v1/jobs/{waiting['id']}/preview.svg")
+    assert status == 409 and '"no_snapshot_yet"' in text, text
+
+    kind, first = wait_for_preview(server, job_id)
+    assert kind.startswith("image/svg+xml")
+    assert layers(first) == [("2 strokes", 2, False), ("4 strokes", 4, True)]
+    document = read_sketch_document(first)
+    assert (document.width, document.height) == (64, 48)
+    status, _, text = fetch(server, f"/v1/jobs/{job_id}/result.svg")
+    assert status == 409 and '"not_finished"' in text
+
+    _, later = wait_for_preview(server, job_id)
+    deadline = time.monotonic() + 120
+    while later == first:  # the strokes move while the job runs
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+        _, later = wait_for_preview(server, job_id)
+
+    assert server.request("DELETE", f"/v1/jobs/{job_id}")[1]["status"] == "cancelled"
+    assert server.request("DELETE", f"/v1/jobs/{waiting['id']}")[1]["status"] == "cancelled"
+    _, after = wait_for_preview(server, job_id)  # the best strokes so far stay viewable
+    assert layers(after) == layers(first)
+
+
+def test_elapsed_grows_and_eta_becomes_a_number_that_shrinks(server):
+    total = 400
+    _, job = submit_image(server, png_bytes(64, 48, seed=6), **{**LONG, "iterations": total})
+    samples = []  # (iteration, elapsed_s, eta_s) while running
+    while True:
+        state = server.request("GET", f"/v1/jobs/{job['id']}")[1]
+        if state["status"] != "running" and state["status"] != "queued":
+            break
+        progress = state["progress"]
+        if progress is not None:
+            samples.append((progress["iteration"], progress["elapsed_s"], progress["eta_s"]))
+        time.sleep(0.1)
+    assert state["status"] == "succeeded" and state["progress"]["eta_s"] == 0
+    known = [sample for sample in samples if sample[2] is not None]
+    early = [sample for sample in known if sample[0] <= total * 0.4]
+    late = [sample for sample in known if sample[0] >= total * 0.8]
+    assert early and late, samples
+    assert late[-1][2] < early[0][2], (early, late)
+    assert all(sample[2] > 0 for sample in known if sample[0] < total)
+    elapsed = [sample[1] for sample in samples]
+    assert elapsed == sorted(elapsed) and elapsed[-1] > elapsed[0]
+
+
+def test_result_svg_is_the_result_and_the_preview_ends_there(server):
+    _, job = submit_image(server, png_bytes(50, 70, seed=3), strokes=[2, 3], iterations=12, eval_interval=5)
+    done = wait_for_status(server, job["id"])
+    assert done["status"] == "succeeded" and done["progress"]["eta_s"] == 0
+    _, result = server.request("GET", f"/v1/jobs/{job['id']}/result")
+    status, kind, text = fetch(server, f"/v1/jobs/{job['id']}/result.svg")
+    assert status == 200 and kind.startswith("image/svg+xml")
+    assert layers(text) == [("2 strokes", 2, False), ("3 strokes", 3, True)]
+    root = ET.fromstring(text)
+    assert [p.get("d") for p in root.iter(f"{{{SVG_NS}}}path")] == [d for level in result["levels"] for d in level["paths"]]
+    assert (root.get("width"), root.get("height")) == ("50", "70")
+    _, _, preview = fetch(server, f"/v1/jobs/{job['id']}/preview.svg")
+    assert layers(preview) == layers(text)
+    for seen, final in zip(read_sketch_document(preview).layers, read_sketch_document(text).layers):
+        np.testing.assert_allclose(seen.points, final.points, atol=0.0021)
+
+
+def test_result_svg_keeps_refined_paths_whole(server):
+    paths = ["M 5 5 L 20 20 L 30 5", "M 10 30 C 15 35 25 35 30 30"]
+    _, job = submit_image(server, png_bytes(40, 40, seed=4), init_paths=paths, iterations=3, strokes=None)
+    assert wait_for_status(server, job["id"])["status"] == "succeeded"
+    _, result = server.request("GET", f"/v1/jobs/{job['id']}/result")
+    _, _, text = fetch(server, f"/v1/jobs/{job['id']}/result.svg")
+    drawn = [p.get("d") for p in ET.fromstring(text).iter(f"{{{SVG_NS}}}path")]
+    assert drawn == result["levels"][0]["paths"] and drawn[0].count("C") == 2
+
+
+def test_unknown_job_files_are_404(server):
+    for name in ("preview.svg", "result.svg"):
+        status, kind, text = fetch(server, f"/v1/jobs/{'0' * 32}/{name}")
+        assert status == 404 and kind == "application/json" and '"not_found"' in text
+
+
+def test_snapshots_survive_a_restart(tiny_spec, tmp_path):
+    server = start_server(tmp_path / "data", tiny_spec)
+    try:
+        _, job = submit_image(server, png_bytes(40, 40, seed=5), **LONG)
+        wait_for_preview(server, job["id"])
+        server.request("DELETE", f"/v1/jobs/{job['id']}")
+        _, before = wait_for_preview(server, job["id"])
+        server.kill()
+        server = server.restart()
+        _, after = wait_for_preview(server, job["id"], timeout=0)
+        assert after == before
+    finally:
+        server.kill()

@@ -1,0 +1,101 @@
+"""Snapshots of a run: handed over every eval step in image pixels, ending at the result, bounded when kept."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from clipasso_core.params import SketchParams
+from clipasso_core.sketch import sketch_image
+from clipasso_core.snapshot import SketchSnapshot, SnapshotHistory, SnapshotLevel
+
+
+def picture(width: int = 120, height: int = 80) -> Image.Image:
+    image = Image.new("RGB", (width, height), "white")
+    ImageDraw.Draw(image).ellipse((20, 10, 90, 70), outline="black", width=5)
+    return image
+
+
+def fake_snapshot(iteration: int, strokes: tuple[int, ...] = (2, 4)) -> SketchSnapshot:
+    rng = np.random.default_rng(iteration)
+    levels = tuple(SnapshotLevel(count, rng.uniform(0, 50, (count, 4, 2)), 1.0 / (iteration + 1)) for count in strokes)
+    return SketchSnapshot(iteration, 60, 40, 1.5, levels)
+
+
+@pytest.fixture(scope="module")
+def run(tiny_models):
+    params = SketchParams(strokes=[2, 4], seeds=2, iterations=35, augmentations=1)
+    seen: list[SketchSnapshot] = []
+    result = sketch_image(picture(), params, tiny_models, snapshot=seen.append)
+    return result, seen
+
+
+def test_a_snapshot_every_eval_step_and_one_at_the_end_equal_to_the_result(run):
+    result, seen = run
+    assert [s.iteration for s in seen] == [0, 10, 20, 30, 35]
+    for snapshot in seen:
+        assert (snapshot.width, snapshot.height) == (120, 80)
+        assert [level.strokes for level in snapshot.levels] == [2, 4]
+        assert [level.points.shape for level in snapshot.levels] == [(2, 4, 2), (4, 4, 2)]
+    last = seen[-1]
+    for level, outcome in zip(last.levels, result.levels):
+        np.testing.assert_allclose(level.points, outcome.points.double().numpy(), atol=1e-4)
+        assert level.loss == pytest.approx(outcome.loss)
+    assert last.stroke_width == pytest.approx(result.levels[0].stroke_width)
+    for index in range(2):  # the best loss never gets worse, and the strokes moved
+        losses = [s.levels[index].loss for s in seen]
+        assert losses == sorted(losses, reverse=True)
+    assert not np.allclose(seen[0].levels[1].points, last.levels[1].points)
+
+
+def test_snapshots_are_in_image_pixels(run):
+    _, seen = run
+    points = np.concatenate([level.points.reshape(-1, 2) for level in seen[0].levels])
+    # Initial strokes start on the canvas, which covers the whole image (padding is only above/below).
+    assert points[:, 0].min() >= -5 and points[:, 0].max() <= 125
+    assert points[:, 1].max() > 40  # not squeezed into the 224-px canvas's top part or into [0, 1]
+
+
+def test_history_stays_bounded_and_evenly_spread_for_a_long_run():
+    history = SnapshotHistory(capacity=20)
+    for step in range(10_000):  # a 100 000-iteration job at eval interval 10
+        history.add(fake_snapshot(step * 10, strokes=(1,)))
+    kept = history.snapshots()
+    assert len(kept) <= 21
+    iterations = [s.iteration for s in kept]
+    assert iterations[0] == 0 and iterations[-1] == 99_990
+    gaps = np.diff(iterations[:-1])
+    assert len(set(gaps.tolist())) == 1  # even spacing except for the always-kept latest one
+    assert len(kept) >= 10
+
+
+def test_history_round_trips_through_json():
+    history = SnapshotHistory(capacity=4, total=100)
+    for step in range(9):
+        history.add(fake_snapshot(step * 10))
+    again = SnapshotHistory.from_dict(json.loads(json.dumps(history.to_dict())))
+    assert [s.iteration for s in again.snapshots()] == [s.iteration for s in history.snapshots()]
+    assert again.total == 100 and again.latest is not None and again.latest.iteration == 80
+    for a, b in zip(again.snapshots(), history.snapshots()):
+        assert (a.width, a.height, a.stroke_width) == (60, 40, 1.5)
+        for level_a, level_b in zip(a.levels, b.levels):
+            np.testing.assert_allclose(level_a.points, level_b.points, atol=0.005)
+            assert level_a.loss == level_b.loss
+    assert SnapshotHistory.from_dict(SnapshotHistory().to_dict()).snapshots() == []
+
+
+def test_layers_show_only_the_most_detailed_level():
+    layers = fake_snapshot(3).layers()
+    assert [(layer.label, layer.visible, layer.strokes) for layer in layers] == [
+        ("2 strokes", False, 2), ("4 strokes", True, 4)]
+
+
+def test_no_snapshot_callback_changes_nothing(tiny_models):
+    params = SketchParams(strokes=[2], seeds=1, iterations=12, augmentations=1)
+    plain = sketch_image(picture(), params, tiny_models)
+    watched = sketch_image(picture(), params, tiny_models, snapshot=lambda s: None)
+    assert torch.equal(plain.levels[0].points, watched.levels[0].points)
