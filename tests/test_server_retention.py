@@ -18,7 +18,7 @@ from clipasso_server import worker
 from clipasso_server.app import create_app
 from clipasso_server.config import ServerConfig
 from clipasso_server.store import JobStore
-from server_process import png_bytes, start_server, wait_for_status
+from server_process import LOCAL, png_bytes, start_server, wait_for_status
 
 PARAMS = {"strokes": [2], "seeds": 1, "iterations": 1, "augmentations": 0}
 DAY = 86400.0
@@ -94,7 +94,7 @@ def wait_until(check: Callable[[], Any], timeout: float = 30.0) -> None:
 def test_a_running_server_deletes_jobs_as_they_expire(tiny_spec, tmp_path, monkeypatch):
     monkeypatch.setattr(worker, "PURGE_EVERY_S", 0.05)
     data = tmp_path / "data"
-    with TestClient(create_app(ServerConfig(data_dir=data, models=tiny_spec, keep_days=2))) as client:
+    with TestClient(create_app(ServerConfig(data_dir=data, models=tiny_spec, keep_days=2)), base_url=LOCAL) as client:
         job_id = run_one(client)
         age(data, job_id, "succeeded", 1)
         time.sleep(0.3)
@@ -107,7 +107,7 @@ def test_a_running_server_deletes_jobs_as_they_expire(tiny_spec, tmp_path, monke
 def test_keep_days_zero_keeps_everything(tiny_spec, tmp_path, monkeypatch):
     monkeypatch.setattr(worker, "PURGE_EVERY_S", 0.05)
     data = tmp_path / "data"
-    with TestClient(create_app(ServerConfig(data_dir=data, models=tiny_spec, keep_days=0))) as client:
+    with TestClient(create_app(ServerConfig(data_dir=data, models=tiny_spec, keep_days=0)), base_url=LOCAL) as client:
         job_id = run_one(client)
         age(data, job_id, "succeeded", 10_000)
         time.sleep(0.3)
