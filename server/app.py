@@ -216,11 +216,12 @@ def token_client(authorization: str | None) -> str:
 def make_queue(config: ServerConfig, store: JobStore, models: ModelCache) -> JobQueue:
     """The in-process job queue, or the Ray one when ``config`` asks for Ray workers."""
     if not config.ray_workers:
-        return JobQueue(store, models, max_pixels=config.max_pixels, stuck_after_s=config.stuck_after_s)
+        return JobQueue(store, models, max_pixels=config.max_pixels, stuck_after_s=config.stuck_after_s,
+                        keep_days=config.keep_days)
     from .ray_backend import RayJobQueue
 
     return RayJobQueue(store, models, config.ray_workers, config.ray_gpus_per_worker, max_pixels=config.max_pixels,
-                       stuck_after_s=config.stuck_after_s)
+                       stuck_after_s=config.stuck_after_s, keep_days=config.keep_days)
 
 
 def decode_image_field(text: str) -> bytes:
