@@ -25,7 +25,7 @@ from typing import Any
 from clipasso_core.errors import ClipassoError
 from clipasso_core.image import DEFAULT_MAX_PIXELS
 
-from .config import DEFAULT_STUCK_AFTER_S
+from .config import DEFAULT_KEEP_DAYS, DEFAULT_STUCK_AFTER_S
 from .model_cache import ModelCache
 from .progress import JobClock
 from .ray_actor import SketchActor
@@ -115,8 +115,9 @@ class RayJobQueue(JobQueue):
     """The job queue with Ray worker actors in place of the in-process worker thread."""
 
     def __init__(self, store: JobStore, models: ModelCache, workers: int, gpus_per_worker: int,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, stuck_after_s: float = DEFAULT_STUCK_AFTER_S) -> None:
-        super().__init__(store, models, max_pixels=max_pixels, stuck_after_s=stuck_after_s)
+                 max_pixels: int = DEFAULT_MAX_PIXELS, stuck_after_s: float = DEFAULT_STUCK_AFTER_S,
+                 keep_days: float = DEFAULT_KEEP_DAYS) -> None:
+        super().__init__(store, models, max_pixels=max_pixels, stuck_after_s=stuck_after_s, keep_days=keep_days)
         self.workers = WorkerBoard()  # the actors register themselves once they are up
         self._count = workers
         self._gpus = gpus_per_worker
@@ -153,6 +154,7 @@ class RayJobQueue(JobQueue):
         else:
             if recovered:
                 log.info("%d unfinished job(s) from an earlier run will run again", recovered)
+        self.purge_expired()
         remote = ray.remote(SketchActor).options(
             num_cpus=0 if self._gpus else 1, num_gpus=self._gpus, max_restarts=-1, max_task_retries=0,
             max_concurrency=ACTOR_THREADS)
@@ -186,6 +188,7 @@ class RayJobQueue(JobQueue):
         while not self._stopping.is_set():
             try:
                 self._tick()
+                self.purge_expired()
             except Exception as error:  # the dispatcher must outlive any surprise (e.g. a failing store)
                 self._trouble("dispatching jobs to the Ray workers", error)
                 self._pause()
