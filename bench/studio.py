@@ -13,18 +13,24 @@ then C's one): the queue's turns are what keep B and C from waiting for all of A
     python -m bench.studio [--ray ADDRESS] [--workers 2] [--burst 6,3,1] [--iterations 30] [--rounds 2] [--tiny]
                            [model options as clipasso-server: --device, --loss-model, --loss-weights, ...]
 
-Without ``--ray`` a local Ray cluster is started in this process (on its CPUs and GPUs). ``--tiny`` uses
-tiny random-weight models (no weights needed; the job is then mostly overhead-free CPU work).
+Without ``--ray`` a one-node Ray cluster is started for the run (``ray start --head`` on the loopback address,
+CPUs only, with a token of its own, as the Ray tests do: no bare local ``ray.init``, which would write
+``~/.ray/auth_token``). ``--tiny`` uses tiny random-weight models (no weights needed).
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import os
+import secrets
+import shutil
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +45,8 @@ from clipasso_server.store import JobStore
 from clipasso_server.worker import JobQueue
 
 TICK_S = 0.01
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # tiny models, the local test cluster
 
 
 def picture(number: int) -> bytes:
@@ -82,13 +90,9 @@ def wait_ready(queue: RayJobQueue, count: int) -> None:
 
 
 def ray_burst(folder: Path, models: ModelCache, workers: int, gpus: int, burst: list[int],
-              params: SketchParams, address: str | None) -> dict[str, Any]:
-    """The burst on ``workers`` Ray workers of the cluster (joined, used, left)."""
-    ray = import_ray()
-    if address:
-        ray.init(address=address, namespace="clipasso", log_to_driver=False)
-    else:
-        ray.init(num_cpus=workers + 1, include_dashboard=False, log_to_driver=False)
+              params: SketchParams, address: str) -> dict[str, Any]:
+    """The burst on ``workers`` Ray workers of the cluster at ``address`` (joined, used, left)."""
+    import_ray().init(address=address, namespace="clipasso", log_to_driver=False)
     queue = RayJobQueue(JobStore(folder), models, workers, gpus)
     queue.start()
     try:
@@ -101,10 +105,28 @@ def ray_burst(folder: Path, models: ModelCache, workers: int, gpus: int, burst: 
 
 def tiny_spec(folder: Path) -> ModelSpec:
     """Tiny random-weight models written into ``folder`` (the tests' models)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
     from tiny_models import make_tiny_models
 
     return make_tiny_models(folder)
+
+
+@contextmanager
+def cluster(address: str | None, cpus: int) -> Iterator[str]:
+    """``address`` as given, or the address of a one-node CPU cluster with its own token, ended afterwards."""
+    if address:
+        yield address
+        return
+    from ray_cluster import local_ray_cluster
+
+    token = secrets.token_hex(32)
+    os.environ.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token})  # read when Ray is first imported
+    folder = Path(f"/tmp/bench-ray-{os.getpid()}")  # Ray's socket paths must stay short
+    folder.mkdir()
+    try:
+        with local_ray_cluster(folder, cpus, token) as started:
+            yield started
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def waits(run: dict[str, Any]) -> dict[str, list[float]]:
@@ -117,7 +139,7 @@ def waits(run: dict[str, Any]) -> dict[str, list[float]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ray", help="address of a running Ray cluster (default: start one in this process)")
+    parser.add_argument("--ray", help="address of a running Ray cluster (default: a CPU-only one started for the run)")
     parser.add_argument("--workers", type=int, default=2,
                         help="Ray workers for the fairness run (one GPU each on a machine with GPUs; default: 2)")
     parser.add_argument("--burst", default="6,3,1", help="jobs per client, submitted client by client")
@@ -129,13 +151,17 @@ def main() -> None:
     args = parser.parse_args()
     burst = [int(part) for part in args.burst.split(",")]
     params = SketchParams(strokes=args.strokes, seeds=1, iterations=args.iterations, augmentations=4)
-    with tempfile.TemporaryDirectory(prefix="bench-studio-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="bench-studio-") as scratch, \
+            cluster(args.ray, args.workers + 1) as address:
         root = Path(scratch)
         spec = tiny_spec(root / "models") if args.tiny else model_spec(args)
         device = resolve_device(args.device)
         models = ModelCache(spec, device)
         models.get()
         gpus = 1 if device.type == "cuda" else 0
+        if gpus and not args.ray:
+            sys.exit("bench: the cluster started for the run has no GPUs; start one with 'ray start --head' "
+                     "and pass --ray ADDRESS, or use --device cpu.")
         local_walls, ray_walls = [], []
         for number in range(args.rounds):
             local = JobQueue(JobStore(root / f"local-{number}"), models, idle_poll_s=TICK_S)
@@ -145,7 +171,7 @@ def main() -> None:
             finally:
                 local.stop()
                 local.store.close()
-            ray_walls.append(ray_burst(root / f"ray-1-{number}", models, 1, gpus, burst, params, args.ray)["wall"])
+            ray_walls.append(ray_burst(root / f"ray-1-{number}", models, 1, gpus, burst, params, address)["wall"])
         jobs = sum(burst)
         baseline, one = {"wall": min(local_walls)}, {"wall": min(ray_walls)}
         run_s = baseline["wall"] / jobs
@@ -157,7 +183,7 @@ def main() -> None:
         print(f"  dispatch overhead: {overhead * 1000:.1f} ms per job = {overhead / run_s:.1%} of a job's run time "
               "(target < 2 %)")
         count = args.workers
-        many = ray_burst(root / "ray-n", models, count, gpus, burst, params, args.ray)
+        many = ray_burst(root / "ray-n", models, count, gpus, burst, params, address)
         print(f"  {count} Ray workers:     {many['wall']:.2f} s for the burst ({baseline['wall'] / many['wall']:.2f}× "
               "the in-process worker)")
         for client, seconds in waits(many).items():
