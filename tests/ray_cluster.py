@@ -38,11 +38,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def local_ray_cluster(temp_dir: Path, cpus: int) -> Iterator[str]:
-    """Start a one-node Ray cluster with ``cpus`` CPUs and no GPUs; yields its address, then ends it."""
+def local_ray_cluster(temp_dir: Path, cpus: int, token: str | None = None) -> Iterator[str]:
+    """Start a one-node Ray cluster with ``cpus`` CPUs and no GPUs; yields its address, then ends it.
+
+    ``token``: the cluster's auth token (default: a new one). A process that joins the cluster itself must
+    have ``RAY_AUTH_MODE=token`` and this token in its environment before it imports Ray.
+    """
+    auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token or secrets.token_hex(32)}
     pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]')")
     port = free_port()
-    auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     command = [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block",
                "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", str(cpus), "--num-gpus", "0",
                "--include-dashboard", "false", "--object-store-memory", str(100 * 1024 * 1024),
