@@ -106,3 +106,21 @@ def get_preview(job_id: str, request: Request) -> Response:
 def get_result_svg(job_id: str, request: Request) -> Response:
     queue = queue_of(request)
     return Response(result_document(stored_result(queue, find_job(queue, job_id))), media_type=SVG_TYPE)
+
+
+@router.get("/v1/jobs/{job_id}/animation.svg", response_class=Response, responses={
+    **file_response(SVG_TYPE, "The run replayed with SMIL animation (no script): every level's strokes moving."),
+    **error_responses(404, 409)}, summary="The job's run replayed as an animated SVG, up to now or to its result")
+def get_animation_svg(job_id: str, request: Request) -> Response:
+    queue = queue_of(request)
+    history = snapshot_history(queue, find_job(queue, job_id))
+    return Response(animation_svg(history.snapshots()), media_type=SVG_TYPE, headers={"Cache-Control": "no-store"})
+
+
+@router.get("/v1/jobs/{job_id}/animation.gif", response_class=Response, responses={
+    **file_response(GIF_TYPE, "The run replayed as an animated GIF, looping, holding the result."),
+    **error_responses(404, 409)}, summary="The job's run replayed as an animated GIF, up to now or to its result")
+def get_animation_gif(job_id: str, request: Request) -> Response:
+    queue = queue_of(request)
+    history = snapshot_history(queue, find_job(queue, job_id))
+    return Response(animation_gif(history.snapshots()), media_type=GIF_TYPE, headers={"Cache-Control": "no-store"})
