@@ -26,10 +26,12 @@ from .animation import animation_file, check_format
 from .errors import ClipassoError, SketchFileError
 from .files import write_atomically
 from .image import CanvasFrame, embeddable, read_image, to_canvas
+from .loss import LossWeights
+from .mask import mask_coverage
+from .mask_svg import read_mask_svg
 from .model_options import add_model_options, model_spec
 from .models import encode_prompt, load_encoder, load_models, resolve_device
 from .optimize import Progress
-from .loss import LossWeights
 from .params import CANVAS_SIZE, FIDELITY_PRESETS, REFINE_ITERATIONS, describe_validation_errors, make_params
 from .precision import PRECISION_CHOICES, Precision
 from .preview import preview_sheet
@@ -62,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     sketch.add_argument("--stroke-width", type=float, help="pen width on the 224-px canvas (default: 3.0)")
     sketch.add_argument("--embed-image", action="store_true", help="embed the source image as a locked bottom layer")
     sketch.add_argument("--preview", type=Path, metavar="PNG", help="also write a PNG of all levels side by side")
+    sketch.add_argument("--mask", type=Path, metavar="SVG",
+                        help="sketch only inside the filled shapes of this SVG, drawn in the image's pixel coordinates")
     sketch.add_argument("--animation", type=Path, metavar="OUT.gif|OUT.svg|OUT.mp4",
                         help="also write the run as an animation (MP4 needs the mp4 extra: imageio-ffmpeg)")
     add_loss_options(sketch)
@@ -148,13 +152,16 @@ def fail(message: str, status: int = EXIT_ERROR) -> int:
 
 def run_sketch(args: argparse.Namespace) -> int:
     """``clipasso sketch``: optimise, then write the SVG (and preview, animation) even when stopped with Ctrl-C."""
+    mask = read_mask_file(args.mask) if args.mask is not None else None
     params = make_params(args.preset, strokes=args.strokes, seeds=args.seeds, iterations=args.iterations,
-                         seed=args.seed, stroke_width=args.stroke_width, **loss_overrides(args))
+                         seed=args.seed, stroke_width=args.stroke_width, mask=mask, **loss_overrides(args))
     if args.animation is not None:
         check_format(args.animation)
     for path in filter(None, (args.output, args.preview, args.animation)):
         check_writable(path)
     image = read_image(args.image)
+    if params.mask is not None:
+        mask_coverage(params.mask, CanvasFrame(image.width, image.height))  # a mask outside the image fails now
     device = resolve_device(args.device)
     print(f"Loading CLIP models on {device}…", file=sys.stderr)
     models = load_models(model_spec(args), device)
@@ -261,9 +268,20 @@ def run_install_extension(args: argparse.Namespace) -> int:
     return 0
 
 
+def read_mask_file(path: Path) -> list[str]:
+    """The filled shapes of a mask SVG as path data; a missing or unreadable file is one sentence."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except IsADirectoryError:
+        raise ClipassoError(f"The mask '{path}' is a folder; give an SVG file.") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ClipassoError(f"Cannot read the mask '{path}': {getattr(error, 'strerror', None) or error}.") from None
+    return read_mask_svg(text)
+
+
 def check_writable(path: Path) -> None:
-    """Fail before a long run if ``path`` cannot be written."""
-    folder = path.parent
+    """Fail before a long run if ``path`` (or, for a symbolic link, its target) cannot be written."""
+    folder = Path(os.path.realpath(path)).parent
     if not folder.is_dir():
         raise ClipassoError(f"Cannot write '{path}': the folder '{folder}' does not exist.")
     if path.is_dir():

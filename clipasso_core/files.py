@@ -1,20 +1,49 @@
-"""Writing files so that a crash or a full disk never leaves half a file where a whole one was expected."""
+"""Writing files so that a crash or a full disk never leaves half a file where a whole one was expected.
+
+The new file gets the permissions a plain ``open(path, "w")`` would give it: an existing file keeps its
+mode, a new one follows the umask; a path that is a symbolic link is written through to its target.
+"""
 
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a synced temporary file beside it and a rename; readers see old or new, never half."""
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
+def current_umask() -> int:
+    """The process's umask (read from /proc where possible, so other threads never see it changed)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def write_atomically(path: Path, data: bytes, mode: int | None = None) -> None:
+    """Write ``data`` to ``path`` via a synced temporary file beside it and a rename; readers see old or new, never half.
+
+    ``mode`` fixes the permissions (the server's private store); by default they are those ``open()`` gives.
+    """
+    target = Path(os.path.realpath(path))  # through symbolic links, so the link stays a link
+    if mode is None:
+        try:
+            mode = stat.S_IMODE(os.stat(target).st_mode)
+        except FileNotFoundError:
+            mode = 0o666 & ~current_umask()
+    with tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", delete=False) as handle:
         try:
             handle.write(data)
             handle.flush()
+            os.fchmod(handle.fileno(), mode)
             os.fsync(handle.fileno())
         except BaseException:
             os.unlink(handle.name)
             raise
-    os.replace(handle.name, path)
+    os.replace(handle.name, target)

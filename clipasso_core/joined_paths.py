@@ -83,7 +83,7 @@ class JoinedPaths:
     shape: PathShape
 
     def segments(self, free: torch.Tensor) -> torch.Tensor:
-        """Segments ``[..., N, 4, 2]`` of free points ``[..., P, 2]`` (same layout as :attr:`free`) and the fixed ones."""
+        """Segments ``[..., N, 4, 2]`` of free points ``[..., P, 2]`` (laid out as :attr:`free`) and the fixed ones."""
         fixed = self.fixed.to(free.dtype).expand(*free.shape[:-2], *self.fixed.shape)
         return torch.cat([free, fixed], dim=-2)[..., self.index, :]
 

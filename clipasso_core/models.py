@@ -129,6 +129,9 @@ def load_encoder(name: str, pretrained: str | None, weights: Path | None, device
         weights = Path(weights)
         if not weights.is_file():
             raise ModelError(f"The weights file {str(weights)!r} for {model_name} does not exist.")
+        if not is_checkpoint_file(weights):
+            raise ModelError(f"The weights file {str(weights)!r} is not a checkpoint (a PyTorch .pt/.bin or a "
+                             f".safetensors file); give {weights_option} the weights of {model_name}.")
         source = str(weights)
         quick_gelu = False
     else:
@@ -229,11 +232,23 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
     return True
 
 
+def is_checkpoint_file(path: Path) -> bool:
+    """Whether ``path`` starts like a checkpoint: a PyTorch zip or pickle, or a safetensors header."""
+    try:
+        with open(path, "rb") as stream:
+            head = stream.read(9)
+    except OSError:
+        return False
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":  # torch.save's zip, or a legacy pickle
+        return True
+    return len(head) == 9 and head[8:9] == b"{"  # safetensors: 8-byte header length, then its JSON
+
+
 def _explain_load_failure(model_name: str, pretrained: str | None, weights: Path | None, weights_option: str,
                           error: Exception) -> ClipassoError:
     if weights is not None:
         reason = _first_line(error)
-        if "state_dict" in reason:
+        if "state_dict" in reason or isinstance(error, (AttributeError, KeyError, TypeError, IndexError)):
             reason = "its tensors have other names or shapes than this architecture needs"
         return ModelError(f"The checkpoint {str(weights)!r} cannot be loaded as {model_name}: {reason}.")
     hub = (open_clip.get_pretrained_cfg(model_name, pretrained or "") or {}).get("hf_hub", "").rstrip("/")

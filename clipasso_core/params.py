@@ -14,6 +14,7 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, Strict, Val
                       model_validator)
 
 from .joined_paths import read_paths
+from .path_data import PathDataError, parse_path
 
 CANVAS_SIZE = 224
 """Side of the square canvas the optimizer draws on, in pixels (the paper's ``image_scale``)."""
@@ -58,6 +59,10 @@ def parse_stroke_list(value: Any) -> Any:
 
 
 StrokeList = Annotated[list[WholeNumber], BeforeValidator(parse_stroke_list)]
+
+MAX_MASK_SHAPES = 1000
+MaskShape = Annotated[str, Strict(), Field(max_length=MAX_PATH_CHARS)]
+"""One filled region of a mask: SVG path data in the image's pixels."""
 
 LAYER_WEIGHTS = ("layer1_weight", "layer2_weight", "layer3_weight", "layer4_weight")
 FIDELITY_PRESETS: dict[str, dict[str, float]] = {
@@ -109,6 +114,12 @@ class SketchParams(BaseModel):
                     "sketch's CLIP embedding and the prompt's. Off when absent.",
     )
     text_weight: LossWeight = Field(default=0.1, description="Weight of the text term (used only with text).")
+    mask: MaskShape | Annotated[list[MaskShape], Field(max_length=MAX_MASK_SHAPES)] | None = Field(
+        default=None,
+        description="SVG path data in the image's pixels (nonzero fill), or a list of them (their union): only "
+                    "what lies inside is sketched; outside it the image counts as white and no stroke starts "
+                    "there. Off when absent.",
+    )
     init_paths: list[Annotated[str, Strict(), Field(max_length=MAX_PATH_CHARS)]] | None = Field(
         default=None, min_length=1, max_length=MAX_STROKES,
         description="SVG path data in the image's pixels to start from instead of the saliency init: one level, "
@@ -153,6 +164,21 @@ class SketchParams(BaseModel):
             raise ValueError("give a prompt of at least one word (e.g. 'a cat'), or leave text out")
         return text
 
+    @field_validator("mask")
+    @classmethod
+    def _check_mask(cls, mask: str | list[str] | None) -> str | list[str] | None:
+        if mask is None:
+            return None
+        shapes = [mask] if isinstance(mask, str) else mask
+        if not shapes or not all(shape.strip() for shape in shapes):
+            raise ValueError("give SVG path data of a closed shape (e.g. 'M 10 10 H 90 V 90 H 10 Z'), or leave mask out")
+        for shape in shapes:
+            try:
+                parse_path(shape)
+            except PathDataError as error:
+                raise ValueError(str(error)) from None
+        return mask
+
     @field_validator("strokes")
     @classmethod
     def _check_strokes(cls, strokes: list[int]) -> list[int]:
@@ -193,7 +219,8 @@ class SketchParams(BaseModel):
             raise ValueError("locked indices must not repeat")
         beyond = [index for index in locked if index >= len(paths)]
         if beyond:
-            raise ValueError(f"locked index {beyond[0]} is not a path: init_paths has {len(paths)} (0 to {len(paths) - 1})")
+            raise ValueError(f"locked index {beyond[0]} is not a path: init_paths has {len(paths)} "
+                             f"(0 to {len(paths) - 1})")
         if len(locked) == len(paths):
             raise ValueError("every path is locked, so nothing could be refined; unlock at least one")
         return sorted(locked)

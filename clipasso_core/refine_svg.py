@@ -61,7 +61,11 @@ def _set_display_none(element: ET.Element) -> None:
 def _describe(element: ET.Element) -> str:
     name = element.tag.rsplit("}", 1)[-1]
     ident = element.get("id")
-    return f"<{name}> '{ident}'" if ident else f"a <{name}>"
+    return f"the <{name}> '{ident}'" if ident else f"a <{name}>"
+
+
+def _capitalized(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 class LayeredDrawing:
@@ -152,16 +156,16 @@ class LayeredDrawing:
                                       "convert it with Path → Object to Path, or move it to another layer.")
             fill = self._inherited(element, "fill", "black")
             if fill.lower() not in ("none", "transparent"):
-                raise SketchFileError(f"The layer {label!r} holds the filled shape {_describe(element)}; "
+                raise SketchFileError(f"The layer {label!r} holds {_describe(element)}, a filled shape; "
                                       "refine works on strokes only (set its fill to none or move it away).")
             try:
                 subpaths = parse_path(element.get("d") or "")
             except PathDataError as error:
-                raise SketchFileError(f"{_describe(element).capitalize()} in {label!r}: {error}") from None
+                raise SketchFileError(f"{_capitalized(_describe(element))} in {label!r}: {error}") from None
             if not subpaths:
                 continue
             if len(subpaths) > 1:
-                raise SketchFileError(f"{_describe(element).capitalize()} in {label!r} holds {len(subpaths)} separate "
+                raise SketchFileError(f"{_capitalized(_describe(element))} in {label!r} holds {len(subpaths)} separate "
                                       "strokes; split it with Path → Break Apart.")
             matrix = self.to_pixels @ self._composed(element)
             if self._locked(element, layer):
@@ -191,7 +195,7 @@ class LayeredDrawing:
         return float(match.group(1))
 
     def add_refined(self, layer: ET.Element, strokes: LayerStrokes, paths: list[str], stroke_width: float) -> str:
-        """Insert ``paths`` (image pixels) as a new layer right above ``layer`` and hide ``layer``; returns its label."""
+        """Insert ``paths`` (image pixels) as a new layer right above ``layer``, hide ``layer``; returns the label."""
         parent = self.parents[layer]
         ids = {element.get("id") for element in self.root.iter() if element.get("id")}
 

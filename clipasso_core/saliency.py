@@ -109,14 +109,18 @@ def sampling_distribution(attention: torch.Tensor, edges: torch.Tensor, temperat
     return torch.softmax(logits.flatten().double(), dim=0).reshape(attention.shape)
 
 
-def initial_strokes(probabilities: torch.Tensor | None, strokes: int, seed: int, size: int) -> torch.Tensor:
+def initial_strokes(probabilities: torch.Tensor | None, strokes: int, seed: int, size: int,
+                    inside: torch.Tensor | None = None) -> torch.Tensor:
     """Control points ``[strokes, 4, 2]`` (canvas pixels): sampled first points, then a ±2.5 % random walk.
 
     With ``probabilities`` ``[H, W]`` (H = W = size) first points are distinct salient pixel centres; with
-    ``None`` they are uniform over the canvas. The same seed always gives the same strokes.
+    ``None`` they are uniform over the canvas. With ``inside`` ``[H, W]`` (bool, a mask) they are pixel
+    centres inside it only. The same seed always gives the same strokes.
     """
     rng = np.random.default_rng(seed)
-    if probabilities is None:
+    if inside is not None:
+        first = _first_points_inside(probabilities, inside, strokes, rng, size)
+    elif probabilities is None:
         first = rng.random((strokes, 2))
     else:
         p = probabilities.detach().flatten().double().cpu().numpy()
@@ -130,6 +134,18 @@ def initial_strokes(probabilities: torch.Tensor | None, strokes: int, seed: int,
     steps = WALK_STEP * (rng.random((strokes, 3, 2)) - 0.5)
     points = np.concatenate([first[:, None], first[:, None] + np.cumsum(steps, axis=1)], axis=1)
     return torch.from_numpy(points * size).float()
+
+
+def _first_points_inside(probabilities: torch.Tensor | None, inside: torch.Tensor, strokes: int,
+                         rng: np.random.Generator, size: int) -> np.ndarray:
+    """First points ``[strokes, 2]`` (fractions of the canvas) at pixel centres inside a mask, by saliency if given."""
+    allowed = inside.detach().flatten().cpu().numpy().astype(np.float64)
+    p = allowed if probabilities is None else probabilities.detach().flatten().double().cpu().numpy() * allowed
+    if np.count_nonzero(p) < strokes:  # too few salient pixels inside: spread over the whole inside
+        p = allowed
+    index = rng.choice(p.size, size=strokes, replace=np.count_nonzero(p) < strokes, p=p / p.sum())
+    rows, cols = np.divmod(index, size)
+    return np.stack([(cols + 0.5) / size, (rows + 0.5) / size], axis=-1)
 
 
 def _min_max(values: torch.Tensor) -> torch.Tensor:

@@ -16,6 +16,7 @@ from PIL import Image
 from .image import CanvasFrame, to_canvas
 from .joined_paths import JoinedPaths, PathShape, join_paths, read_paths
 from .loss import ClipConvLoss, LossWeights
+from .mask import inside_pixels, mask_coverage, whiten_outside
 from .models import LoadedModels, encode_prompt
 from .optimize import BestSketches, CancelSignal, LevelOutcome, Progress, optimize_sketches
 from .params import CANVAS_SIZE, SketchParams
@@ -80,7 +81,7 @@ def sketch_image(
 
     ``snapshot`` receives the best sketch of every level, in the image's pixels, at every eval step and at the end.
     """
-    target, frame = to_canvas(image, CANVAS_SIZE)
+    target, frame, coverage = masked_canvas(image, params.mask)
     target = target.to(models.device)
     stroke_width = params.stroke_width * frame.scale
 
@@ -99,7 +100,8 @@ def sketch_image(
         outcome = optimize_sketches(loss, initial, params, progress, cancel, {len(params.init_paths): joined}, watch)
         levels = [refined_level(outcome.levels[0], params, frame, joined.shape, loss.term_names)]
     else:
-        outcome = optimize_sketches(loss, initial_points(target, params, models), params, progress, cancel,
+        inside = None if coverage is None else inside_pixels(coverage)
+        outcome = optimize_sketches(loss, initial_points(target, params, models, inside), params, progress, cancel,
                                     snapshot=watch)
         levels = [
             LevelSketch(
@@ -142,8 +144,22 @@ def refined_level(level: LevelOutcome, params: SketchParams, frame: CanvasFrame,
     )
 
 
-def initial_points(target: torch.Tensor, params: SketchParams, models: LoadedModels) -> dict[int, torch.Tensor]:
-    """Initial strokes per level: stroke count → ``[seeds, S, 4, 2]`` canvas points, one row per sketch seed."""
+def masked_canvas(image: Image.Image, mask: str | list[str] | None) -> tuple[torch.Tensor, CanvasFrame,
+                                                                           torch.Tensor | None]:
+    """The target on the canvas ``[3, S, S]``, white outside ``mask``, its frame, and the mask's coverage ``[S, S]``."""
+    target, frame = to_canvas(image, CANVAS_SIZE)
+    if mask is None:
+        return target, frame, None
+    coverage = mask_coverage(mask, frame)
+    return whiten_outside(target, coverage), frame, coverage
+
+
+def initial_points(target: torch.Tensor, params: SketchParams, models: LoadedModels,
+                   inside: torch.Tensor | None = None) -> dict[int, torch.Tensor]:
+    """Initial strokes per level: stroke count → ``[seeds, S, 4, 2]`` canvas points, one row per sketch seed.
+
+    With ``inside`` ``[H, W]`` (bool, a mask on the canvas) first points are placed only inside it.
+    """
     probabilities = None
     if params.attention_init:
         attention = clip_attention(models.saliency, target)
@@ -151,7 +167,7 @@ def initial_points(target: torch.Tensor, params: SketchParams, models: LoadedMod
         probabilities = sampling_distribution(attention, edges, params.softmax_temperature)
     size = target.shape[-1]
     return {
-        count: torch.stack([initial_strokes(probabilities, count, seed, size) for seed in params.sketch_seeds()])
+        count: torch.stack([initial_strokes(probabilities, count, seed, size, inside) for seed in params.sketch_seeds()])
         for count in params.strokes
     }
 

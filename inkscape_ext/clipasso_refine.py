@@ -36,8 +36,7 @@ class Refine(inkex.EffectExtension):
         """Refine the selected sketch layer and insert the result above it."""
         selection = list(self.svg.selection.values())
         layer = sketch_layer_of(selection, self.svg.get_current_layer())
-        selected_strokes = {element for element in selection if element.getparent() is not None}
-        strokes = read_strokes(self.svg, layer, selected_strokes if self.options.lock_selected else set())
+        strokes = read_strokes(self.svg, layer, set(selection) if self.options.lock_selected else set())
         input_file = self.options.input_file if isinstance(self.options.input_file, str) else None
         picture = read_raster(strokes.image, input_file, self.document_path())
         params = {

@@ -87,7 +87,7 @@ def _sketch_ancestor(layer: inkex.BaseElement) -> Optional[inkex.BaseElement]:
 
 def read_strokes(svg: inkex.SvgDocumentElement, layer: inkex.BaseElement,
                  locked_too: Set[inkex.BaseElement]) -> SketchStrokes:
-    """The strokes of a sketch layer in its image's pixels; locked: Inkscape's lock or in ``locked_too``."""
+    """A sketch layer's strokes in its image's pixels; locked: Inkscape's lock, or in (a group in) ``locked_too``."""
     parent = sketch_parent(layer)
     source = parent.get(clipasso_attribute("source"))
     image = svg.getElementById(source)
@@ -110,7 +110,7 @@ def read_strokes(svg: inkex.SvgDocumentElement, layer: inkex.BaseElement,
         if len(path.to_superpath()) != 1:
             raise RefineError(f"“{element.get_id()}” in “{label}” holds several separate strokes; split it with "
                               "Path → Break Apart, then refine.")
-        if element in locked_too or _is_locked(element, layer):
+        if _is_locked(element, layer, locked_too):
             locked.append(len(paths))
         elements.append(element)
         paths.append(path_data(path))
@@ -119,7 +119,8 @@ def read_strokes(svg: inkex.SvgDocumentElement, layer: inkex.BaseElement,
     if not paths:
         raise RefineError(f"The layer “{label}” holds no strokes to refine.")
     if len(locked) == len(paths):
-        raise RefineError(f"Every stroke of “{label}” is locked, so nothing would change; unlock some and refine again.")
+        raise RefineError(f"Every stroke of “{label}” is locked, so nothing would change; "
+                          "unlock some and refine again.")
     return SketchStrokes(layer, image, (width, height), placement, elements, paths, locked,
                          statistics.median(widths))
 
@@ -151,10 +152,11 @@ def _check_stroke(element: inkex.BaseElement, label: str) -> None:
                           "another layer, then refine.")
 
 
-def _is_locked(element: inkex.BaseElement, layer: inkex.BaseElement) -> bool:
+def _is_locked(element: inkex.BaseElement, layer: inkex.BaseElement, locked_too: Set[inkex.BaseElement]) -> bool:
+    """Locked in Inkscape, or in ``locked_too``: the element itself or a group it sits in within the layer."""
     node = element
     while node is not None:
-        if node.get(SODIPODI_INSENSITIVE) == "true":
+        if node.get(SODIPODI_INSENSITIVE) == "true" or node in locked_too:
             return True
         if node is layer:
             return False

@@ -20,7 +20,8 @@ from fastapi.responses import JSONResponse
 from PIL import Image
 
 from clipasso_core.errors import ImageError, ImageTooLargeError, UnsupportedImageError
-from clipasso_core.image import read_image
+from clipasso_core.image import CanvasFrame, read_image
+from clipasso_core.mask import MaskError, mask_coverage
 
 from . import job_files
 from .config import ServerConfig
@@ -149,7 +150,9 @@ def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAP
         existing = queue.find_reusable(key, data)
         if existing is None:
             with decode_slots:
-                check_image(data, config.max_pixels)
+                size = check_image(data, config.max_pixels)
+            if body.params.mask is not None:
+                check_mask(body.params.mask, size)
             client = body.client or token_client(request.headers.get("authorization"))
             existing = queue.submit(data, body.params, key, client)
         return JobCreated(id=existing.id, status=existing.status)  # type: ignore[arg-type]
@@ -213,11 +216,12 @@ def token_client(authorization: str | None) -> str:
 def make_queue(config: ServerConfig, store: JobStore, models: ModelCache) -> JobQueue:
     """The in-process job queue, or the Ray one when ``config`` asks for Ray workers."""
     if not config.ray_workers:
-        return JobQueue(store, models, max_pixels=config.max_pixels, stuck_after_s=config.stuck_after_s)
+        return JobQueue(store, models, max_pixels=config.max_pixels, stuck_after_s=config.stuck_after_s,
+                        keep_days=config.keep_days)
     from .ray_backend import RayJobQueue
 
     return RayJobQueue(store, models, config.ray_workers, config.ray_gpus_per_worker, max_pixels=config.max_pixels,
-                       stuck_after_s=config.stuck_after_s)
+                       stuck_after_s=config.stuck_after_s, keep_days=config.keep_days)
 
 
 def decode_image_field(text: str) -> bytes:
@@ -235,10 +239,10 @@ def decode_image_field(text: str) -> bytes:
     return data
 
 
-def check_image(data: bytes, max_pixels: int) -> None:
-    """Decode the whole image once, so a damaged or oversized one is refused at submission."""
+def check_image(data: bytes, max_pixels: int) -> tuple[int, int]:
+    """Decode the whole image once, so a damaged or oversized one is refused at submission; its width and height."""
     try:
-        read_image(data, max_pixels)
+        image = read_image(data, max_pixels)
     except ImageTooLargeError:
         size = _size(data)
         what = f"is {size} pixels, more" if size else "has more pixels"
@@ -248,6 +252,15 @@ def check_image(data: bytes, max_pixels: int) -> None:
         raise ApiError(415, error.code, str(error)) from None
     except ImageError as error:
         raise ApiError(422, error.code, str(error)) from None
+    return image.width, image.height
+
+
+def check_mask(mask: str, size: tuple[int, int]) -> None:
+    """Refuse a mask that encloses nothing or lies outside the submitted image."""
+    try:
+        mask_coverage(mask, CanvasFrame(*size))
+    except MaskError as error:
+        raise ApiError(422, error.code, f"params.mask: {error}") from None
 
 
 def _size(data: bytes) -> str | None:

@@ -14,8 +14,8 @@ from pathlib import Path
 from clipasso_core.model_options import add_model_options, model_spec
 from clipasso_core.image import DEFAULT_MAX_PIXELS
 
-from .config import (DEFAULT_HOST, DEFAULT_MAX_BODY_MB, DEFAULT_MAX_REQUESTS, DEFAULT_PORT, DEFAULT_READ_TIMEOUT_S,
-                     default_data_dir)
+from .config import (DEFAULT_HOST, DEFAULT_KEEP_DAYS, DEFAULT_MAX_BODY_MB, DEFAULT_MAX_REQUESTS, DEFAULT_PORT,
+                     DEFAULT_READ_TIMEOUT_S, default_data_dir)
 from .log_limit import RepeatLimitFilter
 
 EXIT_ERROR = 1
@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--read-timeout", type=float, default=DEFAULT_READ_TIMEOUT_S,
                         help="close a connection whose request stalls this many seconds "
                              f"(default: {DEFAULT_READ_TIMEOUT_S:g})")
+    parser.add_argument("--keep-days", type=float, default=DEFAULT_KEEP_DAYS,
+                        help=f"delete finished jobs, their images and results this many days after they finished "
+                             f"(default: {DEFAULT_KEEP_DAYS:g}; 0 keeps them forever)")
     parser.add_argument("--access-log", action="store_true", help="log every HTTP request")
     parser.add_argument("--ray", metavar="ADDRESS", default=None,
                         help="run jobs on the workers of a Ray cluster instead of in this process: 'auto' for the "
@@ -136,6 +139,8 @@ def check_options(args: argparse.Namespace) -> str | None:
         return f"--max-requests must be between 1 and 100000, got {args.max_requests}."
     if not 0 < args.read_timeout <= 3600:
         return f"--read-timeout must be more than 0 and at most 3600 seconds, got {args.read_timeout:g}."
+    if not 0 <= args.keep_days <= 100_000:  # also refuses NaN
+        return f"--keep-days must be a number of days from 0 (keep forever) to 100000, got {args.keep_days:g}."
     if args.ray_workers is not None and args.ray is None:
         return "--ray-workers needs --ray ADDRESS."
     if args.ray_workers is not None and not 1 <= args.ray_workers <= 1024:
@@ -199,6 +204,7 @@ def serve(args: argparse.Namespace) -> int:
     config = ServerConfig(
         data_dir=data_dir, models=model_spec(args), device=device, token=args.token,
         max_pixels=args.max_pixels, max_body_bytes=int(args.max_body_mb * 1_000_000), max_requests=args.max_requests,
+        keep_days=args.keep_days,
         ray_workers=ray_workers, ray_gpus_per_worker=ray_gpus,
     )
     Image.MAX_IMAGE_PIXELS = max(args.max_pixels, Image.MAX_IMAGE_PIXELS or 0)

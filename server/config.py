@@ -17,6 +17,8 @@ DEFAULT_MAX_BODY_MB = 64.0
 DEFAULT_MAX_REQUESTS = 64
 DEFAULT_READ_TIMEOUT_S = 30.0
 APP_NAME = "clipasso"
+DEFAULT_KEEP_DAYS = 30.0
+"""Finished jobs older than this many days are deleted with their files (0 keeps them forever)."""
 DEFAULT_STUCK_AFTER_S = 900.0
 """Seconds without progress on the running job after which /v1/health calls the worker stuck."""
 
@@ -43,3 +45,5 @@ class ServerConfig:
     ray_gpus_per_worker: int = 0
     stuck_after_s: float = DEFAULT_STUCK_AFTER_S
     """Seconds without progress on the running job after which /v1/health reports the worker stuck (503)."""
+    keep_days: float = DEFAULT_KEEP_DAYS
+    """Finished jobs older than this many days are deleted with their files; 0 keeps them forever."""

@@ -1,4 +1,5 @@
-"""A job as files: the live preview and the result as layered SVG documents (``clipasso sketch``'s format).
+"""A job as files: the live preview and the result as layered SVG documents (``clipasso sketch``'s format),
+and the run replayed from its snapshots as an animated SVG (SMIL, no script) or GIF.
 
 Routes of an :class:`fastapi.APIRouter`; the app includes it. They read the job store only, so they
 work the same whichever worker runs the job.
@@ -12,6 +13,7 @@ import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from clipasso_core.animation import animation_gif, animation_svg
 from clipasso_core.snapshot import SnapshotHistory
 from clipasso_core.svg import SketchLayer, sketch_document
 
@@ -21,6 +23,7 @@ from .store import Job, ResultMissing
 from .worker import JobQueue
 
 SVG_TYPE = "image/svg+xml"
+GIF_TYPE = "image/gif"
 
 router = APIRouter()
 

@@ -2,8 +2,9 @@
 
 Plain Python, no Ray import: :mod:`clipasso_server.ray_backend` turns :class:`SketchActor` into a Ray
 actor (a threaded one, so :meth:`poll` and :meth:`cancel` are answered while :meth:`run` works). The
-actor never touches the job store: it gets the image bytes and parameters, reports progress when polled
-and returns an outcome dict; the server writes everything down.
+actor never touches the job store: it gets the image bytes and parameters, hands over its progress and
+the snapshots taken since the last poll when polled, and returns an outcome dict (with the snapshots
+not yet handed over); the server writes everything down.
 """
 
 from __future__ import annotations
@@ -22,12 +23,16 @@ from clipasso_core.models import ModelSpec
 from clipasso_core.optimize import Progress
 from clipasso_core.params import SketchParams
 from clipasso_core.sketch import sketch_image
+from clipasso_core.snapshot import SketchSnapshot
 
 from .model_cache import ModelCache
 from .worker import INTERNAL_MESSAGE, OUT_OF_MEMORY_MESSAGE, is_out_of_memory, progress_body, result_body
 from .workers import this_process
 
 log = logging.getLogger("clipasso_server")
+
+MAX_PENDING_SNAPSHOTS = 32
+"""Snapshots kept between two polls; older ones are dropped first (the server keeps only a bounded history)."""
 
 
 class SketchActor:
@@ -41,6 +46,7 @@ class SketchActor:
         self._job: str | None = None
         self._cancel = threading.Event()
         self._progress: dict[str, Any] | None = None
+        self._snapshots: list[dict[str, Any]] = []
 
     def ready(self) -> dict[str, Any]:
         """Load the models (once) and say who this worker is: ``{"worker": {...}, "models_error": str | None}``."""
@@ -52,9 +58,10 @@ class SketchActor:
         return {"worker": this_process(self.name, str(self.device)).as_dict(), "models_error": error}
 
     def poll(self) -> dict[str, Any]:
-        """The running job and its latest progress: ``{"job": id | None, "progress": {...} | None}``."""
+        """The running job, its latest progress and the snapshots since the last poll: ``{"job", "progress", "snapshots"}``."""
         with self._lock:
-            return {"job": self._job, "progress": self._progress}
+            snapshots, self._snapshots = self._snapshots, []
+            return {"job": self._job, "progress": self._progress, "snapshots": snapshots}
 
     def cancel(self, job_id: str) -> bool:
         """Ask the running job ``job_id`` to stop after its current step; ``False`` if it is not running here."""
@@ -67,25 +74,31 @@ class SketchActor:
     def run(self, job_id: str, image: bytes, params: dict[str, Any], max_pixels: int) -> dict[str, Any]:
         """Sketch one job; returns ``{"status": succeeded|failed|cancelled, "result"?, "error"?, "progress", ...}``."""
         with self._lock:
-            self._job, self._progress, self._cancel = job_id, None, threading.Event()
+            self._job, self._progress, self._cancel, self._snapshots = job_id, None, threading.Event(), []
         started = time.monotonic()
         try:
             outcome = self._sketch(image, SketchParams.model_validate(params), max_pixels)
         finally:
             with self._lock:
-                progress, self._job = self._progress, None
-        return {**outcome, "progress": progress, "run_s": time.monotonic() - started}
+                progress, snapshots, self._job, self._snapshots = self._progress, self._snapshots, None, []
+        return {**outcome, "progress": progress, "snapshots": snapshots, "run_s": time.monotonic() - started}
 
     def _report(self, progress: Progress) -> None:
         body = progress_body(progress)
         with self._lock:
             self._progress = body
 
+    def _snapshot(self, snapshot: SketchSnapshot) -> None:
+        body = snapshot.to_dict()
+        with self._lock:
+            self._snapshots = [*self._snapshots[-(MAX_PENDING_SNAPSHOTS - 1):], body]
+
     def _sketch(self, image: bytes, params: SketchParams, max_pixels: int) -> dict[str, Any]:
         try:
             models = self.models.get()
             picture = read_image(image, max_pixels)
-            result = sketch_image(picture, params, models, progress=self._report, cancel=self._cancel)
+            result = sketch_image(picture, params, models, progress=self._report, cancel=self._cancel,
+                                  snapshot=self._snapshot)
         except ClipassoError as error:
             return {"status": "failed", "error": {"code": error.code, "message": str(error)}}
         except Exception as error:

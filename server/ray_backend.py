@@ -3,8 +3,8 @@
 ``clipasso-server --ray ADDRESS`` joins a Ray cluster and starts one :class:`SketchActor` per GPU
 (``num_gpus=1``: Ray pins the device), or ``--ray-workers N`` actors on the CPUs of a cluster without
 GPUs. A dispatcher thread in the server hands the next queued job (round-robin across clients, see
-:meth:`JobStore.claim_next`) to each idle actor, polls busy actors for progress every
-:data:`POLL_INTERVAL_S` and writes every outcome to the store: the server stays its only writer.
+:meth:`JobStore.claim_next`) to each idle actor, polls busy actors for progress and snapshots every
+:data:`POLL_INTERVAL_S` and writes snapshots and outcomes to the store: the server stays its only writer.
 
 An actor that dies (its process killed, its machine gone) is restarted by Ray (``max_restarts=-1``);
 its job goes back to the queue and the next idle actor runs it. A finished job is never run again: the
@@ -25,9 +25,11 @@ from typing import Any
 from clipasso_core.errors import ClipassoError
 from clipasso_core.image import DEFAULT_MAX_PIXELS
 
-from .config import DEFAULT_STUCK_AFTER_S
+from .config import DEFAULT_KEEP_DAYS, DEFAULT_STUCK_AFTER_S
 from .model_cache import ModelCache
+from .progress import JobClock
 from .ray_actor import SketchActor
+from .snapshots import SnapshotRecorder
 from .store import Job, JobStore
 from .worker import (CANCELLED_MESSAGE, IMAGE_MISSING_MESSAGE, INTERNAL_MESSAGE, INVALID_STORED_MESSAGE, JobQueue,
                      Outcome)
@@ -105,14 +107,17 @@ class _Slot:
     run_ref: Any = None
     poll_ref: Any = None
     polled_at: float = 0.0
+    clock: JobClock | None = None
+    snapshots: SnapshotRecorder | None = None
 
 
 class RayJobQueue(JobQueue):
     """The job queue with Ray worker actors in place of the in-process worker thread."""
 
     def __init__(self, store: JobStore, models: ModelCache, workers: int, gpus_per_worker: int,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, stuck_after_s: float = DEFAULT_STUCK_AFTER_S) -> None:
-        super().__init__(store, models, max_pixels=max_pixels, stuck_after_s=stuck_after_s)
+                 max_pixels: int = DEFAULT_MAX_PIXELS, stuck_after_s: float = DEFAULT_STUCK_AFTER_S,
+                 keep_days: float = DEFAULT_KEEP_DAYS) -> None:
+        super().__init__(store, models, max_pixels=max_pixels, stuck_after_s=stuck_after_s, keep_days=keep_days)
         self.workers = WorkerBoard()  # the actors register themselves once they are up
         self._count = workers
         self._gpus = gpus_per_worker
@@ -149,6 +154,7 @@ class RayJobQueue(JobQueue):
         else:
             if recovered:
                 log.info("%d unfinished job(s) from an earlier run will run again", recovered)
+        self.purge_expired()
         remote = ray.remote(SketchActor).options(
             num_cpus=0 if self._gpus else 1, num_gpus=self._gpus, max_restarts=-1, max_task_retries=0,
             max_concurrency=ACTOR_THREADS)
@@ -182,6 +188,7 @@ class RayJobQueue(JobQueue):
         while not self._stopping.is_set():
             try:
                 self._tick()
+                self.purge_expired()
             except Exception as error:  # the dispatcher must outlive any surprise (e.g. a failing store)
                 self._trouble("dispatching jobs to the Ray workers", error)
                 self._pause()
@@ -239,6 +246,7 @@ class RayJobQueue(JobQueue):
             self._record(job, problem, time.monotonic())
             return True
         assert job.params is not None
+        slot.clock, slot.snapshots = JobClock(), SnapshotRecorder(self.store, job.id, job.params.iterations)
         self.workers.busy(slot.name, job.id)
         slot.run_ref = slot.actor.run.remote(job.id, image, job.params.model_dump(mode="json"), self.max_pixels)
         waited = (job.started_at or time.time()) - job.created_at
@@ -276,8 +284,8 @@ class RayJobQueue(JobQueue):
         except ray.exceptions.RayError:  # the run call reports what happened to the actor
             return
         job = slot.job
-        if job is not None and answer["job"] == job.id and answer["progress"] is not None:
-            self._progress[job.id] = answer["progress"]
+        if job is not None and answer["job"] == job.id:
+            self._relay(slot, job, answer)
 
     def _on_run(self, slot: _Slot, ref: Any) -> None:
         ray = import_ray()
@@ -291,9 +299,12 @@ class RayJobQueue(JobQueue):
         except ray.exceptions.RayError as error:
             self._trouble(f"running job {job.id} on worker {slot.name}", error)
             answer = {"status": "failed", "error": {"code": "internal_error", "message": INTERNAL_MESSAGE}}
-        progress = answer.get("progress") or self._progress.get(job.id)
         started = time.monotonic() - float(answer.get("run_s", 0.0))
         try:
+            self._relay(slot, job, answer)
+            if slot.snapshots is not None:
+                slot.snapshots.finish()  # before the job is marked finished: its snapshots end at its result
+            progress = self._progress.get(job.id)
             if answer["status"] == "cancelled":
                 self.store.save_progress(job.id, progress)
                 log.info("job %s cancelled (ran %.1f s, %d of %d steps)", job.id, time.monotonic() - started,
@@ -306,9 +317,18 @@ class RayJobQueue(JobQueue):
                 error = answer["error"]
                 self._record(job, Outcome("failed", progress, code=error["code"], message=error["message"]), started)
         finally:
-            slot.status = "idle"
+            slot.status, slot.clock, slot.snapshots = "idle", None, None
             self.workers.done(slot.name)
             self._progress.pop(job.id, None)
+
+    def _relay(self, slot: _Slot, job: Job, answer: dict[str, Any]) -> None:
+        """Keep an actor's progress (with the job's times) and record its snapshots."""
+        progress = answer.get("progress")
+        if progress is not None and slot.clock is not None:
+            self._progress[job.id] = {**progress, **slot.clock.times(progress["iteration"], progress["total"])}
+        if slot.snapshots is not None:
+            for snapshot in answer.get("snapshots") or ():
+                slot.snapshots.record(snapshot)
 
     def _lost(self, slot: _Slot, job: Job) -> None:
         """The actor died while running ``job``: the job goes back to the queue, the actor is restarting."""
@@ -316,6 +336,6 @@ class RayJobQueue(JobQueue):
         again = self.store.requeue(job.id)
         log.warning("worker %s was lost while running job %s%s", slot.name, job.id,
                     "; the job is queued again" if again else "")
-        slot.status, slot.info = "starting", None
+        slot.status, slot.info, slot.clock, slot.snapshots = "starting", None, None, None
         self.workers.set_status(slot.name, "starting")
         slot.ready_ref = slot.actor.ready.remote()

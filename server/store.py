@@ -7,6 +7,9 @@ Layout of the data directory::
     images/<id>.image     the submitted image file's bytes
     results/<id>.json     the result body of a succeeded job, written atomically before the row says so
 
+Finished jobs older than the retention time are deleted with all their files by
+:meth:`JobStore.purge_finished` (the server runs it at start and periodically).
+
 Job ids are server-generated uuid4 hex strings; paths are only ever built from ids read back from the
 database, never from a client's string. A process killed at any point loses nothing: finished results stay
 on disk and :meth:`JobStore.recover` puts jobs that were running back in the queue.
@@ -17,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 import sqlite3
 import threading
 import time
@@ -43,6 +47,8 @@ LOCK_NAME = "server.lock"
 JOB_ID_RE = re.compile(r"[0-9a-f]{32}")
 REUSABLE = ("queued", "running", "succeeded")
 """Statuses of an earlier identical job that a new submission returns instead of running again."""
+PRIVATE = 0o600
+"""Permissions of the uploaded images and results: the user's pictures, readable by the user only."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -276,7 +282,7 @@ class JobStore:
             if existing is not None:
                 return existing, False
             job_id = uuid.uuid4().hex
-            write_atomically(self.images / f"{job_id}.image", image)
+            write_atomically(self.images / f"{job_id}.image", image, mode=PRIVATE)
             self._db.execute(
                 "INSERT INTO jobs (id, status, cache_key, params, created_at, client) VALUES (?, 'queued', ?, ?, ?, ?)",
                 (job_id, key, canonical_json(params.model_dump(mode="json")), time.time(), client))
@@ -309,7 +315,7 @@ class JobStore:
             job = self.get(job_id)
             if job is None or job.status != "running":
                 return False
-            write_atomically(self.result_path(job), canonical_json(result).encode())
+            write_atomically(self.result_path(job), canonical_json(result).encode(), mode=PRIVATE)
             return self._finish(job_id, "succeeded", progress, None, None)
 
     def fail(self, job_id: str, code: str, message: str, progress: dict[str, Any] | None = None) -> bool:
@@ -350,6 +356,38 @@ class JobStore:
                 "UPDATE jobs SET status = 'queued', started_at = NULL, progress = NULL WHERE status = 'running'")
             return cursor.rowcount
 
+    def purge_finished(self, before: float) -> int:
+        """Delete finished jobs (succeeded, failed, cancelled) that finished before Unix time ``before``, with
+        every file of theirs (image, result and any other ``<id>…`` entry in the data directory's folders),
+        and files of no known job last changed before then; returns how many jobs were deleted.
+
+        Files go first, then the rows: an interruption leaves at worst a job whose files are missing, which
+        counts as absent.
+        """
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id FROM jobs WHERE status IN ('succeeded', 'failed', 'cancelled') "
+                "AND COALESCE(finished_at, created_at) < ?", (before,)).fetchall()
+            known = {row[0] for row in self._db.execute("SELECT id FROM jobs")}
+        expired = {row["id"] for row in rows}
+        for entry in self._job_entries():
+            job_id = entry.name.lstrip(".")[:32]  # a leading dot: a temporary file a crash left behind
+            if job_id in expired or (job_id not in known and _changed_before(entry, before)):
+                _remove(entry)
+        with self._lock:
+            for job_id in expired:
+                self._db.execute("DELETE FROM jobs WHERE id = ? AND status IN ('succeeded', 'failed', 'cancelled')",
+                                 (job_id,))
+        return len(expired)
+
+    def _job_entries(self) -> list[Path]:
+        """Every entry named after a job id (``<id>…``, or ``.<id>…`` for temporary files) in the data folders."""
+        entries = []
+        for folder in self.data_dir.iterdir():
+            if folder.is_dir() and not folder.is_symlink():
+                entries += [entry for entry in folder.iterdir() if is_job_id(entry.name.lstrip(".")[:32])]
+        return entries
+
     def _finish(self, job_id: str, status: str, progress: dict[str, Any] | None, code: str | None,
                 message: str | None) -> bool:
         cursor = self._db.execute(
@@ -357,6 +395,21 @@ class JobStore:
             "WHERE id = ? AND status = 'running'",
             (status, time.time(), None if progress is None else canonical_json(progress), code, message, job_id))
         return cursor.rowcount == 1
+
+
+def _changed_before(entry: Path, moment: float) -> bool:
+    try:
+        return entry.lstat().st_mtime < moment
+    except OSError:
+        return False
+
+
+def _remove(entry: Path) -> None:
+    """Delete a file or a folder tree; one that is already gone is fine."""
+    if entry.is_dir() and not entry.is_symlink():
+        shutil.rmtree(entry, ignore_errors=True)
+    else:
+        entry.unlink(missing_ok=True)
 
 
 def _checked(job_id: str) -> str:

@@ -27,7 +27,7 @@ from clipasso_core.optimize import Progress
 from clipasso_core.params import SketchParams
 from clipasso_core.sketch import SketchResult, sketch_image
 
-from .config import DEFAULT_STUCK_AFTER_S
+from .config import DEFAULT_KEEP_DAYS, DEFAULT_STUCK_AFTER_S
 from .model_cache import ModelCache, models_identity
 from .progress import JobClock
 from .snapshots import SnapshotRecorder
@@ -44,6 +44,8 @@ INTERNAL_MESSAGE = "The sketch failed because of an unexpected error in the sket
 INVALID_STORED_MESSAGE = ("This job was stored with parameters this version of the sketch server does not accept "
                           "({reason}); submit the image again.")
 IMAGE_MISSING_MESSAGE = "The uploaded image of this job is missing or damaged on the server; submit it again."
+PURGE_EVERY_S = 3600.0
+"""How often the worker deletes finished jobs older than the retention time (also once at start)."""
 BACKOFF_FIRST_S = 0.2
 BACKOFF_MAX_S = 5.0
 
@@ -116,12 +118,15 @@ class JobQueue:
 
     def __init__(self, store: JobStore, models: ModelCache, max_pixels: int = DEFAULT_MAX_PIXELS,
                  idle_poll_s: float = 1.0, stuck_after_s: float = DEFAULT_STUCK_AFTER_S,
+                 keep_days: float = DEFAULT_KEEP_DAYS,
                  backoff_max_s: float = BACKOFF_MAX_S) -> None:
         self.store = store
         self.models = models
         self.max_pixels = max_pixels
         self.models_key = models_identity(models.spec, models.device)
         self.stuck_after_s = stuck_after_s
+        self.keep_days = keep_days
+        self._purged_at: float | None = None
         self._idle_poll_s = idle_poll_s
         self._backoff_max_s = backoff_max_s
         self._backoff_s = 0.0
@@ -224,6 +229,7 @@ class JobQueue:
         else:
             if recovered:
                 log.info("%d unfinished job(s) from an earlier run will run again", recovered)
+        self.purge_expired()
         self._stopping.clear()
         self._thread = threading.Thread(target=self._supervise, name="clipasso-worker", daemon=True)
         self._thread.start()
@@ -263,6 +269,7 @@ class JobQueue:
                 self._pause()
                 continue
             if job is None:
+                self.purge_expired()
                 self._wake.wait(self._idle_poll_s)
                 self._wake.clear()
                 continue
@@ -279,6 +286,23 @@ class JobQueue:
                     self._phase = "idle"
                 self._progress.pop(job.id, None)
                 self.workers.done(self.worker.name, finished=not self._stopping.is_set())
+
+    def purge_expired(self) -> None:
+        """Delete finished jobs older than ``keep_days`` with their files, at most every ``PURGE_EVERY_S``.
+
+        ``keep_days`` 0 keeps everything. An error is logged (once) and the purge is tried again later.
+        """
+        now = time.monotonic()
+        if self.keep_days <= 0 or (self._purged_at is not None and now - self._purged_at < PURGE_EVERY_S):
+            return
+        self._purged_at = now
+        try:
+            removed = self.store.purge_finished(time.time() - self.keep_days * 86400)
+        except Exception as error:
+            self._trouble("deleting old finished jobs", error)
+            return
+        if removed:
+            log.info("deleted %d finished job(s) older than %g day(s) with their files", removed, self.keep_days)
 
     def _claim(self) -> Job | None:
         with self._lock:

@@ -1,5 +1,9 @@
 """A local Ray cluster for tests: ``ray start --head --block`` on this machine, CPUs only, ended by its pid.
 
+The cluster uses Ray's token authentication with a token of its own (``RAY_AUTH_MODE=token`` and
+``RAY_AUTH_TOKEN``, set in this process's environment while it runs, so servers started by the tests
+join it the way the README tells a studio to); a ``~/.ray/auth_token`` left on the machine plays no part.
+
 ``local_ray_cluster(tmp_dir, cpus)`` is a context manager yielding the cluster's address
 (``127.0.0.1:PORT``); the ``ray_cluster`` fixture (one per test module) uses it. Tests that need it
 skip with the reason when Ray is not installed (``pip install -e '.[ray]'``); CI installs it.
@@ -8,6 +12,7 @@ skip with the reason when Ray is not installed (``pip install -e '.[ray]'``); CI
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -33,8 +38,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def local_ray_cluster(temp_dir: Path, cpus: int) -> Iterator[str]:
-    """Start a one-node Ray cluster with ``cpus`` CPUs and no GPUs; yields its address, then ends it."""
+def local_ray_cluster(temp_dir: Path, cpus: int, token: str | None = None) -> Iterator[str]:
+    """Start a one-node Ray cluster with ``cpus`` CPUs and no GPUs; yields its address, then ends it.
+
+    ``token``: the cluster's auth token (default: a new one). A process that joins the cluster itself must
+    have ``RAY_AUTH_MODE=token`` and this token in its environment before it imports Ray.
+    """
+    auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token or secrets.token_hex(32)}
     pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]')")
     port = free_port()
     command = [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block",
@@ -43,7 +53,9 @@ def local_ray_cluster(temp_dir: Path, cpus: int) -> Iterator[str]:
                "--temp-dir", str(temp_dir), "--disable-usage-stats"]
     log = open(temp_dir.parent / f"ray-head-{port}.log", "w+")
     head = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            start_new_session=True, env={**os.environ, **STEADY_ENV, "RAY_USAGE_STATS_ENABLED": "0"})
+                            start_new_session=True, env={**os.environ, **STEADY_ENV, **auth, "RAY_USAGE_STATS_ENABLED": "0"})
+    saved = {name: os.environ.get(name) for name in auth}
+    os.environ.update(auth)
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         while "Ray runtime started" not in Path(log.name).read_text():
@@ -52,6 +64,11 @@ def local_ray_cluster(temp_dir: Path, cpus: int) -> Iterator[str]:
             time.sleep(0.2)
         yield f"127.0.0.1:{port}"
     finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
         if head.poll() is None:
             head.send_signal(signal.SIGTERM)
             try:

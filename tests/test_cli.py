@@ -101,6 +101,44 @@ def test_missing_weights_offline_name_what_is_needed(images, tmp_path):
     assert "RN101" in message and "Hugging Face" in message and "--loss-weights FILE" in message
 
 
+@pytest.mark.parametrize("content, fragment", [
+    (b"101", "is not a checkpoint"),
+    (b"", "is not a checkpoint"),
+    (b'{"not": "weights"}', "is not a checkpoint"),
+    ("torch-list", "other names or shapes"),
+])
+def test_a_weights_file_that_is_no_checkpoint_is_named_plainly(images, tmp_path, tiny_model_args, capsys, content,
+                                                               fragment):
+    weights = tmp_path / "weights.pt"
+    if content == "torch-list":
+        torch.save([1, 2, 3], weights)
+    else:
+        weights.write_bytes(content)
+    args = list(tiny_model_args)
+    args[args.index("--loss-weights") + 1] = str(weights)
+    status = main(["sketch", str(images / "cup.png"), "-o", str(tmp_path / "x.svg"), *args])
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert status == 1 and message.startswith("clipasso: error:")
+    assert "weights.pt" in message and fragment in message, message
+
+
+def test_a_folder_given_as_the_image_is_named_a_folder(images, tmp_path, tiny_model_args, capsys):
+    assert main(["sketch", str(tmp_path), "-o", str(tmp_path / "x.svg"), *tiny_model_args]) == 1
+    assert "is a folder" in capsys.readouterr().err
+
+
+def test_outputs_are_written_through_a_link_with_the_files_mode(images, tmp_path, tiny_model_args):
+    real = tmp_path / "kept" / "sketch.svg"
+    real.parent.mkdir()
+    real.write_text("old")
+    real.chmod(0o664)
+    (tmp_path / "link.svg").symlink_to(real)
+    args = ["--strokes", "2", "--seeds", "1", "--iterations", "1"]
+    assert main(["sketch", str(images / "cup.png"), "-o", str(tmp_path / "link.svg"), *tiny_model_args, *args]) == 0
+    assert (tmp_path / "link.svg").is_symlink() and real.read_text().startswith("<?xml")
+    assert os.stat(real).st_mode & 0o777 == 0o664
+
+
 def independent_score(spec, target_path, sketch_path):
     """The paper's eval loss, computed here from scratch with open_clip (no clipasso_core code)."""
     open_clip.add_model_config(spec.loss_model)

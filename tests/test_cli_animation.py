@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import xml.etree.ElementTree as ET
 
@@ -26,8 +27,9 @@ def sketch(picture, tmp_path, tiny_model_args, animation):
                  "--iterations", "25", "--animation", str(animation), *tiny_model_args])
 
 
-def test_gif_animation_has_a_frame_per_snapshot(picture, tmp_path, tiny_model_args):
+def test_gif_animation_has_a_frame_per_snapshot(picture, tmp_path, tiny_model_args, capsys):
     assert sketch(picture, tmp_path, tiny_model_args, tmp_path / "run.gif") == 0
+    assert re.search(r"\d+/25 \[\d\d:\d\d<\d\d:\d\d", capsys.readouterr().err)  # the bar shows elapsed<time left
     assert (tmp_path / "out.svg").is_file()
     with Image.open(tmp_path / "run.gif") as gif:
         assert gif.n_frames == 4  # steps 0, 10, 20 and the end (25)

@@ -26,6 +26,7 @@ from test_extension import (  # noqa: F401  (live_server: a fixture, used by nam
     live_server,
     needs_inkscape,
     png_data_uri,
+    queue_blocked,
     run_extension,
     run_inkscape,
     sketch_layers,
@@ -161,6 +162,14 @@ def test_refine_errors_are_one_sentence_and_leave_the_document_untouched(tmp_pat
               if p.getparent().get("inkscape:label") == "4 strokes"][0]
     run = refine(path, live_server, *[arg.replace("STROKE", stroke) for arg in args])
     assert_aborted(run, *fragments)
+
+
+def test_a_refine_that_outlives_the_wait_leaves_the_document_untouched(tmp_path, live_server):
+    svg = sketched(tmp_path, live_server, seed=305)
+    path = save(svg, tmp_path / "sketched.svg")
+    with queue_blocked(live_server):
+        run = refine(path, live_server, f"--id={list(level(svg))[0].get_id()}", "--wait=0")
+    assert_aborted(run, "not finished after 0 s", "the document is unchanged")
 
 
 @needs_inkscape

@@ -13,11 +13,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from clipasso_core.svg import read_sketch_document
 from ray_cluster import ray_cluster  # noqa: F401  (the fixture)
 from server_process import (ServerProcess, png_bytes, start_server, submit_image, wait_for_progress,
                             wait_for_status)
+from test_server_watch import fetch, layers, wait_for_preview
 
 pytestmark = pytest.mark.ray
 
@@ -79,18 +82,32 @@ def test_health_lists_both_workers_and_jobs_spread_over_them(server):
     assert sum(done.values()) >= 4 and all(done.values())
 
 
-def test_progress_of_a_ray_job_is_relayed_while_it_runs(server):
-    _, job = submit_image(server, png_bytes(seed=10), **LONG_JOB)
+def test_progress_and_preview_of_a_ray_job_are_relayed_while_it_runs(server):
+    _, job = submit_image(server, png_bytes(seed=10), **{**LONG_JOB, "strokes": [2, 4], "eval_interval": 2})
     first = wait_for_progress(server, job["id"])
     assert first["status"] == "running" and first["worker"]["name"] in ("ray-0", "ray-1")
-    deadline = time.monotonic() + 30
+    _, preview = wait_for_preview(server, job["id"])
+    assert layers(preview) == [("2 strokes", 2, False), ("4 strokes", 4, True)]
+    deadline = time.monotonic() + 60
     while (later := server.request("GET", f"/v1/jobs/{job['id']}")[1])["progress"]["iteration"] \
-            <= first["progress"]["iteration"]:
-        assert time.monotonic() < deadline, "the progress did not move"
+            <= first["progress"]["iteration"] or wait_for_preview(server, job["id"])[1] == preview:
+        assert time.monotonic() < deadline, "neither the progress nor the preview moved"
         time.sleep(0.2)
     assert later["progress"]["total"] == LONG_JOB["iterations"] and later["progress"]["best_loss"]
+    assert later["progress"]["elapsed_s"] > 0
     assert server.request("DELETE", f"/v1/jobs/{job['id']}")[1]["status"] == "cancelled"
     server.wait_for_output(rf"job {job['id']} cancelled \(ran", timeout=30)
+    assert layers(wait_for_preview(server, job["id"])[1]) == layers(preview), "the best strokes stay viewable"
+
+
+def test_a_finished_ray_jobs_preview_ends_at_its_result(server):
+    _, job = submit_image(server, png_bytes(seed=11), **{**MEDIUM_JOB, "strokes": [2, 4], "eval_interval": 5})
+    assert wait_for_status(server, job["id"])["status"] == "succeeded"
+    _, _, result = fetch(server, f"/v1/jobs/{job['id']}/result.svg")
+    _, preview = wait_for_preview(server, job["id"], timeout=0)
+    assert layers(preview) == layers(result)
+    for seen, final in zip(read_sketch_document(preview).layers, read_sketch_document(result).layers):
+        np.testing.assert_allclose(seen.points, final.points, atol=0.0021)
 
 
 def test_cancel_a_queued_and_a_running_ray_job(server):

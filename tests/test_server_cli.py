@@ -60,6 +60,8 @@ def test_a_second_server_on_the_same_data_dir_is_refused(token_server, capsys):
     (["--max-pixels", "0"], "--max-pixels"),
     (["--max-body-mb", "-1"], "--max-body-mb"),
     (["--token", " "], "--token"),
+    (["--keep-days", "-1"], "--keep-days"),
+    (["--keep-days", "nan"], "--keep-days"),
 ])
 def test_refused_options_exit_with_one_sentence(args, mentions, tmp_path, capsys):
     assert cli.main([*args, "--data-dir", str(tmp_path)]) == 2

@@ -1,0 +1,117 @@
+"""Retention: finished jobs older than --keep-days are deleted with their files, at start and periodically;
+everything else (recent jobs, waiting jobs, other files) stays."""
+
+from __future__ import annotations
+
+import base64
+import os
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from clipasso_core.params import SketchParams
+from clipasso_server import worker
+from clipasso_server.app import create_app
+from clipasso_server.config import ServerConfig
+from clipasso_server.store import JobStore
+from server_process import LOCAL, png_bytes, start_server, wait_for_status
+
+PARAMS = {"strokes": [2], "seeds": 1, "iterations": 1, "augmentations": 0}
+DAY = 86400.0
+
+
+def age(data: Path, job_id: str, status: str, days: float) -> None:
+    """Make a job look as if it finished (or was submitted, if still queued) ``days`` ago."""
+    moment = time.time() - days * DAY
+    with sqlite3.connect(data / "jobs.sqlite3") as db:
+        db.execute("UPDATE jobs SET status = ?, created_at = ?, finished_at = ? WHERE id = ?",
+                   (status, moment, None if status == "queued" else moment, job_id))
+
+
+def files_of(data: Path, job_id: str) -> list[Path]:
+    return sorted(path for path in data.rglob("*") if job_id in path.name)
+
+
+def folders_of(data: Path, job_id: str) -> set[str]:
+    """The data folders holding a file of the job (its image, result and snapshots)."""
+    return {path.parent.name for path in files_of(data, job_id)}
+
+
+def test_old_finished_jobs_go_with_their_files_at_start(tiny_spec, tmp_path):
+    data = tmp_path / "data"
+    store = JobStore(data)
+    jobs = {name: store.submit(png_bytes(30, 20, seed=i), SketchParams(**PARAMS), f"key-{name}")[0]
+            for i, name in enumerate(["old succeeded", "old failed", "old cancelled", "recent", "old queued"])}
+    store.close()
+    for name, job in jobs.items():
+        (data / "results" / f"{job.id}.json").write_text("{}")
+        (data / "snapshots" / f"{job.id}.json").write_text("{}")
+    age(data, jobs["old succeeded"].id, "succeeded", 3)
+    age(data, jobs["old failed"].id, "failed", 1.5)
+    age(data, jobs["old cancelled"].id, "cancelled", 40)
+    age(data, jobs["recent"].id, "succeeded", 0.5)
+    age(data, jobs["old queued"].id, "queued", 9)
+    orphan = data / "images" / f"{'a' * 32}.image"  # an upload whose job row never got written
+    orphan.write_bytes(b"left by a crash")
+    os.utime(orphan, (time.time() - 2 * DAY,) * 2)
+    fresh_orphan = data / "images" / f".{'b' * 32}.image.tmp"  # being written right now
+    fresh_orphan.write_bytes(b"half")
+    unrelated = data / "notes.txt"
+    unrelated.write_text("the user's own file")
+
+    with start_server(data, tiny_spec, extra_args=["--keep-days", "1"]) as server:
+        for name in ("old succeeded", "old failed", "old cancelled"):
+            job_id = jobs[name].id
+            assert server.request("GET", f"/v1/jobs/{job_id}")[0] == 404, name
+            assert files_of(data, job_id) == [], name
+        assert server.request("GET", f"/v1/jobs/{jobs['recent'].id}")[0] == 200
+        assert folders_of(data, jobs["recent"].id) == {"images", "results", "snapshots"}
+        assert wait_for_status(server, jobs["old queued"].id)["status"] == "succeeded"
+        assert (data / "images" / f"{jobs['old queued'].id}.image").is_file()
+        assert not orphan.exists() and fresh_orphan.exists() and unrelated.exists()
+        assert "deleted 3 finished job(s) older than 1 day(s)" in server.output()
+
+
+def run_one(client: TestClient) -> str:
+    image = base64.b64encode(png_bytes(30, 20)).decode()
+    job_id = client.post("/v1/jobs", json={"image": image, "params": PARAMS}).json()["id"]
+    deadline = time.monotonic() + 60
+    while client.get(f"/v1/jobs/{job_id}").json()["status"] != "succeeded":
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    return job_id
+
+
+def wait_until(check: Callable[[], Any], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_a_running_server_deletes_jobs_as_they_expire(tiny_spec, tmp_path, monkeypatch):
+    monkeypatch.setattr(worker, "PURGE_EVERY_S", 0.05)
+    data = tmp_path / "data"
+    with TestClient(create_app(ServerConfig(data_dir=data, models=tiny_spec, keep_days=2)), base_url=LOCAL) as client:
+        job_id = run_one(client)
+        age(data, job_id, "succeeded", 1)
+        time.sleep(0.3)
+        assert client.get(f"/v1/jobs/{job_id}").status_code == 200, "deleted before its time"
+        age(data, job_id, "succeeded", 2.01)
+        wait_until(lambda: client.get(f"/v1/jobs/{job_id}").status_code == 404)
+        assert files_of(data, job_id) == []
+
+
+def test_keep_days_zero_keeps_everything(tiny_spec, tmp_path, monkeypatch):
+    monkeypatch.setattr(worker, "PURGE_EVERY_S", 0.05)
+    data = tmp_path / "data"
+    with TestClient(create_app(ServerConfig(data_dir=data, models=tiny_spec, keep_days=0)), base_url=LOCAL) as client:
+        job_id = run_one(client)
+        age(data, job_id, "succeeded", 10_000)
+        time.sleep(0.3)
+        assert client.get(f"/v1/jobs/{job_id}").status_code == 200
+        assert folders_of(data, job_id) == {"images", "results", "snapshots"}
