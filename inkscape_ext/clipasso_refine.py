@@ -63,7 +63,7 @@ class Refine(inkex.EffectExtension):
                 "the document is unchanged. Raise the wait time in the Server tab and run Refine again: "
                 "the server keeps the job and answers at once when it is done."
             )
-        (level,) = client.result(job_id)["levels"]
+        (level,) = client.result(job_id, [len(strokes.paths)])["levels"]
         add_refined_layer(strokes, level, job_id)
 
 

@@ -73,7 +73,7 @@ class Sketch(inkex.EffectExtension):
         if failures:
             raise inkex.AbortExtension(" ".join(failures))
         results = {
-            job.job_id: client.result(job.job_id) for job in jobs if states[job.job_id]["status"] == "succeeded"
+            job.job_id: client.result(job.job_id, params["strokes"]) for job in jobs if states[job.job_id]["status"] == "succeeded"
         }
 
         pending = []

@@ -2,7 +2,10 @@
 
 import base64
 import http.client
+import ipaddress
 import json
+import math
+import re
 import socket
 import time
 import urllib.error
@@ -36,13 +39,7 @@ class SketchClient:
     """Talks to one sketch server; every method raises ServerError on failure."""
 
     def __init__(self, url: str, token: str = ""):
-        parsed = urllib.parse.urlparse(url.strip())
-        if parsed.scheme not in ("http", "https") or not parsed.netloc:
-            raise ServerError(
-                f"The server URL “{url}” is not a web address; "
-                f"enter one like {DEFAULT_URL} in the Server tab."
-            )
-        self.url = url.strip().rstrip("/")
+        self.url = server_url(url)
         self.token = token.strip()
         # Never route the loopback server through a proxy from the environment.
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -60,13 +57,14 @@ class SketchClient:
         """Return a job's status, progress and error."""
         return self._expect(self._request("GET", f"/v1/jobs/{_quote(job_id)}", timeout=timeout), "status")
 
-    def result(self, job_id: str) -> dict:
-        """Return a finished job's strokes: {"width", "height", "levels": [...]}."""
+    def result(self, job_id: str, strokes: Optional[List[int]] = None) -> dict:
+        """Return a finished job's strokes: {"width", "height", "levels": [...]}, with the stroke counts strokes if given."""
         result = self._request("GET", f"/v1/jobs/{_quote(job_id)}/result", timeout=POLL_TIMEOUT_S)
-        if not _is_result(result):
+        problem = result_problem(result, strokes)
+        if problem is not None:
             raise ServerError(
-                f"The server at {self.url} sent a sketch this extension cannot read; "
-                "check that it is a CLIPasso sketch server of the same version."
+                f"The server at {self.url} sent a sketch this extension cannot read ({problem}), so nothing "
+                "was inserted; check that it is a CLIPasso sketch server of the same version."
             )
         return result
 
@@ -107,6 +105,8 @@ class SketchClient:
             raise self._connection_error(error.reason, timeout) from None
         except (OSError, http.client.HTTPException) as error:
             raise self._connection_error(error, timeout) from None
+        except (ValueError, UnicodeError) as error:  # a URL that passed server_url but not the socket layer
+            raise _bad_url(self.url, str(error)) from None
         try:
             answer = json.loads(payload.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
@@ -170,24 +170,105 @@ def _error_message(error: urllib.error.HTTPError) -> Optional[str]:
         return None
 
 
-def _is_result(result: dict) -> bool:
-    levels = result.get("levels")
-    return (
-        isinstance(result.get("width"), (int, float))
-        and isinstance(result.get("height"), (int, float))
-        and result["width"] > 0
-        and result["height"] > 0
-        and isinstance(levels, list)
-        and bool(levels)
-        and all(
-            isinstance(level, dict)
-            and isinstance(level.get("strokes"), int)
-            and isinstance(level.get("stroke_width"), (int, float))
-            and isinstance(level.get("paths"), list)
-            and all(isinstance(d, str) for d in level["paths"])
-            for level in levels
-        )
+_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+_SEPARATOR = r"(?:\s*,\s*|\s+|(?=[-+]))"
+_PAIR = rf"{_NUMBER}{_SEPARATOR}{_NUMBER}"
+_STROKE = re.compile(rf"\s*M\s*{_PAIR}(?:\s*C\s*{_PAIR}{_SEPARATOR}{_PAIR}{_SEPARATOR}{_PAIR})+\s*")
+_HOST_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+
+
+def server_url(url: str) -> str:
+    """The server URL without surrounding blanks and trailing slash; ServerError when it is not one.
+
+    A server URL is http(s)://host[:port][/path]: a host name or IP address, a port from 1 to 65535,
+    no user name, query or fragment, no blanks or control characters.
+    """
+    text = url.strip()
+    if not text.lower().startswith(("http://", "https://")):
+        raise _bad_url(url, "it does not start with http:// or https://")
+    if any(ord(c) <= 32 or ord(c) == 127 for c in text):
+        raise _bad_url(url, "it contains a blank or a control character")
+    try:
+        parsed = urllib.parse.urlsplit(text)
+        port = parsed.port
+    except ValueError:
+        raise _bad_url(url, "its host or port cannot be read; a port is a number from 1 to 65535") from None
+    host = parsed.hostname or ""
+    if "@" in parsed.netloc:
+        raise _bad_url(url, "it holds a user name")
+    if parsed.query or parsed.fragment or text.endswith(("?", "#")):
+        raise _bad_url(url, "it holds a query or fragment")
+    if not host:
+        raise _bad_url(url, "it names no host")
+    if port is not None and not 1 <= port <= 65535 or parsed.netloc.endswith(":"):
+        raise _bad_url(url, "its port is not a number from 1 to 65535")
+    if not _valid_host(host):
+        raise _bad_url(url, f"“{host}” is not a host name or IP address")
+    return text.rstrip("/")
+
+
+def _valid_host(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    try:
+        ascii_host = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        return False
+    labels = ascii_host.rstrip(".").split(".")
+    return len(ascii_host) <= 253 and all(_HOST_LABEL.fullmatch(label) for label in labels)
+
+
+def _bad_url(url: str, why: str) -> ServerError:
+    return ServerError(
+        f"The server URL “{url.strip()[:200]}” is not a web address ({why}); "
+        f"enter one like {DEFAULT_URL} in the Server tab."
     )
+
+
+def result_problem(result: dict, strokes: Optional[List[int]] = None) -> Optional[str]:
+    """What makes a result unusable (e.g. "stroke 3 of level 2 is not path data …"), or None when it is sound.
+
+    A sound result has a positive whole width and height and at least one level (one per count of strokes,
+    when given); each level a positive whole stroke count, a positive finite pen width and exactly that
+    many strokes, each an absolute "M x y C x y x y x y …" path of finite numbers, as the API documents.
+    """
+    width, height, levels = result.get("width"), result.get("height"), result.get("levels")
+    if not (_whole(width) and _whole(height) and width > 0 and height > 0):
+        return "its width and height are not positive whole numbers"
+    if not isinstance(levels, list) or not levels:
+        return "it has no levels"
+    for number, level in enumerate(levels, start=1):
+        if not isinstance(level, dict):
+            return f"level {number} is not an object"
+        count, pen, paths = level.get("strokes"), level.get("stroke_width"), level.get("paths")
+        if not (_whole(count) and count > 0):
+            return f"level {number} has no positive whole stroke count"
+        if not (_number(pen) and pen > 0):
+            return f"level {number} has no positive pen width"
+        if not isinstance(paths, list) or len(paths) != count:
+            return f"level {number} does not hold {count} strokes"
+        for index, d in enumerate(paths, start=1):
+            if not isinstance(d, str) or not _STROKE.fullmatch(d) or not _finite_numbers(d):
+                return f"stroke {index} of level {number} is not path data “M x y C x y x y x y” of finite numbers"
+    counts = sorted(level["strokes"] for level in levels)
+    if strokes is not None and counts != sorted(strokes):
+        return f"its levels have {counts} strokes where {sorted(strokes)} were asked for"
+    return None
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _finite_numbers(d: str) -> bool:
+    return all(math.isfinite(float(number)) for number in re.findall(_NUMBER, d))
 
 
 def _quote(job_id: str) -> str:

@@ -7,8 +7,10 @@ cancelled jobs, broken models, token refusals. A real server cannot be made at w
 * answer POST /v1/jobs with a 500 carrying a JSON error message (``error_message``): its own 500s
   are unexpected bugs, with a generic message;
 * accept connections but not answer in time (``response_delay``, seconds before every answer);
+* send a malformed result (``result``: POST /v1/jobs then creates job "fake-job", which has
+  succeeded at once and whose result is that body);
 
-so those two cases, and only those, use this fake. It answers /v1/health as a healthy server and
+so those cases, and only those, use this fake. It answers /v1/health as a healthy server and
 refuses everything else with the API's JSON 404; the `sketch_server` fixture starts one per test.
 """
 
@@ -27,6 +29,7 @@ class FakeSketchServer:
     def __init__(self) -> None:
         self.error_message: Optional[str] = None  # POST /v1/jobs answers 500 with this message
         self.response_delay = 0.0  # seconds to sleep before every answer
+        self.result: Optional[object] = None  # the body of GET /v1/jobs/fake-job/result; None: no jobs
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
@@ -45,7 +48,7 @@ class FakeSketchServer:
         self._httpd.shutdown()
         self._httpd.server_close()
 
-    def handle(self, method: str, path: str) -> Tuple[int, dict]:
+    def handle(self, method: str, path: str) -> Tuple[int, object]:
         """Answer one request: (HTTP status, JSON body)."""
         if self.response_delay:
             time.sleep(self.response_delay)
@@ -54,6 +57,13 @@ class FakeSketchServer:
                          "queue_length": 0}
         if method == "POST" and path == "/v1/jobs" and self.error_message is not None:
             return 500, _error("internal", self.error_message)
+        if self.result is not None:
+            if method == "POST" and path == "/v1/jobs":
+                return 202, {"id": "fake-job", "status": "queued"}
+            if method == "GET" and path == "/v1/jobs/fake-job":
+                return 200, {"id": "fake-job", "status": "succeeded", "progress": None, "error": None}
+            if method == "GET" and path == "/v1/jobs/fake-job/result":
+                return 200, self.result
         return 404, _error("not_found", f"the fake does not serve {method} {path}")
 
 

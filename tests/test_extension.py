@@ -569,7 +569,7 @@ def _free_port() -> int:
 # case: (setup, dialog options, message fragments). setup["server"] says which server the URL names:
 # "live" (the default: the real server; the errors before any request must not depend on it),
 # "closed" (a port nobody listens on), "broken" (BrokenServer; "untried": before any job tried its
-# models, "failed": after one did), "fake" (for a 500 with a JSON error).
+# models, "failed": after one did), "fake" (for a 500 with a JSON error, or a malformed result).
 TOKEN = f"--token={BROKEN_TOKEN}"
 ERROR_CASES = {
     "nothing selected": ({}, [], ["Nothing is selected"]),
@@ -582,6 +582,9 @@ ERROR_CASES = {
     "bad stroke counts": ({}, ["--id=photo", "--strokes=4,eight"], ["4,8,16,32"]),
     "visible level not sketched": ({}, ["--id=photo", "--visible=5"], ["visible level (5 strokes)"]),
     "url without scheme": ({"url": "localhost:8765"}, ["--id=photo"], ["not a web address"]),
+    "url with a broken IPv6 host": ({"url": "http://[::1:8765"}, ["--id=photo"], ["not a web address", "Server tab"]),
+    "url with a port out of range": ({"url": "http://127.0.0.1:87650"}, ["--id=photo"], ["not a web address", "65535"]),
+    "url with an empty host label": ({"url": "http://a..b:8765"}, ["--id=photo"], ["“a..b” is not a host name"]),
     "server not running": (
         {"server": "closed"}, ["--id=photo"], ["No CLIPasso sketch server is running at", "clipasso-server"]
     ),
@@ -601,6 +604,11 @@ ERROR_CASES = {
     ),
     "server error": ({"server": "fake", "fake": {"error_message": "CUDA out of memory"}}, ["--id=photo"],
                      ["CUDA out of memory"]),
+    "malformed result": (
+        {"server": "fake", "fake": {"result": {"width": 40, "height": 30, "levels": [
+            {"strokes": 2, "stroke_width": 3.0, "paths": ["M 1 2 C 3 4 5 6 7 8", "M 1 2"], "loss": 0.5}]}}},
+        ["--id=photo"], ["cannot read (stroke 2 of level 1 is not path data", "nothing was inserted"],
+    ),
 }  # fmt: skip
 
 

@@ -195,3 +195,103 @@ def test_png_exif_is_removed_before_upload_and_nothing_else(extension_imports):
     assert without_png_exif(buffer.getvalue()) == buffer.getvalue()  # Inkscape turns JPEGs itself
     assert without_png_exif(png[:60]).startswith(png[:33])  # damaged files pass through for the server to judge
     assert [raster_format(data) for data in (b"GIF89a...", b"II*\x00....", b"BM....")] == ["gif", "tiff", None]
+
+
+@pytest.mark.parametrize(
+    "url, why",
+    [
+        ("localhost:8765", "does not start with http"),
+        ("http://[::1", "host or port cannot be read"),
+        ("http://127.0.0.1:abc", "host or port cannot be read"),
+        ("http://127.0.0.1:99999", "host or port cannot be read"),
+        ("http://127.0.0.1:0", "port is not a number from 1 to 65535"),
+        ("http://127.0.0.1:", "port is not a number from 1 to 65535"),
+        ("http://", "names no host"),
+        ("http://:8765", "names no host"),
+        ("http://exa mple.org", "blank or a control character"),
+        ("http://127.0.0.1:8765\x01", "blank or a control character"),
+        ("http://me@127.0.0.1:8765", "user name"),
+        ("http://127.0.0.1:8765/?x=1", "query or fragment"),
+        ("http://a..b:8765", "not a host name or IP address"),
+        ("http://-a-:8765", "not a host name or IP address"),
+    ],
+)
+def test_malformed_server_urls_get_one_sentence_before_any_request(extension_imports, url, why):
+    from sketch_client import ServerError, SketchClient
+
+    with pytest.raises(ServerError) as raised:
+        SketchClient(url)
+    message = str(raised.value)
+    assert why in message and "is not a web address" in message and "Server tab" in message
+    assert message.count(". ") == 0 and "\n" not in message
+
+
+def test_well_formed_server_urls_are_kept(extension_imports):
+    from sketch_client import SketchClient
+
+    for url, kept in [(" http://127.0.0.1:8765/ ", "http://127.0.0.1:8765"), ("http://[::1]:9000", "http://[::1]:9000"),
+                      ("https://sketch.example.org/clipasso/", "https://sketch.example.org/clipasso"),
+                      ("HTTP://LocalHost", "HTTP://LocalHost")]:
+        assert SketchClient(url).url == kept
+
+
+def _sound_result() -> dict:
+    """A result as the server writes it, with path data from the core's own writer."""
+    from clipasso_core.svg import path_data
+
+    strokes = [[[1.5, 2.0], [10.0, 3.25], [-4.0, 20.0], [30.0, 1e-5]], [[0, 0], [1, 1], [2, 2], [3, 3]]]
+    return {"width": 40, "height": 30,
+            "levels": [{"strokes": 2, "stroke_width": 3.0, "paths": [path_data(s) for s in strokes], "loss": 0.25},
+                       {"strokes": 1, "stroke_width": 1.5, "paths": ["M 1 2 C 3 4 5 6 7 8 C 9 10 11 12 13 14"],
+                        "loss": None}]}
+
+
+def test_a_sound_result_is_accepted(extension_imports):
+    from sketch_client import result_problem
+
+    assert result_problem(_sound_result()) is None
+
+
+MALFORMED_RESULTS = {
+    "no levels": (lambda r: r.update(levels=[]), "no levels"),
+    "levels not a list": (lambda r: r.update(levels={"4": []}), "no levels"),
+    "width zero": (lambda r: r.update(width=0), "width and height"),
+    "height a string": (lambda r: r.update(height="30"), "width and height"),
+    "width true": (lambda r: r.update(width=True), "width and height"),
+    "width fractional": (lambda r: r.update(width=40.5), "width and height"),
+    "level not an object": (lambda r: r["levels"].append(4), "level 3 is not an object"),
+    "strokes missing": (lambda r: r["levels"][0].pop("strokes"), "level 1 has no positive whole stroke count"),
+    "strokes true": (lambda r: r["levels"][1].update(strokes=True), "level 2 has no positive whole stroke count"),
+    "pen width NaN": (lambda r: r["levels"][0].update(stroke_width=float("nan")), "level 1 has no positive pen width"),
+    "pen width infinite": (lambda r: r["levels"][0].update(stroke_width=float("inf")), "no positive pen width"),
+    "pen width negative": (lambda r: r["levels"][0].update(stroke_width=-3), "no positive pen width"),
+    "a stroke missing": (lambda r: r["levels"][0]["paths"].pop(), "level 1 does not hold 2 strokes"),
+    "empty path": (lambda r: r["levels"][0]["paths"].__setitem__(1, ""), "stroke 2 of level 1 is not path data"),
+    "words": (lambda r: r["levels"][0]["paths"].__setitem__(0, "garbage"), "stroke 1 of level 1"),
+    "only a move": (lambda r: r["levels"][1]["paths"].__setitem__(0, "M 1 2"), "stroke 1 of level 2"),
+    "short curve": (lambda r: r["levels"][1]["paths"].__setitem__(0, "M 1 2 C 3 4 5 6 7"), "stroke 1 of level 2"),
+    "run-together numbers": (lambda r: r["levels"][1]["paths"].__setitem__(0, "M 12 C 3 4 5 6 7 8"), "level 2"),
+    "lines": (lambda r: r["levels"][1]["paths"].__setitem__(0, "M 1 2 L 3 4"), "stroke 1 of level 2"),
+    "infinite number": (lambda r: r["levels"][1]["paths"].__setitem__(0, "M 1e999 2 C 3 4 5 6 7 8"), "finite"),
+    "trailing garbage": (lambda r: r["levels"][1]["paths"].__setitem__(0, "M 1 2 C 3 4 5 6 7 8 x"), "level 2"),
+    "path not a string": (lambda r: r["levels"][1]["paths"].__setitem__(0, [1, 2]), "stroke 1 of level 2"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", MALFORMED_RESULTS)
+def test_malformed_results_are_refused_with_what_is_wrong(extension_imports, case):
+    from sketch_client import result_problem
+
+    damage, why = MALFORMED_RESULTS[case]
+    result = _sound_result()
+    damage(result)
+    problem = result_problem(result)
+    assert problem is not None and why in problem
+
+
+def test_a_result_with_other_levels_than_asked_for_is_refused(extension_imports):
+    from sketch_client import result_problem
+
+    assert result_problem(_sound_result(), [1, 2]) is None
+    assert "[1, 2] strokes where [2, 4] were asked for" in result_problem(_sound_result(), [4, 2])
+    assert "where [1] were asked for" in result_problem(_sound_result(), [1])

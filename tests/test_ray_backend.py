@@ -94,7 +94,7 @@ def test_progress_and_preview_of_a_ray_job_are_relayed_while_it_runs(server):
         assert time.monotonic() < deadline, "neither the progress nor the preview moved"
         time.sleep(0.2)
     assert later["progress"]["total"] == LONG_JOB["iterations"] and later["progress"]["best_loss"]
-    assert later["progress"]["elapsed_s"] > 0
+    assert later["progress"]["elapsed_s"] > 0 and later["progress"]["eta_s"] > 0, later["progress"]
     assert server.request("DELETE", f"/v1/jobs/{job['id']}")[1]["status"] == "cancelled"
     server.wait_for_output(rf"job {job['id']} cancelled \(ran", timeout=30)
     assert layers(wait_for_preview(server, job["id"])[1]) == layers(preview), "the best strokes stay viewable"
