@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from inkscape_ext.install import InstallError, install_extension
 
+from .animation import animation_file, check_format
 from .errors import ClipassoError, SketchFileError
 from .files import write_atomically
 from .image import CanvasFrame, embeddable, read_image, to_canvas
@@ -37,6 +38,7 @@ from .preview import preview_sheet
 from .refine_svg import LayeredDrawing
 from .score import choose_layer, render_layer, score_canvas
 from .sketch import sketch_image
+from .snapshot import SnapshotHistory
 from .svg import read_sketch_document, sketch_document
 
 EXIT_ERROR = 1
@@ -64,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     sketch.add_argument("--preview", type=Path, metavar="PNG", help="also write a PNG of all levels side by side")
     sketch.add_argument("--mask", type=Path, metavar="SVG",
                         help="sketch only inside the filled shapes of this SVG, drawn in the image's pixel coordinates")
+    sketch.add_argument("--animation", type=Path, metavar="OUT.gif|OUT.svg|OUT.mp4",
+                        help="also write the run as an animation (MP4 needs the mp4 extra: imageio-ffmpeg)")
     add_loss_options(sketch)
     add_model_options(sketch)
 
@@ -147,11 +151,13 @@ def fail(message: str, status: int = EXIT_ERROR) -> int:
 
 
 def run_sketch(args: argparse.Namespace) -> int:
-    """``clipasso sketch``: optimise, then write the SVG (and preview) even when stopped with Ctrl-C."""
+    """``clipasso sketch``: optimise, then write the SVG (and preview, animation) even when stopped with Ctrl-C."""
     mask = read_mask_file(args.mask) if args.mask is not None else None
     params = make_params(args.preset, strokes=args.strokes, seeds=args.seeds, iterations=args.iterations,
                          seed=args.seed, stroke_width=args.stroke_width, mask=mask, **loss_overrides(args))
-    for path in filter(None, (args.output, args.preview)):
+    if args.animation is not None:
+        check_format(args.animation)
+    for path in filter(None, (args.output, args.preview, args.animation)):
         check_writable(path)
     image = read_image(args.image)
     if params.mask is not None:
@@ -160,8 +166,10 @@ def run_sketch(args: argparse.Namespace) -> int:
     print(f"Loading CLIP models on {device}…", file=sys.stderr)
     models = load_models(model_spec(args), device)
     cancel = threading.Event()
+    history = SnapshotHistory(total=params.iterations)
     with progress_bar(params.iterations) as report, stop_on_interrupt(cancel):
-        result = sketch_image(image, params, models, progress=report, cancel=cancel)
+        result = sketch_image(image, params, models, progress=report, cancel=cancel,
+                              snapshot=None if args.animation is None else history.add)
     embedded, image_type = embeddable(args.image.read_bytes(), image) if args.embed_image else (None, "image/png")
     layers = [level.layer(visible=index == len(result.levels) - 1) for index, level in enumerate(result.levels)]
     document = sketch_document(result.width, result.height, layers, embedded, image_type,
@@ -169,6 +177,8 @@ def run_sketch(args: argparse.Namespace) -> int:
     write_output(args.output, document.encode())
     if args.preview is not None:
         write_output(args.preview, png_bytes(preview_sheet(image, result)))
+    if args.animation is not None:
+        write_output(args.animation, animation_file(history.snapshots(), args.animation.suffix))
     summary = ", ".join(f"{level.strokes} strokes: loss {level.loss:.4f} (seed {level.seed})" for level in result.levels)
     if result.cancelled:
         print(f"Stopped after {result.iterations} of {params.iterations} steps; wrote the best sketches so far to "

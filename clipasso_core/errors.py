@@ -41,3 +41,9 @@ class SketchFileError(ClipassoError):
     """A sketch file (SVG) that this tool cannot read."""
 
     code = "invalid_sketch"
+
+
+class AnimationError(ClipassoError):
+    """An animation that cannot be written: unknown format, missing optional package, or nothing recorded yet."""
+
+    code = "animation_unavailable"

@@ -23,7 +23,7 @@ from clipasso_core.errors import ImageError, ImageTooLargeError, UnsupportedImag
 from clipasso_core.image import CanvasFrame, read_image
 from clipasso_core.mask import MaskError, mask_coverage
 
-from . import job_files
+from . import job_files, page_routes
 from .config import ServerConfig
 from .errors import ApiError, install_error_handlers
 from .guards import ConcurrencyLimitMiddleware, HeadAsGetMiddleware, LoopbackOnlyMiddleware
@@ -96,7 +96,7 @@ def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAP
     # Middleware added last runs first: HEAD → concurrency limit → token or loopback rule → body limit.
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_body_bytes)
     if config.token:
-        app.add_middleware(BearerTokenMiddleware, token=config.token)
+        app.add_middleware(BearerTokenMiddleware, token=config.token, public_prefixes=page_routes.PAGE_PREFIXES)
     else:
         app.add_middleware(LoopbackOnlyMiddleware)
     app.add_middleware(ConcurrencyLimitMiddleware, max_requests=config.max_requests)
@@ -183,6 +183,7 @@ def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAP
         return job_state(job)
 
     app.include_router(job_files.router)
+    app.include_router(page_routes.router)
 
     @app.get("/", include_in_schema=False)
     def root() -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""A job as files: the live preview and the result as layered SVG documents (``clipasso sketch``'s format).
+"""A job as files: the live preview and the result as layered SVG documents (``clipasso sketch``'s format),
+and the run replayed from its snapshots as an animated SVG (SMIL, no script) or GIF.
 
 Routes of an :class:`fastapi.APIRouter`; the app includes it. They read the job store only, so they
 work the same whichever worker runs the job.
@@ -12,6 +13,7 @@ import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from clipasso_core.animation import animation_gif, animation_svg
 from clipasso_core.snapshot import SnapshotHistory
 from clipasso_core.svg import SketchLayer, sketch_document
 
@@ -21,6 +23,7 @@ from .store import Job, ResultMissing
 from .worker import JobQueue
 
 SVG_TYPE = "image/svg+xml"
+GIF_TYPE = "image/gif"
 
 router = APIRouter()
 
@@ -106,3 +109,21 @@ def get_preview(job_id: str, request: Request) -> Response:
 def get_result_svg(job_id: str, request: Request) -> Response:
     queue = queue_of(request)
     return Response(result_document(stored_result(queue, find_job(queue, job_id))), media_type=SVG_TYPE)
+
+
+@router.get("/v1/jobs/{job_id}/animation.svg", response_class=Response, responses={
+    **file_response(SVG_TYPE, "The run replayed with SMIL animation (no script): every level's strokes moving."),
+    **error_responses(404, 409)}, summary="The job's run replayed as an animated SVG, up to now or to its result")
+def get_animation_svg(job_id: str, request: Request) -> Response:
+    queue = queue_of(request)
+    history = snapshot_history(queue, find_job(queue, job_id))
+    return Response(animation_svg(history.snapshots()), media_type=SVG_TYPE, headers={"Cache-Control": "no-store"})
+
+
+@router.get("/v1/jobs/{job_id}/animation.gif", response_class=Response, responses={
+    **file_response(GIF_TYPE, "The run replayed as an animated GIF, looping, holding the result."),
+    **error_responses(404, 409)}, summary="The job's run replayed as an animated GIF, up to now or to its result")
+def get_animation_gif(job_id: str, request: Request) -> Response:
+    queue = queue_of(request)
+    history = snapshot_history(queue, find_job(queue, job_id))
+    return Response(animation_gif(history.snapshots()), media_type=GIF_TYPE, headers={"Cache-Control": "no-store"})

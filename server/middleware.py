@@ -29,14 +29,18 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
 
 
 class BearerTokenMiddleware:
-    """With a token configured, every request must carry ``Authorization: Bearer <token>`` (else 401)."""
+    """With a token configured, every request must carry ``Authorization: Bearer <token>`` (else 401).
 
-    def __init__(self, app: ASGIApp, token: str) -> None:
+    Paths starting with one of ``public_prefixes`` (pages that hold no data) are served without it.
+    """
+
+    def __init__(self, app: ASGIApp, token: str, public_prefixes: tuple[str, ...] = ()) -> None:
         self.app = app
         self.expected = f"Bearer {token}".encode()
+        self.public_prefixes = public_prefixes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or (self.public_prefixes and scope["path"].startswith(self.public_prefixes)):
             await self.app(scope, receive, send)
             return
         given = _header(scope, b"authorization") or b""

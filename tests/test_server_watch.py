@@ -2,26 +2,30 @@
 
 from __future__ import annotations
 
+import io
 import time
 import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
 
-from clipasso_core.svg import INKSCAPE_NS, SVG_NS, read_sketch_document
+from PIL import Image
+
+from clipasso_core.svg import INKSCAPE_NS, SVG_NS, parse_path_data, read_sketch_document
 from server_process import png_bytes, start_server, submit_image, wait_for_progress, wait_for_status
 
 LONG = {"strokes": [2, 4], "seeds": 1, "iterations": 100_000, "augmentations": 0, "eval_interval": 2}
 
 
-def fetch(server, path):
-    """GET ``path``; returns (status, content type, body text)."""
+def fetch(server, path, binary=False):
+    """GET ``path``; returns (status, content type, body text, or bytes when ``binary``)."""
     import urllib.error
     import urllib.request
 
     try:
         with urllib.request.urlopen(server.url + path, timeout=30) as response:
-            return response.status, response.headers["Content-Type"], response.read().decode()
+            body = response.read()
+            return response.status, response.headers["Content-Type"], body if binary else body.decode()
     except urllib.error.HTTPError as error:
         return error.code, error.headers["Content-Type"], error.read().decode()
 
@@ -129,8 +133,42 @@ def test_result_svg_keeps_refined_paths_whole(server):
     assert drawn == result["levels"][0]["paths"] and drawn[0].count("C") == 2
 
 
+def test_animations_replay_the_run_and_end_on_the_result(server):
+    _, waiting = submit_image(server, png_bytes(48, 40, seed=7), **LONG)
+    _, job = submit_image(server, png_bytes(60, 40, seed=8), strokes=[2, 3], iterations=30, eval_interval=5)
+    for name in ("animation.svg", "animation.gif"):  # queued behind the long job: nothing to replay yet
+        status, _, text = fetch(server, f"/v1/jobs/{job['id']}/{name}")
+        assert status == 409 and '"no_snapshot_yet"' in text, text
+    assert server.request("DELETE", f"/v1/jobs/{waiting['id']}")[1]["status"] == "cancelled"
+    assert wait_for_status(server, job["id"])["status"] == "succeeded"
+    _, result = server.request("GET", f"/v1/jobs/{job['id']}/result")
+
+    status, kind, text = fetch(server, f"/v1/jobs/{job['id']}/animation.svg")
+    assert status == 200 and kind.startswith("image/svg+xml")
+    root = ET.fromstring(text)
+    assert root.find(f".//{{{SVG_NS}}}script") is None
+    groups = root.findall(f"{{{SVG_NS}}}g")
+    assert [len(g.findall(f"{{{SVG_NS}}}path")) for g in groups] == [2, 3]
+    frames = {len(a.get("values").split(";")) for a in root.iter(f"{{{SVG_NS}}}animate")}
+    assert len(frames) == 1 and frames.pop() >= 4  # the same replay for every stroke: snapshots + the hold
+    for group, level in zip(groups, result["levels"]):
+        for path, final in zip(group.findall(f"{{{SVG_NS}}}path"), level["paths"]):
+            values = path.find(f"{{{SVG_NS}}}animate").get("values").split(";")
+            assert values[0] != values[-1]  # the stroke moved during the run ...
+            np.testing.assert_allclose(parse_path_data(values[-1]), parse_path_data(final), atol=0.0021)  # ... to the result
+
+    status, kind, data = fetch(server, f"/v1/jobs/{job['id']}/animation.gif", binary=True)
+    assert status == 200 and kind == "image/gif"
+    with Image.open(io.BytesIO(data)) as gif:
+        assert gif.n_frames == len(root.find(f".//{{{SVG_NS}}}animate").get("values").split(";")) - 1
+        first = np.asarray(gif.convert("L"))
+        gif.seek(gif.n_frames - 1)
+        last = np.asarray(gif.convert("L"))
+    assert (first < 128).any() and (last < 128).any() and not np.array_equal(first, last)
+
+
 def test_unknown_job_files_are_404(server):
-    for name in ("preview.svg", "result.svg"):
+    for name in ("preview.svg", "result.svg", "animation.svg", "animation.gif"):
         status, kind, text = fetch(server, f"/v1/jobs/{'0' * 32}/{name}")
         assert status == 404 and kind == "application/json" and '"not_found"' in text
 

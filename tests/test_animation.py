@@ -1,0 +1,103 @@
+"""The run as an animation: SVG (SMIL), GIF and MP4 replay the snapshots and end on the result."""
+
+from __future__ import annotations
+
+import io
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from clipasso_core.animation import animation_file, animation_frames, animation_gif, animation_svg, check_format
+from clipasso_core.errors import AnimationError
+from clipasso_core.snapshot import SketchSnapshot, SnapshotLevel
+from clipasso_core.svg import SVG_NS, path_data
+
+
+def run(frames: int = 5, width: int = 80, height: int = 60) -> list[SketchSnapshot]:
+    """Snapshots of a made-up run: level 1 is one stroke sliding right, level 2 two strokes growing."""
+    snapshots = []
+    for step in range(frames):
+        shift = 40.0 * step / max(1, frames - 1)
+        one = np.array([[[5 + shift, 30], [10 + shift, 20], [20 + shift, 20], [25 + shift, 30]]], dtype=float)
+        two = np.array([[[10, 10], [20, 10], [30, 10], [30 + shift, 10]], [[10, 50], [30, 50], [50, 50], [50, 50]]],
+                       dtype=float)
+        snapshots.append(SketchSnapshot(step * 10, width, height, 2.0,
+                                        (SnapshotLevel(1, one, 1.0 - step * 0.1), SnapshotLevel(2, two, None))))
+    return snapshots
+
+
+def test_svg_animates_every_stroke_from_the_first_snapshot_to_the_result_without_script():
+    snapshots = run()
+    root = ET.fromstring(animation_svg(snapshots))
+    assert root.find(f".//{{{SVG_NS}}}script") is None
+    groups = root.findall(f"{{{SVG_NS}}}g")
+    assert [g.get("id") for g in groups] == ["level-1", "level-2"]
+    assert [len(g.findall(f"{{{SVG_NS}}}path")) for g in groups] == [1, 2]
+    path = groups[0].find(f"{{{SVG_NS}}}path")
+    animate = path.find(f"{{{SVG_NS}}}animate")
+    values = animate.get("values").split(";")
+    assert values[0] == path_data(snapshots[0].levels[0].points[0])
+    assert values[-1] == values[-2] == path_data(snapshots[-1].levels[0].points[0]) == path.get("d")
+    key_times = [float(t) for t in animate.get("keyTimes").split(";")]
+    assert len(key_times) == len(values) and key_times == sorted(key_times) and key_times[0] == 0 and key_times[-1] == 1
+    assert animate.get("repeatCount") == "indefinite" and animate.get("attributeName") == "d"
+    assert [t.text for t in root.findall(f"{{{SVG_NS}}}text")] == ["1 strokes", "2 strokes"]
+
+
+def ink_at(image: Image.Image, x: float, y: float, radius: int = 2) -> bool:
+    grey = np.asarray(image.convert("L"))
+    x, y = round(x), round(y)
+    return bool((grey[y - radius:y + radius + 1, x - radius:x + radius + 1] < 128).any())
+
+
+def test_frames_draw_the_strokes_where_they_are():
+    snapshots = run()
+    frames = animation_frames(snapshots, side=80)  # scale 1: panel 1 starts at x = 16, y = 16
+    first, last = frames[0], frames[-1]
+    # Level 1's stroke midpoint (t = 0.5) is at x = 13.75 + shift, y = 23.75 in the image.
+    assert ink_at(first, 16 + 13.75, 16 + 23.75) and not ink_at(first, 16 + 53.75, 16 + 23.75)
+    assert ink_at(last, 16 + 53.75, 16 + 23.75) and not ink_at(last, 16 + 13.75, 16 + 23.75)
+    # Level 2 sits in the second panel.
+    assert ink_at(first, 16 + 80 + 16 + 30, 16 + 50)
+
+
+def test_gif_has_one_frame_per_snapshot_holds_the_result_and_loops():
+    snapshots = run(frames=6)
+    with Image.open(io.BytesIO(animation_gif(snapshots))) as gif:
+        assert gif.format == "GIF" and gif.n_frames == 6 and gif.info.get("loop") == 0
+        pictures, durations = [], []
+        for index in range(gif.n_frames):
+            gif.seek(index)
+            pictures.append(np.asarray(gif.convert("L")))
+            durations.append(gif.info["duration"])
+    assert durations[-1] > durations[0]
+    assert not np.array_equal(pictures[0], pictures[-1])
+    expected = np.asarray(animation_frames(snapshots)[-1].convert("L"))
+    assert np.abs(pictures[-1].astype(int) - expected).mean() < 2
+
+
+def test_formats_are_checked_before_a_run(tmp_path, monkeypatch):
+    for name in ("a.svg", "b.GIF"):
+        check_format(tmp_path / name)
+    with pytest.raises(AnimationError, match=r"\.gif, \.svg or \.mp4"):
+        check_format(tmp_path / "c.avi")
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # as if the mp4 extra were not installed
+    with pytest.raises(AnimationError, match=r"clipasso-inkscape\[mp4\]"):
+        check_format(tmp_path / "d.mp4")
+    with pytest.raises(AnimationError, match="imageio-ffmpeg"):
+        animation_file(run(), ".mp4")
+
+
+def test_mp4_is_a_video_when_the_extra_is_installed():
+    pytest.importorskip("imageio_ffmpeg", reason="the optional mp4 extra (imageio-ffmpeg) is not installed")
+    data = animation_file(run(frames=3), ".mp4")
+    assert data[4:8] == b"ftyp" and len(data) > 1000
+
+
+def test_nothing_to_animate_is_a_clear_error():
+    with pytest.raises(AnimationError, match="no snapshot"):
+        animation_svg([])
