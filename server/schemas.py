@@ -139,4 +139,7 @@ class Health(BaseModel):
     models_loaded: bool
     models_error: str | None = Field(description="Why the models could not be loaded and how to fix it, or null.")
     queue_length: int = Field(description="Jobs queued or running.")
+    max_body_bytes: int = Field(description="Largest request body accepted, in bytes (--max-body-mb): a client can "
+                                            "refuse a larger upload before sending it.")
+    max_pixels: int = Field(description="Largest image accepted, in pixels (--max-pixels).")
     workers: list[WorkerState] = Field(description="The workers that run jobs (one in-process worker, or Ray actors).")
