@@ -58,6 +58,8 @@ class Sketch(inkex.EffectExtension):
         health = client.health()
         if health.get("models_error"):
             raise ServerError(f"The sketch server cannot sketch: {health['models_error']}")
+        for image, picture in zip(images, pictures):  # every upload checked before the first is sent
+            client.check_upload(picture, params, f"The picture of “{image_name(image)}”")
         deadline = time.monotonic() + max(0, self.options.wait)
         jobs = [
             SketchJob(client.submit(picture, params)["id"], client.url, params, style) for picture in pictures

@@ -92,7 +92,8 @@
   }
 
   function draw(svgText) {
-    const doc = new DOMParser().parseFromString(svgText, "image/svg+xml");
+    // Style attributes renamed before parsing: the page's CSP (no inline styles) applies to parsed documents too.
+    const doc = new DOMParser().parseFromString(svgText.replace(/\sstyle="/g, ' data-style="'), "image/svg+xml");
     const root = doc.documentElement;
     if (root.namespaceURI !== SVG_NS) return;
     for (const layer of root.getElementsByTagNameNS(SVG_NS, "g")) {
@@ -103,7 +104,7 @@
       svg.setAttribute("viewBox", root.getAttribute("viewBox") || "0 0 224 224");
       const paths = [];
       for (const source of layer.getElementsByTagNameNS(SVG_NS, "path")) {
-        const width = /stroke-width:\s*([\d.eE+-]+)/.exec(source.getAttribute("style") || "");
+        const width = /stroke-width:\s*([\d.eE+-]+)/.exec(source.getAttribute("data-style") || "");
         const path = document.createElementNS(SVG_NS, "path");
         path.setAttribute("d", source.getAttribute("d") || "");
         path.setAttribute("fill", "none");

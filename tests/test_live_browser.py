@@ -1,0 +1,150 @@
+"""The live page in a real headless Chromium against the real sketch server (tiny models).
+
+Strokes appear and move on the page while a job runs, Cancel on the page cancels the job, a finished
+job links its files, and with a server token the page asks for it once and never puts it in a URL.
+Needs Chromium (``chromium`` on PATH, or ``$CHROMIUM``) and playwright's Python package
+(``pip install -e '.[browser]'``); no ``playwright install`` — the system Chromium is driven directly.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+
+import pytest
+
+from server_process import FAST_PARAMS, png_bytes, start_server, submit_image, wait_for_status
+
+pytestmark = pytest.mark.browser
+
+LONG = {"strokes": [2, 4], "seeds": 1, "iterations": 100_000, "augmentations": 0, "eval_interval": 2}
+TOKEN = "browser-test-token-7f3a"
+WAIT_MS = 60_000
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    chromium = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Chromium is not installed (apt-get install chromium); .ci/run installs it")
+    sync_api = pytest.importorskip("playwright.sync_api",
+                                   reason="playwright is not installed (pip install -e '.[browser]')")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"], headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def server(tiny_spec, tmp_path_factory):
+    with start_server(tmp_path_factory.mktemp("browser-data"), tiny_spec) as process:
+        yield process
+
+
+class Watched:
+    """A browser page with every request URL and every console error it produced."""
+
+    def __init__(self, browser) -> None:
+        self.context = browser.new_context()
+        self.page = self.context.new_page()
+        self.urls: list[str] = []
+        self.errors: list[str] = []
+        self.page.on("request", lambda request: self.urls.append(request.url))
+        self.page.on("console", lambda message: message.type == "error" and self.errors.append(message.text))
+        self.page.on("pageerror", lambda error: self.errors.append(str(error)))
+
+    def paths_per_level(self) -> dict[str, int]:
+        return self.page.eval_on_selector_all(
+            "figure.level", "figures => Object.fromEntries(figures.map(f => "
+                            "[f.dataset.strokes, f.querySelectorAll('svg path').length]))")
+
+    def first_path(self) -> str:
+        return self.page.get_attribute("figure.level svg path", "d") or ""
+
+    def close(self) -> None:
+        self.context.close()
+
+
+@pytest.fixture
+def watched(browser) -> Iterator[Watched]:
+    view = Watched(browser)
+    yield view
+    view.close()
+
+
+def csp_violations(errors: list[str]) -> list[str]:
+    return [error for error in errors if "Content Security Policy" in error or "Refused to" in error]
+
+
+def test_strokes_appear_and_move_while_the_job_runs_and_cancel_stops_it(server, watched):
+    _, job = submit_image(server, png_bytes(64, 48, seed=11), **LONG)
+    page = watched.page
+    page.goto(f"{server.url}/jobs/{job['id']}")
+    page.wait_for_function("() => document.querySelectorAll('figure.level svg path').length >= 6", timeout=WAIT_MS)
+    assert watched.paths_per_level() == {"2": 2, "4": 4}
+    assert page.text_content("#status") == "running"
+    first = watched.first_path()
+    page.wait_for_function("d => document.querySelector('figure.level svg path').getAttribute('d') !== d",
+                           arg=first, timeout=WAIT_MS)
+    page.wait_for_function("() => document.querySelector('#steps').textContent.startsWith('step ')", timeout=WAIT_MS)
+    assert "loss" in page.text_content("figure.level figcaption")
+
+    page.click("#cancel")
+    state = wait_for_status(server, job["id"], timeout=60)
+    assert state["status"] == "cancelled"
+    page.wait_for_function("() => document.querySelector('#status').textContent === 'cancelled'", timeout=WAIT_MS)
+    assert page.is_hidden("#cancel") and page.is_hidden("#links")
+    assert csp_violations(watched.errors) == [], watched.errors
+
+
+def test_a_finished_job_shows_its_strokes_and_links_its_files(server, watched):
+    _, job = submit_image(server, png_bytes(64, 48, seed=12), **FAST_PARAMS)
+    wait_for_status(server, job["id"], statuses=("succeeded",))
+    page = watched.page
+    page.goto(f"{server.url}/jobs/{job['id']}")
+    page.wait_for_function("() => document.querySelectorAll('figure.level svg path').length >= 6", timeout=WAIT_MS)
+    assert page.text_content("#status") == "succeeded"
+    assert page.is_visible("#links")
+    href = page.get_attribute("#result-svg", "href")
+    assert href == f"/v1/jobs/{job['id']}/result.svg"
+    status, text = server.request("GET", href)
+    assert status == 200 and "<svg" in text
+    for link in ("#animation-svg", "#animation-gif"):
+        href = page.get_attribute(link, "href")
+        assert href.startswith(f"/v1/jobs/{job['id']}/animation.")
+        assert server.request("GET", href)[0] == 200, href
+    assert csp_violations(watched.errors) == [], watched.errors
+
+
+def test_unknown_job_shows_a_404_page(server, watched):
+    answer = watched.page.goto(f"{server.url}/jobs/{'0' * 32}")
+    assert answer.status == 404
+    assert "no job" in watched.page.text_content("main")
+
+
+def test_with_a_token_the_page_asks_for_it_once_and_keeps_it_out_of_urls(tiny_spec, tmp_path, watched):
+    with start_server(tmp_path / "data", tiny_spec, token=TOKEN) as server:
+        _, job = submit_image(server, png_bytes(64, 48, seed=13), **LONG)
+        page = watched.page
+        page.goto(f"{server.url}/jobs/{job['id']}")
+        page.wait_for_selector("#token-form", state="visible", timeout=WAIT_MS)
+        assert page.is_hidden("#job")
+        page.fill("#token", "not-the-token")
+        page.click("#token-form button[type=submit]")
+        page.wait_for_selector("#token-error", state="visible", timeout=WAIT_MS)
+
+        page.fill("#token", TOKEN)
+        page.click("#token-form button[type=submit]")
+        page.wait_for_function("() => document.querySelectorAll('figure.level svg path').length >= 6", timeout=WAIT_MS)
+        assert page.is_hidden("#token-form")
+
+        page.reload()  # the token is kept for the tab: no second prompt
+        page.wait_for_function("() => document.querySelectorAll('figure.level svg path').length >= 6", timeout=WAIT_MS)
+        assert page.is_hidden("#token-form")
+        page.click("#cancel")
+        assert wait_for_status(server, job["id"], timeout=60)["status"] == "cancelled"
+
+        assert watched.urls and not [url for url in watched.urls if TOKEN in url]
+        assert TOKEN not in server.output()
+        assert csp_violations(watched.errors) == [], watched.errors
