@@ -88,7 +88,7 @@ def test_dialog_defaults_and_limits_are_the_sketch_parameters():
 
 def test_steer_tab_starts_from_the_papers_run():
     """Every Steer control starts off (or at the parameter's default), so an untouched dialog runs the paper."""
-    root = ET.parse(EXT_DIR / "clipasso.inx").getroot()
+    root = ET.parse(SKETCH_INX).getroot()
     ns = "{http://www.inkscape.org/namespace/inkscape/extension}"
     params = {p.get("name"): p for p in root.iter(f"{ns}param")}
     defaults = SketchParams()
