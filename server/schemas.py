@@ -96,6 +96,10 @@ class LevelResult(BaseModel):
     stroke_width: float = Field(description="SVG stroke width in the submitted image's pixels.")
     paths: list[str] = Field(description="One absolute 'M x y C x y x y x y' path per stroke.")
     loss: float | None = Field(description="The chosen sketch's eval loss (lower is closer); null if not finite.")
+    widths: list[float] | None = Field(default=None, description="Each path's own stroke width in the submitted "
+                                                                 "image's pixels, when the job had optimize_width.")
+    opacities: list[float] | None = Field(default=None, description="Each path's stroke opacity (0 to 1), when the "
+                                                                    "job had optimize_opacity.")
 
 
 class SketchResultBody(BaseModel):
