@@ -387,3 +387,15 @@ def test_a_built_package_carries_the_top_level_inx_and_installs_it(tmp_path):
     assert (extensions / "clipasso" / "clipasso.inx").read_bytes() == SKETCH_INX.read_bytes()
     assert (extensions / "clipasso" / "inkscape_ext" / "clipasso_sketch.py").is_file()
     assert not (extensions / "clipasso" / "inkscape_ext" / "clipasso.inx").exists()
+
+
+def test_same_server_compares_scheme_host_port_and_path(extension_imports):
+    from clipasso_insert import same_server
+
+    same = [("http://127.0.0.1:8765", "http://localhost:8765/"), ("http://[::1]:8765", "HTTP://LOCALHOST:8765"),
+            ("http://example.org", "http://Example.org:80/"), ("https://example.org/x/", "https://example.org:443/x")]
+    other = [("http://127.0.0.1:8765", "http://127.0.0.1:8766"), ("http://127.0.0.1:8765", "https://127.0.0.1:8765"),
+             ("http://127.0.0.1:8765", "http://127.0.0.2:8765"), ("http://example.org", "http://example.org.evil"),
+             ("http://example.org/a", "http://example.org/b"), ("http://[::1", "http://[::1")]
+    assert all(same_server(a, b) and same_server(b, a) for a, b in same)
+    assert not any(same_server(a, b) or same_server(b, a) for a, b in other)
