@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     sketch.add_argument("--animation", type=Path, metavar="OUT.gif|OUT.svg|OUT.mp4",
                         help="also write the run as an animation (MP4 needs the mp4 extra: imageio-ffmpeg)")
     add_loss_options(sketch)
+    add_style_options(sketch)
     add_model_options(sketch)
 
     refine = commands.add_parser(
@@ -85,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     refine.add_argument("--iterations", type=int, help=f"optimisation steps (default: {REFINE_ITERATIONS})")
     refine.add_argument("--seed", type=int, help="random seed of the augmentations (default: 0)")
     add_loss_options(refine)
+    add_style_options(refine)
     add_model_options(refine)
 
     score = commands.add_parser("score", help="the un-augmented CLIPasso loss of a sketch against its target",
@@ -116,6 +118,24 @@ def add_loss_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--fc-weight", type=float, metavar="W", help="weight of the CLIP embedding term (default: 0.1)")
     group.add_argument("--text", metavar="PROMPT", help='a prompt that steers the sketch, e.g. "a cat" (default: none)')
     group.add_argument("--text-weight", type=float, metavar="W", help="weight of the text term (default: 0.1)")
+
+
+def add_style_options(parser: argparse.ArgumentParser) -> None:
+    """Options that let the optimizer vary each stroke's width and ink (opacity) too."""
+    group = parser.add_argument_group("stroke width and ink")
+    group.add_argument("--optimize-width", action="store_true",
+                       help="optimise each stroke's width too, within 0.5 to 3 × the pen width (default: off)")
+    group.add_argument("--width-lr", type=float, metavar="LR", help="learning rate of the widths, in px (default: 0.1)")
+    group.add_argument("--optimize-opacity", action="store_true",
+                       help="optimise each stroke's ink (opacity 0 to 1) too; faint strokes can be deleted "
+                            "(default: off)")
+    group.add_argument("--opacity-lr", type=float, metavar="LR", help="learning rate of the opacities (default: 0.01)")
+
+
+def style_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The stroke width / ink options given on the command line, as :class:`SketchParams` fields."""
+    return {"optimize_width": args.optimize_width, "width_lr": args.width_lr,
+            "optimize_opacity": args.optimize_opacity, "opacity_lr": args.opacity_lr}
 
 
 def loss_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -154,7 +174,8 @@ def run_sketch(args: argparse.Namespace) -> int:
     """``clipasso sketch``: optimise, then write the SVG (and preview, animation) even when stopped with Ctrl-C."""
     mask = read_mask_file(args.mask) if args.mask is not None else None
     params = make_params(args.preset, strokes=args.strokes, seeds=args.seeds, iterations=args.iterations,
-                         seed=args.seed, stroke_width=args.stroke_width, mask=mask, **loss_overrides(args))
+                         seed=args.seed, stroke_width=args.stroke_width, mask=mask, **loss_overrides(args),
+                         **style_overrides(args))
     if args.animation is not None:
         check_format(args.animation)
     for path in filter(None, (args.output, args.preview, args.animation)):
@@ -202,7 +223,8 @@ def run_refine(args: argparse.Namespace) -> int:
         raise SketchFileError(f"Every path of the layer {strokes.label!r} is locked; unlock at least one to refine.")
     frame = CanvasFrame(image.width, image.height)
     params = make_params(init_paths=strokes.paths, locked=strokes.locked, iterations=args.iterations, seed=args.seed,
-                         stroke_width=strokes.stroke_width / frame.scale, **loss_overrides(args))
+                         stroke_width=strokes.stroke_width / frame.scale, **loss_overrides(args),
+                         **style_overrides(args))
     check_writable(args.output)
     device = resolve_device(args.device)
     print(f"Loading CLIP models on {device}…", file=sys.stderr)
@@ -211,7 +233,9 @@ def run_refine(args: argparse.Namespace) -> int:
     with progress_bar(params.iterations) as report, stop_on_interrupt(cancel):
         result = sketch_image(image, params, models, progress=report, cancel=cancel)
     (level,) = result.levels
-    label = drawing.add_refined(layer, strokes, level.path_data(), level.stroke_width)
+    label = drawing.add_refined(layer, strokes, level.path_data(), level.stroke_width,
+                                None if level.widths is None else level.widths.tolist(),
+                                None if level.opacities is None else level.opacities.tolist())
     write_output(args.output, drawing.to_string().encode())
     locked = f", {len(strokes.locked)} locked" if strokes.locked else ""
     summary = f"layer {label!r} above {strokes.label!r}{locked}, loss {level.loss:.4f}"

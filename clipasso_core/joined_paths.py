@@ -87,6 +87,11 @@ class JoinedPaths:
         fixed = self.fixed.to(free.dtype).expand(*free.shape[:-2], *self.fixed.shape)
         return torch.cat([free, fixed], dim=-2)[..., self.index, :]
 
+    def per_segment(self, values: torch.Tensor) -> torch.Tensor:
+        """Per-path values ``[..., paths]`` (e.g. widths) repeated for each path's segments: ``[..., N]``."""
+        counts = torch.tensor(self.shape.segments, device=values.device)
+        return torch.repeat_interleave(values, counts, dim=-1, output_size=self.shape.total)
+
     def to(self, device: torch.device) -> JoinedPaths:
         """The same paths with every tensor on ``device``."""
         return JoinedPaths(self.free.to(device), self.fixed.to(device), self.index.to(device), self.shape)

@@ -135,7 +135,7 @@ class ClipConvLoss:
             images = F.interpolate(images, size=(size, size), mode="bicubic", align_corners=False)
         taps: Features = {}
         with self.encoder.autocast():
-            x = visual.stem(self.encoder.normalize(images))
+            x = visual.stem(self.encoder.normalize(images).contiguous(memory_format=torch.channels_last))
             for stage in ("layer1", "layer2", "layer3", "layer4"):
                 if not self._taps - taps.keys():
                     return taps

@@ -1,16 +1,17 @@
 """The CLIPasso optimisation loop, with every abstraction level and seed of a job in one batch.
 
 Each step renders all sketches, runs the loss network once on all of them (1 clean + K augmented pairs),
-and takes one Adam step on every sketch's control points. Sketches never interact: each one's loss and
+and takes one Adam step on every sketch's control points (and, when asked, on every stroke's width and
+opacity, each with its own learning rate, projected back into their range after the step). Sketches never interact: each one's loss and
 gradient are exactly what a separate run would compute. The clean pair of each training step is the
 un-augmented eval loss of the pre-step points, so best-iteration tracking costs no extra forward pass.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 
@@ -30,6 +31,10 @@ class StrokeLayout(Protocol):
         """Segments ``[seeds, N, 4, 2]`` of the level's optimized tensor ``[seeds, …]``."""
         ...
 
+    def per_segment(self, values: torch.Tensor) -> torch.Tensor:
+        """Per-path values ``[seeds, paths]`` (e.g. widths) repeated for each path's segments: ``[seeds, N]``."""
+        ...
+
 
 class CancelSignal(Protocol):
     """Anything with ``is_set()``, e.g. a :class:`threading.Event`."""
@@ -46,6 +51,18 @@ class Progress:
     iteration: int
     total: int
     best_loss: dict[int, float]
+
+
+@dataclass
+class StrokeStyle:
+    """Per-stroke widths and opacities of every level (``[seeds, S]`` each), or ``None`` where not optimized."""
+
+    widths: list[torch.Tensor] | None
+    opacities: list[torch.Tensor] | None
+
+    def tensors(self) -> list[torch.Tensor]:
+        """Every optimized style tensor, widths first."""
+        return [*(self.widths or []), *(self.opacities or [])]
 
 
 @dataclass(frozen=True)
@@ -67,6 +84,8 @@ class LevelOutcome:
     With a layout, ``points`` are the winner's segments ``[N, 4, 2]`` in the layout's path order.
 
     ``seed_losses`` holds every seed's best eval loss, in seed order; the winner has the lowest.
+    ``widths`` (canvas pixels) and ``opacities`` ``[S]`` are the winner's, per stroke (per path with a layout),
+    when they were optimized.
     """
 
     strokes: int
@@ -75,6 +94,8 @@ class LevelOutcome:
     loss: float
     terms: tuple[float, ...]
     seed_losses: tuple[float, ...]
+    widths: torch.Tensor | None = None
+    opacities: torch.Tensor | None = None
 
 
 @dataclass
@@ -89,23 +110,27 @@ class Optimization:
 class _BestTracker:
     """Per-sketch lowest eval loss and the points that achieved it."""
 
-    def __init__(self, points: list[torch.Tensor], terms: int) -> None:
+    def __init__(self, points: list[torch.Tensor], terms: int, style: StrokeStyle) -> None:
         count = sum(p.shape[0] for p in points)
         self.loss = torch.full((count,), float("inf"), device=points[0].device)
         self.terms = torch.zeros((count, terms), device=points[0].device)
         self.points = [p.detach().clone() for p in points]
+        self.style = StrokeStyle(*(None if values is None else [v.detach().clone() for v in values]
+                                   for values in (style.widths, style.opacities)))
 
-    def update(self, terms: torch.Tensor, points: list[torch.Tensor]) -> None:
-        """Record eval ``terms`` ``[B, T]`` of ``points``; keep them for every sketch that improved."""
+    def update(self, terms: torch.Tensor, points: list[torch.Tensor], style: StrokeStyle) -> None:
+        """Record eval ``terms`` ``[B, T]`` of ``points`` (and ``style``); keep them for every sketch that improved."""
         total = terms.sum(dim=-1)
         improved = total < self.loss - MIN_DELTA
         self.loss = torch.where(improved, total, self.loss)
         self.terms = torch.where(improved[:, None], terms, self.terms)
-        start = 0
-        for best, current in zip(self.points, points):
-            mask = improved[start:start + current.shape[0]]
-            best[mask] = current.detach()[mask]
-            start += current.shape[0]
+        for kept, current in ((self.points, points), (self.style.widths, style.widths),
+                              (self.style.opacities, style.opacities)):
+            start = 0
+            for best, level in zip(kept or [], current or []):
+                mask = improved[start:start + level.shape[0]]
+                best[mask] = level.detach()[mask]
+                start += level.shape[0]
 
     def best_sketches(self, iteration: int, strokes: list[int], seeds: int,
                       segments: Callable[[list[torch.Tensor]], list[torch.Tensor]]) -> BestSketches:
@@ -127,18 +152,49 @@ OFF_CANVAS = -1e4
 """Where padding strokes sit: a dot far outside the canvas touches no pixel and costs the rasterizer nothing."""
 
 
-def render(points: list[torch.Tensor], stroke_width: float, size: int) -> torch.Tensor:
+def render(points: list[torch.Tensor], stroke_width: float, size: int,
+           widths: list[torch.Tensor] | None = None, opacities: list[torch.Tensor] | None = None) -> torch.Tensor:
     """Render every level's sketches ``[seeds, S_l, 4, 2]`` into one RGB batch ``[L·seeds, 3, size, size]``.
 
     Levels with fewer strokes are padded with off-canvas dots so that one rasterizer call draws them all.
+    ``widths`` / ``opacities`` (``[seeds, S_l]`` per level) replace ``stroke_width`` / full ink per stroke.
     """
     most = max(p.shape[1] for p in points)
-    padded = [
-        torch.cat([p, p.new_full((p.shape[0], most - p.shape[1], 4, 2), OFF_CANVAS)], dim=1) if p.shape[1] < most else p
-        for p in points
-    ]
-    grey = rasterize(torch.cat(padded), stroke_width, (size, size))
+
+    def pad(levels: list[torch.Tensor], fill: float) -> torch.Tensor:
+        return torch.cat([
+            torch.cat([v, v.new_full((*v.shape[:1], most - v.shape[1], *v.shape[2:]), fill)], dim=1)
+            if v.shape[1] < most else v
+            for v in levels
+        ])
+
+    width: float | torch.Tensor = stroke_width if widths is None else pad(widths, stroke_width)
+    opacity = None if opacities is None else pad(opacities, 1.0)
+    grey = rasterize(pad(points, OFF_CANVAS), width, (size, size), opacity)
     return grey[:, None].expand(-1, 3, -1, -1)
+
+
+def initial_style(params: SketchParams, counts: list[int], device: torch.device,
+                  locked: Mapping[int, Sequence[int]] | None = None) -> StrokeStyle:
+    """Starting widths (``stroke_width``) and opacities (1) ``[seeds, S]`` per level, for the options that are on.
+
+    The strokes listed in ``locked`` (per level index) keep their style: their gradients are zeroed.
+    """
+
+    def start(value: float) -> list[torch.Tensor]:
+        levels = []
+        for level, count in enumerate(counts):
+            tensor = torch.full((params.seeds, count), value, device=device, requires_grad=True)
+            fixed = (locked or {}).get(level, ())
+            if fixed:
+                keep = torch.ones(count, device=device)
+                keep[list(fixed)] = 0.0
+                tensor.register_hook(lambda grad, keep=keep: grad * keep)
+            levels.append(tensor)
+        return levels
+
+    return StrokeStyle(start(params.stroke_width) if params.optimize_width else None,
+                       start(1.0) if params.optimize_opacity else None)
 
 
 def optimize_sketches(
@@ -162,14 +218,31 @@ def optimize_sketches(
     device = loss.target.device
     size = loss.target.shape[-1]
     points = [initial[count].to(device).clone().requires_grad_(True) for count in strokes]
-    optimizer = torch.optim.Adam(points, lr=params.lr)
+    layouts = layouts or {}
+    locked = {strokes.index(count): params.locked for count in layouts}
+    style = initial_style(params, strokes, device, locked)
+    groups: list[dict[str, Any]] = [{"params": points, "lr": params.lr}]
+    if style.widths is not None:
+        groups.append({"params": style.widths, "lr": params.width_lr})
+    if style.opacities is not None:
+        groups.append({"params": style.opacities, "lr": params.opacity_lr})
+    optimizer = torch.optim.Adam(groups)
     scaler = grad_scaler(loss.encoder.precision, device)  # fp16 only: keeps small gradients from underflowing
     generator = torch.Generator().manual_seed(params.seed)
-    best = _BestTracker(points, len(loss.term_names))
-    layouts = layouts or {}
+    best = _BestTracker(points, len(loss.term_names), style)
+    low, high = params.width_bounds()
 
     def segments(current: list[torch.Tensor]) -> list[torch.Tensor]:
         return [layouts[count].segments(p) if count in layouts else p for count, p in zip(strokes, current)]
+
+    def per_segment(values: list[torch.Tensor] | None) -> list[torch.Tensor] | None:
+        if values is None:
+            return None
+        return [layouts[count].per_segment(v) if count in layouts else v for count, v in zip(strokes, values)]
+
+    def draw(current: list[torch.Tensor], current_style: StrokeStyle) -> torch.Tensor:
+        return render(segments(current), params.stroke_width, size, per_segment(current_style.widths),
+                      per_segment(current_style.opacities))
 
     done, cancelled = 0, False
     for iteration in range(params.iterations):
@@ -177,19 +250,24 @@ def optimize_sketches(
             cancelled = True
             break
         augmentations = [sample_augmentation(size, generator) for _ in range(params.augmentations)]
-        terms = loss.pair_terms(render(segments(points), params.stroke_width, size), augmentations)
+        terms = loss.pair_terms(draw(points, style), augmentations)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(terms.sum(dim=-1).mean(dim=-1).sum()).backward()
         if iteration % params.eval_interval == 0:
-            best.update(terms[:, 0].detach(), points)
+            best.update(terms[:, 0].detach(), points, style)
             if snapshot is not None:
                 snapshot(best.best_sketches(iteration, strokes, seeds, segments))
         scaler.step(optimizer)
         scaler.update()
+        with torch.no_grad():  # keep the style within its range (a projected gradient step)
+            for width in style.widths or []:
+                width.clamp_(low, high)
+            for opacity in style.opacities or []:
+                opacity.clamp_(0.0, 1.0)
         done = iteration + 1
         if progress is not None:
             progress(Progress(done, params.iterations, best.per_level(strokes, seeds)))
-    best.update(loss.eval_terms(render(segments(points), params.stroke_width, size)), points)
+    best.update(loss.eval_terms(draw(points, style)), points, style)
     if snapshot is not None:
         snapshot(best.best_sketches(done, strokes, seeds, segments))
     return Optimization(_winners(best, strokes, params, segments(best.points)), done, cancelled)
@@ -203,6 +281,8 @@ def _winners(best: _BestTracker, strokes: list[int], params: SketchParams,
     outcomes = []
     for level, count in enumerate(strokes):
         winner = int(torch.argmin(losses[level]))
+        widths, opacities = (None if values is None else values[level][winner].detach().cpu()
+                             for values in (best.style.widths, best.style.opacities))
         outcomes.append(LevelOutcome(
             strokes=count,
             seed=seeds[winner],
@@ -210,5 +290,7 @@ def _winners(best: _BestTracker, strokes: list[int], params: SketchParams,
             loss=float(losses[level, winner]),
             terms=tuple(terms[level, winner].tolist()),
             seed_losses=tuple(losses[level].tolist()),
+            widths=widths,
+            opacities=opacities,
         ))
     return outcomes

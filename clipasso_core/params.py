@@ -31,6 +31,8 @@ REFINE_ITERATIONS = 300
 MAX_LOSS_WEIGHT = 1000.0
 MAX_SEED = 2**31 - 1
 MAX_TEXT_LENGTH = 1000
+WIDTH_RANGE = (0.5, 3.0)
+"""An optimized stroke width stays within these multiples of ``stroke_width`` (1.5 to 9 px at the paper's 3 px)."""
 
 WholeNumber = Annotated[int, Strict()]
 """An integer given as an integer: ``true``, ``"3"`` and ``3.0`` are refused (bounds are set per field)."""
@@ -120,6 +122,20 @@ class SketchParams(BaseModel):
                     "what lies inside is sketched; outside it the image counts as white and no stroke starts "
                     "there. Off when absent.",
     )
+    optimize_width: Switch = Field(
+        default=False,
+        description=f"Optimise each stroke's width too, kept within {WIDTH_RANGE[0]:g} to {WIDTH_RANGE[1]:g} × "
+                    "stroke_width. Off by default (every stroke has stroke_width).",
+    )
+    width_lr: FiniteFloat = Field(default=0.1, gt=0.0, le=10.0,
+                                  description="Adam learning rate of the stroke widths, in canvas pixels (with optimize_width).")
+    optimize_opacity: Switch = Field(
+        default=False,
+        description="Optimise each stroke's ink (opacity, in [0, 1], starting opaque) too, as CLIPasso's "
+                    "--force_sparse. Off by default (every stroke is opaque).",
+    )
+    opacity_lr: FiniteFloat = Field(default=0.01, gt=0.0, le=1.0,
+                                    description="Adam learning rate of the stroke opacities (with optimize_opacity).")
     init_paths: list[Annotated[str, Strict(), Field(max_length=MAX_PATH_CHARS)]] | None = Field(
         default=None, min_length=1, max_length=MAX_STROKES,
         description="SVG path data in the image's pixels to start from instead of the saliency init: one level, "
@@ -231,6 +247,10 @@ class SketchParams(BaseModel):
             raise ValueError(f"a job with init_paths has one level with one stroke per path ({len(self.init_paths)}); "
                              f"leave out strokes or give [{len(self.init_paths)}]")
         return self
+
+    def width_bounds(self) -> tuple[float, float]:
+        """The smallest and largest width an optimized stroke may take, in canvas pixels."""
+        return WIDTH_RANGE[0] * self.stroke_width, WIDTH_RANGE[1] * self.stroke_width
 
     def sketch_seeds(self) -> list[int]:
         """The random seed of each sketch of a level: ``seed, seed + 1000, …`` as in the paper's run script."""

@@ -1,10 +1,11 @@
 """Differentiable anti-aliased rasterization of black cubic Bézier strokes, in pure PyTorch.
 
-Each stroke is one open cubic Bézier segment drawn with round caps and a constant width, in opaque black over
-white paper. A pixel of a stroke gets the exact area coverage of the unit pixel box by the stroke, modelled as
-a straight band of half-width ``r`` around the closest point of the curve (closest-point distance ``d``,
-orientation from the band normal; round caps use a slightly smaller radius that corrects the band's excess ink on
-a convex circular edge); strokes are composited as ``I = prod_s (1 - cov_s)``.
+Each stroke is one open cubic Bézier segment drawn with round caps and a constant width, in black over white paper,
+opaque unless given an opacity (which multiplies its coverage, as SVG's ``stroke-opacity`` does). A pixel of a
+stroke gets the exact area coverage of the unit pixel box by the stroke, modelled as a straight band of half-width
+``r`` around the closest point of the curve (closest-point distance ``d``, orientation from the band normal; round
+caps use a slightly smaller radius that corrects the band's excess ink on a convex circular edge); strokes are
+composited as ``I = prod_s (1 - cov_s)``.
 
 The work is sparse and vectorized over all strokes of all sketches (no Python loop over strokes):
 
@@ -47,15 +48,18 @@ _DIST_QUANTUM = 256.0  # squared distances are compared in steps of 1/256 px^2 w
 
 
 def rasterize(
-    points: Tensor, stroke_width: float | Tensor = 3.0, size: tuple[int, int] = (224, 224)
+    points: Tensor, stroke_width: float | Tensor = 3.0, size: tuple[int, int] = (224, 224),
+    opacity: Tensor | None = None,
 ) -> Tensor:
-    """Render black cubic Bézier strokes on white paper, differentiably w.r.t. points (and width).
+    """Render black cubic Bézier strokes on white paper, differentiably w.r.t. points (and width, opacity).
 
     Args:
         points: control points :math:`(*, S, 4, 2)` in pixels, ``(x, y)`` = (column, row); ``*`` are independent
             sketches, ``S`` (may be 0) strokes per sketch.
         stroke_width: full stroke width in pixels, a float or a tensor broadcastable to :math:`(*, S)`.
         size: canvas ``(H, W)``.
+        opacity: per-stroke opacity in [0, 1] broadcastable to :math:`(*, S)`, multiplying each stroke's
+            coverage; ``None`` draws every stroke opaque (and skips the multiplication).
 
     Returns:
         gray image :math:`(*, H, W)`, 1 = paper white, 0 = full ink; same dtype and device as ``points``.
@@ -82,6 +86,9 @@ def rasterize(
     edges = torch.clamp(torch.stack([r - dist, -r - dist]), min=-pairs.reach, max=pairs.reach)  # (2, P)
     cdf = _sum_rows(torch.relu(edges[:, None, :] + pairs.offsets).square().mul(pairs.weights).transpose(0, 1))
     coverage = (cdf[0] - cdf[1]).clamp(0.0, _MAX_COVERAGE)
+    if opacity is not None:
+        alpha = opacity.to(points).broadcast_to((*lead, num_strokes)).reshape(-1)
+        coverage = coverage * alpha.index_select(0, pairs.stroke)
 
     log_image = points.new_zeros(num_sketches * height * width).index_add(0, pairs.pixel, torch.log1p(-coverage))
     return torch.exp(log_image).reshape(*lead, height, width)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import statistics
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -194,8 +195,12 @@ class LayeredDrawing:
             raise SketchFileError(f"The stroke width {value!r} of {_describe(element)} is not a length in user units.")
         return float(match.group(1))
 
-    def add_refined(self, layer: ET.Element, strokes: LayerStrokes, paths: list[str], stroke_width: float) -> str:
-        """Insert ``paths`` (image pixels) as a new layer right above ``layer``, hide ``layer``; returns the label."""
+    def add_refined(self, layer: ET.Element, strokes: LayerStrokes, paths: list[str], stroke_width: float,
+                    widths: Sequence[float] | None = None, opacities: Sequence[float] | None = None) -> str:
+        """Insert ``paths`` (image pixels) as a new layer right above ``layer``, hide ``layer``; returns the label.
+
+        ``widths`` / ``opacities``, when given, are each path's own stroke width (image pixels) and opacity.
+        """
         parent = self.parents[layer]
         ids = {element.get("id") for element in self.root.iter() if element.get("id")}
 
@@ -214,7 +219,10 @@ class LayeredDrawing:
         refined = ET.Element(_GROUP, attributes)
         for index, d in enumerate(paths):
             path = ET.SubElement(refined, _PATH, {"id": fresh(f"{attributes['id']}-stroke-{index + 1}"), "d": d,
-                                                  "style": stroke_style(stroke_width, strokes.colors[index])})
+                                                  "style": stroke_style(
+                                                      stroke_width if widths is None else widths[index],
+                                                      strokes.colors[index],
+                                                      1.0 if opacities is None else opacities[index])})
             if index in strokes.locked:
                 path.set(_LOCK, "true")
         depth = self._depth(layer)

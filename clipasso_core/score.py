@@ -50,7 +50,9 @@ def render_layer(document: SketchDocument, layer: SketchLayer) -> torch.Tensor:
     """Render a sketch layer, given in its document's pixel coordinates, onto the canvas: ``[3, 224, 224]``."""
     frame = CanvasFrame(round(document.width), round(document.height), CANVAS_SIZE)
     points = frame.to_canvas(torch.from_numpy(layer.points).double()).float()
-    grey = rasterize(points, layer.stroke_width / frame.scale, (CANVAS_SIZE, CANVAS_SIZE))
+    width = layer.stroke_width if layer.widths is None else torch.tensor(layer.widths)
+    opacity = None if layer.opacities is None else torch.tensor(layer.opacities)
+    grey = rasterize(points, width / frame.scale, (CANVAS_SIZE, CANVAS_SIZE), opacity)
     return grey[None].expand(3, -1, -1)
 
 

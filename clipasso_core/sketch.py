@@ -32,6 +32,7 @@ class LevelSketch:
     Without ``shape`` each stroke is one cubic (``points`` ``[S, 4, 2]``); with it (a refine) ``points``
     are the segments ``[N, 4, 2]`` of all paths in order (float64), grouped as ``shape`` says, and
     ``locked_paths`` maps each locked path's index to its path data exactly as it was given.
+    ``widths`` (source pixels) and ``opacities`` ``[S]`` are per stroke (per path), when they were optimized.
     """
 
     strokes: int
@@ -42,6 +43,8 @@ class LevelSketch:
     terms: dict[str, float]  # weighted eval terms by name (conv_layer2, conv_layer3, fc, …)
     shape: PathShape | None = None
     locked_paths: dict[int, str] | None = None
+    widths: torch.Tensor | None = None
+    opacities: torch.Tensor | None = None
 
     def path_data(self) -> list[str]:
         """One SVG path data string per stroke, in the source image's pixels (locked paths verbatim)."""
@@ -55,7 +58,9 @@ class LevelSketch:
 
     def layer(self, visible: bool = True) -> SketchLayer:
         """This level as an SVG layer labelled ``"<S> strokes"``."""
-        return SketchLayer(f"{self.strokes} strokes", self.points.double().numpy(), self.stroke_width, visible)
+        return SketchLayer(f"{self.strokes} strokes", self.points.double().numpy(), self.stroke_width, visible,
+                           widths=None if self.widths is None else tuple(self.widths.tolist()),
+                           opacities=None if self.opacities is None else tuple(self.opacities.tolist()))
 
 
 @dataclass
@@ -111,6 +116,8 @@ def sketch_image(
                 stroke_width=stroke_width,
                 loss=level.loss,
                 terms=dict(zip(loss.term_names, level.terms)),
+                widths=source_widths(level, frame),
+                opacities=level.opacities,
             )
             for level in outcome.levels
         ]
@@ -141,7 +148,14 @@ def refined_level(level: LevelOutcome, params: SketchParams, frame: CanvasFrame,
         terms=dict(zip(term_names, level.terms)),
         shape=shape,
         locked_paths={index: (params.init_paths or [])[index] for index in params.locked},
+        widths=source_widths(level, frame),
+        opacities=level.opacities,
     )
+
+
+def source_widths(level: LevelOutcome, frame: CanvasFrame) -> torch.Tensor | None:
+    """The level's optimized stroke widths in the source image's pixels, or ``None``."""
+    return None if level.widths is None else level.widths.double() * frame.scale
 
 
 def masked_canvas(image: Image.Image, mask: str | list[str] | None) -> tuple[torch.Tensor, CanvasFrame,

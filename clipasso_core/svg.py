@@ -39,7 +39,8 @@ class SketchLayer:
     """One abstraction level: its strokes ``[S, 4, 2]`` and stroke width, in source pixels.
 
     ``paths``, when given, is the level's path data verbatim (one string per stroke, any number of
-    segments) and is written instead of ``points``.
+    segments) and is written instead of ``points``. ``widths`` and ``opacities``, when given, are each
+    stroke's own ``stroke-width`` (source pixels) and ``stroke-opacity``, in stroke order.
     """
 
     label: str
@@ -47,6 +48,13 @@ class SketchLayer:
     stroke_width: float
     visible: bool = True
     paths: tuple[str, ...] | None = None
+    widths: tuple[float, ...] | None = None
+    opacities: tuple[float, ...] | None = None
+
+    def style(self, index: int, color: str = "#000000") -> str:
+        """The style of stroke ``index``: its own width and opacity where the layer has them."""
+        width = self.stroke_width if self.widths is None else self.widths[index]
+        return stroke_style(width, color, 1.0 if self.opacities is None else self.opacities[index])
 
     @property
     def strokes(self) -> int:
@@ -78,11 +86,11 @@ def parse_path_data(d: str) -> np.ndarray:
     return np.array([float(v) for v in match.groups()], dtype=np.float64).reshape(4, 2)
 
 
-def stroke_style(stroke_width: float, color: str = "#000000") -> str:
+def stroke_style(stroke_width: float, color: str = "#000000", opacity: float = 1.0) -> str:
     """The style of a sketch stroke: coloured pen, no fill, round caps and joins."""
     return (
         f"fill:none;stroke:{color};stroke-width:{_fmt(stroke_width)};"
-        "stroke-linecap:round;stroke-linejoin:round;stroke-opacity:1"
+        f"stroke-linecap:round;stroke-linejoin:round;stroke-opacity:{_fmt(opacity)}"
     )
 
 
@@ -118,10 +126,9 @@ def sketch_document(width: int, height: int, layers: Sequence[SketchLayer], imag
         })
     for layer in layers:
         group = _layer(root, layer.label, f"level-{layer.strokes}", visible=layer.visible)
-        style = stroke_style(layer.stroke_width, color)
         for index, d in enumerate(layer.path_data()):
             ET.SubElement(group, f"{{{SVG_NS}}}path", {
-                "id": f"level-{layer.strokes}-stroke-{index + 1}", "d": d, "style": style,
+                "id": f"level-{layer.strokes}-stroke-{index + 1}", "d": d, "style": layer.style(index, color),
             })
     ET.indent(root)
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
@@ -166,17 +173,23 @@ def _length(root: ET.Element, name: str) -> float:
 
 
 def _read_layer(label: str, paths: list[ET.Element], visible: bool) -> SketchLayer:
+    """A layer of paths; per-stroke widths / opacities only where its strokes differ from the first / from 1."""
     points = np.stack([parse_path_data(path.get("d", "")) for path in paths])
-    return SketchLayer(label, points, _stroke_width(paths[0]), visible)
+    widths = tuple(_style_number(path, "stroke-width", "1", "stroke width") for path in paths)
+    opacities = tuple(_style_number(path, "stroke-opacity", "1", "stroke opacity") for path in paths)
+    return SketchLayer(label, points, widths[0], visible,
+                       widths=None if len(set(widths)) == 1 else widths,
+                       opacities=None if set(opacities) == {1.0} else opacities)
 
 
-def _stroke_width(path: ET.Element) -> float:
+def _style_number(path: ET.Element, name: str, default: str, what: str) -> float:
+    """A number of the path's style (or presentation attribute) ``name``, e.g. its ``stroke-width``."""
     style = {
         key.strip(): value for key, value in
         (item.split(":", 1) for item in (path.get("style") or "").split(";") if ":" in item)
     }
-    value = style.get("stroke-width") or path.get("stroke-width") or "1"
+    value = style.get(name) or path.get(name) or default
     try:
         return float(value.strip().removesuffix("px"))
     except ValueError:
-        raise SketchFileError(f"Unreadable stroke width {value!r} in the sketch SVG.") from None
+        raise SketchFileError(f"Unreadable {what} {value!r} in the sketch SVG.") from None

@@ -12,7 +12,7 @@ import time
 
 import inkex
 
-from image_source import read_raster
+from image_source import image_name, read_raster
 from refine_layers import add_refined_layer, read_strokes, sketch_layer_of
 from sketch_client import DEFAULT_URL, ServerError, SketchClient, job_error_text, progress_text
 
@@ -50,6 +50,7 @@ class Refine(inkex.EffectExtension):
         health = client.health()
         if health.get("models_error"):
             raise ServerError(f"The sketch server cannot refine: {health['models_error']}")
+        client.check_upload(picture, params, f"The picture of “{image_name(strokes.image)}”")
         deadline = time.monotonic() + max(0, self.options.wait)
         job_id = client.submit(picture, params)["id"]
         state = client.wait([job_id], deadline)[job_id]

@@ -63,6 +63,8 @@ class Sketch(inkex.EffectExtension):
         health = client.health()
         if health.get("models_error"):
             raise ServerError(f"The sketch server cannot sketch: {health['models_error']}")
+        for image, picture in zip(images, pictures):  # every upload checked before the first is sent
+            client.check_upload(picture, params, f"The picture of “{image_name(image)}”")
         deadline = time.monotonic() + max(0, self.options.wait)
         submitted = [client.submit(picture, params) for picture in pictures]
         jobs = [SketchJob(answer["id"], client.url, params, style) for answer in submitted]

@@ -41,17 +41,40 @@ class SketchClient:
     def __init__(self, url: str, token: str = ""):
         self.url = server_url(url)
         self.token = token.strip()
+        self.max_body_bytes: Optional[int] = None  # the server's upload limit, once health() has read it
         # Never route the loopback server through a proxy from the environment.
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
     def health(self) -> dict:
-        """Return the server's health report (version, device, models, queue)."""
-        return self._request("GET", "/v1/health", timeout=HEALTH_TIMEOUT_S)
+        """Return the server's health report (version, device, models, queue, limits); note its upload limit."""
+        answer = self._request("GET", "/v1/health", timeout=HEALTH_TIMEOUT_S)
+        limit = answer.get("max_body_bytes")
+        self.max_body_bytes = limit if _whole(limit) and limit > 0 else None
+        return answer
+
+    def check_upload(self, image: bytes, params: dict, what: str) -> None:
+        """ServerError when submitting image (called what, e.g. "The picture of “photo”") would exceed the
+        server's upload limit, as health() read it; nothing is sent."""
+        size = len(_submit_body(image, params))
+        if self.max_body_bytes is not None and size > self.max_body_bytes:
+            raise ServerError(
+                f"{what} is {_megabytes(size)} to send, more than the sketch server at {self.url} accepts "
+                f"({_megabytes(self.max_body_bytes)}, its --max-body-mb), so nothing was sent; scale the picture "
+                "down, or restart the server with a larger --max-body-mb."
+            )
 
     def submit(self, image: bytes, params: dict) -> dict:
         """Submit an image file's bytes with sketch params; return {"id", "status"}."""
-        body = {"image": base64.b64encode(image).decode("ascii"), "params": params}
-        return self._expect(self._request("POST", "/v1/jobs", body, timeout=SUBMIT_TIMEOUT_S), "id")
+        data = _submit_body(image, params)
+        try:
+            answer = self._request("POST", "/v1/jobs", data, timeout=SUBMIT_TIMEOUT_S)
+        except _ConnectionCut:
+            raise ServerError(
+                f"The sketch server at {self.url} closed the connection while receiving a picture of "
+                f"{_megabytes(len(data))}; it may be more than the server accepts (clipasso-server --max-body-mb). "
+                "Scale the picture down, or restart the server with a larger --max-body-mb."
+            ) from None
+        return self._expect(answer, "id")
 
     def job(self, job_id: str, timeout: float = POLL_TIMEOUT_S) -> dict:
         """Return a job's status, progress and error."""
@@ -88,8 +111,7 @@ class SketchClient:
             raise self._not_a_server(f"its answer has no {key}")
         return answer
 
-    def _request(self, method: str, path: str, body: Optional[dict] = None, *, timeout: float) -> dict:
-        data = None if body is None else json.dumps(body).encode("utf-8")
+    def _request(self, method: str, path: str, data: Optional[bytes] = None, *, timeout: float) -> dict:
         request = urllib.request.Request(self.url + path, data=data, method=method)
         request.add_header("Accept", "application/json")
         if data is not None:
@@ -102,8 +124,12 @@ class SketchClient:
         except urllib.error.HTTPError as error:
             raise self._http_error(error) from None
         except urllib.error.URLError as error:
+            if data is not None and isinstance(error.reason, _CUT):
+                raise _ConnectionCut() from None
             raise self._connection_error(error.reason, timeout) from None
         except (OSError, http.client.HTTPException) as error:
+            if data is not None and isinstance(error, _CUT):
+                raise _ConnectionCut() from None
             raise self._connection_error(error, timeout) from None
         except (ValueError, UnicodeError) as error:  # a URL that passed server_url but not the socket layer
             raise _bad_url(self.url, str(error)) from None
@@ -142,6 +168,22 @@ class SketchClient:
         if isinstance(reason, ConnectionRefusedError):
             return ServerError(f"No CLIPasso sketch server is running at {self.url}. {START_HINT}")
         return ServerError(f"Could not reach the sketch server at {self.url} ({reason}). {START_HINT}")
+
+
+_CUT = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
+
+
+class _ConnectionCut(Exception):
+    """The server closed the connection while a request body was being sent."""
+
+
+def _submit_body(image: bytes, params: dict) -> bytes:
+    """The POST /v1/jobs body for an image file's bytes and sketch params."""
+    return json.dumps({"image": base64.b64encode(image).decode("ascii"), "params": params}).encode("utf-8")
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1e6:.3g} MB"
 
 
 def progress_text(job: dict) -> str:

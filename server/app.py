@@ -136,6 +136,8 @@ def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAP
             models_loaded=models.loaded,
             models_error=None if models_error is None else str(models_error),
             queue_length=queue.queue_length(),
+            max_body_bytes=config.max_body_bytes,
+            max_pixels=config.max_pixels,
             workers=queue.workers.snapshot(),
         )
         if problem is None:

@@ -81,12 +81,17 @@ def snapshot_history(queue: JobQueue, job: Job) -> SnapshotHistory:
     return history
 
 
+def _floats(values: list[float] | None) -> tuple[float, ...] | None:
+    return None if values is None else tuple(float(value) for value in values)
+
+
 def result_document(result: dict[str, Any]) -> str:
     """The layered SVG of a result body: one layer per level, the most detailed one visible."""
     levels = result["levels"]
     layers = [
         SketchLayer(f"{level['strokes']} strokes", np.zeros((0, 4, 2)), float(level["stroke_width"]),
-                    index == len(levels) - 1, paths=tuple(level["paths"]))
+                    index == len(levels) - 1, paths=tuple(level["paths"]),
+                    widths=_floats(level.get("widths")), opacities=_floats(level.get("opacities")))
         for index, level in enumerate(levels)
     ]
     return sketch_document(int(result["width"]), int(result["height"]), layers)

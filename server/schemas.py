@@ -96,6 +96,10 @@ class LevelResult(BaseModel):
     stroke_width: float = Field(description="SVG stroke width in the submitted image's pixels.")
     paths: list[str] = Field(description="One absolute 'M x y C x y x y x y' path per stroke.")
     loss: float | None = Field(description="The chosen sketch's eval loss (lower is closer); null if not finite.")
+    widths: list[float] | None = Field(default=None, description="Each path's own stroke width in the submitted "
+                                                                 "image's pixels, when the job had optimize_width.")
+    opacities: list[float] | None = Field(default=None, description="Each path's stroke opacity (0 to 1), when the "
+                                                                    "job had optimize_opacity.")
 
 
 class SketchResultBody(BaseModel):
@@ -135,4 +139,7 @@ class Health(BaseModel):
     models_loaded: bool
     models_error: str | None = Field(description="Why the models could not be loaded and how to fix it, or null.")
     queue_length: int = Field(description="Jobs queued or running.")
+    max_body_bytes: int = Field(description="Largest request body accepted, in bytes (--max-body-mb): a client can "
+                                            "refuse a larger upload before sending it.")
+    max_pixels: int = Field(description="Largest image accepted, in pixels (--max-pixels).")
     workers: list[WorkerState] = Field(description="The workers that run jobs (one in-process worker, or Ray actors).")

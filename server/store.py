@@ -143,6 +143,7 @@ def is_result_body(body: Any) -> bool:
         return False
     return result.width > 0 and result.height > 0 and bool(result.levels) and all(
         level.strokes > 0 and level.paths and all(path.startswith("M") for path in level.paths)
+        and all(values is None or len(values) == len(level.paths) for values in (level.widths, level.opacities))
         for level in result.levels)
 
 

@@ -9,6 +9,10 @@ cancelled jobs, broken models, token refusals. A real server cannot be made at w
 * accept connections but not answer in time (``response_delay``, seconds before every answer);
 * send a malformed result (``result``: POST /v1/jobs then creates job "fake-job", which has
   succeeded at once and whose result is that body);
+* cut the connection on a request body over ``cut_above`` bytes without reading it, as servers do
+  that refuse a large body by its Content-Length (a real one answers 413 first, which a client
+  busy sending may never read), and report an upload limit or none (``max_body_bytes``);
+  ``requests`` lists the (method, path) of every request received;
 
 so those cases, and only those, use this fake. It answers /v1/health as a healthy server and
 refuses everything else with the API's JSON 404; the `sketch_server` fixture starts one per test.
@@ -18,7 +22,7 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import pytest
 
@@ -30,6 +34,9 @@ class FakeSketchServer:
         self.error_message: Optional[str] = None  # POST /v1/jobs answers 500 with this message
         self.response_delay = 0.0  # seconds to sleep before every answer
         self.result: Optional[object] = None  # the body of GET /v1/jobs/fake-job/result; None: no jobs
+        self.cut_above: Optional[int] = None  # larger request bodies: connection closed unread
+        self.max_body_bytes: Optional[int] = None  # the upload limit /v1/health reports (None: not reported)
+        self.requests: List[Tuple[str, str]] = []
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
@@ -53,8 +60,9 @@ class FakeSketchServer:
         if self.response_delay:
             time.sleep(self.response_delay)
         if method == "GET" and path == "/v1/health":
-            return 200, {"version": "fake-1.0", "device": "cpu", "models_loaded": True, "models_error": None,
-                         "queue_length": 0}
+            health = {"version": "fake-1.0", "device": "cpu", "models_loaded": True, "models_error": None,
+                      "queue_length": 0}
+            return 200, health if self.max_body_bytes is None else {**health, "max_body_bytes": self.max_body_bytes}
         if method == "POST" and path == "/v1/jobs" and self.error_message is not None:
             return 500, _error("internal", self.error_message)
         if self.result is not None:
@@ -74,7 +82,11 @@ def _error(code: str, message: str) -> dict:
 def _handler_for(server: FakeSketchServer) -> type:
     class Handler(BaseHTTPRequestHandler):
         def _serve(self) -> None:
+            server.requests.append((self.command, self.path))
             length = int(self.headers.get("Content-Length") or 0)
+            if server.cut_above is not None and length > server.cut_above:
+                self.close_connection = True
+                return
             if length:
                 self.rfile.read(length)
             status, answer = server.handle(self.command, self.path)

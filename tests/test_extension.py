@@ -683,6 +683,57 @@ def test_other_web_server_is_not_mistaken_for_the_sketch_server(tmp_path):
     assert_aborted(run, "is not a CLIPasso sketch server")
 
 
+def noise_png(side: int) -> bytes:
+    """A side × side PNG of random colours: about 3 × side² bytes, as PNG cannot compress noise."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.frombytes("RGB", (side, side), os.urandom(3 * side * side)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def one_mb_server(tiny_spec, tmp_path_factory) -> Iterator[ServerProcess]:
+    """A real server that accepts request bodies of at most 1 MB."""
+    with start_server(tmp_path_factory.mktemp("one-mb"), tiny_spec, extra_args=["--max-body-mb", "1"]) as server:
+        yield server
+
+
+def test_picture_over_the_servers_upload_limit_is_called_too_large(tmp_path, one_mb_server):
+    picture = tmp_path / "big.png"
+    picture.write_bytes(noise_png(1000))  # 3 MB, 4 MB in base64
+    document = one_image_document(tmp_path, "big.png")
+    before = document.read_bytes()
+    run = run_extension("clipasso_sketch.py", document, "--id=photo", *QUICK, f"--url={one_mb_server.url}")
+    assert_aborted(run, "The picture of “photo” is 4.0", " MB to send, more than the sketch server at",
+                   "accepts (1 MB, its --max-body-mb), so nothing was sent")
+    assert document.read_bytes() == before
+    assert one_mb_server.request("GET", "/v1/health")[1]["queue_length"] == 0
+
+
+def test_uploads_are_checked_against_the_limit_before_any_is_sent(tmp_path, sketch_server):
+    (tmp_path / "small.png").write_bytes(PHOTO.read_bytes())
+    (tmp_path / "big.png").write_bytes(noise_png(40))  # about 5 kB, 6.4 kB in base64
+    document = write_document(
+        tmp_path,
+        '<g id="layer1" inkscape:groupmode="layer"><image id="small" width="40" height="30" xlink:href="small.png"/>'
+        '<image id="big" y="40" width="40" height="40" xlink:href="big.png"/></g>',
+    )
+    sketch_server.max_body_bytes = 4000
+    run = run_extension("clipasso_sketch.py", document, "--id=small", "--id=big", f"--url={sketch_server.url}")
+    assert_aborted(run, "The picture of “big” is 0.00", "(0.004 MB, its --max-body-mb), so nothing was sent")
+    assert [method for method, _ in sketch_server.requests] == ["GET"], "only /v1/health was asked"
+
+
+def test_connection_cut_during_an_upload_says_it_may_be_too_large(tmp_path, sketch_server):
+    sketch_server.cut_above = 10_000  # a server that does not say its limit and hangs up on larger bodies
+    (tmp_path / "big.png").write_bytes(noise_png(1000))
+    document = one_image_document(tmp_path, "big.png")
+    run = run_extension("clipasso_sketch.py", document, "--id=photo", f"--url={sketch_server.url}")
+    assert_aborted(run, "closed the connection while receiving a picture of 4.0",
+                   "may be more than the server accepts (clipasso-server --max-body-mb)")
+
+
 # --------------------------------------------------------------------------------------------
 # Jobs that outlive the wait: a note now, Insert finished sketches later
 # --------------------------------------------------------------------------------------------

@@ -61,6 +61,7 @@ def test_health_names_version_device_and_queue(server):
     assert health["models_error"] is None
     assert isinstance(health["models_loaded"], bool)
     assert health["queue_length"] == 0
+    assert health["max_body_bytes"] == MAX_BODY_MB * 1_000_000 and health["max_pixels"] == MAX_PIXELS
 
 
 def test_job_reports_progress_then_strokes_in_image_pixels(server):
@@ -96,6 +97,27 @@ def test_job_reports_progress_then_strokes_in_image_pixels(server):
             assert all(-0.5 * width <= x <= 1.5 * width for x in xs), d
             assert all(-0.5 * height <= y <= 1.5 * height for y in ys), d
     assert re.search(rf"job {job_id} succeeded \(ran [\d.]+ s\)", server.output())
+
+
+def test_a_job_that_optimizes_width_and_ink_returns_them_per_path(server):
+    status, created = submit_image(server, png_bytes(64, 48, seed=5), iterations=6, optimize_width=True,
+                                   optimize_opacity=True, width_lr=2.0, opacity_lr=0.3)
+    assert status == 202
+    assert wait_for_status(server, created["id"])["status"] == "succeeded"
+    _, result = server.request("GET", f"/v1/jobs/{created['id']}/result")
+    scale = 64 / 224
+    for level in result["levels"]:
+        assert len(level["widths"]) == len(level["opacities"]) == len(level["paths"])
+        assert all(1.5 * scale - 1e-3 <= width <= 9.0 * scale + 1e-3 for width in level["widths"])
+        assert all(0.0 <= opacity <= 1.0 for opacity in level["opacities"])
+    assert any(opacity < 1.0 for level in result["levels"] for opacity in level["opacities"])
+    _, svg = server.request("GET", f"/v1/jobs/{created['id']}/result.svg")
+    opacities = [float(m) for m in re.findall(r"stroke-opacity:([0-9.]+)", svg)]
+    assert opacities == pytest.approx([o for level in result["levels"] for o in level["opacities"]], abs=1e-3)
+    _, plain = submit_image(server, png_bytes(64, 48, seed=6))
+    assert wait_for_status(server, plain["id"])["status"] == "succeeded"
+    _, plain_result = server.request("GET", f"/v1/jobs/{plain['id']}/result")
+    assert all(level["widths"] is None and level["opacities"] is None for level in plain_result["levels"])
 
 
 def test_identical_submission_returns_the_stored_result_without_running_again(server):
@@ -179,6 +201,10 @@ BAD_SUBMISSIONS = {
     "empty mask": ({"image": _b64(png_bytes()), "params": {"mask": ""}}, 422, "invalid_params", "params.mask"),
     "mask outside the image": ({"image": _b64(png_bytes()), "params": {"mask": "M 100 0 H 200 V 40 H 100 Z"}}, 422,
                                "invalid_mask", "outside the image (64×48 pixels)"),
+    "width learning rate 0": ({"image": _b64(png_bytes()), "params": {"width_lr": 0}}, 422, "invalid_params",
+                              "params.width_lr"),
+    "optimize_opacity as 1": ({"image": _b64(png_bytes()), "params": {"optimize_opacity": 1}}, 422,
+                              "invalid_params", "params.optimize_opacity"),
     "params not an object": ({"image": _b64(png_bytes()), "params": [4]}, 422, "invalid_params", "params"),
     "stroke count true": ({"image": _b64(png_bytes()), "params": {"strokes": [True]}}, 422, "invalid_params",
                           "params.strokes"),
