@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from .errors import ClipassoError, ModelError, WeightsUnavailableError
+from .frozen import freeze_for_inference
 from .precision import Precision, autocast, resolve_precision
 
 DEFAULT_LOSS_MODEL = "RN101"
@@ -151,8 +152,7 @@ def load_encoder(name: str, pretrained: str | None, weights: Path | None, device
         model = _create_model(model_name, source, quick_gelu)
     except Exception as error:  # open_clip reports download, config and checkpoint problems as assorted errors
         raise _explain_load_failure(model_name, pretrained, weights, weights_option, error) from None
-    # channels_last: the layout oneDNN and cuDNN convolve fastest in (the loss feeds its batches in it too)
-    visual = model.visual.to(device, memory_format=torch.channels_last).eval().requires_grad_(False)
+    visual = freeze_for_inference(model.visual, device)  # the loss feeds its batches in channels_last too
     has_text = callable(getattr(model, "encode_text", None))
     del model
     if device.type == "cuda":

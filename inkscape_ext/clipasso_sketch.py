@@ -34,6 +34,11 @@ class Sketch(inkex.EffectExtension):
         pars.add_argument("--stroke_width", type=float, default=3.0)
         pars.add_argument("--color", type=inkex.Color, default=inkex.Color("black"))
         pars.add_argument("--visible", type=int, default=0)
+        pars.add_argument("--text", default="")
+        pars.add_argument("--text_weight", type=float, default=0.1)
+        pars.add_argument("--fidelity", default="paper")
+        pars.add_argument("--optimize_width", type=inkex.Boolean, default=False)
+        pars.add_argument("--optimize_opacity", type=inkex.Boolean, default=False)
         pars.add_argument("--url", default=DEFAULT_URL)
         pars.add_argument("--token", default="")
         pars.add_argument("--wait", type=int, default=300)
@@ -48,6 +53,7 @@ class Sketch(inkex.EffectExtension):
             "seeds": self.options.seeds,
             "seed": self.options.seed,
             "stroke_width": self.options.stroke_width,
+            **steer_params(self.options),
         }
         if self.options.visible and self.options.visible not in params["strokes"]:
             raise inkex.AbortExtension(
@@ -119,6 +125,20 @@ def failure_sentence(image: inkex.Image, state: dict) -> str:
         return (f"The sketch of “{image_name(image)}” was cancelled on the server (from its live page, say), so "
                 "nothing was inserted.")
     return f"The sketch of “{image_name(image)}” failed on the server: {sentence(job_error_text(state))}"
+
+
+def steer_params(options) -> dict:
+    """The Steer tab's choices that differ from the paper's run (the run stays the paper's when none do)."""
+    params = {}
+    if options.text.strip():
+        params.update(text=options.text.strip(), text_weight=options.text_weight)
+    if options.fidelity != "paper":
+        params["fidelity"] = options.fidelity
+    if options.optimize_width:
+        params["optimize_width"] = True
+    if options.optimize_opacity:
+        params["optimize_opacity"] = True
+    return params
 
 
 def sentence(text: str) -> str:

@@ -275,7 +275,8 @@ def result_problem(result: dict, strokes: Optional[List[int]] = None) -> Optiona
 
     A sound result has a positive whole width and height and at least one level (one per count of strokes,
     when given); each level a positive whole stroke count, a positive finite pen width and exactly that
-    many strokes, each an absolute "M x y C x y x y x y …" path of finite numbers, as the API documents.
+    many strokes, each an absolute "M x y C x y x y x y …" path of finite numbers, as the API documents;
+    ``widths`` / ``opacities``, when present, one positive width / one opacity in [0, 1] per stroke.
     """
     width, height, levels = result.get("width"), result.get("height"), result.get("levels")
     if not (_whole(width) and _whole(height) and width > 0 and height > 0):
@@ -295,6 +296,13 @@ def result_problem(result: dict, strokes: Optional[List[int]] = None) -> Optiona
         for index, d in enumerate(paths, start=1):
             if not isinstance(d, str) or not _STROKE.fullmatch(d) or not _finite_numbers(d):
                 return f"stroke {index} of level {number} is not path data “M x y C x y x y x y” of finite numbers"
+        widths, inks = level.get("widths"), level.get("opacities")
+        if widths is not None and not (isinstance(widths, list) and len(widths) == count
+                                       and all(_number(width) and width > 0 for width in widths)):
+            return f"level {number} does not give {count} positive stroke widths"
+        if inks is not None and not (isinstance(inks, list) and len(inks) == count
+                                     and all(_number(ink) and 0 <= ink <= 1 for ink in inks)):
+            return f"level {number} does not give {count} stroke opacities between 0 and 1"
     counts = sorted(level["strokes"] for level in levels)
     if strokes is not None and counts != sorted(strokes):
         return f"its levels have {counts} strokes where {sorted(strokes)} were asked for"

@@ -1,5 +1,8 @@
 """Turning a sketch result into layers of pen strokes placed exactly over their <image>.
 
+Each stroke gets its own width and ink when the result has them (``widths``, ``opacities``: the job
+optimized them), else the level's ``stroke_width`` and full ink of the dialog's colour.
+
 The parent layer records what Refine needs to find its way back: the image's id (clipasso:source),
 the bitmap's size in pixels (clipasso:pixels, "W H") and the pixel → document placement the strokes
 were inserted with (clipasso:placement).
@@ -38,13 +41,13 @@ class SketchStyle:
         """Build the style from the dialog's colour value."""
         return cls(str(color.to_rgb()), float(color.alpha), visible)
 
-    def path_style(self, stroke_width: float) -> inkex.Style:
-        """The style attribute of one stroke."""
+    def path_style(self, stroke_width: float, ink: float = 1.0) -> inkex.Style:
+        """The style attribute of one stroke; ``ink`` (the stroke's own optimized opacity) scales the colour's."""
         return inkex.Style(
             [
                 ("fill", "none"),
                 ("stroke", self.color),
-                ("stroke-opacity", f"{self.opacity:.4g}"),
+                ("stroke-opacity", f"{self.opacity * ink:.4g}"),
                 ("stroke-width", f"{stroke_width:.6g}"),
                 ("stroke-linecap", "round"),
                 ("stroke-linejoin", "round"),
@@ -96,8 +99,10 @@ def add_sketch_layers(
             sublayer.set(clipasso_attribute("loss"), f"{level['loss']:.6g}")
         if count != visible:
             sublayer.set("style", "display:none")
-        path_style = job.style.path_style(level["stroke_width"] * scale)
-        for number, d in enumerate(level["paths"], start=1):
+        widths = level.get("widths") or [level["stroke_width"]] * len(level["paths"])
+        inks = level.get("opacities") or [1.0] * len(level["paths"])
+        for number, (d, width, ink) in enumerate(zip(level["paths"], widths, inks), start=1):
+            path_style = job.style.path_style(width * scale, ink)
             path = inkex.PathElement.new(str(inkex.Path(d).transform(transform)), style=path_style)
             path.set("id", _unique_id(f"{base_id}-{count}-{number}", taken))
             sublayer.append(path)

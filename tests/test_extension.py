@@ -477,6 +477,26 @@ def test_dialog_params_reach_the_server_and_style_the_strokes(tmp_path, live_ser
     assert [level["stroke_width"] for level in result["levels"]] == pytest.approx([2.5 * 40 / 224] * 2, rel=1e-4)
 
 
+def test_steer_tab_reaches_the_server_and_each_stroke_keeps_its_width_and_ink(tmp_path, live_server):
+    document = one_image_document(tmp_path)
+    run = run_extension(
+        "clipasso_sketch.py", document, "--id=photo", f"--url={live_server.url}", *QUICK, "--strokes=4",
+        "--text=a round cup", "--text_weight=0.3", "--fidelity=loose", "--optimize_width=true",
+        "--optimize_opacity=true", "--color=4278190335", "--tab=steer",
+    )  # fmt: skip
+    assert_silent_success(run)
+    layer = sketch_layers(run.svg)["photo"]
+    params = {**QUICK_PARAMS, "strokes": [4], "text": "a round cup", "text_weight": 0.3, "fidelity": "loose",
+              "optimize_width": True, "optimize_opacity": True}
+    assert same_job(live_server, PHOTO.read_bytes(), params) == layer.get(clip("job"))
+    assert json.loads(layer.get(clip("params"))) == params
+    (level,) = server_result(live_server, layer.get(clip("job")))["levels"]
+    paths = list(sublayers(layer)[0])
+    assert [float(p.style["stroke-width"]) for p in paths] == pytest.approx(level["widths"], rel=1e-4)
+    assert [float(p.style["stroke-opacity"]) for p in paths] == pytest.approx(level["opacities"], abs=1e-3)
+    assert len(set(level["widths"])) > 1
+
+
 @pytest.mark.parametrize("rebase_links", [True, False], ids=["rebased-temp-copy", "saved-file-as-is"])
 def test_linked_file_relative_to_the_saved_document(tmp_path, live_server, rebase_links):
     document = linked_project(tmp_path)

@@ -8,7 +8,7 @@ import pytest
 from inkex.inx import InxFile
 from inkex.tester.inx import InxMixin
 
-from clipasso_core.params import SketchParams
+from clipasso_core.params import FIDELITY_PRESETS, SketchParams
 from inkscape_ext import install
 from inkscape_ext.install import default_extensions_dir, install_extension
 
@@ -74,6 +74,35 @@ def test_dialog_defaults_and_limits_are_the_sketch_parameters():
                 assert float(params[name].get("min")) > bound.gt, name
             if hasattr(bound, "le"):
                 assert float(params[name].get("max")) <= bound.le, name
+
+
+def test_steer_tab_starts_from_the_papers_run():
+    """Every Steer control starts off (or at the parameter's default), so an untouched dialog runs the paper."""
+    root = ET.parse(EXT_DIR / "clipasso.inx").getroot()
+    ns = "{http://www.inkscape.org/namespace/inkscape/extension}"
+    params = {p.get("name"): p for p in root.iter(f"{ns}param")}
+    defaults = SketchParams()
+    assert (params["text"].text or "") == ""
+    assert float(params["text_weight"].text) == defaults.text_weight
+    assert float(params["text_weight"].get("min")) >= 0.0
+    options = [option.get("value") for option in params["fidelity"].iter(f"{ns}option")]
+    assert options[0] == defaults.fidelity and set(options) == set(FIDELITY_PRESETS)
+    for name in ("optimize_width", "optimize_opacity"):
+        assert params[name].text == "false" and getattr(defaults, name) is False, name
+
+
+def test_steer_params_send_only_what_departs_from_the_paper(extension_imports):
+    from argparse import Namespace
+
+    from clipasso_sketch import steer_params
+
+    untouched = Namespace(text="  ", text_weight=0.1, fidelity="paper", optimize_width=False, optimize_opacity=False)
+    assert steer_params(untouched) == {}
+    steered = Namespace(text=" a cup ", text_weight=0.3, fidelity="loose", optimize_width=True, optimize_opacity=True)
+    sent = steer_params(steered)
+    assert sent == {"text": "a cup", "text_weight": 0.3, "fidelity": "loose", "optimize_width": True,
+                    "optimize_opacity": True}
+    SketchParams(**sent)  # the server accepts it
 
 
 def test_install_copies_the_extension_into_a_clipasso_folder(tmp_path):
@@ -250,6 +279,9 @@ def test_a_sound_result_is_accepted(extension_imports):
     from sketch_client import result_problem
 
     assert result_problem(_sound_result()) is None
+    styled = _sound_result()
+    styled["levels"][0].update(widths=[2.5, 4], opacities=[0.0, 1])
+    assert result_problem(styled) is None
 
 
 MALFORMED_RESULTS = {
@@ -275,6 +307,10 @@ MALFORMED_RESULTS = {
     "infinite number": (lambda r: r["levels"][1]["paths"].__setitem__(0, "M 1e999 2 C 3 4 5 6 7 8"), "finite"),
     "trailing garbage": (lambda r: r["levels"][1]["paths"].__setitem__(0, "M 1 2 C 3 4 5 6 7 8 x"), "level 2"),
     "path not a string": (lambda r: r["levels"][1]["paths"].__setitem__(0, [1, 2]), "stroke 1 of level 2"),
+    "a width missing": (lambda r: r["levels"][0].update(widths=[2.0]), "level 1 does not give 2 positive stroke widths"),
+    "a width zero": (lambda r: r["levels"][0].update(widths=[2.0, 0]), "positive stroke widths"),
+    "an opacity above 1": (lambda r: r["levels"][1].update(opacities=[1.5]), "level 2 does not give 1 stroke opacities"),
+    "opacities not a list": (lambda r: r["levels"][1].update(opacities=0.5), "stroke opacities between 0 and 1"),
 }  # fmt: skip
 
 
