@@ -742,7 +742,7 @@ def test_uploads_are_checked_against_the_limit_before_any_is_sent(tmp_path, sket
     sketch_server.max_body_bytes = 4000
     run = run_extension("clipasso_sketch.py", document, "--id=small", "--id=big", f"--url={sketch_server.url}")
     assert_aborted(run, "The picture of “big” is 0.00", "(0.004 MB, its --max-body-mb), so nothing was sent")
-    assert [method for method, _ in sketch_server.requests] == ["GET"], "only /v1/health was asked"
+    assert [method for method, _, _ in sketch_server.requests] == ["GET"], "only /v1/health was asked"
 
 
 def test_connection_cut_during_an_upload_says_it_may_be_too_large(tmp_path, sketch_server):
@@ -920,13 +920,58 @@ def test_insert_of_a_failed_job_removes_its_note_and_says_so(tmp_path, broken_se
                  clipasso:server="{broken_server.server.url}" width="40" height="30" xlink:href="{png_data_uri()}"/>
         </g>""",
     )
-    assert_aborted(run_extension("clipasso_insert.py", document, "--id=photo"), "token is missing or wrong")
-    run = run_extension("clipasso_insert.py", document, "--id=photo", TOKEN)
+    url = f"--url={broken_server.server.url}"
+    assert_aborted(run_extension("clipasso_insert.py", document, "--id=photo", url), "token is missing or wrong")
+    run = run_extension("clipasso_insert.py", document, "--id=photo", url, TOKEN)
     assert run.returncode == 0
     assert f"“photo” failed on the server ({failed['error']['message']})" in run.stderr
     assert "does not exist" in run.stderr and "note was removed" in run.stderr
     assert noted_job(run.svg) is None
     assert not sketch_layers(run.svg)
+
+
+def noted_document(directory: Path, notes: Dict[str, Tuple[str, str]]) -> Path:
+    """A document with one embedded photo per note {image id: (job id, server URL)}."""
+    images = "".join(
+        f'<image id="{image}" xmlns:clipasso="{CLIPASSO_NS}" clipasso:job="{job}" clipasso:server="{server}" '
+        f'y="{40 * number}" width="40" height="30" xlink:href="{png_data_uri()}"/>'
+        for number, (image, (job, server)) in enumerate(notes.items())
+    )
+    return write_document(directory, f'<g id="layer1" inkscape:groupmode="layer">{images}</g>')
+
+
+def test_insert_sends_the_token_only_to_the_server_the_dialog_names(tmp_path, broken_server, sketch_server):
+    failed = broken_server.failed_job()
+    port = broken_server.server.url.rsplit(":", 1)[1]
+    # A shared document: one note names the designer's server (as "localhost", the same loopback
+    # server), the other a stranger's server, which must not collect the token.
+    document = noted_document(tmp_path, {"photo": (failed["id"], f"http://localhost:{port}/"),
+                                         "bait": ("job-1", sketch_server.url)})
+    run = run_extension("clipasso_insert.py", document, f"--url={broken_server.server.url}", TOKEN)
+    assert run.returncode == 0, run.stderr
+    assert "“photo” failed on the server" in run.stderr, "the dialog's server got the token"
+    assert "no longer knows the sketch job of “bait”" in run.stderr, "the other server was asked, without it"
+    assert sketch_server.requests and all(auth is None for _, _, auth in sketch_server.requests)
+    assert not run.svg.xpath("//svg:image[@clipasso:job]", namespaces={**inkex.NSS, "clipasso": CLIPASSO_NS})
+
+
+def test_insert_keeps_the_token_from_a_server_the_dialog_does_not_name(tmp_path, broken_server, live_server):
+    failed = broken_server.failed_job()
+    document = noted_document(tmp_path, {"photo": (failed["id"], broken_server.server.url)})
+    before = document.read_bytes()
+    run = run_extension("clipasso_insert.py", document, f"--url={live_server.url}", TOKEN)
+    assert_aborted(run, "“photo” was left waiting: its job is on the server at", f"not the one this dialog names "
+                   f"({live_server.url}), so your token was not sent to it; to insert it, enter "
+                   f"{broken_server.server.url} as the Server URL.")
+    assert document.read_bytes() == before
+
+
+def test_insert_skips_a_note_that_names_no_server_url(tmp_path, live_server):
+    document = noted_document(tmp_path, {"photo": ("job-1", "file:///etc/passwd"), "other": ("gone", live_server.url)})
+    run = run_extension("clipasso_insert.py", document, f"--url={live_server.url}")
+    assert run.returncode == 0 and "Traceback" not in run.stderr
+    assert "“photo” was left waiting: its note names “file:///etc/passwd”, which is not a server URL." in run.stderr
+    assert "no longer knows the sketch job of “other”" in run.stderr
 
 
 def test_insert_of_a_job_the_server_forgot_removes_its_note(tmp_path, live_server):

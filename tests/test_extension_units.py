@@ -331,3 +331,15 @@ def test_a_result_with_other_levels_than_asked_for_is_refused(extension_imports)
     assert result_problem(_sound_result(), [1, 2]) is None
     assert "[1, 2] strokes where [2, 4] were asked for" in result_problem(_sound_result(), [4, 2])
     assert "where [1] were asked for" in result_problem(_sound_result(), [1])
+
+
+def test_same_server_compares_scheme_host_port_and_path(extension_imports):
+    from clipasso_insert import same_server
+
+    same = [("http://127.0.0.1:8765", "http://localhost:8765/"), ("http://[::1]:8765", "HTTP://LOCALHOST:8765"),
+            ("http://example.org", "http://Example.org:80/"), ("https://example.org/x/", "https://example.org:443/x")]
+    other = [("http://127.0.0.1:8765", "http://127.0.0.1:8766"), ("http://127.0.0.1:8765", "https://127.0.0.1:8765"),
+             ("http://127.0.0.1:8765", "http://127.0.0.2:8765"), ("http://example.org", "http://example.org.evil"),
+             ("http://example.org/a", "http://example.org/b"), ("http://[::1", "http://[::1")]
+    assert all(same_server(a, b) and same_server(b, a) for a, b in same)
+    assert not any(same_server(a, b) or same_server(b, a) for a, b in other)
