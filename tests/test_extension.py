@@ -1002,8 +1002,12 @@ XVFB_RUN = shutil.which("xvfb-run")
 needs_inkscape = pytest.mark.skipif(not (INKSCAPE and XVFB_RUN), reason="needs the inkscape and xvfb-run programs")
 
 
-def run_inkscape(tmp_path: Path, document: Path, actions: str, prefs: Dict[str, str]) -> inkex.SvgDocumentElement:
+def run_inkscape(tmp_path: Path, document: Path, actions: str, prefs: Dict[str, str],
+                 from_checkout: bool = False) -> inkex.SvgDocumentElement:
     """Run Inkscape headless on the document with the installed extension; return the exported SVG.
+
+    With ``from_checkout`` the profile's extensions folder holds a link to this repository instead
+    of an installed copy, as a developer sets it up.
 
     A failing extension (or a missing linked image) makes Inkscape open a modal dialog and wait
     forever, hence the timeout; the extension's stderr goes to a file (through a wrapper
@@ -1013,7 +1017,10 @@ def run_inkscape(tmp_path: Path, document: Path, actions: str, prefs: Dict[str, 
 
     profile = tmp_path / "profile"
     (profile / "extensions").mkdir(parents=True)  # Inkscape creates it on its first start
-    install_extension(profile / "extensions")
+    if from_checkout:
+        (profile / "extensions" / "clipasso-checkout").symlink_to(ROOT, target_is_directory=True)
+    else:
+        install_extension(profile / "extensions")
     stderr_log = tmp_path / "extension-stderr.log"
     interpreter = tmp_path / "python3-stderr-to-log"
     interpreter.write_text(f'#!/bin/sh\nexec /usr/bin/python3 "$@" 2>>"{stderr_log}"\n')
@@ -1072,6 +1079,24 @@ def test_real_inkscape_runs_the_installed_sketch(tmp_path, live_server):
     assert same_job(live_server, PHOTO.read_bytes(), {**QUICK_PARAMS, "seed": 201}) == layer.get(clip("job"))
     assert (tmp_path / BROWSER_LOG).read_text().split() == [f"{live_server.url}/jobs/{layer.get(clip('job'))}"]
     assert_strokes_are_the_servers(layer, live_server, inkex.Transform(LINKED_PHOTO_TRANSFORM))
+
+
+@needs_inkscape
+def test_real_inkscape_runs_the_sketch_from_a_checkout(tmp_path, live_server):
+    """An extensions folder pointing at the repository finds the top-level clipasso.inx and its scripts."""
+    prefs = {
+        "org.clipasso.sketch.url": live_server.url,
+        "org.clipasso.sketch.strokes": "4,8",
+        "org.clipasso.sketch.iterations": "5",
+        "org.clipasso.sketch.seeds": "1",
+        "org.clipasso.sketch.seed": "211",
+    }
+    svg = run_inkscape(tmp_path, linked_project(tmp_path), "select-by-id:photo;org.clipasso.sketch.noprefs", prefs,
+                       from_checkout=True)
+    layer = sketch_layers(svg)["photo"]
+    assert [sub.get("inkscape:label") for sub in sublayers(layer)] == ["4 strokes", "8 strokes"]
+    assert same_job(live_server, PHOTO.read_bytes(), {**QUICK_PARAMS, "seed": 211}) == layer.get(clip("job"))
+
 
 
 @needs_inkscape
