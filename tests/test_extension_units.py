@@ -356,8 +356,12 @@ def test_a_result_with_other_levels_than_asked_for_is_refused(extension_imports)
 
 def test_clipasso_install_extension_comes_from_the_extension(tmp_path, capsys):
     """``clipasso install-extension`` is the extension's subcommand (an entry point), not the core's."""
-    from clipasso_core.cli import main
+    from importlib.metadata import entry_points
 
+    from clipasso_core.cli import PLUGIN_GROUP, main
+
+    registered = {entry.name for entry in entry_points(group=PLUGIN_GROUP)}
+    assert "install-extension" in registered, "stale package metadata: run pip install --no-deps -e . again"
     assert main(["install-extension", "--dest", str(tmp_path)]) == 0
     assert (tmp_path / "clipasso" / "clipasso.inx").is_file()
     assert str(tmp_path / "clipasso") in capsys.readouterr().out
