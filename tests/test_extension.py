@@ -715,22 +715,35 @@ def noise_png(side: int) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def one_mb_server(tiny_spec, tmp_path_factory) -> Iterator[ServerProcess]:
-    """A real server that accepts request bodies of at most 1 MB."""
-    with start_server(tmp_path_factory.mktemp("one-mb"), tiny_spec, extra_args=["--max-body-mb", "1"]) as server:
+def small_limits_server(tiny_spec, tmp_path_factory) -> Iterator[ServerProcess]:
+    """A real server that accepts request bodies of at most 1 MB and pictures of at most 2 million pixels."""
+    limits = ["--max-body-mb", "1", "--max-pixels", "2000000"]
+    with start_server(tmp_path_factory.mktemp("small-limits"), tiny_spec, extra_args=limits) as server:
         yield server
 
 
-def test_picture_over_the_servers_upload_limit_is_called_too_large(tmp_path, one_mb_server):
+def test_picture_over_the_servers_upload_limit_is_called_too_large(tmp_path, small_limits_server):
     picture = tmp_path / "big.png"
     picture.write_bytes(noise_png(1000))  # 3 MB, 4 MB in base64
     document = one_image_document(tmp_path, "big.png")
     before = document.read_bytes()
-    run = run_extension("clipasso_sketch.py", document, "--id=photo", *QUICK, f"--url={one_mb_server.url}")
+    run = run_extension("clipasso_sketch.py", document, "--id=photo", *QUICK, f"--url={small_limits_server.url}")
     assert_aborted(run, "The picture of “photo” is 4.0", " MB to send, more than the sketch server at",
                    "accepts (1 MB, its --max-body-mb), so nothing was sent")
     assert document.read_bytes() == before
-    assert one_mb_server.request("GET", "/v1/health")[1]["queue_length"] == 0
+    assert small_limits_server.request("GET", "/v1/health")[1]["queue_length"] == 0
+
+
+@pytest.mark.parametrize("image_format", ["PNG", "JPEG", "WEBP", "GIF", "TIFF"])
+def test_picture_over_the_servers_pixel_limit_is_called_too_large(tmp_path, small_limits_server, image_format):
+    from PIL import Image
+
+    picture = tmp_path / f"wide.{image_format.lower()}"
+    Image.new("RGB", (2001, 1000), (200, 180, 20)).save(picture, format=image_format)  # a few kB, 2,001,000 pixels
+    document = one_image_document(tmp_path, picture.name)
+    run = run_extension("clipasso_sketch.py", document, "--id=photo", *QUICK, f"--url={small_limits_server.url}")
+    assert_aborted(run, "The picture of “photo” is 2001 × 1000 pixels, more than the sketch server at",
+                   "accepts (2,000,000 pixels, its --max-pixels), so nothing was sent")
 
 
 def test_uploads_are_checked_against_the_limit_before_any_is_sent(tmp_path, sketch_server):
