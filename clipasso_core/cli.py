@@ -1,5 +1,8 @@
-"""The ``clipasso`` command: ``sketch`` an image, ``refine`` a sketch layer, ``score`` a sketch,
-``install-extension`` for Inkscape."""
+"""The ``clipasso`` command: ``sketch`` an image, ``refine`` a sketch layer, ``score`` a sketch.
+
+Installed packages add further subcommands through the ``clipasso.commands`` entry point group (the
+Inkscape extension adds ``install-extension``), so this module imports nothing from them.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from importlib.metadata import entry_points
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -19,8 +23,6 @@ from typing import Any
 from PIL import Image
 from pydantic import ValidationError
 from tqdm import tqdm
-
-from inkscape_ext.install import InstallError, install_extension
 
 from .animation import animation_file, check_format
 from .errors import ClipassoError, SketchFileError
@@ -41,6 +43,8 @@ from .sketch import sketch_image
 from .snapshot import SnapshotHistory
 from .svg import read_sketch_document, sketch_document
 
+PLUGIN_GROUP = "clipasso.commands"
+"""Entry point group of functions ``add(commands)`` that add a subcommand whose ``run`` default handles it."""
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -101,9 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_loss_options(score)
     add_model_options(score)
 
-    install = commands.add_parser("install-extension", help="copy the Inkscape extension into Inkscape's extensions folder")
-    install.add_argument("--dest", type=Path, help="extensions folder to install into (default: your Inkscape's user folder)")
+    add_plugin_commands(commands)
     return parser
+
+
+def add_plugin_commands(commands: argparse._SubParsersAction) -> None:
+    """Let each ``clipasso.commands`` entry point add its subcommand; it sets the ``run`` default to its handler."""
+    for entry in sorted(entry_points(group=PLUGIN_GROUP), key=lambda entry: entry.name):
+        entry.load()(commands)
 
 
 def add_loss_options(parser: argparse.ArgumentParser) -> None:
@@ -149,10 +158,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``clipasso``; returns the process exit status."""
     args = build_parser().parse_args(argv)
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {
-        "sketch": run_sketch, "refine": run_refine, "score": run_score, "install-extension": run_install_extension,
+        "sketch": run_sketch, "refine": run_refine, "score": run_score,
     }
+    handler = handlers[args.command] if args.command in handlers else args.run
     try:
-        return handlers[args.command](args)
+        return handler(args)
     except ValidationError as error:
         return fail(f"invalid option: {describe_validation_errors(error.errors())}", EXIT_USAGE)
     except ClipassoError as error:
@@ -278,18 +288,6 @@ def run_score(args: argparse.Namespace) -> int:
 def known_precision(recorded: str | None) -> Precision | None:
     """The precision a sketch SVG records, or ``None`` when it records none (or one this version does not know)."""
     return Precision(recorded) if recorded in PRECISION_CHOICES else None
-
-
-def run_install_extension(args: argparse.Namespace) -> int:
-    """``clipasso install-extension``: copy the extension and say where it went."""
-    try:
-        where = install_extension(args.dest)
-    except InstallError as error:
-        raise ClipassoError(str(error)) from None
-    except OSError as error:
-        raise ClipassoError(f"Cannot install the extension: {error.strerror or error}.") from None
-    print(f"Installed the CLIPasso extension into {where}. Restart Inkscape, then use Extensions → CLIPasso → Sketch….")
-    return 0
 
 
 def read_mask_file(path: Path) -> list[str]:

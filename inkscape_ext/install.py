@@ -1,5 +1,13 @@
-"""Copying the extension into Inkscape's user extensions directory (standard library only)."""
+"""Copying the extension into Inkscape's user extensions directory, and ``clipasso install-extension``.
 
+Standard library only. The installed folder mirrors a checkout, so the same .inx files work in both:
+``clipasso/clipasso.inx`` (the Sketch dialog, at the repository's top level) runs
+``inkscape_ext/clipasso_sketch.py``, and ``clipasso/inkscape_ext/`` holds the scripts and the other
+.inx files. In a checkout (or an editable install) the top-level .inx lies beside this package; a
+wheel carries it inside the package (``setup.py`` puts it there).
+"""
+
+import argparse
 import os
 import shutil
 import sys
@@ -8,7 +16,9 @@ from pathlib import Path
 from typing import Optional
 
 EXTENSION_FOLDER = "clipasso"
-NOT_INSTALLED = ("install.py", "__init__.py", "__pycache__")
+PACKAGE_FOLDER = "inkscape_ext"
+MAIN_INX = "clipasso.inx"
+NOT_INSTALLED = ("install.py", "__init__.py", "__pycache__", MAIN_INX)
 
 
 def default_extensions_dir() -> Path:
@@ -30,8 +40,17 @@ class InstallError(Exception):
     """The extension cannot be installed where asked; the message says why and what to do."""
 
 
+def main_inx() -> Path:
+    """The top-level clipasso.inx: inside this package in a wheel, beside it in a checkout."""
+    package = Path(__file__).resolve().parent
+    for candidate in (package / MAIN_INX, package.parent / MAIN_INX):
+        if candidate.is_file():
+            return candidate
+    raise InstallError(f"This installation lacks {MAIN_INX}; reinstall the clipasso-inkscape package.")
+
+
 def install_extension(dest: Optional[Path] = None) -> Path:
-    """Copy the extension into <dest or default_extensions_dir()>/clipasso/, replacing an older copy.
+    """Copy the extension into <dest or default_extensions_dir()>/clipasso/ as a checkout lays it out, replacing an older copy.
 
     An explicit ``dest`` must be an existing folder; a ``clipasso`` entry there that is not an earlier
     copy of this extension is never touched.
@@ -42,16 +61,19 @@ def install_extension(dest: Optional[Path] = None) -> Path:
             f"The folder {folder} does not exist; give Inkscape's user extensions folder "
             "(Edit → Preferences → System → User extensions)."
         )
+    inx = main_inx()
     target = folder / EXTENSION_FOLDER
     if target.exists() or target.is_symlink():
-        if target.is_symlink() or not (target / "clipasso.inx").is_file():
+        if target.is_symlink() or not (target / MAIN_INX).is_file():
             raise InstallError(f"{target} already exists and is not the CLIPasso extension; move it away first.")
     folder.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".clipasso-", dir=folder))
     try:
+        shutil.copy2(inx, staging / MAIN_INX)
+        (staging / PACKAGE_FOLDER).mkdir()
         for source in sorted(Path(__file__).resolve().parent.iterdir()):
             if source.is_file() and source.name not in NOT_INSTALLED and source.suffix != ".pyc":
-                shutil.copy2(source, staging / source.name)
+                shutil.copy2(source, staging / PACKAGE_FOLDER / source.name)
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)
@@ -59,3 +81,27 @@ def install_extension(dest: Optional[Path] = None) -> Path:
         if staging.exists():
             shutil.rmtree(staging)
     return target
+
+
+def add_command(commands: "argparse._SubParsersAction") -> None:
+    """Add ``clipasso install-extension`` (the ``clipasso.commands`` entry point of this package)."""
+    parser = commands.add_parser("install-extension", help="copy the Inkscape extension into Inkscape's extensions folder")
+    parser.add_argument("--dest", type=Path, help="extensions folder to install into (default: your Inkscape's user folder)")
+    parser.set_defaults(run=run_command)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """``clipasso install-extension``: copy the extension and say where it went; one sentence on failure."""
+    try:
+        where = install_extension(args.dest)
+    except InstallError as error:
+        return _fail(str(error))
+    except OSError as error:
+        return _fail(f"Cannot install the extension: {error.strerror or error}.")
+    print(f"Installed the CLIPasso extension into {where}. Restart Inkscape, then use Extensions → CLIPasso → Sketch….")
+    return 0
+
+
+def _fail(message: str) -> int:
+    print(f"clipasso: error: {message}", file=sys.stderr)
+    return 1

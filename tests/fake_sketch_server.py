@@ -12,7 +12,7 @@ cancelled jobs, broken models, token refusals. A real server cannot be made at w
 * cut the connection on a request body over ``cut_above`` bytes without reading it, as servers do
   that refuse a large body by its Content-Length (a real one answers 413 first, which a client
   busy sending may never read), and report an upload limit or none (``max_body_bytes``);
-  ``requests`` lists the (method, path) of every request received;
+  ``requests`` lists the (method, path, Authorization header or None) of every request received;
 
 so those cases, and only those, use this fake. It answers /v1/health as a healthy server and
 refuses everything else with the API's JSON 404; the `sketch_server` fixture starts one per test.
@@ -36,7 +36,7 @@ class FakeSketchServer:
         self.result: Optional[object] = None  # the body of GET /v1/jobs/fake-job/result; None: no jobs
         self.cut_above: Optional[int] = None  # larger request bodies: connection closed unread
         self.max_body_bytes: Optional[int] = None  # the upload limit /v1/health reports (None: not reported)
-        self.requests: List[Tuple[str, str]] = []
+        self.requests: List[Tuple[str, str, Optional[str]]] = []
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
@@ -82,7 +82,7 @@ def _error(code: str, message: str) -> dict:
 def _handler_for(server: FakeSketchServer) -> type:
     class Handler(BaseHTTPRequestHandler):
         def _serve(self) -> None:
-            server.requests.append((self.command, self.path))
+            server.requests.append((self.command, self.path, self.headers.get("Authorization")))
             length = int(self.headers.get("Content-Length") or 0)
             if server.cut_above is not None and length > server.cut_above:
                 self.close_connection = True

@@ -777,7 +777,7 @@ def test_uploads_are_checked_against_the_limit_before_any_is_sent(tmp_path, sket
     sketch_server.max_body_bytes = 4000
     run = run_extension("clipasso_sketch.py", document, "--id=small", "--id=big", f"--url={sketch_server.url}")
     assert_aborted(run, "The picture of “big” is 0.00", "(0.004 MB, its --max-body-mb), so nothing was sent")
-    assert [method for method, _ in sketch_server.requests] == ["GET"], "only /v1/health was asked"
+    assert [method for method, _, _ in sketch_server.requests] == ["GET"], "only /v1/health was asked"
 
 
 def test_connection_cut_during_an_upload_says_it_may_be_too_large(tmp_path, sketch_server):
@@ -895,13 +895,58 @@ def test_insert_of_a_failed_job_removes_its_note_and_says_so(tmp_path, broken_se
                  clipasso:server="{broken_server.server.url}" width="40" height="30" xlink:href="{png_data_uri()}"/>
         </g>""",
     )
-    assert_aborted(run_extension("clipasso_insert.py", document, "--id=photo"), "token is missing or wrong")
-    run = run_extension("clipasso_insert.py", document, "--id=photo", TOKEN)
+    url = f"--url={broken_server.server.url}"
+    assert_aborted(run_extension("clipasso_insert.py", document, "--id=photo", url), "token is missing or wrong")
+    run = run_extension("clipasso_insert.py", document, "--id=photo", url, TOKEN)
     assert run.returncode == 0
     assert f"“photo” failed on the server ({failed['error']['message']})" in run.stderr
     assert "does not exist" in run.stderr and "note was removed" in run.stderr
     assert noted_job(run.svg) is None
     assert not sketch_layers(run.svg)
+
+
+def noted_document(directory: Path, notes: Dict[str, Tuple[str, str]]) -> Path:
+    """A document with one embedded photo per note {image id: (job id, server URL)}."""
+    images = "".join(
+        f'<image id="{image}" xmlns:clipasso="{CLIPASSO_NS}" clipasso:job="{job}" clipasso:server="{server}" '
+        f'y="{40 * number}" width="40" height="30" xlink:href="{png_data_uri()}"/>'
+        for number, (image, (job, server)) in enumerate(notes.items())
+    )
+    return write_document(directory, f'<g id="layer1" inkscape:groupmode="layer">{images}</g>')
+
+
+def test_insert_sends_the_token_only_to_the_server_the_dialog_names(tmp_path, broken_server, sketch_server):
+    failed = broken_server.failed_job()
+    port = broken_server.server.url.rsplit(":", 1)[1]
+    # A shared document: one note names the designer's server (as "localhost", the same loopback
+    # server), the other a stranger's server, which must not collect the token.
+    document = noted_document(tmp_path, {"photo": (failed["id"], f"http://localhost:{port}/"),
+                                         "bait": ("job-1", sketch_server.url)})
+    run = run_extension("clipasso_insert.py", document, f"--url={broken_server.server.url}", TOKEN)
+    assert run.returncode == 0, run.stderr
+    assert "“photo” failed on the server" in run.stderr, "the dialog's server got the token"
+    assert "no longer knows the sketch job of “bait”" in run.stderr, "the other server was asked, without it"
+    assert sketch_server.requests and all(auth is None for _, _, auth in sketch_server.requests)
+    assert not run.svg.xpath("//svg:image[@clipasso:job]", namespaces={**inkex.NSS, "clipasso": CLIPASSO_NS})
+
+
+def test_insert_keeps_the_token_from_a_server_the_dialog_does_not_name(tmp_path, broken_server, live_server):
+    failed = broken_server.failed_job()
+    document = noted_document(tmp_path, {"photo": (failed["id"], broken_server.server.url)})
+    before = document.read_bytes()
+    run = run_extension("clipasso_insert.py", document, f"--url={live_server.url}", TOKEN)
+    assert_aborted(run, "“photo” was left waiting: its job is on the server at", f"not the one this dialog names "
+                   f"({live_server.url}), so your token was not sent to it; to insert it, enter "
+                   f"{broken_server.server.url} as the Server URL.")
+    assert document.read_bytes() == before
+
+
+def test_insert_skips_a_note_that_names_no_server_url(tmp_path, live_server):
+    document = noted_document(tmp_path, {"photo": ("job-1", "file:///etc/passwd"), "other": ("gone", live_server.url)})
+    run = run_extension("clipasso_insert.py", document, f"--url={live_server.url}")
+    assert run.returncode == 0 and "Traceback" not in run.stderr
+    assert "“photo” was left waiting: its note names “file:///etc/passwd”, which is not a server URL." in run.stderr
+    assert "no longer knows the sketch job of “other”" in run.stderr
 
 
 def test_insert_of_a_job_the_server_forgot_removes_its_note(tmp_path, live_server):
@@ -932,8 +977,12 @@ XVFB_RUN = shutil.which("xvfb-run")
 needs_inkscape = pytest.mark.skipif(not (INKSCAPE and XVFB_RUN), reason="needs the inkscape and xvfb-run programs")
 
 
-def run_inkscape(tmp_path: Path, document: Path, actions: str, prefs: Dict[str, str]) -> inkex.SvgDocumentElement:
+def run_inkscape(tmp_path: Path, document: Path, actions: str, prefs: Dict[str, str],
+                 from_checkout: bool = False) -> inkex.SvgDocumentElement:
     """Run Inkscape headless on the document with the installed extension; return the exported SVG.
+
+    With ``from_checkout`` the profile's extensions folder holds a link to this repository instead
+    of an installed copy, as a developer sets it up.
 
     A failing extension (or a missing linked image) makes Inkscape open a modal dialog and wait
     forever, hence the timeout; the extension's stderr goes to a file (through a wrapper
@@ -943,7 +992,10 @@ def run_inkscape(tmp_path: Path, document: Path, actions: str, prefs: Dict[str, 
 
     profile = tmp_path / "profile"
     (profile / "extensions").mkdir(parents=True)  # Inkscape creates it on its first start
-    install_extension(profile / "extensions")
+    if from_checkout:
+        (profile / "extensions" / "clipasso-checkout").symlink_to(ROOT, target_is_directory=True)
+    else:
+        install_extension(profile / "extensions")
     stderr_log = tmp_path / "extension-stderr.log"
     interpreter = tmp_path / "python3-stderr-to-log"
     interpreter.write_text(f'#!/bin/sh\nexec /usr/bin/python3 "$@" 2>>"{stderr_log}"\n')
@@ -1000,6 +1052,24 @@ def test_real_inkscape_runs_the_installed_sketch(tmp_path, live_server):
     assert visible_sublayer(layer).get("inkscape:label") == "8 strokes"
     assert same_job(live_server, PHOTO.read_bytes(), {**QUICK_PARAMS, "seed": 201}) == layer.get(clip("job"))
     assert_strokes_are_the_servers(layer, live_server, inkex.Transform(LINKED_PHOTO_TRANSFORM))
+
+
+@needs_inkscape
+def test_real_inkscape_runs_the_sketch_from_a_checkout(tmp_path, live_server):
+    """An extensions folder pointing at the repository finds the top-level clipasso.inx and its scripts."""
+    prefs = {
+        "org.clipasso.sketch.url": live_server.url,
+        "org.clipasso.sketch.strokes": "4,8",
+        "org.clipasso.sketch.iterations": "5",
+        "org.clipasso.sketch.seeds": "1",
+        "org.clipasso.sketch.seed": "211",
+    }
+    svg = run_inkscape(tmp_path, linked_project(tmp_path), "select-by-id:photo;org.clipasso.sketch.noprefs", prefs,
+                       from_checkout=True)
+    layer = sketch_layers(svg)["photo"]
+    assert [sub.get("inkscape:label") for sub in sublayers(layer)] == ["4 strokes", "8 strokes"]
+    assert same_job(live_server, PHOTO.read_bytes(), {**QUICK_PARAMS, "seed": 211}) == layer.get(clip("job"))
+
 
 
 @needs_inkscape

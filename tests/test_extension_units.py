@@ -1,5 +1,8 @@
 """The extension's .inx files, its installer, and its geometry helpers, tested in-process."""
 
+import shutil
+import subprocess
+import sys
 import unittest
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -12,15 +15,22 @@ from clipasso_core.params import FIDELITY_PRESETS, SketchParams
 from inkscape_ext import install
 from inkscape_ext.install import default_extensions_dir, install_extension
 
-EXT_DIR = Path(__file__).resolve().parents[1] / "inkscape_ext"
-INX_FILES = sorted(EXT_DIR.glob("*.inx"))
+ROOT = Path(__file__).resolve().parents[1]
+EXT_DIR = ROOT / "inkscape_ext"
+SKETCH_INX = ROOT / "clipasso.inx"  # at the top level, as the user's card draws the house
+INX_FILES = [SKETCH_INX, *sorted(EXT_DIR.glob("*.inx"))]
 
 
 @pytest.fixture
 def extension_imports(monkeypatch):
     """Import the extension's modules as Inkscape does: flat, from the script's folder."""
     monkeypatch.syspath_prepend(str(EXT_DIR))
-    monkeypatch.chdir(EXT_DIR)  # inkex's inx check loads the script by its relative name
+
+
+@pytest.fixture
+def inx_folder(inx, monkeypatch):
+    """inkex's inx check loads the script by its path relative to the .inx, so run it from there."""
+    monkeypatch.chdir(inx.parent)
 
 
 class _InxCheck(InxMixin, unittest.TestCase):
@@ -37,7 +47,7 @@ def test_both_inx_files_exist():
 
 
 @pytest.mark.parametrize("inx", INX_FILES, ids=lambda p: p.name)
-def test_inx_passes_inkex_checks(inx, extension_imports):
+def test_inx_passes_inkex_checks(inx, extension_imports, inx_folder):
     check = _InxCheck()
     check.assertInxIsGood(str(inx))
     check.assertInxSchemaValid(str(inx))
@@ -59,7 +69,7 @@ def test_menu_entries_and_ids():
 
 def test_dialog_defaults_and_limits_are_the_sketch_parameters():
     """The dialog offers what the server accepts, starting from the same published defaults."""
-    root = ET.parse(EXT_DIR / "clipasso.inx").getroot()
+    root = ET.parse(SKETCH_INX).getroot()
     params = {p.get("name"): p for p in root.iter("{http://www.inkscape.org/namespace/inkscape/extension}param")}
     defaults = SketchParams()
     assert SketchParams(strokes=params["strokes"].text).strokes == defaults.strokes
@@ -78,7 +88,7 @@ def test_dialog_defaults_and_limits_are_the_sketch_parameters():
 
 def test_steer_tab_starts_from_the_papers_run():
     """Every Steer control starts off (or at the parameter's default), so an untouched dialog runs the paper."""
-    root = ET.parse(EXT_DIR / "clipasso.inx").getroot()
+    root = ET.parse(SKETCH_INX).getroot()
     ns = "{http://www.inkscape.org/namespace/inkscape/extension}"
     params = {p.get("name"): p for p in root.iter(f"{ns}param")}
     defaults = SketchParams()
@@ -112,18 +122,29 @@ def test_install_copies_the_extension_into_a_clipasso_folder(tmp_path):
     (stale.parent / "clipasso.inx").write_text("<inkscape-extension/>")
     target = install_extension(tmp_path)
     assert target == tmp_path / "clipasso"
-    installed = sorted(p.name for p in target.iterdir())
     assert not stale.exists(), "an older copy is replaced, not merged"
-    assert "clipasso.inx" in installed and "clipasso_insert.inx" in installed
-    assert not {"install.py", "__init__.py", "__pycache__"} & set(installed)
+    assert sorted(p.name for p in target.iterdir()) == ["clipasso.inx", "inkscape_ext"]  # laid out as a checkout
+    assert (target / "clipasso.inx").read_bytes() == SKETCH_INX.read_bytes()
+    installed = sorted(p.name for p in (target / "inkscape_ext").iterdir())
+    assert "clipasso_insert.inx" in installed and "clipasso_sketch.py" in installed
+    assert not {"install.py", "__init__.py", "__pycache__", "clipasso.inx"} & set(installed)
     assert not [name for name in installed if name.endswith(".pyc")]
     assert installed == sorted(
         p.name for p in EXT_DIR.iterdir() if p.is_file() and p.suffix in (".py", ".inx")
         and p.name not in ("install.py", "__init__.py")
     )
-    for inx in target.glob("*.inx"):
+    inx_files = sorted(target.rglob("*.inx"))
+    assert len(inx_files) == len(INX_FILES)
+    for inx in inx_files:
         script = InxFile(str(inx)).script
-        assert script["location"] == "inx" and (target / script["script"]).is_file()
+        assert script["location"] == "inx" and (inx.parent / script["script"]).is_file()
+
+
+def test_inx_scripts_exist_in_the_checkout():
+    """An Inkscape extensions folder pointing at the repository runs the same files as an installed copy."""
+    for inx in INX_FILES:
+        script = InxFile(str(inx)).script
+        assert script["location"] == "inx" and (inx.parent / script["script"]).is_file(), inx.name
 
 
 def test_install_never_touches_what_it_did_not_install(tmp_path):
@@ -331,3 +352,54 @@ def test_a_result_with_other_levels_than_asked_for_is_refused(extension_imports)
     assert result_problem(_sound_result(), [1, 2]) is None
     assert "[1, 2] strokes where [2, 4] were asked for" in result_problem(_sound_result(), [4, 2])
     assert "where [1] were asked for" in result_problem(_sound_result(), [1])
+
+
+def test_clipasso_install_extension_comes_from_the_extension(tmp_path, capsys):
+    """``clipasso install-extension`` is the extension's subcommand (an entry point), not the core's."""
+    from importlib.metadata import entry_points
+
+    from clipasso_core.cli import PLUGIN_GROUP, main
+
+    registered = {entry.name for entry in entry_points(group=PLUGIN_GROUP)}
+    assert "install-extension" in registered, "stale package metadata: run pip install --no-deps -e . again"
+    assert main(["install-extension", "--dest", str(tmp_path)]) == 0
+    assert (tmp_path / "clipasso" / "clipasso.inx").is_file()
+    assert str(tmp_path / "clipasso") in capsys.readouterr().out
+    assert main(["install-extension", "--dest", str(tmp_path / "typo")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("clipasso: error: The folder") and err.count("\n") == 1
+
+
+def test_a_built_package_carries_the_top_level_inx_and_installs_it(tmp_path):
+    """After ``pip install`` (a wheel holds what build_py builds) the installer still finds the top-level .inx."""
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "clipasso.inx"):
+        shutil.copy2(ROOT / name, source / name)
+    for package in ("clipasso_core", "server", "inkscape_ext"):
+        shutil.copytree(ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
+    lib = tmp_path / "lib"
+    subprocess.run([sys.executable, "setup.py", "-q", "build_py", "--build-lib", str(lib)], cwd=source, check=True,
+                   capture_output=True)
+    assert (lib / "inkscape_ext" / "clipasso.inx").read_bytes() == SKETCH_INX.read_bytes()
+    assert not (lib / "clipasso.inx").exists()
+    extensions = tmp_path / "extensions"
+    extensions.mkdir()
+    code = "import sys; from inkscape_ext.install import install_extension; print(install_extension(sys.argv[1]))"
+    subprocess.run([sys.executable, "-S", "-c", code, str(extensions)], cwd=tmp_path, check=True,
+                   env={"PYTHONPATH": str(lib)})  # -S: no site-packages, so not this checkout's editable install
+    assert (extensions / "clipasso" / "clipasso.inx").read_bytes() == SKETCH_INX.read_bytes()
+    assert (extensions / "clipasso" / "inkscape_ext" / "clipasso_sketch.py").is_file()
+    assert not (extensions / "clipasso" / "inkscape_ext" / "clipasso.inx").exists()
+
+
+def test_same_server_compares_scheme_host_port_and_path(extension_imports):
+    from clipasso_insert import same_server
+
+    same = [("http://127.0.0.1:8765", "http://localhost:8765/"), ("http://[::1]:8765", "HTTP://LOCALHOST:8765"),
+            ("http://example.org", "http://Example.org:80/"), ("https://example.org/x/", "https://example.org:443/x")]
+    other = [("http://127.0.0.1:8765", "http://127.0.0.1:8766"), ("http://127.0.0.1:8765", "https://127.0.0.1:8765"),
+             ("http://127.0.0.1:8765", "http://127.0.0.2:8765"), ("http://example.org", "http://example.org.evil"),
+             ("http://example.org/a", "http://example.org/b"), ("http://[::1", "http://[::1")]
+    assert all(same_server(a, b) and same_server(b, a) for a, b in same)
+    assert not any(same_server(a, b) or same_server(b, a) for a, b in other)
