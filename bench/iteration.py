@@ -20,7 +20,8 @@ import torch
 from PIL import Image, ImageDraw
 
 from clipasso_core.image import to_canvas
-from clipasso_core.loss import ClipConvLoss, sample_augmentation
+from clipasso_core.augment import sample_augmentations
+from clipasso_core.loss import ClipConvLoss
 from clipasso_core.models import ClipEncoder, load_encoder
 from clipasso_core.optimize import optimize_sketches, render
 from clipasso_core.params import CANVAS_SIZE, SketchParams
@@ -81,10 +82,9 @@ def time_naive(encoder: ClipEncoder, target: torch.Tensor, initial: dict[int, to
             for points, optimizer in zip(sketches, optimizers):
                 optimizer.zero_grad(set_to_none=True)
                 image = render([points], params.stroke_width, CANVAS_SIZE)
-                pairs = [torch.cat([image, loss.target])]
-                for _ in range(params.augmentations):
-                    pairs.append(sample_augmentation(CANVAS_SIZE, generator)(pairs[0]))
-                features = loss.features(torch.cat(pairs))  # sketch and target, with grad, every step
+                clean = torch.cat([image, loss.target])
+                augmented = sample_augmentations(params.augmentations, CANVAS_SIZE, generator)(clean)
+                features = loss.features(torch.cat([clean, augmented]))  # sketch and target, with grad, every step
                 total = 0.0
                 for tap, weight in ((features.layer2, 1.0), (features.layer3, 1.0)):
                     total = total + weight * (tap[0::2] - tap[1::2]).pow(2).mean()

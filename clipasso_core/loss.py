@@ -15,15 +15,10 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms.v2 import functional as TF
 
+from .augment import Augmentations
 from .models import ClipEncoder
 from .params import SketchParams
-
-PERSPECTIVE_DISTORTION = 0.5
-CROP_SCALE = 0.8
-
 
 @dataclass(frozen=True)
 class LossWeights:
@@ -59,47 +54,6 @@ _TAPS = {"conv_layer1": "layer1", "conv_layer2": "layer2", "conv_layer3": "layer
 
 Features = dict[str, torch.Tensor]
 """Named taps of a CLIP ResNet for a batch ``[B, …]``: ``layer1`` … ``layer4`` feature maps and ``embedding`` ``[B, D]``."""
-
-
-@dataclass(frozen=True)
-class Augmentation:
-    """One random perspective + crop, applied identically to a sketch and its target."""
-
-    startpoints: list[list[int]]
-    endpoints: list[list[int]]
-    crop: tuple[int, int, int, int]  # top, left, height, width
-
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        """Warp images ``[B, 3, H, W]`` (black fill), crop and resize back to ``H × W``."""
-        size = list(images.shape[-2:])
-        warped = self._warp(images)
-        # Black fill as torchvision's fill=0: scale by the warped in-bounds fraction. Done out of place, because
-        # torchvision's own fill path is in place and breaks the gradient through the sketch.
-        warped = warped * self._warp(torch.ones_like(images[:1, :1]))
-        return TF.resized_crop(warped, *self.crop, size=size, interpolation=InterpolationMode.BILINEAR,
-                               antialias=True)
-
-
-    def _warp(self, images: torch.Tensor) -> torch.Tensor:
-        return TF.perspective(images, self.startpoints, self.endpoints, interpolation=InterpolationMode.BILINEAR)
-
-
-def sample_augmentation(size: int, generator: torch.Generator) -> Augmentation:
-    """Draw RandomPerspective(0.5, p=1) and RandomResizedCrop(scale=0.8, ratio=1) parameters for a square image."""
-    half = size // 2
-    limit = int(PERSPECTIVE_DISTORTION * half) + 1
-    inward = torch.randint(0, limit, (4, 2), generator=generator).tolist()
-    last = size - 1
-    startpoints = [[0, 0], [last, 0], [last, last], [0, last]]
-    endpoints = [
-        [inward[0][0], inward[0][1]],
-        [last - inward[1][0], inward[1][1]],
-        [last - inward[2][0], last - inward[2][1]],
-        [inward[3][0], last - inward[3][1]],
-    ]
-    side = int(round((CROP_SCALE * size * size) ** 0.5))
-    top, left = torch.randint(0, size - side + 1, (2,), generator=generator).tolist()
-    return Augmentation(startpoints, endpoints, (top, left, side, side))
 
 
 class ClipConvLoss:
@@ -146,22 +100,24 @@ class ClipConvLoss:
                 taps["embedding"] = visual.attnpool(x)
         return taps
 
-    def pair_terms(self, sketches: torch.Tensor, augmentations: list[Augmentation]) -> torch.Tensor:
+    def pair_terms(self, sketches: torch.Tensor, augmentations: Augmentations | None = None) -> torch.Tensor:
         """Weighted loss terms per sketch and pair: ``[B, 1 + K, T]`` for sketches ``[B, 3, H, W]``.
 
         The T terms are :attr:`term_names` (the paper's: conv_layer2, conv_layer3, fc). Pair 0 is the clean pair
-        (the eval loss); pairs 1..K use ``augmentations`` on sketch and target alike.
+        (the eval loss); pairs 1..K use the K ``augmentations`` on sketch and target alike.
         """
         count = sketches.shape[0]
-        inputs = torch.cat([sketches] + [augment(sketches) for augment in augmentations])
         if augmentations:
+            # sketches and target through the same grids in one call: [K, B + 1, 3, H, W]
+            augmented = augmentations(torch.cat([sketches, self.target])).unflatten(0, (len(augmentations), count + 1))
+            inputs = torch.cat([sketches, augmented[:, :count].flatten(0, 1)])
             with torch.no_grad():
-                augmented_target = self.features(torch.cat([augment(self.target) for augment in augmentations]))
+                augmented_target = self.features(augmented[:, count].detach())
             target = {tap: torch.cat([self.clean_target[tap], augmented_target[tap]]) for tap in self._taps}
         else:
-            target = self.clean_target
+            inputs, target = sketches, self.clean_target
         sketch = self.features(inputs)
-        pairs = 1 + len(augmentations)
+        pairs = 1 + (len(augmentations) if augmentations else 0)
         terms = []
         for name in self.term_names:
             tap = _TAPS[name]
@@ -178,7 +134,7 @@ class ClipConvLoss:
     def eval_terms(self, sketches: torch.Tensor) -> torch.Tensor:
         """Un-augmented weighted terms ``[B, T]`` (:attr:`term_names`) of sketches ``[B, 3, H, W]``, no gradients."""
         with torch.no_grad():
-            return self.pair_terms(sketches, [])[:, 0]
+            return self.pair_terms(sketches)[:, 0]
 
 
 def _pair_mse(sketch: torch.Tensor, target: torch.Tensor, count: int, pairs: int) -> torch.Tensor:

@@ -15,7 +15,8 @@ from typing import Any, Protocol
 
 import torch
 
-from .loss import ClipConvLoss, sample_augmentation
+from .augment import sample_augmentations
+from .loss import ClipConvLoss
 from .params import SketchParams
 from .precision import grad_scaler
 from .raster import rasterize
@@ -249,7 +250,7 @@ def optimize_sketches(
         if cancel is not None and cancel.is_set():
             cancelled = True
             break
-        augmentations = [sample_augmentation(size, generator) for _ in range(params.augmentations)]
+        augmentations = sample_augmentations(params.augmentations, size, generator)
         terms = loss.pair_terms(draw(points, style), augmentations)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(terms.sum(dim=-1).mean(dim=-1).sum()).backward()

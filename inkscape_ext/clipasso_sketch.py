@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
 """Extensions → CLIPasso → Sketch…: sketch the selected images on the sketch server, insert the strokes.
 
+A successful run prints nothing; the one exception is a job that outlives the wait, which is noted
+on its image (saved with the document) and reported in one sentence on stderr. Two extension-only
+options: *Show the live view* opens each job's page on the server in the browser, and *Don't wait*
+notes every unfinished job on its image at once, silently, for Insert finished sketches to add later.
 Closed shapes selected with an image (or the image's own clip-path) become the job's mask, in the
-picture's pixels (drawing_mask.py). A successful run prints nothing; the one exception is a job that outlives the wait, which is noted
-on its image (saved with the document) and reported in one sentence on stderr.
+picture's pixels (drawing_mask.py).
 """
 
 import time
@@ -13,9 +16,10 @@ import inkex
 
 from drawing_mask import clip_mask, closed_shapes, selection_mask
 from image_source import image_name, read_raster
+from live_view import open_live_view
 from pending_note import write_note
 from picture_size import picture_size
-from sketch_client import DEFAULT_URL, SketchClient, ServerError, job_error_text, progress_text
+from sketch_client import DEFAULT_URL, FINISHED, SketchClient, ServerError, job_error_text, progress_text
 from sketch_layers import SketchJob, SketchStyle, add_sketch_layers
 
 INSERT_MENU = "Extensions → CLIPasso → Insert finished sketches"
@@ -42,6 +46,8 @@ class Sketch(inkex.EffectExtension):
         pars.add_argument("--url", default=DEFAULT_URL)
         pars.add_argument("--token", default="")
         pars.add_argument("--wait", type=int, default=300)
+        pars.add_argument("--live_view", type=inkex.Boolean, default=True)
+        pars.add_argument("--dont_wait", type=inkex.Boolean, default=False)
 
     def effect(self):
         """Sketch every selected image; insert finished sketches, note unfinished jobs."""
@@ -72,15 +78,19 @@ class Sketch(inkex.EffectExtension):
         for image, picture, sent in zip(images, pictures, job_params):  # every upload checked before the first is sent
             client.check_upload(picture, sent, f"The picture of “{image_name(image)}”")
         deadline = time.monotonic() + max(0, self.options.wait)
-        jobs = [
-            SketchJob(client.submit(picture, sent)["id"], client.url, sent, style)
-            for picture, sent in zip(pictures, job_params)
-        ]
-        states = client.wait([job.job_id for job in jobs], deadline)
+        submitted = [client.submit(picture, sent) for picture, sent in zip(pictures, job_params)]
+        jobs = [SketchJob(answer["id"], client.url, sent, style) for answer, sent in zip(submitted, job_params)]
+        if self.options.live_view:
+            for answer in submitted:
+                if answer.get("status") not in FINISHED:
+                    open_live_view(client.url, answer["id"])
+        if self.options.dont_wait:
+            states = {answer["id"]: answer for answer in submitted}
+        else:
+            states = client.wait([job.job_id for job in jobs], deadline)
 
         failures = [
-            f"The sketch of “{image_name(image)}” {states[job.job_id]['status']} on the server: "
-            f"{sentence(job_error_text(states[job.job_id]))}"
+            failure_sentence(image, states[job.job_id])
             for image, job in zip(images, jobs)
             if states[job.job_id]["status"] in ("failed", "cancelled")
         ]
@@ -97,7 +107,7 @@ class Sketch(inkex.EffectExtension):
             else:
                 write_note(image, job)
                 pending.append(f"“{image_name(image)}” ({progress_text(states[job.job_id])})")
-        if pending:
+        if pending and not self.options.dont_wait:
             self.msg(
                 f"Still sketching after {max(0, self.options.wait)} s: {', '.join(pending)}; the job is noted "
                 f"on its image, and {INSERT_MENU} adds the strokes once the server is done."
@@ -144,6 +154,14 @@ class Sketch(inkex.EffectExtension):
                 "The selection contains no image: select a raster image (or a group holding one) to sketch."
             )
         return images
+
+
+def failure_sentence(image: inkex.Image, state: dict) -> str:
+    """One sentence saying that the image's job failed (and why) or was cancelled."""
+    if state["status"] == "cancelled":
+        return (f"The sketch of “{image_name(image)}” was cancelled on the server (from its live page, say), so "
+                "nothing was inserted.")
+    return f"The sketch of “{image_name(image)}” failed on the server: {sentence(job_error_text(state))}"
 
 
 def steer_params(options) -> dict:

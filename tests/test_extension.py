@@ -23,6 +23,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
@@ -109,6 +110,7 @@ def run_extension(
     env = {key: value for key, value in os.environ.items() if key not in ("DOCUMENT_PATH", "PYTHONPATH")}
     env["PYTHONPATH"] = os.pathsep.join(str(p) for p in paths)
     env["DOCUMENT_PATH"] = str(document) if document_path is None else document_path
+    env["BROWSER"] = browser_recorder(temp_dir, document.parent / BROWSER_LOG)
     proc = subprocess.run(
         [python, str(EXT_DIR / script), *args, str(copy)],
         cwd=EXT_DIR,
@@ -118,6 +120,23 @@ def run_extension(
     )
     assert copy.read_bytes() == handed_over, "the extension must never write its input file"
     return Run(proc.returncode, proc.stdout, proc.stderr.decode("utf-8"))
+
+
+BROWSER_LOG = "browser-opened.txt"
+
+
+def browser_recorder(folder: Path, log: Path) -> str:
+    """A stand-in web browser for $BROWSER: it appends each URL it is asked to open to log."""
+    script = folder / "record-browser"
+    script.write_text(f'#!/bin/sh\necho "$1" >>"{log}"\n')
+    script.chmod(0o755)
+    return str(script)
+
+
+def opened_urls(document: Path) -> List[str]:
+    """The URLs the extension runs on document (run_extension) opened in the web browser."""
+    log = document.parent / BROWSER_LOG
+    return log.read_text().split() if log.exists() else []
 
 
 def rebased(document: Path, folder: Path) -> bytes:
@@ -856,6 +875,66 @@ def test_slow_job_is_noted_then_inserted_later(tmp_path, live_server, interprete
     assert_strokes_are_the_servers(layer, live_server, placement)
 
 
+def test_live_view_opens_the_jobs_page_then_waits_as_before(tmp_path, live_server):
+    document = one_image_document(tmp_path)
+    run = run_extension("clipasso_sketch.py", document, "--id=photo", f"--url={live_server.url}", *QUICK, "--seed=301")
+    assert_silent_success(run)
+    job_id = sketch_layers(run.svg)["photo"].get(clip("job"))
+    assert opened_urls(document) == [f"{live_server.url}/jobs/{job_id}"]
+    status, page = live_server.request("GET", f"/jobs/{job_id}")
+    assert status == 200 and f'data-job="{job_id}"' in page
+
+    (tmp_path / "off").mkdir()
+    document = one_image_document(tmp_path / "off")
+    run = run_extension("clipasso_sketch.py", document, "--id=photo", f"--url={live_server.url}", *QUICK, "--seed=302",
+                        "--live_view=false")  # fmt: skip
+    assert_silent_success(run)
+    assert sketch_layers(run.svg)["photo"] is not None and opened_urls(document) == []
+
+
+def test_dont_wait_leaves_only_the_note_and_insert_adds_the_layers(tmp_path, live_server):
+    document = one_image_document(tmp_path)
+    with queue_blocked(live_server) as release:  # waiting (300 s by default) would outlast the test
+        run = run_extension("clipasso_sketch.py", document, "--id=photo", f"--url={live_server.url}", *QUICK,
+                            "--seed=303", "--dont_wait=true")  # fmt: skip
+        assert_silent_success(run)
+        assert original_part(run.stdout) == original_part(document.read_bytes()), "the note is the only change"
+        job_id = noted_job(run.svg)
+        assert job_id and opened_urls(document) == [f"{live_server.url}/jobs/{job_id}"]
+        release()
+    assert wait_for_status(live_server, job_id)["status"] == "succeeded"
+    noted = tmp_path / "noted.svg"
+    noted.write_bytes(run.stdout)
+    inserted = run_extension("clipasso_insert.py", noted)
+    assert_silent_success(inserted)
+    layer = sketch_layers(inserted.svg)["photo"]
+    assert layer.get(clip("job")) == job_id and noted_job(inserted.svg) is None
+    assert [sub.get("inkscape:label") for sub in sublayers(layer)] == ["4 strokes", "8 strokes"]
+
+
+def test_job_cancelled_from_its_page_ends_the_sketch_with_one_sentence(tmp_path, live_server):
+    document = one_image_document(tmp_path)
+    runs: List[Run] = []
+    waiting = threading.Thread(target=lambda: runs.append(run_extension(
+        "clipasso_sketch.py", document, "--id=photo", f"--url={live_server.url}", "--strokes=4,8", "--seeds=1",
+        "--iterations=100000", "--seed=304", "--wait=100")))  # fmt: skip
+    waiting.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not opened_urls(document) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        (url,) = opened_urls(document)
+        job_id = url.rsplit("/", 1)[1]
+    finally:
+        for url in opened_urls(document):  # as the page's Cancel button does
+            live_server.request("DELETE", f"/v1/jobs/{url.rsplit('/', 1)[1]}")
+        waiting.join(120)
+    (run,) = runs
+    assert_aborted(run, "The sketch of “photo” was cancelled on the server")
+    assert run.stderr.strip().count("\n") == 0 and run.stderr.strip().endswith("nothing was inserted.")
+    assert wait_for_status(live_server, job_id)["status"] == "cancelled"
+
+
 def test_running_job_reports_progress_then_a_cancelled_one_loses_its_note(tmp_path, live_server):
     document = one_image_document(tmp_path)
     noted = tmp_path / "noted.svg"
@@ -1010,6 +1089,7 @@ def run_inkscape(tmp_path: Path, document: Path, actions: str, prefs: Dict[str, 
     out = tmp_path / "out.svg"
     env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "DOCUMENT_PATH")}
     env["INKSCAPE_PROFILE_DIR"] = str(profile)
+    env["BROWSER"] = browser_recorder(tmp_path, tmp_path / BROWSER_LOG)
     proc = subprocess.run(
         ["timeout", "-k", "5", "90", XVFB_RUN, "-a", INKSCAPE, "--with-gui", "--batch-process",
          f"--actions={actions};export-filename:{out};export-do", str(document)],
@@ -1051,6 +1131,7 @@ def test_real_inkscape_runs_the_installed_sketch(tmp_path, live_server):
     assert [sub.get("inkscape:label") for sub in sublayers(layer)] == ["4 strokes", "8 strokes"]
     assert visible_sublayer(layer).get("inkscape:label") == "8 strokes"
     assert same_job(live_server, PHOTO.read_bytes(), {**QUICK_PARAMS, "seed": 201}) == layer.get(clip("job"))
+    assert (tmp_path / BROWSER_LOG).read_text().split() == [f"{live_server.url}/jobs/{layer.get(clip('job'))}"]
     assert_strokes_are_the_servers(layer, live_server, inkex.Transform(LINKED_PHOTO_TRANSFORM))
 
 

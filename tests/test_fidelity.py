@@ -9,7 +9,8 @@ from PIL import Image, ImageDraw
 from pydantic import ValidationError
 
 from clipasso_core.cli import main
-from clipasso_core.loss import ClipConvLoss, LossWeights, sample_augmentation
+from clipasso_core.augment import sample_augmentations
+from clipasso_core.loss import ClipConvLoss, LossWeights
 from clipasso_core.params import SketchParams, describe_validation_errors, make_params
 
 
@@ -67,9 +68,9 @@ def test_the_papers_loss_is_computed_exactly_as_published_by_default(tiny_models
     target, sketches = torch.rand(3, 224, 224), torch.rand(2, 3, 224, 224)
     loss = ClipConvLoss(tiny_models.loss, target, LossWeights.from_params(SketchParams()))
     assert loss.term_names == ("conv_layer2", "conv_layer3", "fc")
-    augment = sample_augmentation(224, torch.Generator().manual_seed(0))
+    augment = sample_augmentations(1, 224, torch.Generator().manual_seed(0))
     with torch.no_grad():
-        terms = loss.pair_terms(sketches, [augment])
+        terms = loss.pair_terms(sketches, augment)
         for pair, transform in enumerate([lambda x: x, augment]):
             mine, theirs = stage_outputs(tiny_models.loss, transform(sketches)), stage_outputs(
                 tiny_models.loss, transform(target[None]))

@@ -13,7 +13,8 @@ from pydantic import ValidationError
 from clipasso_core import sketch as sketch_module
 from clipasso_core.cli import main
 from clipasso_core.image import to_canvas
-from clipasso_core.loss import ClipConvLoss, LossWeights, sample_augmentation
+from clipasso_core.augment import sample_augmentations
+from clipasso_core.loss import ClipConvLoss, LossWeights
 from clipasso_core.models import encode_prompt
 from clipasso_core.optimize import render
 from clipasso_core.params import SketchParams, describe_validation_errors
@@ -38,7 +39,7 @@ def test_the_text_term_is_one_minus_cos_of_open_clips_embeddings_on_every_pair(t
     assert loss.term_names == ("conv_layer2", "conv_layer3", "fc", "text")
     tolerance = 1e-3 if tiny_models.loss.precision is Precision.FP32 else 3e-2  # reduced precision: bf16's 8 bits
     generator = torch.Generator().manual_seed(0)
-    augmentations = [sample_augmentation(224, generator) for _ in range(2)]
+    augmentations = sample_augmentations(2, 224, generator)
     with torch.no_grad():
         terms = loss.pair_terms(sketches, augmentations)
         text = model.encode_text(tokenizer(["a cat"]))
