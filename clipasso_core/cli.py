@@ -221,10 +221,7 @@ def run_sketch(args: argparse.Namespace) -> int:
 
 def run_refine(args: argparse.Namespace) -> int:
     """``clipasso refine``: optimise one layer's paths again and add the result above it, even when stopped."""
-    try:
-        text = args.sketch.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise SketchFileError(f"Cannot read the sketch '{args.sketch}': {error.strerror or error}.") from None
+    text = read_sketch_text(args.sketch)
     image = read_image(args.image)
     drawing = LayeredDrawing(text, image.width, image.height)
     layer = drawing.find_layer(args.layer, args.level)
@@ -257,17 +254,25 @@ def run_refine(args: argparse.Namespace) -> int:
     return 0
 
 
+def read_sketch_text(path: Path) -> str:
+    """The text of a sketch SVG; SketchFileError in one sentence when it is a folder or cannot be read."""
+    if path.is_dir():
+        raise SketchFileError(f"Cannot read the sketch '{path}': it is a folder, not an SVG file.")
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise SketchFileError(f"Cannot read the sketch '{path}': {error.strerror or error}.") from None
+    except UnicodeDecodeError:
+        raise SketchFileError(f"Cannot read the sketch '{path}': it is not UTF-8 text, so not an SVG file.") from None
+
+
 def run_score(args: argparse.Namespace) -> int:
     """``clipasso score``: print the weighted eval loss terms of a sketch against a target."""
     params = make_params(**loss_overrides(args))
     target = read_image(args.target)
     precision = args.precision
     if args.sketch.suffix.lower() == ".svg":
-        try:
-            text = args.sketch.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as error:
-            raise SketchFileError(f"Cannot read the sketch '{args.sketch}': {error}.") from None
-        document = read_sketch_document(text)
+        document = read_sketch_document(read_sketch_text(args.sketch))
         sketch = render_layer(document, choose_layer(document, args.level))
         precision = precision or known_precision(document.precision)
     else:

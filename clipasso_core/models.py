@@ -128,6 +128,9 @@ def load_encoder(name: str, pretrained: str | None, weights: Path | None, device
     model_name = _register_config(name)
     if weights is not None:
         weights = Path(weights)
+        if weights.is_dir():
+            raise ModelError(f"The weights file {str(weights)!r} for {model_name} is a folder; give {weights_option} "
+                             "the checkpoint file itself.")
         if not weights.is_file():
             raise ModelError(f"The weights file {str(weights)!r} for {model_name} does not exist.")
         if not is_checkpoint_file(weights):
@@ -208,6 +211,8 @@ def _register_config(name: str) -> str:
             )
         return name
     path = Path(name)
+    if path.is_dir():
+        raise ModelError(f"The model config file {name!r} is a folder; give the path of the .json file itself.")
     if not path.is_file():
         raise ModelError(f"The model config file {name!r} does not exist.")
     open_clip.add_model_config(path)

@@ -142,6 +142,12 @@ def _linked_path(
     for candidate in candidates + ([absref] if absref else []):
         if os.path.isfile(candidate):
             return candidate
+    folders = [candidate for candidate in candidates if os.path.isdir(candidate)]
+    if folders:
+        raise inkex.AbortExtension(
+            f"The image “{name}” links to the folder {folders[0]}, not a picture file; "
+            "relink the image (Object Properties) or embed it."
+        )
     if not os.path.isabs(path) and document_path == "":
         raise inkex.AbortExtension(
             f"The image “{name}” links to “{href}” relative to the document, which was never "

@@ -122,9 +122,34 @@ def test_a_weights_file_that_is_no_checkpoint_is_named_plainly(images, tmp_path,
     assert "weights.pt" in message and fragment in message, message
 
 
-def test_a_folder_given_as_the_image_is_named_a_folder(images, tmp_path, tiny_model_args, capsys):
-    assert main(["sketch", str(tmp_path), "-o", str(tmp_path / "x.svg"), *tiny_model_args]) == 1
-    assert "is a folder" in capsys.readouterr().err
+FOLDER_ARGUMENTS = {
+    "image": (["sketch", "{folder}", "-o", "{out}"], "Cannot read '{folder}': it is a folder"),
+    "loss weights": (["sketch", "{cup}", "-o", "{out}", "--loss-weights", "{folder}"], "'{folder}' for tiny-rn is a folder"),
+    "sketch to refine": (["refine", "{cup}", "{folder}", "-o", "{out}"], "sketch '{folder}': it is a folder"),
+    "sketch to score": (["score", "{cup}", "{svg_folder}"], "sketch '{svg_folder}': it is a folder"),
+    "model config": (["sketch", "{cup}", "-o", "{out}", "--loss-model", "{json_folder}"], "'{json_folder}' is a folder"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", FOLDER_ARGUMENTS)
+def test_a_folder_given_for_a_file_is_named_a_folder(images, tmp_path, tiny_model_args, capsys, case):
+    names = {"folder": tmp_path / "photos", "svg_folder": tmp_path / "old.svg", "json_folder": tmp_path / "rn.json",
+             "out": tmp_path / "x.svg", "cup": images / "cup.png"}
+    for key in ("folder", "svg_folder", "json_folder"):
+        names[key].mkdir()
+    template, fragment = FOLDER_ARGUMENTS[case]
+    args = [part.format(**names) for part in template]
+    options = list(tiny_model_args) if args[0] != "score" else ["--device", "cpu"]
+    for option in ("--loss-weights", "--loss-model"):
+        if option in args:  # the case's own value replaces the tiny model's
+            at = options.index(option)
+            del options[at:at + 2]
+    if args[0] == "score":
+        options += ["--loss-model", tiny_model_args[3], "--loss-weights", tiny_model_args[5]]
+    assert main([*args, *options]) == 1
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert message.startswith("clipasso: error:") and fragment.format(**names) in message, message
+    assert not names["out"].exists()
 
 
 def test_outputs_are_written_through_a_link_with_the_files_mode(images, tmp_path, tiny_model_args):

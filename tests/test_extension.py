@@ -668,6 +668,7 @@ ERROR_CASES = {
     "nothing selected": ({}, [], ["Nothing is selected"]),
     "no image in selection": ({}, ["--id=rect1"], ["contains no image"]),
     "linked file missing": ({"href": "gone.png"}, ["--id=photo"], ["gone.png", "not found"]),
+    "link to a folder": ({"href": "pictures"}, ["--id=photo"], ["links to the folder", "pictures, not a picture file"]),
     "relative link, never saved": ({"href": "photo.png", "document_path": ""}, ["--id=photo"], ["never saved"]),
     "svg data uri": ({"href": "data:image/svg+xml;base64,PHN2Zy8+"}, ["--id=photo"], ["not a raster"]),
     "damaged base64": ({"href": "data:image/png;base64,iVBORw0K!!"}, ["--id=photo"], ["cannot be decoded"]),
@@ -709,6 +710,7 @@ ERROR_CASES = {
 def test_errors_abort_with_a_message_and_no_document(tmp_path, request, case):
     setup, args, fragments = ERROR_CASES[case]
     (tmp_path / "notes.txt").write_text("not a picture")
+    (tmp_path / "pictures").mkdir()
     shutil.copy(PHOTO, tmp_path / "photo.png")
     document = one_image_document(tmp_path, setup.get("href"))
     before = document.read_bytes()

@@ -403,3 +403,37 @@ def test_same_server_compares_scheme_host_port_and_path(extension_imports):
              ("http://example.org/a", "http://example.org/b"), ("http://[::1", "http://[::1")]
     assert all(same_server(a, b) and same_server(b, a) for a, b in same)
     assert not any(same_server(a, b) or same_server(b, a) for a, b in other)
+
+
+def test_live_view_opens_the_jobs_page_in_a_new_tab(extension_imports, monkeypatch):
+    import webbrowser
+
+    import live_view
+
+    opened = []
+    monkeypatch.setattr(webbrowser, "open", lambda url, new=0: opened.append((url, new)) or True)
+    monkeypatch.setenv("DISPLAY", ":0")
+    assert live_view.open_live_view("http://127.0.0.1:8765/", "0123abcd")
+    assert opened == [("http://127.0.0.1:8765/jobs/0123abcd", 2)]
+    assert live_view.live_view_url("http://h:1", "a/b?c") == "http://h:1/jobs/a%2Fb%3Fc"
+
+
+def test_live_view_without_a_graphical_session_or_browser_opens_nothing(extension_imports, monkeypatch):
+    import webbrowser
+
+    import live_view
+
+    opened = []
+    monkeypatch.setattr(webbrowser, "open", lambda url, new=0: opened.append(url) or True)
+    monkeypatch.setattr(live_view.sys, "platform", "linux")
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "BROWSER"):
+        monkeypatch.delenv(name, raising=False)
+    assert not live_view.open_live_view("http://127.0.0.1:8765", "job")  # a console browser would block Inkscape
+    assert opened == []
+
+    def broken(url, new=0):
+        raise webbrowser.Error("could not locate runnable browser")
+
+    monkeypatch.setenv("DISPLAY", ":0")
+    monkeypatch.setattr(webbrowser, "open", broken)
+    assert not live_view.open_live_view("http://127.0.0.1:8765", "job")

@@ -89,6 +89,7 @@ def test_strokes_appear_and_move_while_the_job_runs_and_cancel_stops_it(server, 
                            arg=first, timeout=WAIT_MS)
     page.wait_for_function("() => document.querySelector('#steps').textContent.startsWith('step ')", timeout=WAIT_MS)
     assert "loss" in page.text_content("figure.level figcaption")
+    page.wait_for_function("() => document.querySelector('#eta').textContent.includes('left')", timeout=WAIT_MS)
 
     page.click("#cancel")
     state = wait_for_status(server, job["id"], timeout=60)

@@ -119,8 +119,10 @@
     }
   }
 
-  async function drawPreview() {
-    const response = await request("GET", `/v1/jobs/${jobId}/preview.svg`);
+  async function drawSketch(status) {
+    // A finished job is drawn from its result (also when it kept no snapshots); a running one from its preview.
+    const file = status === "succeeded" ? "result.svg" : "preview.svg";
+    const response = await request("GET", `/v1/jobs/${jobId}/${file}`);
     if (response.ok) draw(await response.text());
   }
 
@@ -146,7 +148,7 @@
     const job = await response.json();
     showJob(job);
     try {
-      await drawPreview();
+      if (job.status !== "queued") await drawSketch(job.status);
     } catch (_) {
       // a preview that cannot be fetched now is fetched again at the next poll
     }
