@@ -266,7 +266,7 @@ def _valid_host(host: str) -> bool:
 def _bad_url(url: str, why: str) -> ServerError:
     return ServerError(
         f"The server URL “{url.strip()[:200]}” is not a web address ({why}); "
-        f"enter one like {DEFAULT_URL} in the Server tab."
+        f"enter one like {DEFAULT_URL} as the Server URL."
     )
 
 

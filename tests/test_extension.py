@@ -676,7 +676,7 @@ ERROR_CASES = {
     "bad stroke counts": ({}, ["--id=photo", "--strokes=4,eight"], ["4,8,16,32"]),
     "visible level not sketched": ({}, ["--id=photo", "--visible=5"], ["visible level (5 strokes)"]),
     "url without scheme": ({"url": "localhost:8765"}, ["--id=photo"], ["not a web address"]),
-    "url with a broken IPv6 host": ({"url": "http://[::1:8765"}, ["--id=photo"], ["not a web address", "Server tab"]),
+    "url with a broken IPv6 host": ({"url": "http://[::1:8765"}, ["--id=photo"], ["not a web address", "as the Server URL"]),
     "url with a port out of range": ({"url": "http://127.0.0.1:87650"}, ["--id=photo"], ["not a web address", "65535"]),
     "url with an empty host label": ({"url": "http://a..b:8765"}, ["--id=photo"], ["“a..b” is not a host name"]),
     "server not running": (
@@ -1028,6 +1028,12 @@ def test_insert_skips_a_note_that_names_no_server_url(tmp_path, live_server):
     assert run.returncode == 0 and "Traceback" not in run.stderr
     assert "“photo” was left waiting: its note names “file:///etc/passwd”, which is not a server URL." in run.stderr
     assert "no longer knows the sketch job of “other”" in run.stderr
+
+
+def test_insert_with_a_malformed_server_url_says_so(tmp_path, live_server):
+    document = noted_document(tmp_path, {"photo": ("job-1", live_server.url)})
+    assert_aborted(run_extension("clipasso_insert.py", document, "--url=http://127.0.0.1:8765:1"),
+                   "The server URL “http://127.0.0.1:8765:1” is not a web address", "as the Server URL.")
 
 
 def test_insert_of_a_job_the_server_forgot_removes_its_note(tmp_path, live_server):

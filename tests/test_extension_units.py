@@ -272,7 +272,7 @@ def test_malformed_server_urls_get_one_sentence_before_any_request(extension_imp
     with pytest.raises(ServerError) as raised:
         SketchClient(url)
     message = str(raised.value)
-    assert why in message and "is not a web address" in message and "Server tab" in message
+    assert why in message and "is not a web address" in message and "as the Server URL." in message
     assert message.count(". ") == 0 and "\n" not in message
 
 
