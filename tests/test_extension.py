@@ -497,6 +497,60 @@ def test_steer_tab_reaches_the_server_and_each_stroke_keeps_its_width_and_ink(tm
     assert len(set(level["widths"])) > 1
 
 
+def _mask_rect(params: dict) -> Tuple[float, float, float, float]:
+    """(left, top, right, bottom) of the outline of a job's one-shape mask."""
+    box = inkex.Path(params["mask"]).bounding_box()
+    return (box.left, box.top, box.right, box.bottom)
+
+
+@pytest.mark.parametrize("interpreter", INTERPRETERS)
+def test_a_shape_selected_over_a_turned_image_masks_its_sketch(tmp_path, live_server, interpreter):
+    # 40 × 30 pixels drawn as 80 × 60 at (50, 40), the layer turned 90°: the pixel rectangle (10, 5)-(30, 20)
+    # is the document rectangle drawn below, in the turned layer's own coordinates.
+    document = write_document(
+        tmp_path,
+        f"""<g id="layer1" inkscape:groupmode="layer" transform="rotate(90)">
+          <image id="photo" x="50" y="40" width="80" height="60" xlink:href="{png_data_uri()}"/>
+          <rect id="shape" x="70" y="50" width="40" height="30" style="fill:none;stroke:red"/>
+          <path id="open" d="M 50 40 L 60 60" style="fill:none;stroke:blue"/>
+        </g>""",
+    )
+    run = run_extension("clipasso_sketch.py", document, "--id=photo", "--id=shape", "--id=open",
+                        f"--url={live_server.url}", *QUICK, interpreter=interpreter)
+    assert_silent_success(run)
+    layer = sketch_layers(run.svg)["photo"]
+    params = json.loads(layer.get(clip("params")))
+    assert_near(_mask_rect(params), (10, 5, 30, 20), 1e-6)
+    assert same_job(live_server, PHOTO.read_bytes(), params) == layer.get(clip("job"))
+    assert {key: value for key, value in params.items() if key != "mask"} == QUICK_PARAMS
+
+
+def test_an_images_clip_path_masks_its_sketch(tmp_path, live_server):
+    document = write_document(
+        tmp_path,
+        f"""<defs><clipPath id="clip1"><ellipse cx="20" cy="15" rx="12" ry="9"/></clipPath></defs>
+        <g id="layer1" inkscape:groupmode="layer">
+          <image id="photo" width="40" height="30" clip-path="url(#clip1)" xlink:href="{png_data_uri()}"/>
+        </g>""",
+    )
+    run = run_extension("clipasso_sketch.py", document, "--id=photo", f"--url={live_server.url}", *QUICK)
+    assert_silent_success(run)
+    params = json.loads(sketch_layers(run.svg)["photo"].get(clip("params")))
+    assert_near(_mask_rect(params), (8, 6, 32, 24), 1e-3)  # inkex draws the ellipse with cubic arcs
+
+
+def test_a_shape_over_no_selected_image_is_refused_by_name(tmp_path, live_server):
+    document = write_document(
+        tmp_path,
+        f"""<g id="layer1" inkscape:groupmode="layer">
+          <image id="photo" width="40" height="30" xlink:href="{png_data_uri()}"/>
+          <circle id="far" inkscape:label="Lid" cx="200" cy="150" r="10"/>
+        </g>""",
+    )
+    run = run_extension("clipasso_sketch.py", document, "--id=photo", "--id=far", f"--url={live_server.url}", *QUICK)
+    assert_aborted(run, "The shape “Lid” lies over none of the selected images")
+
+
 @pytest.mark.parametrize("rebase_links", [True, False], ids=["rebased-temp-copy", "saved-file-as-is"])
 def test_linked_file_relative_to_the_saved_document(tmp_path, live_server, rebase_links):
     document = linked_project(tmp_path)
