@@ -11,7 +11,7 @@ import os
 import struct
 import urllib.parse
 import urllib.request
-from typing import Optional, Tuple
+from typing import Optional
 
 import inkex
 
@@ -41,75 +41,6 @@ def raster_format(data: bytes) -> Optional[str]:
     if data[:4] in (b"II*\x00", b"MM\x00*"):
         return "tiff"
     return None
-
-
-def picture_size(data: bytes) -> Optional[Tuple[int, int]]:
-    """(width, height) in pixels from a picture file's header (of its first frame or canvas), or None when
-    the header cannot be read; nothing is decoded."""
-    try:
-        kind = raster_format(data)
-        if kind == "png" and data[12:16] == b"IHDR":
-            return struct.unpack(">II", data[16:24])
-        if kind == "gif":
-            return struct.unpack("<HH", data[6:10])
-        if kind == "webp":
-            return _webp_size(data)
-        if kind == "jpeg":
-            return _jpeg_size(data)
-        if kind == "tiff":
-            return _tiff_size(data)
-    except struct.error:  # a header cut short
-        pass
-    return None
-
-
-def _webp_size(data: bytes) -> Optional[Tuple[int, int]]:
-    chunk = data[12:16]
-    if chunk == b"VP8X":
-        return 1 + int.from_bytes(data[24:27], "little"), 1 + int.from_bytes(data[27:30], "little")
-    if chunk == b"VP8L" and data[20:21] == b"\x2f":
-        bits = int.from_bytes(data[21:25], "little")
-        return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
-    if chunk == b"VP8 " and data[23:26] == b"\x9d\x01\x2a":
-        width, height = struct.unpack("<HH", data[26:30])
-        return width & 0x3FFF, height & 0x3FFF
-    return None
-
-
-def _jpeg_size(data: bytes) -> Optional[Tuple[int, int]]:
-    """The size in the first start-of-frame marker (of the first picture, for multi-picture files)."""
-    position = 2
-    while position + 4 <= len(data):
-        if data[position] != 0xFF:
-            return None
-        marker = data[position + 1]
-        if marker == 0xFF:  # fill byte
-            position += 1
-            continue
-        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
-            position += 2
-            continue
-        if marker == 0xDA:  # start of scan before any frame header
-            return None
-        length = struct.unpack(">H", data[position + 2:position + 4])[0]
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            height, width = struct.unpack(">HH", data[position + 5:position + 9])
-            return width, height
-        position += 2 + length
-    return None
-
-
-def _tiff_size(data: bytes) -> Optional[Tuple[int, int]]:
-    order = "<" if data[:2] == b"II" else ">"
-    (offset,) = struct.unpack(order + "I", data[4:8])
-    (count,) = struct.unpack(order + "H", data[offset:offset + 2])
-    found = {}
-    for entry in range(count):
-        at = offset + 2 + 12 * entry
-        tag, kind = struct.unpack(order + "HH", data[at:at + 4])
-        if tag in (256, 257) and kind in (3, 4):
-            found[tag] = struct.unpack(order + ("H" if kind == 3 else "I"), data[at + 8:at + (10 if kind == 3 else 12)])[0]
-    return (found[256], found[257]) if len(found) == 2 else None
 
 
 def without_png_exif(data: bytes) -> bytes:

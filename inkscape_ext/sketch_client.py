@@ -15,7 +15,7 @@ from typing import Dict, List, Optional
 
 import inkex
 
-from image_source import picture_size
+from picture_size import picture_size
 
 DEFAULT_URL = "http://127.0.0.1:8765"
 START_HINT = "Start it with the command clipasso-server, then run the extension again."

@@ -464,7 +464,7 @@ def test_picture_size_is_read_from_the_header_as_pillow_reads_it(extension_impor
     import io
 
     from PIL import Image
-    from image_source import picture_size
+    from picture_size import picture_size
 
     mode, image_format, options = PICTURE_HEADERS[case]
     image = Image.new(mode, (123, 45))
