@@ -83,8 +83,8 @@ class SketchClient:
         except _ConnectionCut:
             raise ServerError(
                 f"The sketch server at {self.url} closed the connection while receiving a picture of "
-                f"{_megabytes(len(data))}; it may be more than the server accepts (clipasso-server --max-body-mb). "
-                "Scale the picture down, or restart the server with a larger --max-body-mb."
+                f"{_megabytes(len(data))}, which may be more than it accepts (clipasso-server --max-body-mb); "
+                "scale the picture down, or restart the server with a larger --max-body-mb."
             ) from None
         return self._expect(answer, "id")
 

@@ -820,7 +820,7 @@ def test_connection_cut_during_an_upload_says_it_may_be_too_large(tmp_path, sket
     document = one_image_document(tmp_path, "big.png")
     run = run_extension("clipasso_sketch.py", document, "--id=photo", f"--url={sketch_server.url}")
     assert_aborted(run, "closed the connection while receiving a picture of 4.0",
-                   "may be more than the server accepts (clipasso-server --max-body-mb)")
+                   "which may be more than it accepts (clipasso-server --max-body-mb); scale the picture down")
 
 
 # --------------------------------------------------------------------------------------------
