@@ -2,7 +2,8 @@
 
 Three forms: an SVG whose strokes move by SMIL ``<animate>`` (any browser, no script), an animated GIF
 (Pillow) and an MP4 (through the optional ``imageio-ffmpeg``; install the ``mp4`` extra). Strokes are
-drawn as the cubic Béziers they are; panels are the source image's aspect, labelled by stroke count.
+drawn as the cubic Béziers they are, each with its own width and opacity when the run optimizes them;
+panels are the source image's aspect, labelled by stroke count.
 The replay lasts :data:`SECONDS_PER_SNAPSHOT` per snapshot (between :data:`MIN_PLAY_S` and
 :data:`MAX_PLAY_S`), then holds the result for :data:`HOLD_S` before it starts again.
 """
@@ -109,14 +110,21 @@ def animation_svg(snapshots: Sequence[SketchSnapshot]) -> str:
                                                        "transform": f"translate({_num(left)} {GAP})"})
         ET.SubElement(group, f"{{{SVG_NS}}}rect", {"width": _num(layout.width), "height": _num(layout.height),
                                                    "fill": "none", "stroke": "#cccccc", "stroke-width": "1"})
-        style = stroke_style(first.stroke_width)
+        final = last.levels[index]
         for stroke in range(level.points.shape[0]):
+            style = stroke_style(final.width_of(stroke, last.stroke_width), opacity=final.opacity_of(stroke))
             frames = [path_data(snapshot.levels[index].points[stroke]) for snapshot in snapshots]
             path = ET.SubElement(group, f"{{{SVG_NS}}}path", {"d": frames[-1], "style": style})
-            ET.SubElement(path, f"{{{SVG_NS}}}animate", {
-                "attributeName": "d", "values": ";".join([*frames, frames[-1]]), "keyTimes": key_times,
-                "dur": f"{_num(duration)}s", "repeatCount": "indefinite", "calcMode": "linear",
-            })
+            replays = {"d": frames}
+            if final.widths is not None:
+                replays["stroke-width"] = [_num(s.levels[index].width_of(stroke, s.stroke_width)) for s in snapshots]
+            if final.opacities is not None:
+                replays["stroke-opacity"] = [_num(s.levels[index].opacity_of(stroke)) for s in snapshots]
+            for attribute, values in replays.items():
+                ET.SubElement(path, f"{{{SVG_NS}}}animate", {
+                    "attributeName": attribute, "values": ";".join([*values, values[-1]]), "keyTimes": key_times,
+                    "dur": f"{_num(duration)}s", "repeatCount": "indefinite", "calcMode": "linear",
+                })
         label = ET.SubElement(root, f"{{{SVG_NS}}}text", {
             "x": _num(left), "y": _num(GAP + layout.height + LABEL_HEIGHT * 0.7),
             "font-family": "sans-serif", "font-size": "14", "fill": "#333333"})
@@ -131,7 +139,6 @@ def animation_frames(snapshots: Sequence[SketchSnapshot], side: int = RASTER_SID
     scale = side / max(first.width, first.height)
     layout = Layout(max(1, round(first.width * scale)), max(1, round(first.height * scale)), len(first.levels))
     width, height = int(layout.total_width), int(layout.total_height)
-    pen = max(1, round(first.stroke_width * scale))
     t = np.linspace(0.0, 1.0, CURVE_SAMPLES)[:, None]
     basis = np.stack([(1 - t) ** 3, 3 * (1 - t) ** 2 * t, 3 * (1 - t) * t ** 2, t ** 3])  # [4, samples, 1]
     frames = []
@@ -142,9 +149,11 @@ def animation_frames(snapshots: Sequence[SketchSnapshot], side: int = RASTER_SID
             left = layout.left(index)
             draw.rectangle((left - 1, GAP - 1, left + layout.width, GAP + layout.height), outline=(204, 204, 204))
             draw.text((left, GAP + layout.height + 8), f"{level.strokes} strokes", fill=(51, 51, 51))
-            for stroke in level.points:
+            for number, stroke in enumerate(level.points):
                 curve = (basis * stroke[:, None, :]).sum(axis=0) * scale + (left, GAP)  # [samples, 2]
-                draw.line([tuple(p) for p in curve.tolist()], fill="black", width=pen, joint="curve")
+                pen = max(1, round(level.width_of(number, snapshot.stroke_width) * scale))
+                ink = round(255 * (1 - level.opacity_of(number)))  # a faint stroke as grey on the white paper
+                draw.line([tuple(p) for p in curve.tolist()], fill=(ink, ink, ink), width=pen, joint="curve")
         frames.append(image)
     return frames
 

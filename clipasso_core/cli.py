@@ -39,7 +39,7 @@ from .precision import PRECISION_CHOICES, Precision
 from .preview import preview_sheet
 from .refine_svg import LayeredDrawing
 from .score import choose_layer, render_layer, score_canvas
-from .sketch import sketch_image
+from .sketch import SketchResult, sketch_image
 from .snapshot import SnapshotHistory
 from .svg import read_sketch_document, sketch_document
 
@@ -211,12 +211,7 @@ def run_sketch(args: argparse.Namespace) -> int:
     if args.animation is not None:
         write_output(args.animation, animation_file(history.snapshots(), args.animation.suffix))
     summary = ", ".join(f"{level.strokes} strokes: loss {level.loss:.4f} (seed {level.seed})" for level in result.levels)
-    if result.cancelled:
-        print(f"Stopped after {result.iterations} of {params.iterations} steps; wrote the best sketches so far to "
-              f"{args.output} ({summary}).", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    print(f"Wrote {args.output} ({summary}).", file=sys.stderr)
-    return 0
+    return report_written(result, params.iterations, args.output, summary, "sketches")
 
 
 def run_refine(args: argparse.Namespace) -> int:
@@ -246,11 +241,16 @@ def run_refine(args: argparse.Namespace) -> int:
     write_output(args.output, drawing.to_string().encode())
     locked = f", {len(strokes.locked)} locked" if strokes.locked else ""
     summary = f"layer {label!r} above {strokes.label!r}{locked}, loss {level.loss:.4f}"
+    return report_written(result, params.iterations, args.output, summary, "strokes")
+
+
+def report_written(result: SketchResult, iterations: int, output: Path, summary: str, what: str) -> int:
+    """Say what was written (and after how many steps, when stopped early); the exit status to return."""
     if result.cancelled:
-        print(f"Stopped after {result.iterations} of {params.iterations} steps; wrote the best strokes so far to "
-              f"{args.output} ({summary}).", file=sys.stderr)
+        print(f"Stopped after {result.iterations} of {iterations} steps; wrote the best {what} so far to "
+              f"{output} ({summary}).", file=sys.stderr)
         return EXIT_INTERRUPTED
-    print(f"Wrote {args.output} ({summary}).", file=sys.stderr)
+    print(f"Wrote {output} ({summary}).", file=sys.stderr)
     return 0
 
 

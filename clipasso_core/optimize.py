@@ -10,7 +10,7 @@ un-augmented eval loss of the pre-step points, so best-iteration tracking costs 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
@@ -71,10 +71,14 @@ class BestSketches:
     """The best sketch of every level after ``iteration`` steps: stroke count → (canvas segments ``[N, 4, 2]``, eval loss).
 
     ``N`` is the stroke count, except for a refined level, whose paths may have several segments each.
+    ``widths`` (canvas pixels) and ``opacities`` map a stroke count to its segments' values ``[N]``, for the
+    options that are optimized.
     """
 
     iteration: int
     levels: dict[int, tuple[torch.Tensor, float]]
+    widths: dict[int, torch.Tensor] = field(default_factory=dict)
+    opacities: dict[int, torch.Tensor] = field(default_factory=dict)
 
 
 @dataclass
@@ -134,15 +138,22 @@ class _BestTracker:
                 start += level.shape[0]
 
     def best_sketches(self, iteration: int, strokes: list[int], seeds: int,
-                      segments: Callable[[list[torch.Tensor]], list[torch.Tensor]]) -> BestSketches:
-        """The lowest-loss seed's best strokes of every level (as ``segments`` draws them), copied to the CPU."""
+                      segments: Callable[[list[torch.Tensor]], list[torch.Tensor]],
+                      per_segment: Callable[[list[torch.Tensor] | None], list[torch.Tensor] | None]) -> BestSketches:
+        """The lowest-loss seed's best strokes of every level (as ``segments`` draws them, styled per segment as
+        ``per_segment`` spreads each path's values), copied to the CPU."""
         losses = self.loss.view(len(strokes), seeds)
         winners = torch.argmin(losses, dim=1).tolist()
         drawn = segments(self.points)
+
+        def winners_of(values: list[torch.Tensor] | None) -> dict[int, torch.Tensor]:
+            return {} if values is None else {count: values[level][winner].detach().cpu().clone()
+                                              for level, (count, winner) in enumerate(zip(strokes, winners))}
+
         return BestSketches(iteration, {
             count: (drawn[level][winner].detach().cpu().clone(), float(losses[level, winner]))
             for level, (count, winner) in enumerate(zip(strokes, winners))
-        })
+        }, winners_of(per_segment(self.style.widths)), winners_of(per_segment(self.style.opacities)))
 
     def per_level(self, strokes: list[int], seeds: int) -> dict[int, float]:
         """Best eval loss per stroke count over its seeds."""
@@ -257,7 +268,7 @@ def optimize_sketches(
         if iteration % params.eval_interval == 0:
             best.update(terms[:, 0].detach(), points, style)
             if snapshot is not None:
-                snapshot(best.best_sketches(iteration, strokes, seeds, segments))
+                snapshot(best.best_sketches(iteration, strokes, seeds, segments, per_segment))
         scaler.step(optimizer)
         scaler.update()
         with torch.no_grad():  # keep the style within its range (a projected gradient step)
@@ -270,7 +281,7 @@ def optimize_sketches(
             progress(Progress(done, params.iterations, best.per_level(strokes, seeds)))
     best.update(loss.eval_terms(draw(points, style)), points, style)
     if snapshot is not None:
-        snapshot(best.best_sketches(done, strokes, seeds, segments))
+        snapshot(best.best_sketches(done, strokes, seeds, segments, per_segment))
     return Optimization(_winners(best, strokes, params, segments(best.points)), done, cancelled)
 
 

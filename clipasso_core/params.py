@@ -57,7 +57,7 @@ def parse_stroke_list(value: Any) -> Any:
     try:
         return [int(part) for part in parts]
     except ValueError:
-        raise ValueError(f"stroke counts must be whole numbers separated by commas, got {value!r}") from None
+        raise ValueError(f"stroke counts must be whole numbers separated by commas, got {_shorten(value, 40)!r}") from None
 
 
 StrokeList = Annotated[list[WholeNumber], BeforeValidator(parse_stroke_list)]
@@ -273,11 +273,25 @@ def make_params(preset: str = "paper", **overrides: Any) -> SketchParams:
     return SketchParams(**values)
 
 
+MAX_REPORTED_ERRORS = 5
+"""Validation problems named in one message; the rest are counted, so a message stays short whatever was sent."""
+
+
 def describe_validation_errors(errors: Iterable[Mapping[str, Any]], empty_field: str = "params") -> str:
-    """One sentence naming each invalid field and why (``strokes: …; seeds: …``), from pydantic's error list."""
+    """One sentence naming each invalid field and why (``strokes: …; seeds: …``), from pydantic's error list.
+
+    What was sent is never echoed at length: field names are cut at 40 characters, each reason at 160, and
+    past the first five problems the rest are only counted.
+    """
     problems = []
     for item in errors:
-        field = ".".join(str(part) for part in item.get("loc", ())) or empty_field
-        message = str(item.get("msg", "is invalid")).removeprefix("Value error, ")
+        field = ".".join(_shorten(str(part), 40) for part in item.get("loc", ())) or empty_field
+        message = _shorten(str(item.get("msg", "is invalid")).removeprefix("Value error, "), 160)
         problems.append(f"{field}: {message}")
-    return "; ".join(problems)
+    more = len(problems) - MAX_REPORTED_ERRORS
+    return "; ".join(problems[:MAX_REPORTED_ERRORS]) + (f"; and {more} more" if more > 0 else "")
+
+
+def _shorten(text: str, limit: int) -> str:
+    """text, or its first limit - 1 characters and "…" when it is longer than limit."""
+    return text if len(text) <= limit else text[:limit - 1] + "…"

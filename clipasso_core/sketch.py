@@ -92,8 +92,11 @@ def sketch_image(
 
     def to_source(best: BestSketches) -> None:
         assert snapshot is not None
-        levels = tuple(SnapshotLevel(count, frame.to_source(points.double()).numpy(), finite_or_none(loss))
-                       for count, (points, loss) in best.levels.items())
+        levels = tuple(
+            SnapshotLevel(count, frame.to_source(points.double()).numpy(), finite_or_none(loss),
+                          None if count not in best.widths else (best.widths[count].double() * frame.scale).numpy(),
+                          None if count not in best.opacities else best.opacities[count].double().numpy())
+            for count, (points, loss) in best.levels.items())
         snapshot(SketchSnapshot(best.iteration, frame.width, frame.height, float(stroke_width), levels))
 
     watch = None if snapshot is None else to_source

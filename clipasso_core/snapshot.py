@@ -23,11 +23,24 @@ DEFAULT_CAPACITY = 120
 
 @dataclass(frozen=True)
 class SnapshotLevel:
-    """One level at one moment: its best strokes ``[S, 4, 2]`` in source pixels and its best eval loss."""
+    """One level at one moment: its best strokes ``[S, 4, 2]`` in source pixels and its best eval loss.
+
+    ``widths`` (source pixels) and ``opacities`` ``[S]`` are each stroke's own, when the run optimizes them.
+    """
 
     strokes: int
     points: np.ndarray
     loss: float | None
+    widths: np.ndarray | None = None
+    opacities: np.ndarray | None = None
+
+    def width_of(self, stroke: int, default: float) -> float:
+        """Stroke ``stroke``'s width: its own, or ``default`` (the run's pen)."""
+        return default if self.widths is None else float(self.widths[stroke])
+
+    def opacity_of(self, stroke: int) -> float:
+        """Stroke ``stroke``'s opacity: its own, or 1."""
+        return 1.0 if self.opacities is None else float(self.opacities[stroke])
 
 
 @dataclass(frozen=True)
@@ -43,7 +56,8 @@ class SketchSnapshot:
     def layers(self) -> list[SketchLayer]:
         """One SVG layer per level (``"<S> strokes"``), only the most detailed one visible, as ``clipasso sketch`` writes."""
         last = len(self.levels) - 1
-        return [SketchLayer(f"{level.strokes} strokes", level.points, self.stroke_width, index == last)
+        return [SketchLayer(f"{level.strokes} strokes", level.points, self.stroke_width, index == last,
+                            widths=_floats(level.widths), opacities=_floats(level.opacities))
                 for index, level in enumerate(self.levels)]
 
     def entry(self) -> dict[str, Any]:
@@ -51,7 +65,10 @@ class SketchSnapshot:
         return {
             "iteration": self.iteration,
             "levels": [{"strokes": level.strokes, "loss": level.loss,
-                        "points": np.round(level.points.astype(np.float64), 3).tolist()} for level in self.levels],
+                        "points": np.round(level.points.astype(np.float64), 3).tolist(),
+                        **{name: np.round(values.astype(np.float64), 4).tolist()
+                           for name, values in (("widths", level.widths), ("opacities", level.opacities))
+                           if values is not None}} for level in self.levels],
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -68,10 +85,16 @@ class SketchSnapshot:
         """The snapshot stored by :meth:`entry`, in an image of the given size and stroke width."""
         levels = tuple(
             SnapshotLevel(int(level["strokes"]), np.asarray(level["points"], dtype=np.float64).reshape(-1, 4, 2),
-                          None if level["loss"] is None else float(level["loss"]))
+                          None if level["loss"] is None else float(level["loss"]),
+                          *(None if level.get(name) is None else np.asarray(level[name], dtype=np.float64)
+                            for name in ("widths", "opacities")))
             for level in entry["levels"]
         )
         return cls(int(entry["iteration"]), width, height, stroke_width, levels)
+
+
+def _floats(values: np.ndarray | None) -> tuple[float, ...] | None:
+    return None if values is None else tuple(float(value) for value in values)
 
 
 def finite_or_none(value: float) -> float | None:

@@ -1,0 +1,1 @@
+"""The Inkscape extension: Sketch…, Insert finished sketches and Refine; standard library and inkex only."""

@@ -5,16 +5,20 @@ A successful run prints nothing; the one exception is a job that outlives the wa
 on its image (saved with the document) and reported in one sentence on stderr. Two extension-only
 options: *Show the live view* opens each job's page on the server in the browser, and *Don't wait*
 notes every unfinished job on its image at once, silently, for Insert finished sketches to add later.
+Closed shapes selected with an image (or the image's own clip-path) become the job's mask, in the
+picture's pixels (drawing_mask.py).
 """
 
 import time
-from typing import List
+from typing import List, Optional, Union
 
 import inkex
 
+from drawing_mask import clip_mask, closed_shapes, selection_mask
 from image_source import image_name, read_raster
 from live_view import open_live_view
 from pending_note import write_note
+from picture_size import picture_size
 from sketch_client import DEFAULT_URL, FINISHED, SketchClient, ServerError, job_error_text, progress_text
 from sketch_layers import SketchJob, SketchStyle, add_sketch_layers
 
@@ -64,16 +68,18 @@ class Sketch(inkex.EffectExtension):
         images = self.selected_images()
         input_file = self.options.input_file if isinstance(self.options.input_file, str) else None
         pictures = [read_raster(image, input_file, self.document_path()) for image in images]
+        masks = self.drawing_masks(images, pictures)
+        job_params = [params if mask is None else {**params, "mask": mask} for mask in masks]
 
         client = SketchClient(self.options.url, self.options.token)
         health = client.health()
         if health.get("models_error"):
             raise ServerError(f"The sketch server cannot sketch: {health['models_error']}")
-        for image, picture in zip(images, pictures):  # every upload checked before the first is sent
-            client.check_upload(picture, params, f"The picture of “{image_name(image)}”")
+        for image, picture, sent in zip(images, pictures, job_params):  # every upload checked before the first is sent
+            client.check_upload(picture, sent, f"The picture of “{image_name(image)}”")
         deadline = time.monotonic() + max(0, self.options.wait)
-        submitted = [client.submit(picture, params) for picture in pictures]
-        jobs = [SketchJob(answer["id"], client.url, params, style) for answer in submitted]
+        submitted = [client.submit(picture, sent) for picture, sent in zip(pictures, job_params)]
+        jobs = [SketchJob(answer["id"], client.url, sent, style) for answer, sent in zip(submitted, job_params)]
         if self.options.live_view:
             for answer in submitted:
                 if answer.get("status") not in FINISHED:
@@ -106,6 +112,37 @@ class Sketch(inkex.EffectExtension):
                 f"Still sketching after {max(0, self.options.wait)} s: {', '.join(pending)}; the job is noted "
                 f"on its image, and {INSERT_MENU} adds the strokes once the server is done."
             )
+
+    def drawing_masks(self, images: List[inkex.Image], pictures: List[bytes]) -> List[Optional[Union[str, List[str]]]]:
+        """Each image's mask: the selected closed shapes over it, else its own clip-path, else None.
+
+        AbortExtension when a selected closed shape lies over none of the images, or when a picture that
+        needs a mask has a size that cannot be read.
+        """
+        shapes = closed_shapes([element for element in self.svg.selection.values() if not isinstance(element, inkex.Image)])
+        used = set()
+        masks: List[Optional[Union[str, List[str]]]] = []
+        for image, picture in zip(images, pictures):
+            if not shapes and not image.get("clip-path"):
+                masks.append(None)
+                continue
+            pixels = picture_size(picture)
+            if pixels is None:
+                raise inkex.AbortExtension(
+                    f"The size of the picture of “{image_name(image)}” cannot be read, so no mask can be drawn "
+                    "on it; leave the shapes out of the selection."
+                )
+            found = selection_mask(shapes, image, pixels)
+            used.update(id(shape) for shape, _ in found)
+            paths = [d for _, d in found] or clip_mask(image, pixels)
+            masks.append(None if not paths else paths[0] if len(paths) == 1 else paths)
+        stray = [shape for shape in shapes if id(shape) not in used]
+        if stray:
+            raise inkex.AbortExtension(
+                f"The shape “{image_name(stray[0])}” lies over none of the selected images; move it over the part "
+                "of the picture to sketch, or leave it out of the selection."
+            )
+        return masks
 
     def selected_images(self) -> List[inkex.Image]:
         """The selected images, also those inside selected groups; AbortExtension when there are none."""

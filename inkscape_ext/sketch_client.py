@@ -15,6 +15,8 @@ from typing import Dict, List, Optional
 
 import inkex
 
+from picture_size import picture_size
+
 DEFAULT_URL = "http://127.0.0.1:8765"
 START_HINT = "Start it with the command clipasso-server, then run the extension again."
 FINISHED = ("succeeded", "failed", "cancelled")
@@ -41,20 +43,30 @@ class SketchClient:
     def __init__(self, url: str, token: str = ""):
         self.url = server_url(url)
         self.token = token.strip()
-        self.max_body_bytes: Optional[int] = None  # the server's upload limit, once health() has read it
+        self.max_body_bytes: Optional[int] = None  # the server's upload limits, once health() has read them
+        self.max_pixels: Optional[int] = None
         # Never route the loopback server through a proxy from the environment.
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
     def health(self) -> dict:
-        """Return the server's health report (version, device, models, queue, limits); note its upload limit."""
+        """Return the server's health report (version, device, models, queue, limits); note its upload limits."""
         answer = self._request("GET", "/v1/health", timeout=HEALTH_TIMEOUT_S)
-        limit = answer.get("max_body_bytes")
-        self.max_body_bytes = limit if _whole(limit) and limit > 0 else None
+        self.max_body_bytes, self.max_pixels = (
+            limit if _whole(limit) and limit > 0 else None
+            for limit in (answer.get("max_body_bytes"), answer.get("max_pixels"))
+        )
         return answer
 
     def check_upload(self, image: bytes, params: dict, what: str) -> None:
         """ServerError when submitting image (called what, e.g. "The picture of “photo”") would exceed the
-        server's upload limit, as health() read it; nothing is sent."""
+        server's upload limits (request size, pixels), as health() read them; nothing is sent."""
+        pixels = picture_size(image)
+        if self.max_pixels is not None and pixels is not None and pixels[0] * pixels[1] > self.max_pixels:
+            raise ServerError(
+                f"{what} is {pixels[0]} × {pixels[1]} pixels, more than the sketch server at {self.url} accepts "
+                f"({self.max_pixels:,} pixels, its --max-pixels), so nothing was sent; scale the picture down, "
+                "or restart the server with a larger --max-pixels."
+            )
         size = len(_submit_body(image, params))
         if self.max_body_bytes is not None and size > self.max_body_bytes:
             raise ServerError(
@@ -71,8 +83,8 @@ class SketchClient:
         except _ConnectionCut:
             raise ServerError(
                 f"The sketch server at {self.url} closed the connection while receiving a picture of "
-                f"{_megabytes(len(data))}; it may be more than the server accepts (clipasso-server --max-body-mb). "
-                "Scale the picture down, or restart the server with a larger --max-body-mb."
+                f"{_megabytes(len(data))}, which may be more than it accepts (clipasso-server --max-body-mb); "
+                "scale the picture down, or restart the server with a larger --max-body-mb."
             ) from None
         return self._expect(answer, "id")
 
@@ -266,7 +278,7 @@ def _valid_host(host: str) -> bool:
 def _bad_url(url: str, why: str) -> ServerError:
     return ServerError(
         f"The server URL “{url.strip()[:200]}” is not a web address ({why}); "
-        f"enter one like {DEFAULT_URL} in the Server tab."
+        f"enter one like {DEFAULT_URL} as the Server URL."
     )
 
 

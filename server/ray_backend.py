@@ -147,13 +147,7 @@ class RayJobQueue(JobQueue):
     def start(self) -> None:
         """Put interrupted jobs back in the queue, start the actors and the dispatcher thread."""
         ray = import_ray()
-        try:
-            recovered = self.store.recover()
-        except Exception as error:  # the dispatcher retries the store when it claims; the server still starts
-            self._trouble("putting interrupted jobs back in the queue", error)
-        else:
-            if recovered:
-                log.info("%d unfinished job(s) from an earlier run will run again", recovered)
+        self.recover_interrupted()
         self.purge_expired()
         remote = ray.remote(SketchActor).options(
             num_cpus=0 if self._gpus else 1, num_gpus=self._gpus, max_restarts=-1, max_task_retries=0,

@@ -225,13 +225,7 @@ class JobQueue:
     # -- worker side -----------------------------------------------------------------------------
     def start(self) -> None:
         """Put interrupted jobs back in the queue and start the worker thread."""
-        try:
-            recovered = self.store.recover()
-        except Exception as error:  # the worker retries the store when it claims; the server still starts
-            self._trouble("putting interrupted jobs back in the queue", error)
-        else:
-            if recovered:
-                log.info("%d unfinished job(s) from an earlier run will run again", recovered)
+        self.recover_interrupted()
         self.purge_expired()
         self._stopping.clear()
         self._thread = threading.Thread(target=self._supervise, name="clipasso-worker", daemon=True)
@@ -289,6 +283,16 @@ class JobQueue:
                     self._phase = "idle"
                 self._progress.pop(job.id, None)
                 self.workers.done(self.worker.name, finished=not self._stopping.is_set())
+
+    def recover_interrupted(self) -> None:
+        """Put the jobs an earlier run left running back in the queue; a store fault is logged, never raised."""
+        try:
+            recovered = self.store.recover()
+        except Exception as error:  # the worker retries the store when it claims; the server still starts
+            self._trouble("putting interrupted jobs back in the queue", error)
+        else:
+            if recovered:
+                log.info("%d unfinished job(s) from an earlier run will run again", recovered)
 
     def purge_expired(self) -> None:
         """Delete finished jobs older than ``keep_days`` with their files, at most every ``PURGE_EVERY_S``.

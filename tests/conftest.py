@@ -7,9 +7,11 @@ Tests that take ``tiny_models`` (or ``precision``) run twice: in fp32 and in the
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image, ImageDraw
 
 from clipasso_core.models import LoadedModels, ModelSpec, load_models
 from clipasso_core.precision import Precision
@@ -43,3 +45,16 @@ def tiny_model_args(tiny_spec: ModelSpec) -> list[str]:
         "--saliency-model", tiny_spec.saliency_model, "--saliency-weights", str(tiny_spec.saliency_weights),
     ]
 
+
+
+@pytest.fixture(scope="session")
+def score_pictures(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with ``target.png`` (a ring) and ``sketch.png`` (one line across it), 240 × 240, for score tests."""
+    folder = tmp_path_factory.mktemp("score-pictures")
+    target = Image.new("RGB", (240, 240), "white")
+    ImageDraw.Draw(target).ellipse((40, 40, 200, 200), outline="black", width=6)
+    target.save(folder / "target.png")
+    sketch = Image.new("RGB", (240, 240), "white")
+    ImageDraw.Draw(sketch).line((40, 120, 200, 120), fill="black", width=3)
+    sketch.save(folder / "sketch.png")
+    return folder

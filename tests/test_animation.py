@@ -101,3 +101,39 @@ def test_mp4_is_a_video_when_the_extra_is_installed():
 def test_nothing_to_animate_is_a_clear_error():
     with pytest.raises(AnimationError, match="no snapshot"):
         animation_svg([])
+
+
+def styled_run(frames: int = 4) -> list[SketchSnapshot]:
+    """A made-up run whose two strokes keep still while one gets wide and the other fades out."""
+    points = np.array([[[10, 15], [30, 15], [50, 15], [70, 15]], [[10, 45], [30, 45], [50, 45], [70, 45]]], dtype=float)
+    snapshots = []
+    for step in range(frames):
+        grow = step / (frames - 1)
+        level = SnapshotLevel(2, points, None, widths=np.array([2.0 + 8.0 * grow, 2.0]),
+                              opacities=np.array([1.0, 1.0 - grow]))
+        snapshots.append(SketchSnapshot(step * 10, 80, 60, 2.0, (level,)))
+    return snapshots
+
+
+def test_svg_replays_each_strokes_own_width_and_ink():
+    root = ET.fromstring(animation_svg(styled_run()))
+    wide, faint = root.find(f"{{{SVG_NS}}}g").findall(f"{{{SVG_NS}}}path")
+    assert "stroke-width:10;" in wide.get("style") and "stroke-opacity:0" in faint.get("style")
+    replays = {a.get("attributeName"): a.get("values").split(";") for a in wide.findall(f"{{{SVG_NS}}}animate")}
+    assert [float(v) for v in replays["stroke-width"]][0] == 2 and float(replays["stroke-width"][-1]) == 10
+    fading = {a.get("attributeName"): a.get("values").split(";") for a in faint.findall(f"{{{SVG_NS}}}animate")}
+    assert float(fading["stroke-opacity"][0]) == 1 and float(fading["stroke-opacity"][-1]) == 0
+    plain = ET.fromstring(animation_svg(run()))  # a run without them animates only the path data
+    assert {a.get("attributeName") for a in plain.iter(f"{{{SVG_NS}}}animate")} == {"d"}
+
+
+def test_frames_draw_each_strokes_own_width_and_ink():
+    frames = animation_frames(styled_run(), side=80)  # scale 1: panel 1 starts at x = 16, y = 16
+    first, last = frames[0], frames[-1]
+
+    def column(image, x):
+        return np.asarray(image.convert("L"))[:, 16 + x]
+
+    # The first stroke (y = 15) thickens from 2 to 10 px; the second (y = 45) fades from black to nothing.
+    assert (column(first, 40)[16 + 5:16 + 25] < 128).sum() <= 3 and (column(last, 40)[16 + 5:16 + 25] < 128).sum() >= 8
+    assert column(first, 40)[16 + 45] < 64 and column(last, 40)[16 + 43:16 + 48].min() > 200

@@ -497,6 +497,60 @@ def test_steer_tab_reaches_the_server_and_each_stroke_keeps_its_width_and_ink(tm
     assert len(set(level["widths"])) > 1
 
 
+def _mask_rect(params: dict) -> Tuple[float, float, float, float]:
+    """(left, top, right, bottom) of the outline of a job's one-shape mask."""
+    box = inkex.Path(params["mask"]).bounding_box()
+    return (box.left, box.top, box.right, box.bottom)
+
+
+@pytest.mark.parametrize("interpreter", INTERPRETERS)
+def test_a_shape_selected_over_a_turned_image_masks_its_sketch(tmp_path, live_server, interpreter):
+    # 40 × 30 pixels drawn as 80 × 60 at (50, 40), the layer turned 90°: the pixel rectangle (10, 5)-(30, 20)
+    # is the document rectangle drawn below, in the turned layer's own coordinates.
+    document = write_document(
+        tmp_path,
+        f"""<g id="layer1" inkscape:groupmode="layer" transform="rotate(90)">
+          <image id="photo" x="50" y="40" width="80" height="60" xlink:href="{png_data_uri()}"/>
+          <rect id="shape" x="70" y="50" width="40" height="30" style="fill:none;stroke:red"/>
+          <path id="open" d="M 50 40 L 60 60" style="fill:none;stroke:blue"/>
+        </g>""",
+    )
+    run = run_extension("clipasso_sketch.py", document, "--id=photo", "--id=shape", "--id=open",
+                        f"--url={live_server.url}", *QUICK, interpreter=interpreter)
+    assert_silent_success(run)
+    layer = sketch_layers(run.svg)["photo"]
+    params = json.loads(layer.get(clip("params")))
+    assert_near(_mask_rect(params), (10, 5, 30, 20), 1e-6)
+    assert same_job(live_server, PHOTO.read_bytes(), params) == layer.get(clip("job"))
+    assert {key: value for key, value in params.items() if key != "mask"} == QUICK_PARAMS
+
+
+def test_an_images_clip_path_masks_its_sketch(tmp_path, live_server):
+    document = write_document(
+        tmp_path,
+        f"""<defs><clipPath id="clip1"><ellipse cx="20" cy="15" rx="12" ry="9"/></clipPath></defs>
+        <g id="layer1" inkscape:groupmode="layer">
+          <image id="photo" width="40" height="30" clip-path="url(#clip1)" xlink:href="{png_data_uri()}"/>
+        </g>""",
+    )
+    run = run_extension("clipasso_sketch.py", document, "--id=photo", f"--url={live_server.url}", *QUICK)
+    assert_silent_success(run)
+    params = json.loads(sketch_layers(run.svg)["photo"].get(clip("params")))
+    assert_near(_mask_rect(params), (8, 6, 32, 24), 1e-3)  # inkex draws the ellipse with cubic arcs
+
+
+def test_a_shape_over_no_selected_image_is_refused_by_name(tmp_path, live_server):
+    document = write_document(
+        tmp_path,
+        f"""<g id="layer1" inkscape:groupmode="layer">
+          <image id="photo" width="40" height="30" xlink:href="{png_data_uri()}"/>
+          <circle id="far" inkscape:label="Lid" cx="200" cy="150" r="10"/>
+        </g>""",
+    )
+    run = run_extension("clipasso_sketch.py", document, "--id=photo", "--id=far", f"--url={live_server.url}", *QUICK)
+    assert_aborted(run, "The shape “Lid” lies over none of the selected images")
+
+
 @pytest.mark.parametrize("rebase_links", [True, False], ids=["rebased-temp-copy", "saved-file-as-is"])
 def test_linked_file_relative_to_the_saved_document(tmp_path, live_server, rebase_links):
     document = linked_project(tmp_path)
@@ -622,7 +676,7 @@ ERROR_CASES = {
     "bad stroke counts": ({}, ["--id=photo", "--strokes=4,eight"], ["4,8,16,32"]),
     "visible level not sketched": ({}, ["--id=photo", "--visible=5"], ["visible level (5 strokes)"]),
     "url without scheme": ({"url": "localhost:8765"}, ["--id=photo"], ["not a web address"]),
-    "url with a broken IPv6 host": ({"url": "http://[::1:8765"}, ["--id=photo"], ["not a web address", "Server tab"]),
+    "url with a broken IPv6 host": ({"url": "http://[::1:8765"}, ["--id=photo"], ["not a web address", "as the Server URL"]),
     "url with a port out of range": ({"url": "http://127.0.0.1:87650"}, ["--id=photo"], ["not a web address", "65535"]),
     "url with an empty host label": ({"url": "http://a..b:8765"}, ["--id=photo"], ["“a..b” is not a host name"]),
     "server not running": (
@@ -715,22 +769,35 @@ def noise_png(side: int) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def one_mb_server(tiny_spec, tmp_path_factory) -> Iterator[ServerProcess]:
-    """A real server that accepts request bodies of at most 1 MB."""
-    with start_server(tmp_path_factory.mktemp("one-mb"), tiny_spec, extra_args=["--max-body-mb", "1"]) as server:
+def small_limits_server(tiny_spec, tmp_path_factory) -> Iterator[ServerProcess]:
+    """A real server that accepts request bodies of at most 1 MB and pictures of at most 2 million pixels."""
+    limits = ["--max-body-mb", "1", "--max-pixels", "2000000"]
+    with start_server(tmp_path_factory.mktemp("small-limits"), tiny_spec, extra_args=limits) as server:
         yield server
 
 
-def test_picture_over_the_servers_upload_limit_is_called_too_large(tmp_path, one_mb_server):
+def test_picture_over_the_servers_upload_limit_is_called_too_large(tmp_path, small_limits_server):
     picture = tmp_path / "big.png"
     picture.write_bytes(noise_png(1000))  # 3 MB, 4 MB in base64
     document = one_image_document(tmp_path, "big.png")
     before = document.read_bytes()
-    run = run_extension("clipasso_sketch.py", document, "--id=photo", *QUICK, f"--url={one_mb_server.url}")
+    run = run_extension("clipasso_sketch.py", document, "--id=photo", *QUICK, f"--url={small_limits_server.url}")
     assert_aborted(run, "The picture of “photo” is 4.0", " MB to send, more than the sketch server at",
                    "accepts (1 MB, its --max-body-mb), so nothing was sent")
     assert document.read_bytes() == before
-    assert one_mb_server.request("GET", "/v1/health")[1]["queue_length"] == 0
+    assert small_limits_server.request("GET", "/v1/health")[1]["queue_length"] == 0
+
+
+@pytest.mark.parametrize("image_format", ["PNG", "JPEG", "WEBP", "GIF", "TIFF"])
+def test_picture_over_the_servers_pixel_limit_is_called_too_large(tmp_path, small_limits_server, image_format):
+    from PIL import Image
+
+    picture = tmp_path / f"wide.{image_format.lower()}"
+    Image.new("RGB", (2001, 1000), (200, 180, 20)).save(picture, format=image_format)  # a few kB, 2,001,000 pixels
+    document = one_image_document(tmp_path, picture.name)
+    run = run_extension("clipasso_sketch.py", document, "--id=photo", *QUICK, f"--url={small_limits_server.url}")
+    assert_aborted(run, "The picture of “photo” is 2001 × 1000 pixels, more than the sketch server at",
+                   "accepts (2,000,000 pixels, its --max-pixels), so nothing was sent")
 
 
 def test_uploads_are_checked_against_the_limit_before_any_is_sent(tmp_path, sketch_server):
@@ -753,7 +820,7 @@ def test_connection_cut_during_an_upload_says_it_may_be_too_large(tmp_path, sket
     document = one_image_document(tmp_path, "big.png")
     run = run_extension("clipasso_sketch.py", document, "--id=photo", f"--url={sketch_server.url}")
     assert_aborted(run, "closed the connection while receiving a picture of 4.0",
-                   "may be more than the server accepts (clipasso-server --max-body-mb)")
+                   "which may be more than it accepts (clipasso-server --max-body-mb); scale the picture down")
 
 
 # --------------------------------------------------------------------------------------------
@@ -974,6 +1041,12 @@ def test_insert_skips_a_note_that_names_no_server_url(tmp_path, live_server):
     assert run.returncode == 0 and "Traceback" not in run.stderr
     assert "“photo” was left waiting: its note names “file:///etc/passwd”, which is not a server URL." in run.stderr
     assert "no longer knows the sketch job of “other”" in run.stderr
+
+
+def test_insert_with_a_malformed_server_url_says_so(tmp_path, live_server):
+    document = noted_document(tmp_path, {"photo": ("job-1", live_server.url)})
+    assert_aborted(run_extension("clipasso_insert.py", document, "--url=http://127.0.0.1:8765:1"),
+                   "The server URL “http://127.0.0.1:8765:1” is not a web address", "as the Server URL.")
 
 
 def test_insert_of_a_job_the_server_forgot_removes_its_note(tmp_path, live_server):

@@ -14,6 +14,7 @@ import pytest
 
 from clipasso_core.params import REFINE_ITERATIONS, SketchParams
 from clipasso_core.path_data import parse_path
+from fake_sketch_server import sketch_server  # noqa: F401  (a fixture, used by name)
 from test_extension import (  # noqa: F401  (live_server: a fixture, used by name)
     EXT_DIR,
     INTERPRETERS,
@@ -170,6 +171,21 @@ def test_a_refine_that_outlives_the_wait_leaves_the_document_untouched(tmp_path,
     with queue_blocked(live_server):
         run = refine(path, live_server, f"--id={list(level(svg))[0].get_id()}", "--wait=0")
     assert_aborted(run, "not finished after 0 s", "the document is unchanged")
+
+
+def test_refine_checks_the_upload_limit_before_sending_and_refuses_a_result_of_other_levels(
+        tmp_path, live_server, sketch_server):
+    svg = sketched(tmp_path, live_server, seed=306)
+    path = save(svg, tmp_path / "sketched.svg")
+    stroke = f"--id={list(level(svg))[0].get_id()}"
+    sketch_server.max_body_bytes = 200  # the fake, which lists the requests it got: nothing may be posted
+    assert_aborted(refine(path, sketch_server, stroke), "The picture of “photo” is 0.00", "so nothing was sent")
+    assert [method for method, _, _ in sketch_server.requests] == ["GET"]
+    sketch_server.max_body_bytes = None
+    sketch_server.result = {"width": 40, "height": 30, "levels": [
+        {"strokes": count, "stroke_width": 3.0, "paths": ["M 1 2 C 3 4 5 6 7 8"] * count, "loss": 0.5} for count in (4, 1)
+    ]}  # fmt: skip
+    assert_aborted(refine(path, sketch_server, stroke), "cannot read (its levels have [1, 4] strokes where [4] were")
 
 
 @needs_inkscape

@@ -272,7 +272,7 @@ def test_malformed_server_urls_get_one_sentence_before_any_request(extension_imp
     with pytest.raises(ServerError) as raised:
         SketchClient(url)
     message = str(raised.value)
-    assert why in message and "is not a web address" in message and "Server tab" in message
+    assert why in message and "is not a web address" in message and "as the Server URL." in message
     assert message.count(". ") == 0 and "\n" not in message
 
 
@@ -437,3 +437,51 @@ def test_live_view_without_a_graphical_session_or_browser_opens_nothing(extensio
     monkeypatch.setenv("DISPLAY", ":0")
     monkeypatch.setattr(webbrowser, "open", broken)
     assert not live_view.open_live_view("http://127.0.0.1:8765", "job")
+
+
+def _saved(image, image_format: str, **options) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, format=image_format, **options)
+    return buffer.getvalue()
+
+
+PICTURE_HEADERS = {
+    "png": ("RGB", "PNG", {}), "png 16-bit grey": ("I;16", "PNG", {}), "gif": ("P", "GIF", {}),
+    "jpeg": ("RGB", "JPEG", {}), "progressive jpeg": ("RGB", "JPEG", {"progressive": True}),
+    "cmyk jpeg": ("CMYK", "JPEG", {}), "mpo": ("RGB", "MPO", {"save_all": True, "append_images": "twice"}),
+    "lossy webp": ("RGB", "WEBP", {"quality": 80}), "lossless webp": ("RGBA", "WEBP", {"lossless": True}),
+    "animated webp": ("RGBA", "WEBP", {"save_all": True, "append_images": "twice"}),
+    "apng": ("RGBA", "PNG", {"save_all": True, "append_images": "twice"}),
+    "tiff": ("RGB", "TIFF", {}), "lzw tiff": ("RGB", "TIFF", {"compression": "tiff_lzw"}),
+    "16-bit tiff": ("I;16", "TIFF", {}),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", PICTURE_HEADERS)
+def test_picture_size_is_read_from_the_header_as_pillow_reads_it(extension_imports, case):
+    import io
+
+    from PIL import Image
+    from picture_size import picture_size
+
+    mode, image_format, options = PICTURE_HEADERS[case]
+    image = Image.new(mode, (123, 45))
+    if options.get("append_images") == "twice":
+        options = {**options, "append_images": [Image.new(mode, (123, 45), 1)]}
+    data = _saved(image, image_format, **options)
+    assert picture_size(data) == Image.open(io.BytesIO(data)).size == (123, 45)
+    assert picture_size(data[:9]) is None  # a header cut short is unknown, not an error
+
+
+def test_the_pixel_limit_is_checked_before_sending(extension_imports):
+    from PIL import Image
+    from sketch_client import ServerError, SketchClient
+
+    client = SketchClient("http://127.0.0.1:1")  # nothing listens: check_upload must not connect
+    client.max_pixels = 5000
+    client.check_upload(_saved(Image.new("RGB", (100, 50)), "PNG"), {}, "The picture")  # exactly the limit
+    with pytest.raises(ServerError, match=r"The picture is 101 × 50 pixels, .*\(5,000 pixels, its --max-pixels\)"):
+        client.check_upload(_saved(Image.new("RGB", (101, 50)), "PNG"), {}, "The picture")
+    client.check_upload(b"\xff\xd8\xff" + b"\x00" * 40, {}, "The picture")  # size unknown: the server judges

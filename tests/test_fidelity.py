@@ -5,7 +5,6 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw
 from pydantic import ValidationError
 
 from clipasso_core.cli import main
@@ -105,20 +104,8 @@ def test_unused_stages_are_not_kept(tiny_models):
     assert set(explicit.clean_target) == {"layer1", "layer2", "layer3", "layer4", "embedding"}
 
 
-@pytest.fixture(scope="module")
-def drawings(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("fidelity")
-    target = Image.new("RGB", (240, 240), "white")
-    ImageDraw.Draw(target).ellipse((40, 40, 200, 200), outline="black", width=6)
-    target.save(folder / "target.png")
-    sketch = Image.new("RGB", (240, 240), "white")
-    ImageDraw.Draw(sketch).line((40, 120, 200, 120), fill="black", width=3)
-    sketch.save(folder / "sketch.png")
-    return folder
-
-
-def test_score_reports_the_stages_in_use(drawings, tiny_model_args, capsys):
-    files = [str(drawings / "target.png"), str(drawings / "sketch.png")]
+def test_score_reports_the_stages_in_use(score_pictures, tiny_model_args, capsys):
+    files = [str(score_pictures / "target.png"), str(score_pictures / "sketch.png")]
     assert main(["score", *files, "--json", *tiny_model_args]) == 0
     paper = json.loads(capsys.readouterr().out)
     assert set(paper) == {"conv_layer2", "conv_layer3", "fc", "total", "precision"}
@@ -137,21 +124,21 @@ def test_score_reports_the_stages_in_use(drawings, tiny_model_args, capsys):
     (["--layer1-weight", "-1"], "layer1_weight"),
     (["--fc-weight", "0", "--layer2-weight", "0", "--layer3-weight", "0"], "at least one loss weight"),
 ])
-def test_bad_weights_are_a_clear_cli_error(drawings, tiny_model_args, capsys, options, message):
-    files = [str(drawings / "target.png"), str(drawings / "sketch.png")]
+def test_bad_weights_are_a_clear_cli_error(score_pictures, tiny_model_args, capsys, options, message):
+    files = [str(score_pictures / "target.png"), str(score_pictures / "sketch.png")]
     assert main(["score", *files, *options, *tiny_model_args]) == 2
     error = capsys.readouterr().err
     assert message in error and "Traceback" not in error
 
 
-def test_unknown_fidelity_is_a_usage_error(drawings, capsys):
+def test_unknown_fidelity_is_a_usage_error(score_pictures, capsys):
     with pytest.raises(SystemExit) as caught:
-        main(["sketch", str(drawings / "target.png"), "-o", "x.svg", "--fidelity", "sharp"])
+        main(["sketch", str(score_pictures / "target.png"), "-o", "x.svg", "--fidelity", "sharp"])
     assert caught.value.code == 2 and "precise" in capsys.readouterr().err
 
 
-def test_sketch_takes_the_fidelity_option(drawings, tmp_path, tiny_model_args, capsys):
+def test_sketch_takes_the_fidelity_option(score_pictures, tmp_path, tiny_model_args, capsys):
     out = tmp_path / "loose.svg"
-    assert main(["sketch", str(drawings / "target.png"), "-o", str(out), "--strokes", "4", "--seeds", "1",
+    assert main(["sketch", str(score_pictures / "target.png"), "-o", str(out), "--strokes", "4", "--seeds", "1",
                  "--iterations", "3", "--fidelity", "loose", *tiny_model_args]) == 0
     assert out.exists() and "4 strokes: loss" in capsys.readouterr().err

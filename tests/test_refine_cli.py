@@ -71,6 +71,23 @@ def test_refine_adds_the_refined_layer_above_the_old_one_and_keeps_locked_stroke
     assert not np.allclose(refined[0][0], STROKES[0], atol=0.5) and not np.allclose(refined[2][0], STROKES[2], atol=0.5)
 
 
+def test_refine_can_vary_width_and_ink_and_leaves_the_locked_strokes_as_they_were(image_path, tmp_path,
+                                                                                 tiny_model_args):
+    sketch, out = tmp_path / "ring.svg", tmp_path / "ring-styled.svg"
+    sketch.write_text(sketch_svg(locked=1))
+    assert main(["refine", str(image_path), str(sketch), "-o", str(out), "--iterations", "6", "--optimize-width",
+                 "--width-lr", "2", "--optimize-opacity", "--opacity-lr", "0.3", *tiny_model_args]) == 0
+    new = layers_of(ET.fromstring(out.read_text()))[2]
+    styles = [dict(item.split(":", 1) for item in path.get("style").split(";"))
+              for path in new.findall(f"{{{SVG_NS}}}path")]
+    widths = [float(style["stroke-width"]) for style in styles]
+    inks = [float(style["stroke-opacity"]) for style in styles]
+    assert widths[1] == pytest.approx(2.5, abs=1e-3) and inks[1] == 1.0, "the locked stroke keeps its style"
+    assert widths[0] != pytest.approx(2.5, abs=1e-3) and widths[2] != pytest.approx(2.5, abs=1e-3)
+    assert all(2.5 * 0.5 - 1e-3 <= width <= 2.5 * 3 + 1e-3 for width in widths)
+    assert any(ink < 1.0 for ink in inks) and all(0.0 <= ink <= 1.0 for ink in inks)
+
+
 INKSCAPE_SAVED = f"""<?xml version="1.0" encoding="UTF-8"?>
 <svg xmlns="{SVG_NS}" xmlns:inkscape="{INKSCAPE_NS}" xmlns:sodipodi="{SODIPODI_NS}"
      width="100mm" height="90mm" viewBox="0 0 400 360">

@@ -123,6 +123,24 @@ def test_a_404_does_not_echo_a_long_path(server):
     assert len(error["message"]) < 200
 
 
+TOO_LONG = {
+    "unknown parameter": {"params": {"x" * 20_000: 1}},
+    "unknown field": {"y" * 20_000: 1},
+    "stroke counts": {"params": {"strokes": "4," + "w" * 20_000}},
+    "many unknown parameters": {"params": {f"z{i}": 1 for i in range(2_000)}},
+}
+
+
+@pytest.mark.parametrize("case", TOO_LONG)
+def test_a_422_does_not_echo_what_was_sent_at_length(server, case):
+    body = {"image": base64.b64encode(png_bytes(30, 20)).decode(), **TOO_LONG[case]}
+    status, answer = server.request("POST", "/v1/jobs", body)
+    assert status == 422 and set(answer) == {"error"}, answer
+    message = answer["error"]["message"]
+    assert len(message) < 600, message
+    assert not any(letter * 80 in message for letter in "xyw"), message
+
+
 @pytest.mark.parametrize("request_bytes", [
     b"POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: abc\r\n\r\n",
     b"POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",

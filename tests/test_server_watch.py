@@ -123,6 +123,20 @@ def test_result_svg_is_the_result_and_the_preview_ends_there(server):
         np.testing.assert_allclose(seen.points, final.points, atol=0.0021)
 
 
+def test_preview_and_animation_show_each_strokes_width_and_ink(server):
+    _, job = submit_image(server, png_bytes(50, 50, seed=9), strokes=[3], iterations=12, eval_interval=5,
+                          optimize_width=True, optimize_opacity=True, width_lr=0.5, opacity_lr=0.05)
+    assert wait_for_status(server, job["id"])["status"] == "succeeded"
+    (level,) = server.request("GET", f"/v1/jobs/{job['id']}/result")[1]["levels"]
+    _, _, preview = fetch(server, f"/v1/jobs/{job['id']}/preview.svg")
+    (layer,) = read_sketch_document(preview).layers
+    assert layer.widths == pytest.approx(level["widths"], abs=2e-3)
+    assert (layer.opacities or (1.0,) * 3) == pytest.approx(level["opacities"], abs=2e-3)
+    _, _, animation = fetch(server, f"/v1/jobs/{job['id']}/animation.svg")
+    replayed = {a.get("attributeName") for a in ET.fromstring(animation).iter(f"{{{SVG_NS}}}animate")}
+    assert replayed == {"d", "stroke-width", "stroke-opacity"}
+
+
 def test_result_svg_keeps_refined_paths_whole(server):
     paths = ["M 5 5 L 20 20 L 30 5", "M 10 30 C 15 35 25 35 30 30"]
     _, job = submit_image(server, png_bytes(40, 40, seed=4), init_paths=paths, iterations=3, strokes=None)

@@ -99,3 +99,35 @@ def test_no_snapshot_callback_changes_nothing(tiny_models):
     plain = sketch_image(picture(), params, tiny_models)
     watched = sketch_image(picture(), params, tiny_models, snapshot=lambda s: None)
     assert torch.equal(plain.levels[0].points, watched.levels[0].points)
+
+
+def test_snapshots_carry_each_strokes_width_and_ink_when_they_are_optimized(tiny_models):
+    params = SketchParams(strokes=[3], seeds=2, iterations=25, augmentations=1, optimize_width=True,
+                          optimize_opacity=True, width_lr=0.5, opacity_lr=0.05)
+    seen: list[SketchSnapshot] = []
+    result = sketch_image(picture(), params, tiny_models, snapshot=seen.append)
+    (outcome,) = result.levels
+    first, last = seen[0].levels[0], seen[-1].levels[0]
+    assert first.widths.shape == first.opacities.shape == (3,)
+    np.testing.assert_allclose(last.widths, outcome.widths.double().numpy(), rtol=1e-6)
+    np.testing.assert_allclose(last.opacities, outcome.opacities.double().numpy(), rtol=1e-6)
+    assert not np.allclose(first.widths, last.widths)  # they change during the run, as the points do
+    layer = seen[-1].layers()[0]
+    assert layer.widths == pytest.approx(tuple(outcome.widths.tolist()))
+    history = SnapshotHistory(capacity=4)
+    for snapshot in seen:
+        history.add(snapshot)
+    again = SnapshotHistory.from_dict(json.loads(json.dumps(history.to_dict()))).latest.levels[0]
+    np.testing.assert_allclose(again.widths, last.widths, atol=1e-4)
+    np.testing.assert_allclose(again.opacities, last.opacities, atol=1e-4)
+
+
+def test_a_refined_paths_width_is_every_one_of_its_segments_width(tiny_models):
+    paths = ["M 10 10 C 20 5 30 5 40 10 C 50 15 60 15 70 10", "M 10 60 L 100 60"]
+    params = SketchParams(init_paths=paths, iterations=6, augmentations=1, optimize_width=True, width_lr=0.5)
+    seen: list[SketchSnapshot] = []
+    result = sketch_image(picture(), params, tiny_models, snapshot=seen.append)
+    (level,) = seen[-1].levels
+    assert level.points.shape == (3, 4, 2) and level.widths.shape == (3,)  # two segments + one
+    widths = result.levels[0].widths.double().numpy()
+    np.testing.assert_allclose(level.widths, [widths[0], widths[0], widths[1]], rtol=1e-6)

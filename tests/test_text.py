@@ -98,20 +98,8 @@ def test_a_prompt_alone_may_carry_the_loss():
         SketchParams(text="a cat", text_weight=0, layer2_weight=0, layer3_weight=0, fc_weight=0)
 
 
-@pytest.fixture(scope="module")
-def drawings(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("text")
-    target = Image.new("RGB", (240, 240), "white")
-    ImageDraw.Draw(target).ellipse((40, 40, 200, 200), outline="black", width=6)
-    target.save(folder / "target.png")
-    sketch = Image.new("RGB", (240, 240), "white")
-    ImageDraw.Draw(sketch).line((40, 120, 200, 120), fill="black", width=3)
-    sketch.save(folder / "sketch.png")
-    return folder
-
-
-def test_score_with_text_reports_and_counts_the_text_term(drawings, tiny_model_args, capsys):
-    files = [str(drawings / "target.png"), str(drawings / "sketch.png")]
+def test_score_with_text_reports_and_counts_the_text_term(score_pictures, tiny_model_args, capsys):
+    files = [str(score_pictures / "target.png"), str(score_pictures / "sketch.png")]
     assert main(["score", *files, "--json", *tiny_model_args]) == 0
     plain = json.loads(capsys.readouterr().out)
     assert "text" not in plain
@@ -122,7 +110,7 @@ def test_score_with_text_reports_and_counts_the_text_term(drawings, tiny_model_a
     assert json.loads(capsys.readouterr().out)["text"] == pytest.approx(2 * steered["text"], rel=1e-5)
 
 
-def test_an_empty_prompt_is_a_clear_cli_error(drawings, tmp_path, capsys):
-    assert main(["sketch", str(drawings / "target.png"), "-o", str(tmp_path / "x.svg"), "--text", ""]) == 2
+def test_an_empty_prompt_is_a_clear_cli_error(score_pictures, tmp_path, capsys):
+    assert main(["sketch", str(score_pictures / "target.png"), "-o", str(tmp_path / "x.svg"), "--text", ""]) == 2
     error = capsys.readouterr().err
     assert "text: give a prompt" in error and "Traceback" not in error
