@@ -184,7 +184,7 @@ def animation_mp4(snapshots: Sequence[SketchSnapshot]) -> bytes:
     with tempfile.TemporaryDirectory(prefix="clipasso-mp4-") as folder:
         target = Path(folder) / "animation.mp4"
         writer = imageio_ffmpeg.write_frames(str(target), even, fps=MP4_FPS, macro_block_size=1,
-                                             output_params=["-pix_fmt", "yuv420p"])
+                                             pix_fmt_out="yuv420p", ffmpeg_log_level="error")
         writer.send(None)
         for index, frame in enumerate(frames):
             padded = Image.new("RGB", even, "white")

@@ -92,10 +92,11 @@ def test_formats_are_checked_before_a_run(tmp_path, monkeypatch):
         animation_file(run(), ".mp4")
 
 
-def test_mp4_is_a_video_when_the_extra_is_installed():
+def test_mp4_is_a_video_when_the_extra_is_installed(capfd):
     pytest.importorskip("imageio_ffmpeg", reason="the optional mp4 extra (imageio-ffmpeg) is not installed")
     data = animation_file(run(frames=3), ".mp4")
     assert data[4:8] == b"ftyp" and len(data) > 1000
+    assert capfd.readouterr().err == ""  # ffmpeg's own chatter stays off the user's terminal
 
 
 def test_nothing_to_animate_is_a_clear_error():
