@@ -61,10 +61,6 @@ class StrokeStyle:
     widths: list[torch.Tensor] | None
     opacities: list[torch.Tensor] | None
 
-    def tensors(self) -> list[torch.Tensor]:
-        """Every optimized style tensor, widths first."""
-        return [*(self.widths or []), *(self.opacities or [])]
-
 
 @dataclass(frozen=True)
 class BestSketches:
