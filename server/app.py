@@ -91,6 +91,7 @@ def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAP
         lifespan=lifespan,
     )
     app.state.queue = queue
+    app.state.config = config
     decode_slots = threading.BoundedSemaphore(MAX_PARALLEL_DECODES)
     install_error_handlers(app, config.data_dir)
     # Middleware added last runs first: HEAD → concurrency limit → token or loopback rule → body limit.

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from .errors import ApiError
+from .store import is_job_id
 
 PAGE_PREFIXES = ("/jobs/", "/static/live/")
 """Paths of the page and its files: served without a token (they hold no data)."""
@@ -43,8 +44,13 @@ def page_file(name: str) -> str:
 
 @router.get("/jobs/{job_id}")
 def live_page(job_id: str, request: Request) -> Response:
-    """The live page of job ``job_id``, or a 404 page when there is no such job."""
-    exists = request.app.state.queue.store.get(job_id) is not None
+    """The live page of job ``job_id``, or a 404 page when there is no such job.
+
+    With a server token the page is served for any well-formed id: whether a job exists is data, which the
+    page's script learns from the API once the person has given the token.
+    """
+    token = request.app.state.config.token
+    exists = is_job_id(job_id) if token else request.app.state.queue.store.get(job_id) is not None
     template = page_file("page.html" if exists else "not_found.html")
     body = template.replace("{job_id}", html.escape(job_id[:64], quote=True))
     return Response(body, status_code=200 if exists else 404, media_type=HTML_TYPE, headers=PAGE_HEADERS)

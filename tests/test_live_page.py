@@ -105,3 +105,12 @@ def test_with_a_token_the_page_is_served_without_it_but_the_data_is_not(tiny_spe
         script = client.get("/static/live/live.js").text
         assert "sessionStorage" in script and '"Bearer " + token' in script
         assert not re.search(r"[?&]token=", script), "the token never goes into a URL"
+
+
+def test_with_a_token_the_page_does_not_tell_strangers_which_jobs_exist(tiny_spec, tmp_path):
+    with make_client(tiny_spec, tmp_path, token=TOKEN) as client:
+        job_id = submit(client, {"Authorization": f"Bearer {TOKEN}"})
+        real, unknown = client.get(f"/jobs/{job_id}"), client.get(f"/jobs/{'0' * 32}")
+        assert real.status_code == unknown.status_code == 200
+        assert real.text.replace(job_id, "0" * 32) == unknown.text
+        assert client.get("/jobs/not-a-job-id").status_code == 404
