@@ -4,7 +4,8 @@
 Images come from the selection, or all noted images when nothing is selected. A finished job's
 strokes are inserted and its note removed; a failed, cancelled or forgotten job's note is removed
 with a message; a running job keeps its note. When nothing could be inserted or removed the run
-aborts with the reason (document untouched); otherwise leftovers are reported on stderr.
+aborts with the reason (document untouched); otherwise leftovers are reported on stderr. A server
+that does not answer keeps its jobs' notes without stopping the others.
 
 The note names the server of its job, and a shared document may name any server: the dialog's token
 goes only to the server the dialog names (loopback names count as one), other servers are asked
@@ -96,6 +97,8 @@ class Insert(inkex.EffectExtension):
                     f"its job is on the server at {server}, not the one this dialog names ({dialog_server}), so "
                     f"your token was not sent to it; to insert it, enter {server} as the Server URL."
                 ) from None
+            if error.status is None:  # not reachable: its notes wait, the other servers' jobs are still inserted
+                raise NotAsked(f"its server did not answer. {error}") from None
             raise
 
     def noted_jobs(self) -> List[Tuple[inkex.BaseElement, SketchJob]]:

@@ -1043,6 +1043,18 @@ def test_insert_skips_a_note_that_names_no_server_url(tmp_path, live_server):
     assert "no longer knows the sketch job of “other”" in run.stderr
 
 
+def test_insert_goes_on_past_a_server_that_does_not_answer(tmp_path, live_server):
+    gone = f"http://127.0.0.1:{_free_port()}"
+    document = noted_document(tmp_path, {"photo": ("job-1", gone), "other": ("gone", live_server.url)})
+    run = run_extension("clipasso_insert.py", document, f"--url={live_server.url}")
+    assert run.returncode == 0 and "Traceback" not in run.stderr
+    assert f"“photo” was left waiting: its server did not answer. No CLIPasso sketch server is running at {gone}" \
+        in run.stderr
+    assert "no longer knows the sketch job of “other”" in run.stderr, "the other server's note was still handled"
+    notes = {image.get("id"): image.get(clip("job")) for image in run.svg.xpath("//svg:image")}
+    assert notes == {"photo": "job-1", "other": None}, "only the unanswered server's note stays"
+
+
 def test_insert_with_a_malformed_server_url_says_so(tmp_path, live_server):
     document = noted_document(tmp_path, {"photo": ("job-1", live_server.url)})
     assert_aborted(run_extension("clipasso_insert.py", document, "--url=http://127.0.0.1:8765:1"),
