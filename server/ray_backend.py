@@ -31,8 +31,7 @@ from .progress import JobClock
 from .ray_actor import SketchActor
 from .snapshots import SnapshotRecorder
 from .store import Job, JobStore
-from .worker import (CANCELLED_MESSAGE, IMAGE_MISSING_MESSAGE, INTERNAL_MESSAGE, INVALID_STORED_MESSAGE, JobQueue,
-                     Outcome)
+from .worker import IMAGE_MISSING_OUTCOME, INTERNAL_MESSAGE, JobQueue, Outcome, invalid_stored_outcome
 from .workers import WorkerBoard, WorkerInfo
 
 log = logging.getLogger("clipasso_server")
@@ -125,23 +124,11 @@ class RayJobQueue(JobQueue):
         self._running: dict[str, _Slot] = {}
 
     # -- API side --------------------------------------------------------------------------------
-    def cancel(self, job_id: str) -> Job | None:
-        """Cancel a queued job at once, or a running one (its actor stops after its current step)."""
-        with self._lock:
-            before, job = self.store.cancel(job_id, CANCELLED_MESSAGE)
-            if job is None:
-                return None
-            slot = self._running.get(job_id)
-            if before == "running" and slot is not None:
-                slot.actor.cancel.remote(job_id)
-                self._unsaved.pop(job_id, None)
-                live = self._progress.get(job_id)
-                if live is not None:
-                    self.store.save_progress(job_id, live)
-                    job = self.store.get(job_id) or job
-        if before in ("queued", "running"):
-            log.info("job %s cancel%s while %s", job_id, "led" if before == "queued" else " requested", before)
-        return job
+    def _stop_running(self, job_id: str) -> None:
+        """Ask the actor running ``job_id`` to stop it after its current step (called with the lock held)."""
+        slot = self._running.get(job_id)
+        if slot is not None:
+            slot.actor.cancel.remote(job_id)
 
     # -- dispatcher side -------------------------------------------------------------------------
     def start(self) -> None:
@@ -226,14 +213,12 @@ class RayJobQueue(JobQueue):
             self._running[job.id] = slot
         problem = None
         if job.params is None:
-            reason = job.params_error or "unreadable parameters"
-            problem = Outcome("failed", None, code="invalid_stored_job",
-                              message=INVALID_STORED_MESSAGE.format(reason=reason))
+            problem = invalid_stored_outcome(job)
         else:
             try:
                 image = self.store.image_path(job).read_bytes()
             except FileNotFoundError:
-                problem = Outcome("failed", None, code="image_missing", message=IMAGE_MISSING_MESSAGE)
+                problem = IMAGE_MISSING_OUTCOME
         if problem is not None:
             self._release(slot)
             slot.status = "idle"

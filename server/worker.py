@@ -103,6 +103,16 @@ class Outcome:
     message: str | None = None
 
 
+IMAGE_MISSING_OUTCOME = Outcome("failed", None, code="image_missing", message=IMAGE_MISSING_MESSAGE)
+"""A job whose uploaded image is gone or damaged."""
+
+
+def invalid_stored_outcome(job: Job) -> Outcome:
+    """A job whose stored parameters this version cannot read: failed, with the reason."""
+    reason = job.params_error or "unreadable parameters"
+    return Outcome("failed", None, code="invalid_stored_job", message=INVALID_STORED_MESSAGE.format(reason=reason))
+
+
 @dataclass(frozen=True)
 class WorkerState:
     """What ``/v1/health`` says about the worker thread."""
@@ -178,8 +188,7 @@ class JobQueue:
             if job is None:
                 return None
             if before == "running":
-                if self._current == job_id:
-                    self._cancel.set()
+                self._stop_running(job_id)
                 self._unsaved.pop(job_id, None)
                 live = self._progress.get(job_id)
                 if live is not None:
@@ -190,6 +199,11 @@ class JobQueue:
         elif before == "running":
             log.info("job %s cancel requested while running", job_id)
         return job
+
+    def _stop_running(self, job_id: str) -> None:
+        """Ask the running job ``job_id`` to stop after its current step (called with the lock held)."""
+        if self._current == job_id:
+            self._cancel.set()
 
     def progress(self, job: Job) -> dict[str, Any] | None:
         """The job's latest progress: live while it runs, else as stored."""
@@ -333,9 +347,7 @@ class JobQueue:
                  job.client, waited, job.runs)
         cancel = self._cancel
         if job.params is None:
-            reason = job.params_error or "unreadable parameters"
-            self._record(job, Outcome("failed", None, code="invalid_stored_job",
-                                      message=INVALID_STORED_MESSAGE.format(reason=reason)), started)
+            self._record(job, invalid_stored_outcome(job), started)
             return
 
         clock = JobClock()
@@ -351,8 +363,7 @@ class JobQueue:
             self._phase = "reading_image"
             image = self._read_image(job)
             if image is None:
-                self._record(job, Outcome("failed", None, code="image_missing", message=IMAGE_MISSING_MESSAGE),
-                             started)
+                self._record(job, IMAGE_MISSING_OUTCOME, started)
                 return
             self._phase = "sketching"
             self._beat = time.monotonic()
