@@ -1145,18 +1145,18 @@ def linked_project(tmp_path: Path) -> Path:
     return folder / "drawing.svg"
 
 
+def quick_sketch_prefs(url: str, seed: int) -> dict[str, str]:
+    """Inkscape preferences for a quick Sketch run (levels 4 and 8, 5 steps, one attempt) on ``url``."""
+    prefs = {"url": url, "strokes": "4,8", "iterations": "5", "seeds": "1", "seed": str(seed)}
+    return {f"org.clipasso.sketch.{name}": value for name, value in prefs.items()}
+
+
 LINKED_PHOTO_TRANSFORM = "translate(12,-8) rotate(-15,80,70) scale(1.25) translate(20,30) scale(2)"
 
 
 @needs_inkscape
 def test_real_inkscape_runs_the_installed_sketch(tmp_path, live_server):
-    prefs = {
-        "org.clipasso.sketch.url": live_server.url,
-        "org.clipasso.sketch.strokes": "4,8",
-        "org.clipasso.sketch.iterations": "5",
-        "org.clipasso.sketch.seeds": "1",
-        "org.clipasso.sketch.seed": "201",  # a job of its own, which Inkscape waits for
-    }
+    prefs = quick_sketch_prefs(live_server.url, seed=201)  # a job of its own, which Inkscape waits for
     svg = run_inkscape(tmp_path, linked_project(tmp_path), "select-by-id:photo;org.clipasso.sketch.noprefs", prefs)
     layer = sketch_layers(svg)["photo"]
     assert layer.get("inkscape:label") == "CLIPasso: Cat photo"
@@ -1171,13 +1171,7 @@ def test_real_inkscape_runs_the_installed_sketch(tmp_path, live_server):
 @needs_inkscape
 def test_real_inkscape_runs_the_sketch_from_a_checkout(tmp_path, live_server):
     """An extensions folder pointing at the repository finds the top-level clipasso.inx and its scripts."""
-    prefs = {
-        "org.clipasso.sketch.url": live_server.url,
-        "org.clipasso.sketch.strokes": "4,8",
-        "org.clipasso.sketch.iterations": "5",
-        "org.clipasso.sketch.seeds": "1",
-        "org.clipasso.sketch.seed": "211",
-    }
+    prefs = quick_sketch_prefs(live_server.url, seed=211)
     svg = run_inkscape(tmp_path, linked_project(tmp_path), "select-by-id:photo;org.clipasso.sketch.noprefs", prefs,
                        from_checkout=True)
     layer = sketch_layers(svg)["photo"]
