@@ -13,7 +13,6 @@ that must survive a restart. Every job state change is logged as one line with t
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from clipasso_core.image import DEFAULT_MAX_PIXELS, read_image
 from clipasso_core.optimize import Progress
 from clipasso_core.params import SketchParams
 from clipasso_core.sketch import LevelSketch, SketchResult, sketch_image
+from clipasso_core.snapshot import finite_or_none
 
 from .config import DEFAULT_KEEP_DAYS, DEFAULT_STUCK_AFTER_S
 from .model_cache import ModelCache, models_identity
@@ -50,17 +50,12 @@ BACKOFF_FIRST_S = 0.2
 BACKOFF_MAX_S = 5.0
 
 
-def finite(value: float) -> float | None:
-    """``value``, or ``None`` when it is NaN or infinite (JSON has no such numbers)."""
-    return value if math.isfinite(value) else None
-
-
 def progress_body(progress: Progress) -> dict[str, Any]:
     """The API's progress object: ``{"iteration", "total", "best_loss": {"<strokes>": loss}}``."""
     return {
         "iteration": progress.iteration,
         "total": progress.total,
-        "best_loss": {str(count): finite(float(loss)) for count, loss in progress.best_loss.items()},
+        "best_loss": {str(count): finite_or_none(loss) for count, loss in progress.best_loss.items()},
     }
 
 
@@ -75,7 +70,7 @@ def level_body(level: LevelSketch) -> dict[str, Any]:
         "strokes": level.strokes,
         "stroke_width": float(level.stroke_width),
         "paths": level.path_data(),
-        "loss": finite(float(level.loss)),
+        "loss": finite_or_none(level.loss),
     }
     if level.widths is not None:
         body["widths"] = [round(float(width), 4) for width in level.widths]
