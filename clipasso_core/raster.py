@@ -19,7 +19,10 @@ The work is sparse and vectorized over all strokes of all sketches (no Python lo
    those of the coverage, confined (like the coverage itself) to about one pixel around the stroke boundary.
 
 Memory and time scale with the number of inked pixels, not with the canvas: a stroke outside the canvas
-costs nothing. A call synchronises with the device twice (the sizes of the candidate and pair sets). On CPU the
+costs nothing. :func:`rasterize` sizes its buffers exactly, so a call synchronises with the device twice (the
+sizes of the candidate and pair sets). :func:`rasterize_within` uses buffers of a fixed :class:`PairCapacity`
+instead: no synchronisation and fixed shapes (a CUDA graph can capture it), and it reports the sizes it needed,
+so that a caller can redo a call that overflowed. Where nothing overflows, both give the same image. On CPU the
 results are deterministic, and bit-identical whether sketches are rendered in one batch or apart; on CUDA the
 per-pixel sums use atomics, so repeated calls may differ in the last bits.
 
@@ -36,7 +39,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-__all__ = ["rasterize"]
+__all__ = ["PairCapacity", "pair_capacity", "rasterize", "rasterize_within"]
 
 _REACH = 0.5 * math.sqrt(2.0) + 1e-3  # a pixel's farthest point from its centre, plus a safety margin
 _CHORD_PX = 4.0  # target length of a chord of the flattening polyline (px)
@@ -45,6 +48,22 @@ _MIN_CHORDS, _MAX_CHORDS = 8, 32
 _NEWTON_STEPS = 3
 _MAX_COVERAGE = 1.0 - 1e-6  # keeps log(1 - cov) finite
 _DIST_QUANTUM = 256.0  # squared distances are compared in steps of 1/256 px^2 when picking the nearest chord
+
+
+class PairCapacity(NamedTuple):
+    """Buffer sizes of one :func:`rasterize_within` call: candidate (chord, pixel) pairs, pair keys, kept pairs."""
+
+    candidates: int
+    keys: int
+    pairs: int
+
+    def holds(self, needed: PairCapacity) -> bool:
+        """Whether every buffer is at least as large as ``needed``."""
+        return all(have >= want for have, want in zip(self, needed))
+
+    def scaled(self, factor: float) -> PairCapacity:
+        """Every size times ``factor``, rounded up to a multiple of 1024 (so that small changes keep the shapes)."""
+        return PairCapacity(*(1024 * math.ceil(size * factor / 1024) for size in self))
 
 
 def rasterize(
@@ -64,6 +83,38 @@ def rasterize(
     Returns:
         gray image :math:`(*, H, W)`, 1 = paper white, 0 = full ink; same dtype and device as ``points``.
     """
+    return _render(points, stroke_width, size, opacity, None)[0]
+
+
+def rasterize_within(
+    points: Tensor, capacity: PairCapacity | None, stroke_width: float | Tensor = 3.0,
+    size: tuple[int, int] = (224, 224), opacity: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """:func:`rasterize` with work buffers of a fixed ``capacity``: no host synchronisation, shapes fixed by it.
+
+    ``capacity`` None sizes the buffers exactly, as :func:`rasterize` does.
+
+    Returns:
+        the gray image :math:`(*, H, W)` and the sizes the call needed :math:`(3)` (int64, in
+        :class:`PairCapacity` order, on the device). Where ``capacity`` holds them, the image equals
+        :func:`rasterize`'s; where it does not, ink is missing and the call must be redone with more room
+        (the pairs counted are then only those found in the room there was).
+    """
+    return _render(points, stroke_width, size, opacity, capacity)
+
+
+def pair_capacity(points: Tensor, stroke_width: float | Tensor = 3.0, size: tuple[int, int] = (224, 224)) -> PairCapacity:
+    """The exact buffer sizes :func:`rasterize_within` needs for ``points`` (synchronises with the device)."""
+    with torch.no_grad():
+        needed = _render(points.detach(), stroke_width, size, None, None)[1]
+    return PairCapacity(*needed.tolist())
+
+
+def _render(
+    points: Tensor, stroke_width: float | Tensor, size: tuple[int, int], opacity: Tensor | None,
+    capacity: PairCapacity | None,
+) -> tuple[Tensor, Tensor]:
+    """:func:`rasterize` (``capacity`` None: exact buffers) or :func:`rasterize_within`; image and needed sizes."""
     if points.dim() < 3 or points.shape[-2:] != (4, 2):
         raise ValueError(f"points must have shape (*, S, 4, 2), got {tuple(points.shape)}")
     height, width = int(size[0]), int(size[1])
@@ -76,7 +127,7 @@ def rasterize(
         half = points.new_full((ctrl.shape[0],), 0.5 * float(stroke_width))
 
     with torch.no_grad():
-        pairs = _pairs(ctrl.detach(), half.detach(), num_strokes, height, width)
+        pairs = _pairs(ctrl.detach(), half.detach(), num_strokes, height, width, capacity)
 
     # Signed distance to the tangent line at the closest point; exact envelope-theorem gradient.
     dist = pairs.centre_normal - _sum_rows(pairs.bern_normal * ctrl.reshape(-1, 8).t().index_select(1, pairs.stroke))
@@ -90,8 +141,9 @@ def rasterize(
         alpha = opacity.to(points).broadcast_to((*lead, num_strokes)).reshape(-1)
         coverage = coverage * alpha.index_select(0, pairs.stroke)
 
-    log_image = points.new_zeros(num_sketches * height * width).index_add(0, pairs.pixel, torch.log1p(-coverage))
-    return torch.exp(log_image).reshape(*lead, height, width)
+    # one pixel past the image takes the padding pairs of a fixed capacity
+    log_image = points.new_zeros(num_sketches * height * width + 1).index_add(0, pairs.pixel, torch.log1p(-coverage))
+    return torch.exp(log_image[:-1]).reshape(*lead, height, width), pairs.needed
 
 
 def _sum_rows(x: Tensor) -> Tensor:
@@ -121,9 +173,11 @@ class _Pairs(NamedTuple):
     reach: Tensor  # (P) half extent of the pixel box projected on the normal
     offsets: Tensor  # (4, P) knots of the trapezoid CDF
     weights: Tensor  # (4, P) coefficients of the trapezoid CDF
+    needed: Tensor  # (3) int64: the candidates, keys and pairs this call needed (see PairCapacity)
 
 
-def _pairs(ctrl: Tensor, half: Tensor, per_sketch: int, height: int, width: int) -> _Pairs:
+def _pairs(ctrl: Tensor, half: Tensor, per_sketch: int, height: int, width: int,
+           capacity: PairCapacity | None = None) -> _Pairs:
     """Find every (stroke, pixel) pair a stroke may cover, with the closest curve point to the pixel centre.
 
     Args:
@@ -132,6 +186,8 @@ def _pairs(ctrl: Tensor, half: Tensor, per_sketch: int, height: int, width: int)
         per_sketch: strokes per sketch S.
         height: canvas height H.
         width: canvas width W.
+        capacity: fixed buffer sizes (P = ``capacity.pairs``; the padding pairs draw on pixel ``N * H * W``),
+            or ``None`` for exact ones (two host synchronisations).
 
     Returns:
         the pairs' constants, see :class:`_Pairs`.
@@ -154,7 +210,7 @@ def _pairs(ctrl: Tensor, half: Tensor, per_sketch: int, height: int, width: int)
     margin = half + _REACH + 0.75 * second / chords.square()  # pixels farther from the polyline are blank
 
     # Per-stroke pixel box (control-point hull, dilated, clipped): the key space of (stroke, pixel) pairs.
-    limit = torch.tensor([width, height], dtype=dtype, device=device)
+    limit = torch.stack([ctrl.new_full((), float(width)), ctrl.new_full((), float(height))])  # no host copy
     box_lo = (ctrl.amin(1) - margin[:, None] - 0.5).ceil().clamp(min=torch.zeros_like(limit), max=limit)
     box_hi = (ctrl.amax(1) + margin[:, None] - 0.5).floor().clamp(min=-torch.ones_like(limit), max=limit - 1)
     box_size = (box_hi - box_lo + 1.0).clamp_min(0.0).long()  # (M, 2): columns, rows
@@ -171,7 +227,12 @@ def _pairs(ctrl: Tensor, half: Tensor, per_sketch: int, height: int, width: int)
     c_hi = torch.minimum((torch.maximum(start, end) + margin[:, None, None] - 0.5).floor(), box_hi[:, None])
     c_size = (c_hi - c_lo + 1.0).clamp_min(0.0).long().reshape(-1, 2)
     count = c_size[:, 0] * c_size[:, 1] * (slot[:-1] < chords[:, None]).reshape(-1)  # (C = M * K)
-    total, key_space = torch.stack([count.sum(), box_area.sum()]).tolist()
+    needed_candidates, needed_keys = count.sum(), box_area.sum()
+    if capacity is None:
+        total, key_space = torch.stack([needed_candidates, needed_keys]).tolist()
+    else:
+        capacity = capacity if num else PairCapacity(0, 0, 0)
+        total, key_space = capacity.candidates, capacity.keys
 
     stroke_of = torch.arange(num, device=device).repeat_interleave(_MAX_CHORDS)
     vec = (end - start).reshape(-1, 2)
@@ -182,14 +243,18 @@ def _pairs(ctrl: Tensor, half: Tensor, per_sketch: int, height: int, width: int)
     c_lo = c_lo.long()
     stride = box_size[stroke_of, 0]
     key0 = key_base[stroke_of] + c_lo[:, 1] * stride + c_lo[:, 0]
-    idata = torch.stack([torch.cumsum(count, 0) - count, c_size[:, 0], key0, stride], 1)  # (C, 4)
+    ends = torch.cumsum(count, 0)
+    idata = torch.stack([ends - count, c_size[:, 0], key0, stride], 1)  # (C, 4)
 
     # Candidate (chord, pixel) pairs: ragged enumeration of all chord boxes, distance to the chord.
-    chord = torch.repeat_interleave(torch.arange(count.shape[0], device=device), count, output_size=total)
-    first, box_w, key0, stride = idata.index_select(0, chord).unbind(1)
     index = torch.arange(total, device=device)
+    if capacity is None:
+        chord = torch.repeat_interleave(torch.arange(count.shape[0], device=device), count, output_size=total)
+    else:  # past the needed count, the padding candidates repeat the last chord
+        chord = torch.searchsorted(ends, index, right=True).clamp_(max=max(count.shape[0] - 1, 0))
+    first, box_w, key0, stride = idata.index_select(0, chord).unbind(1)
     local = index - first
-    row = torch.div(local, box_w, rounding_mode="floor")
+    row = torch.div(local, box_w.clamp_min(1), rounding_mode="floor")
     col = local - row * box_w
     ox, oy, vx, vy, inv_len2, margin2 = fdata.index_select(0, chord).unbind(1)
     dx, dy = col + ox, row + oy
@@ -197,11 +262,23 @@ def _pairs(ctrl: Tensor, half: Tensor, per_sketch: int, height: int, width: int)
     dist2 = (dx - u * vx).square() + (dy - u * vy).square()
 
     # Nearest chord per (stroke, pixel): minimum of (quantized distance, chord slot), unique per pair.
+    # Candidates past the needed count (padding of a fixed capacity) or past the key space go to one spare key.
+    valid = index < needed_candidates
     key = key0 + row * stride + col
+    key = torch.where(valid & (key < key_space), key, key_space)
     rank = (dist2 * _DIST_QUANTUM).clamp(max=2.0**26 - 1.0).int() * _MAX_CHORDS + (chord % _MAX_CHORDS).int()
-    best = torch.full((key_space,), torch.iinfo(torch.int32).max, dtype=torch.int32, device=device)
+    best = torch.full((key_space + 1,), torch.iinfo(torch.int32).max, dtype=torch.int32, device=device)
     best.scatter_reduce_(0, key, rank, "amin")
-    keep = torch.nonzero((best.index_select(0, key) == rank) & (dist2 < margin2)).squeeze(1)
+    kept = valid & (best.index_select(0, key) == rank) & (dist2 < margin2)
+    needed = torch.stack([needed_candidates, needed_keys, kept.sum()])
+    if capacity is None:
+        keep = torch.nonzero(kept).squeeze(1)
+        padding = None
+    else:  # compact in order into the fixed pair buffer; its unused slots repeat candidate 0 and draw nowhere
+        slot = torch.cumsum(kept, 0) - 1
+        slot = torch.where(kept & (slot < capacity.pairs), slot, capacity.pairs)
+        keep = index.new_zeros(capacity.pairs + 1).scatter_(0, slot, index)[:-1]
+        padding = torch.arange(capacity.pairs, device=device) >= needed[2]
 
     chord = chord.index_select(0, keep)
     stroke = torch.div(chord, _MAX_CHORDS, rounding_mode="floor")
@@ -210,6 +287,8 @@ def _pairs(ctrl: Tensor, half: Tensor, per_sketch: int, height: int, width: int)
     row = corner[:, 1] + row.index_select(0, keep)
     sketch = torch.div(stroke, max(per_sketch, 1), rounding_mode="floor")
     pixel = (sketch * height + row) * width + col
+    if padding is not None:
+        pixel = torch.where(padding, num // max(per_sketch, 1) * height * width, pixel)
 
     # Closest point: safeguarded Newton from the nearest chord's projection.
     centre = torch.stack([col, row]).to(dtype) + 0.5  # (2, P)
@@ -238,6 +317,7 @@ def _pairs(ctrl: Tensor, half: Tensor, per_sketch: int, height: int, width: int)
         reach=reach,
         offsets=torch.stack([reach, inner, -inner, -reach]),
         weights=torch.stack([scale, -scale, -scale, scale]),
+        needed=needed,
     )
 
 

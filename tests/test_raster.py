@@ -11,7 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clipasso_core.raster import _pairs, rasterize
+from clipasso_core.raster import PairCapacity, _pairs, pair_capacity, rasterize, rasterize_within
 from raster_reference import SCENE_KINDS, make_strokes, reference_render
 
 CUDA = pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")])
@@ -270,3 +270,58 @@ def test_devices_agree(device: str) -> None:
         results.append((image.cpu(), pts.grad.cpu()))
     assert torch.allclose(results[0][0], results[1][0], atol=1e-4)
     assert torch.allclose(results[0][1], results[1][1], atol=1e-3, rtol=1e-3)
+
+
+def _render_and_gradients(render, points: torch.Tensor, widths: torch.Tensor, opacity: torch.Tensor,
+                          weights: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Image and gradients (points, widths, opacity) of ``render(points, widths, opacity)`` under fixed weights."""
+    leaves = [t.detach().clone().requires_grad_(True) for t in (points, widths, opacity)]
+    image = render(*leaves)
+    (image * weights).sum().backward()
+    return (image.detach(), *(leaf.grad for leaf in leaves))
+
+
+@pytest.mark.parametrize("device", ["cpu", CUDA])
+def test_fixed_capacity_render_equals_the_exact_one(device: str) -> None:
+    points = torch.stack([make_strokes("init", 16, seed=7), make_strokes("long", 16, seed=8)]).to(device)
+    widths = torch.linspace(1.0, 6.0, 32).view(2, 16).to(device)
+    opacity = torch.linspace(0.2, 1.0, 32).view(2, 16).to(device)
+    weights = torch.randn(2, 224, 224, generator=torch.Generator().manual_seed(1)).to(device)
+    exact = pair_capacity(points, widths)
+    roomy = exact.scaled(1.5)
+    assert roomy.holds(exact) and not exact.scaled(0.5).holds(exact)
+
+    expected = _render_and_gradients(lambda p, w, o: rasterize(p, w, opacity=o), points, widths, opacity, weights)
+    needed = []
+
+    def within(p: torch.Tensor, w: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
+        image, sizes = rasterize_within(p, roomy, w, opacity=o)
+        needed.append(PairCapacity(*sizes.tolist()))
+        return image
+
+    got = _render_and_gradients(within, points, widths, opacity, weights)
+    assert needed == [exact]
+    for want, have in zip(expected, got):
+        if device == "cpu":  # the same pairs in the same order: the same sums, bit for bit
+            assert torch.equal(want, have)
+        else:  # atomics sum in any order
+            assert torch.allclose(want, have, atol=1e-5, rtol=1e-4)
+
+
+def test_a_capacity_too_small_reports_what_it_needed_and_drops_ink() -> None:
+    points = make_strokes("long", 24, seed=9)
+    exact = pair_capacity(points)
+    for short in (exact._replace(candidates=exact.candidates // 2), exact._replace(keys=exact.keys // 2),
+                  exact._replace(pairs=exact.pairs // 2)):
+        image, sizes = rasterize_within(points, short)
+        needed = PairCapacity(*sizes.tolist())
+        assert needed[:2] == exact[:2] and not short.holds(needed)
+        assert torch.isfinite(image).all() and _ink(image) < _ink(rasterize(points))
+
+
+def test_fixed_capacity_without_strokes_is_a_blank_canvas() -> None:
+    image, needed = rasterize_within(torch.zeros(2, 0, 4, 2), PairCapacity(1024, 1024, 1024), size=(32, 32))
+    assert torch.equal(image, torch.ones(2, 32, 32)) and needed.tolist() == [0, 0, 0]
+    off_canvas = torch.full((1, 3, 4, 2), -1e4)
+    image, needed = rasterize_within(off_canvas, PairCapacity(1024, 1024, 1024), size=(32, 32))
+    assert torch.equal(image, torch.ones(1, 32, 32)) and needed.tolist() == [0, 0, 0]
