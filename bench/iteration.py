@@ -8,6 +8,9 @@ BatchNorms folded, channels_last), reuses the target's features and augments wit
 in ``fp32`` and once in ``auto`` (bf16 where the CPU or GPU computes it natively). All compute the same
 loss (1 clean + K augmented pairs), with the same random weights. Prints the times, their ratios to the
 paper-style loop, the rasterizer's share of our iteration, and on CUDA the paper job's time at this pace.
+On CUDA our loop runs as replayed CUDA graphs (the default) and once more eagerly (``auto``, no graphs),
+and the rasterizer is timed with exact buffers, with fixed ones, and replayed as a graph.
+``--paper-job`` also runs the whole paper job (2000 steps) once and prints its wall time.
 
 ``--clock process`` times CPU seconds of this process instead of wall seconds: on a shared machine, where
 other work takes turns on the cores, the ratios stay meaningful.
@@ -33,9 +36,10 @@ from clipasso_core.frozen import freeze_for_inference
 from clipasso_core.image import to_canvas
 from clipasso_core.loss import ClipConvLoss
 from clipasso_core.models import ClipEncoder
-from clipasso_core.optimize import optimize_sketches, render
+from clipasso_core.optimize import optimize_sketches, render, stroke_batch
 from clipasso_core.params import CANVAS_SIZE, SketchParams
 from clipasso_core.precision import Precision, resolve_precision
+from clipasso_core.raster import pair_capacity, rasterize_within
 from clipasso_core.saliency import initial_strokes
 
 PAPER_ITERATIONS = 2000
@@ -57,7 +61,7 @@ def synchronize(device: torch.device) -> None:
 
 
 def time_ours(encoder: ClipEncoder, target: torch.Tensor, initial: dict[int, torch.Tensor],
-              params: SketchParams, warmup: int, clock: Callable[[], float]) -> float:
+              params: SketchParams, warmup: int, clock: Callable[[], float], cuda_graphs: bool = True) -> float:
     """Median seconds per job iteration of :func:`optimize_sketches`, after ``warmup`` iterations."""
     stamps: list[float] = []
 
@@ -65,8 +69,19 @@ def time_ours(encoder: ClipEncoder, target: torch.Tensor, initial: dict[int, tor
         synchronize(encoder.device)
         stamps.append(clock())
 
-    optimize_sketches(ClipConvLoss(encoder, target), initial, params, progress=stamp)
+    optimize_sketches(ClipConvLoss(encoder, target), initial, params, progress=stamp, cuda_graphs=cuda_graphs)
     return statistics.median(b - a for a, b in zip(stamps[warmup - 1:], stamps[warmup:]))
+
+
+def time_paper_job(encoder: ClipEncoder, target: torch.Tensor, initial: dict[int, torch.Tensor],
+                   params: SketchParams) -> float:
+    """Wall seconds of the whole job at the paper's 2000 steps (models loaded, first step included)."""
+    params = params.model_copy(update={"iterations": PAPER_ITERATIONS})
+    synchronize(encoder.device)
+    start = time.perf_counter()
+    optimize_sketches(ClipConvLoss(encoder, target), initial, params)
+    synchronize(encoder.device)
+    return time.perf_counter() - start
 
 
 def paper_features(visual: nn.Module, encoder: ClipEncoder, images: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -110,15 +125,40 @@ def time_paper(visual: nn.Module, encoder: ClipEncoder, target: torch.Tensor, in
 
 
 def time_raster(initial: dict[int, torch.Tensor], params: SketchParams, device: torch.device,
-                clock: Callable[[], float], repeats: int = 10) -> float:
-    """Median seconds for one forward + backward render of every sketch of the job."""
-    points = [p.to(device).clone().requires_grad_(True) for p in initial.values()]
-    weights = torch.rand(sum(p.shape[0] for p in points), 3, CANVAS_SIZE, CANVAS_SIZE, device=device)
+                clock: Callable[[], float], mode: str = "exact", repeats: int = 10) -> float:
+    """Median seconds for one forward + backward render of every sketch of the job.
+
+    ``mode``: ``exact`` buffers (two host synchronisations), ``fixed`` buffers (none), or ``graph``: fixed
+    buffers, the pass replayed as a CUDA graph.
+    """
+    batch, width, _ = stroke_batch([p.to(device) for p in initial.values()], params.stroke_width)
+    points = batch.clone().requires_grad_(True)
+    weights = torch.rand(batch.shape[0], CANVAS_SIZE, CANVAS_SIZE, device=device)
+    capacity = None if mode == "exact" else pair_capacity(points, width, (CANVAS_SIZE, CANVAS_SIZE)).scaled(1.25)
+
+    def step() -> None:
+        points.grad = None
+        grey, _ = rasterize_within(points, capacity, width, (CANVAS_SIZE, CANVAS_SIZE))
+        (grey * weights).sum().backward()
+
+    run = step
+    if mode == "graph":
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                step()
+        torch.cuda.current_stream(device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        points.grad = None
+        with torch.cuda.graph(graph):
+            step()
+        run = graph.replay
     times = []
     for _ in range(repeats + 1):
         synchronize(device)
         start = clock()
-        (render(points, params.stroke_width, CANVAS_SIZE) * weights).sum().backward()
+        run()
         synchronize(device)
         times.append(clock() - start)
     return statistics.median(times[1:])
@@ -135,6 +175,7 @@ def main() -> None:
                         help="untimed iterations first (on a CPU, a large batch takes ~5 steps to reach its pace)")
     parser.add_argument("--model", default="RN101", help="loss network (random weights)")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    parser.add_argument("--paper-job", action="store_true", help=f"also run the whole job ({PAPER_ITERATIONS} steps)")
     parser.add_argument("--clock", choices=("wall", "process"), default="wall",
                         help="wall seconds, or CPU seconds of this process (steadier on a shared machine)")
     args = parser.parse_args()
@@ -156,27 +197,34 @@ def main() -> None:
     for requested in (Precision.FP32, Precision.AUTO):
         encoder = ClipEncoder(ours_visual, 224, open_clip.OPENAI_DATASET_MEAN, open_clip.OPENAI_DATASET_STD,
                               precision=resolve_precision(requested, device))
-        ours[requested] = (encoder.precision, time_ours(encoder, target, initial, params, warmup, clock))
+        ours[str(requested)] = (encoder.precision, time_ours(encoder, target, initial, params, warmup, clock))
+    if device.type == "cuda":
+        ours[f"{Precision.AUTO}, no CUDA graphs"] = (
+            encoder.precision, time_ours(encoder, target, initial, params, warmup, clock, cuda_graphs=False))
     paper_encoder = ClipEncoder(paper_visual, 224, open_clip.OPENAI_DATASET_MEAN, open_clip.OPENAI_DATASET_STD)
     paper = time_paper(paper_visual, paper_encoder, target, initial, params, warmup, clock)
-    raster = time_raster(initial, params, device, clock)
+    modes = ("exact", "fixed", "graph") if device.type == "cuda" else ("exact",)
+    raster = {mode: time_raster(initial, params, device, clock, mode) for mode in modes}
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"device: {name}; loss network {args.model}; job: strokes {params.strokes} × {params.seeds} seeds "
-          f"= {sketches} sketches, {1 + params.augmentations} pairs each; {args.clock} clock")
-    print(f"{'loop':<40}{'s / job-iteration':>20}{'s / sketch-iteration':>22}{'ratio':>8}")
-    print(f"{'paper-style (fp32, one sketch)':<40}{paper * sketches:>20.4f}{paper:>22.4f}{1:>8.3f}")
+    print(f"device: {name}; torch {torch.__version__}; loss network {args.model}; job: strokes {params.strokes} × "
+          f"{params.seeds} seeds = {sketches} sketches, {1 + params.augmentations} pairs each; {args.clock} clock")
+    print(f"{'loop':<44}{'s / job-iteration':>20}{'s / sketch-iteration':>22}{'ratio':>8}")
+    print(f"{'paper-style (fp32, one sketch)':<44}{paper * sketches:>20.4f}{paper:>22.4f}{1:>8.3f}")
     for requested, (effective, job_iteration) in ours.items():
         label = f"ours, {requested} (= {effective})"
-        print(f"{label:<40}{job_iteration:>20.4f}{job_iteration / sketches:>22.4f}"
+        print(f"{label:<44}{job_iteration:>20.4f}{job_iteration / sketches:>22.4f}"
               f"{job_iteration / sketches / paper:>8.3f}")
-    auto_iteration = ours[Precision.AUTO][1]
+    auto_iteration = ours[str(Precision.AUTO)][1]
     print(f"ratio ours ({Precision.AUTO}) / paper-style: {auto_iteration / sketches / paper:.3f} (CPU target ≤ 0.18)")
-    print(f"rasterizer (fwd + bwd, all sketches): {raster * 1000:.1f} ms = {100 * raster / auto_iteration:.1f} % "
-          f"of our {Precision.AUTO} iteration")
+    for mode, seconds in raster.items():
+        print(f"rasterizer, {mode} buffers{' (CUDA graph)' if mode == 'graph' else ''} (fwd + bwd, all sketches): "
+              f"{seconds * 1000:.2f} ms = {100 * seconds / auto_iteration:.1f} % of our {Precision.AUTO} iteration")
     if device.type == "cuda":
         print(f"paper job ({len(params.strokes)} levels × {params.seeds} seeds × {PAPER_ITERATIONS} steps) at this "
               f"pace: {auto_iteration * PAPER_ITERATIONS:.0f} s ({Precision.AUTO}), "
-              f"{ours[Precision.FP32][1] * PAPER_ITERATIONS:.0f} s (fp32)")
+              f"{ours[str(Precision.FP32)][1] * PAPER_ITERATIONS:.0f} s (fp32)")
+    if args.paper_job:
+        print(f"paper job, run whole ({Precision.AUTO}): {time_paper_job(encoder, target, initial, params):.1f} s")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ black outside the image, the edge scaled by the in-bounds fraction as torchvisio
 torchvision's; the geometry is the same.
 
 Assumes square images. Parameters are drawn on the CPU from the caller's generator (same seed, same
-augmentations); the grid is built on the images' device.
+augmentations); they become one ``[K, 3, 3]`` matrix per transform (:class:`Warps`), and the grid is built from
+those on the images' device, so a captured CUDA graph can take new transforms by copying in new matrices.
 """
 
 from __future__ import annotations
@@ -48,30 +49,46 @@ class Augmentations:
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         """Every transform on every image: ``[B, C, S, S]`` → ``[K·B, C, S, S]``, transform-major, differentiable."""
-        count, channels = images.shape[:2]
-        grid = self.grid(images.device, images.dtype)
-        # a channel of ones samples the in-bounds fraction, which scales the edge as torchvision's fill=0 does
-        stacked = torch.cat([images.reshape(1, count * channels, self.size, self.size),
-                             torch.ones_like(images[:1, :1])], dim=1).expand(len(self), -1, -1, -1)
-        warped = F.grid_sample(stacked, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-        warped = warped[:, :-1] * warped[:, -1:]
-        return warped.reshape(len(self) * count, channels, self.size, self.size)
+        return Warps(self.matrices().to(images.device))(images)
 
-    def grid(self, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """The sampling grid ``[K, S, S, 2]`` of ``grid_sample`` (``align_corners=False``) for every transform."""
-        size = self.size
-        scale = self.side / size
+    def matrices(self) -> torch.Tensor:
+        """``[K, 3, 3]`` float32 on the CPU: an output pixel centre (u + ½, v + ½, 1) → where it samples the source."""
+        scale = self.side / self.size
         crop = torch.zeros(len(self), 3, 3, dtype=torch.float64)
         crop[:, 0, 0] = crop[:, 1, 1] = scale
         crop[:, 0, 2] = self.crops[:, 1].double()
         crop[:, 1, 2] = self.crops[:, 0].double()
         crop[:, 2, 2] = 1.0
-        # an output pixel centre (u + ½, v + ½) → the crop's pixel-centre coordinates in the warped image → the source
-        matrix = (homographies(self.endpoints, size) @ crop).to(device=device, dtype=torch.float32)
-        centres = torch.arange(size, device=device, dtype=torch.float32) + 0.5
+        # the crop's pixel-centre coordinates in the warped image, then the perspective back to the source
+        return (homographies(self.endpoints, self.size) @ crop).float()
+
+
+@dataclass(frozen=True)
+class Warps:
+    """K transforms of square images as pixel-centre matrices ``[K, 3, 3]`` (float32) on the images' device."""
+
+    matrices: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.matrices.shape[0]
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """Every transform on every image: ``[B, C, S, S]`` → ``[K·B, C, S, S]``, transform-major, differentiable."""
+        count, channels, size = images.shape[0], images.shape[1], images.shape[-1]
+        grid = self.grid(size, images.dtype)
+        # a channel of ones samples the in-bounds fraction, which scales the edge as torchvision's fill=0 does
+        stacked = torch.cat([images.reshape(1, count * channels, size, size),
+                             torch.ones_like(images[:1, :1])], dim=1).expand(len(self), -1, -1, -1)
+        warped = F.grid_sample(stacked, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        warped = warped[:, :-1] * warped[:, -1:]
+        return warped.reshape(len(self) * count, channels, size, size)
+
+    def grid(self, size: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """The sampling grid ``[K, S, S, 2]`` of ``grid_sample`` (``align_corners=False``) for ``size``² images."""
+        centres = torch.arange(size, device=self.matrices.device, dtype=torch.float32) + 0.5
         y, x = torch.meshgrid(centres, centres, indexing="ij")
         base = torch.stack([x, y, torch.ones_like(x)], dim=-1).reshape(1, size * size, 3)
-        mapped = base @ matrix.transpose(1, 2)
+        mapped = base @ self.matrices.transpose(1, 2)
         points = mapped[..., :2] / mapped[..., 2:]
         return (points / (0.5 * size) - 1.0).reshape(len(self), size, size, 2).to(dtype)
 

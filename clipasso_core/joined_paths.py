@@ -10,7 +10,7 @@ take part in the optimisation (they are drawn and count in the loss, but nothing
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -26,11 +26,6 @@ class PathShape:
 
     segments: tuple[int, ...]
     closed: tuple[bool, ...]
-
-    @property
-    def total(self) -> int:
-        """Number of segments of all paths together."""
-        return sum(self.segments)
 
     def path_data(self, segments: np.ndarray) -> list[str]:
         """One absolute path data string per path, from the segments ``[N, 4, 2]`` of all paths in order."""
@@ -81,6 +76,8 @@ class JoinedPaths:
     fixed: torch.Tensor
     index: torch.Tensor
     shape: PathShape
+    _segment_paths: dict[torch.device, torch.Tensor] = field(default_factory=dict, init=False, repr=False,
+                                                             compare=False)
 
     def segments(self, free: torch.Tensor) -> torch.Tensor:
         """Segments ``[..., N, 4, 2]`` of free points ``[..., P, 2]`` (laid out as :attr:`free`) and the fixed ones."""
@@ -88,9 +85,16 @@ class JoinedPaths:
         return torch.cat([free, fixed], dim=-2)[..., self.index, :]
 
     def per_segment(self, values: torch.Tensor) -> torch.Tensor:
-        """Per-path values ``[..., paths]`` (e.g. widths) repeated for each path's segments: ``[..., N]``."""
-        counts = torch.tensor(self.shape.segments, device=values.device)
-        return torch.repeat_interleave(values, counts, dim=-1, output_size=self.shape.total)
+        """Per-path values ``[..., paths]`` (e.g. widths) repeated for each path's segments: ``[..., N]``.
+
+        Each segment's path number is copied to a device once (a captured CUDA graph copies nothing from the host).
+        """
+        paths = self._segment_paths.get(values.device)
+        if paths is None:
+            counts = torch.tensor(self.shape.segments)
+            paths = torch.repeat_interleave(torch.arange(len(counts)), counts).to(values.device)
+            self._segment_paths[values.device] = paths
+        return values.index_select(-1, paths)
 
     def to(self, device: torch.device) -> JoinedPaths:
         """The same paths with every tensor on ``device``."""

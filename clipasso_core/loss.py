@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .augment import Augmentations
+from .augment import Augmentations, Warps
 from .models import ClipEncoder
 from .params import SketchParams
 
@@ -100,7 +100,7 @@ class ClipConvLoss:
                 taps["embedding"] = visual.attnpool(x)
         return taps
 
-    def pair_terms(self, sketches: torch.Tensor, augmentations: Augmentations | None = None) -> torch.Tensor:
+    def pair_terms(self, sketches: torch.Tensor, augmentations: Augmentations | Warps | None = None) -> torch.Tensor:
         """Weighted loss terms per sketch and pair: ``[B, 1 + K, T]`` for sketches ``[B, 3, H, W]``.
 
         The T terms are :attr:`term_names` (the paper's: conv_layer2, conv_layer3, fc). Pair 0 is the clean pair

@@ -15,7 +15,7 @@ import socket
 import urllib.parse
 import urllib.request
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import huggingface_hub
@@ -66,6 +66,8 @@ class ClipEncoder:
     std: tuple[float, float, float]
     precision: Precision = Precision.FP32
     text: TextSource | None = None
+    _moments: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def device(self) -> torch.device:
@@ -77,9 +79,12 @@ class ClipEncoder:
         return autocast(self.precision, self.device)
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        """CLIP-normalise images ``[B, 3, H, W]`` in [0, 1]."""
-        mean = torch.tensor(self.mean, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.std, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+        """CLIP-normalise images ``[B, 3, H, W]`` in [0, 1] (the constants are copied to a device once)."""
+        key = (images.device, images.dtype)
+        if key not in self._moments:
+            self._moments[key] = tuple(torch.tensor(values, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+                                       for values in (self.mean, self.std))
+        mean, std = self._moments[key]
         return (images - mean) / std
 
 
@@ -155,12 +160,9 @@ def load_encoder(name: str, pretrained: str | None, weights: Path | None, device
         model = _create_model(model_name, source, quick_gelu)
     except Exception as error:  # open_clip reports download, config and checkpoint problems as assorted errors
         raise _explain_load_failure(model_name, pretrained, weights, weights_option, error) from None
-    visual = freeze_for_inference(model.visual, device)  # the loss feeds its batches in channels_last too
+    visual = freeze_for_inference(model.visual, device)  # channels_last (the loss's batches too); cuDNN tuned
     has_text = callable(getattr(model, "encode_text", None))
     del model
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # the loss network sees the same few batch shapes every step
-        torch.backends.cuda.matmul.allow_tf32 = True  # as cuDNN's convolutions already do by default
     config = getattr(visual, "preprocess_cfg", {})
     size = visual.image_size if isinstance(visual.image_size, int) else visual.image_size[0]
     return ClipEncoder(

@@ -15,11 +15,12 @@ from typing import Any, Protocol
 
 import torch
 
-from .augment import sample_augmentations
+from .augment import Augmentations, Warps, sample_augmentations
+from .graphed_step import GraphedStep
 from .loss import ClipConvLoss
 from .params import SketchParams
 from .precision import grad_scaler
-from .raster import rasterize
+from .raster import PairCapacity, pair_capacity, rasterize, rasterize_within
 
 MIN_DELTA = 1e-5
 """An eval loss must beat the best one by more than this to count as an improvement (as in the paper's code)."""
@@ -160,9 +161,10 @@ OFF_CANVAS = -1e4
 """Where padding strokes sit: a dot far outside the canvas touches no pixel and costs the rasterizer nothing."""
 
 
-def render(points: list[torch.Tensor], stroke_width: float, size: int,
-           widths: list[torch.Tensor] | None = None, opacities: list[torch.Tensor] | None = None) -> torch.Tensor:
-    """Render every level's sketches ``[seeds, S_l, 4, 2]`` into one RGB batch ``[L·seeds, 3, size, size]``.
+def stroke_batch(points: list[torch.Tensor], stroke_width: float, widths: list[torch.Tensor] | None = None,
+                 opacities: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, float | torch.Tensor,
+                                                                       torch.Tensor | None]:
+    """Every level's sketches ``[seeds, S_l, 4, 2]`` as one batch ``[L·seeds, S, 4, 2]`` with its widths and opacities.
 
     Levels with fewer strokes are padded with off-canvas dots so that one rasterizer call draws them all.
     ``widths`` / ``opacities`` (``[seeds, S_l]`` per level) replace ``stroke_width`` / full ink per stroke.
@@ -177,8 +179,21 @@ def render(points: list[torch.Tensor], stroke_width: float, size: int,
         ])
 
     width: float | torch.Tensor = stroke_width if widths is None else pad(widths, stroke_width)
-    opacity = None if opacities is None else pad(opacities, 1.0)
-    grey = rasterize(pad(points, OFF_CANVAS), width, (size, size), opacity)
+    return pad(points, OFF_CANVAS), width, None if opacities is None else pad(opacities, 1.0)
+
+
+def render(points: list[torch.Tensor], stroke_width: float, size: int,
+           widths: list[torch.Tensor] | None = None, opacities: list[torch.Tensor] | None = None) -> torch.Tensor:
+    """Render every level's sketches ``[seeds, S_l, 4, 2]`` into one RGB batch ``[L·seeds, 3, size, size]``.
+
+    ``widths`` / ``opacities`` (``[seeds, S_l]`` per level) replace ``stroke_width`` / full ink per stroke.
+    """
+    batch, width, opacity = stroke_batch(points, stroke_width, widths, opacities)
+    return _rgb(rasterize(batch, width, (size, size), opacity))
+
+
+def _rgb(grey: torch.Tensor) -> torch.Tensor:
+    """A grey batch ``[B, H, W]`` as RGB ``[B, 3, H, W]`` (a view)."""
     return grey[:, None].expand(-1, 3, -1, -1)
 
 
@@ -213,6 +228,7 @@ def optimize_sketches(
     cancel: CancelSignal | None = None,
     layouts: Mapping[int, StrokeLayout] | None = None,
     snapshot: Callable[[BestSketches], None] | None = None,
+    cuda_graphs: bool = True,
 ) -> Optimization:
     """Optimise ``initial`` strokes (stroke count → ``[seeds, S, 4, 2]`` canvas points) against ``loss``.
 
@@ -220,6 +236,8 @@ def optimize_sketches(
     ``cancel`` stops the run before the next step; the best sketches found so far are still returned.
     A level with a layout optimizes ``initial[count]`` as that layout's tensor and draws its segments.
     ``snapshot`` receives the best sketches so far at every eval step and once more at the end.
+    On CUDA (except in fp16, whose loss scaling is not captured) each step's forward and backward pass is
+    replayed as a CUDA graph (:class:`~.graphed_step.GraphedStep`), unless ``cuda_graphs`` is false.
     """
     strokes = sorted(initial)
     seeds = params.seeds
@@ -252,15 +270,33 @@ def optimize_sketches(
         return render(segments(current), params.stroke_width, size, per_segment(current_style.widths),
                       per_segment(current_style.opacities))
 
+    def batch() -> tuple[torch.Tensor, float | torch.Tensor, torch.Tensor | None]:
+        return stroke_batch(segments(points), params.stroke_width, per_segment(style.widths),
+                            per_segment(style.opacities))
+
+    def run(warps: Augmentations | Warps, capacity: PairCapacity | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loss terms of the current strokes and their gradients (into ``.grad``); the sizes the rasterizer needed."""
+        strokes_batch, width, opacity = batch()
+        grey, needed = rasterize_within(strokes_batch, capacity, width, (size, size), opacity)
+        terms = loss.pair_terms(_rgb(grey), warps)
+        scaler.scale(terms.sum(dim=-1).mean(dim=-1).sum()).backward()
+        return terms, needed
+
+    def eager_step(augmentations: Augmentations) -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        return run(augmentations, None)[0]
+
+    step: Callable[[Augmentations], torch.Tensor] = eager_step
+    if cuda_graphs and device.type == "cuda" and not scaler.is_enabled():
+        leaves = [*points, *(style.widths or []), *(style.opacities or [])]
+        step = GraphedStep(run, lambda: pair_capacity(*batch()[:2], (size, size)), leaves, device)
+
     done, cancelled = 0, False
     for iteration in range(params.iterations):
         if cancel is not None and cancel.is_set():
             cancelled = True
             break
-        augmentations = sample_augmentations(params.augmentations, size, generator)
-        terms = loss.pair_terms(draw(points, style), augmentations)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(terms.sum(dim=-1).mean(dim=-1).sum()).backward()
+        terms = step(sample_augmentations(params.augmentations, size, generator))
         if iteration % params.eval_interval == 0:
             best.update(terms[:, 0].detach(), points, style)
             if snapshot is not None:

@@ -69,11 +69,15 @@ def resolve_precision(requested: Precision | str, device: torch.device) -> Preci
 
 
 def autocast(precision: Precision, device: torch.device) -> contextlib.AbstractContextManager[object]:
-    """A context in which the networks' matrix products and convolutions run in ``precision`` (fp32: no change)."""
+    """A context in which the networks' matrix products and convolutions run in ``precision`` (fp32: no change).
+
+    Its weight-cast cache is off: each weight is cast once per pass anyway, and a CUDA graph may not reuse
+    casts made before its capture.
+    """
     dtype = _DTYPES.get(Precision(precision))
     if dtype is None:
         return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
+    return torch.autocast(device.type, dtype=dtype, cache_enabled=False)
 
 
 def grad_scaler(precision: Precision, device: torch.device) -> torch.amp.GradScaler:

@@ -98,6 +98,7 @@ def test_one_batched_render_equals_rendering_each_level_alone():
     assert torch.allclose(together, alone, atol=1e-6)
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_path_agrees_with_the_cpu_and_improves_the_sketch(tiny_spec, tiny_models, target):
     cuda_models = load_models(tiny_spec, torch.device("cuda"))

@@ -305,6 +305,7 @@ def test_openapi_document_declares_the_json_errors(server):
     assert {"strokes", "seeds", "iterations", "seed", "stroke_width"} <= set(params)
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_a_server_on_the_gpu_runs_jobs_there(tiny_spec, tmp_path):
     with start_server(tmp_path, tiny_spec, extra_args=["--device", "cuda", "--preload"]) as gpu_server:
