@@ -47,7 +47,8 @@ class GraphedStep:
         self._eager_left = WARMUP_STEPS
         self._graph: torch.cuda.CUDAGraph | None = None
         self._disabled = False
-        self.captures = 0
+        self.captures = 0  # graphs captured (a larger one after each overflow)
+        self.replays = 0  # steps whose replay the rasterizer's buffers held
 
     def __call__(self, augmentations: Augmentations) -> torch.Tensor:
         """Loss terms of this step under ``augmentations``, with the leaves' gradients in ``.grad``."""
@@ -57,6 +58,7 @@ class GraphedStep:
             self._matrices.copy_(augmentations.matrices())
             self._graph.replay()
             if self._capacity.holds(PairCapacity(*self._needed.tolist())):
+                self.replays += 1
                 return self._terms
             logger.debug("the strokes outgrew the rasterizer's buffers; redoing the step and capturing larger ones")
             self._graph, self._eager_left = None, 1
@@ -79,7 +81,7 @@ class GraphedStep:
         self._clear_gradients()
         graph = torch.cuda.CUDAGraph()
         try:
-            with torch.cuda.graph(graph):
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):  # a server's other threads may use CUDA
                 self._terms, self._needed = self._run(Warps(self._matrices), self._capacity)
         except RuntimeError as error:
             logger.warning("Cannot capture the optimisation step as a CUDA graph, so it runs eagerly: %s", error)

@@ -72,7 +72,7 @@ def assert_same_sketches(replayed: SketchResult, eager: SketchResult, replayed_h
 def test_replayed_steps_draw_what_eager_steps_draw(cuda_models, graphed, monkeypatch):
     params = SketchParams(strokes=[4, 16], seeds=2, iterations=30, eval_interval=5)
     replayed, history = sketch_with_history(cup(), params, cuda_models)
-    assert [step.captures for step in graphed] == [1]
+    assert len(graphed) == 1 and graphed[0].replays > params.iterations // 2
     eager, eager_history = eagerly(monkeypatch, lambda: sketch_with_history(cup(), params, cuda_models))
     assert_same_sketches(replayed, eager, history, eager_history)
 
@@ -81,7 +81,7 @@ def test_strokes_that_outgrow_the_graphs_buffers_are_redrawn_in_full(cuda_models
     monkeypatch.setattr(graphed_step, "HEADROOM", 0.5)  # every capture is too small: every step is redone
     params = SketchParams(strokes=[8], seeds=2, iterations=12)
     replayed, history = sketch_with_history(cup(), params, cuda_models)
-    assert graphed[0].captures == params.iterations - graphed_step.WARMUP_STEPS
+    assert graphed[0].captures == params.iterations - graphed_step.WARMUP_STEPS and graphed[0].replays == 0
     eager, eager_history = eagerly(monkeypatch, lambda: sketch_with_history(cup(), params, cuda_models))
     assert_same_sketches(replayed, eager, history, eager_history)
 
@@ -90,7 +90,7 @@ def test_a_refined_sketch_with_styled_strokes_replays_and_keeps_its_locked_path(
     params = SketchParams(init_paths=[CURVE, EDITED, LOCKED, CLOSED], locked=[2], iterations=25,
                           optimize_width=True, optimize_opacity=True)
     replayed, history = sketch_with_history(picture(), params, cuda_models)
-    assert [step.captures for step in graphed] == [1]
+    assert len(graphed) == 1 and graphed[0].replays > params.iterations // 2
     level = replayed.levels[0]
     assert torch.equal(level.points[8:10], torch.from_numpy(read_paths(params.init_paths)[2].segments))
     eager, eager_history = eagerly(monkeypatch, lambda: sketch_with_history(picture(), params, cuda_models))
