@@ -81,7 +81,9 @@ class GraphedStep:
         self._clear_gradients()
         graph = torch.cuda.CUDAGraph()
         try:
-            with torch.cuda.graph(graph, capture_error_mode="thread_local"):  # a server's other threads may use CUDA
+            # on the warm-up's stream (where autograd made the leaves' gradient nodes); thread-local, so that
+            # a server's other threads may use the GPU meanwhile
+            with torch.cuda.graph(graph, stream=self._side, capture_error_mode="thread_local"):
                 self._terms, self._needed = self._run(Warps(self._matrices), self._capacity)
         except RuntimeError as error:
             logger.warning("Cannot capture the optimisation step as a CUDA graph, so it runs eagerly: %s", error)
