@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import torch
 
 from .augment import Augmentations, Warps, sample_augmentations
-from .graphed_step import GraphedStep
+from .graphed_step import CudaGraphs, GraphedStep
 from .loss import ClipConvLoss
 from .params import SketchParams
 from .precision import grad_scaler
@@ -289,7 +289,7 @@ def optimize_sketches(
     step: Callable[[Augmentations], torch.Tensor] = eager_step
     if cuda_graphs and device.type == "cuda" and not scaler.is_enabled():
         leaves = [*points, *(style.widths or []), *(style.opacities or [])]
-        step = GraphedStep(run, lambda: pair_capacity(*batch()[:2], (size, size)), leaves, device)
+        step = GraphedStep(run, lambda: pair_capacity(*batch()[:2], (size, size)), leaves, CudaGraphs(device))
 
     done, cancelled = 0, False
     for iteration in range(params.iterations):
