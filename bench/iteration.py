@@ -33,6 +33,7 @@ from torch import nn
 
 from clipasso_core.augment import sample_augmentations
 from clipasso_core.frozen import freeze_for_inference
+from clipasso_core.graphed_step import HEADROOM, CudaGraphs
 from clipasso_core.image import to_canvas
 from clipasso_core.loss import ClipConvLoss
 from clipasso_core.models import ClipEncoder
@@ -161,7 +162,7 @@ def time_raster(initial: dict[int, torch.Tensor], params: SketchParams, device: 
     batch, width, _ = stroke_batch([p.to(device) for p in initial.values()], params.stroke_width)
     points = batch.clone().requires_grad_(True)
     weights = torch.rand(batch.shape[0], CANVAS_SIZE, CANVAS_SIZE, device=device)
-    capacity = None if mode == "exact" else pair_capacity(points, width, (CANVAS_SIZE, CANVAS_SIZE)).scaled(1.25)
+    capacity = None if mode == "exact" else pair_capacity(points, width, (CANVAS_SIZE, CANVAS_SIZE)).scaled(HEADROOM)
 
     def step() -> None:
         points.grad = None
@@ -170,17 +171,11 @@ def time_raster(initial: dict[int, torch.Tensor], params: SketchParams, device: 
 
     run = step
     if mode == "graph":
-        side = torch.cuda.Stream(device)
-        side.wait_stream(torch.cuda.current_stream(device))
-        with torch.cuda.stream(side):
-            for _ in range(3):
-                step()
-        torch.cuda.current_stream(device).wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
+        graphs = CudaGraphs(device)
+        for _ in range(3):
+            graphs.eager(step)
         points.grad = None
-        with torch.cuda.graph(graph, stream=side):
-            step()
-        run = graph.replay
+        _, run = graphs.capture(step)
     times = []
     for _ in range(repeats + 1):
         synchronize(device)

@@ -266,19 +266,20 @@ def optimize_sketches(
             return None
         return [layouts[count].per_segment(v) if count in layouts else v for count, v in zip(strokes, values)]
 
-    def draw(current: list[torch.Tensor], current_style: StrokeStyle) -> torch.Tensor:
-        return render(segments(current), params.stroke_width, size, per_segment(current_style.widths),
-                      per_segment(current_style.opacities))
-
     def batch() -> tuple[torch.Tensor, float | torch.Tensor, torch.Tensor | None]:
         return stroke_batch(segments(points), params.stroke_width, per_segment(style.widths),
                             per_segment(style.opacities))
 
-    def run(warps: Augmentations | Warps, capacity: PairCapacity | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Loss terms of the current strokes and their gradients (into ``.grad``); the sizes the rasterizer needed."""
+    def draw(capacity: PairCapacity | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The current sketches, RGB, and the sizes the rasterizer needed."""
         strokes_batch, width, opacity = batch()
         grey, needed = rasterize_within(strokes_batch, capacity, width, (size, size), opacity)
-        terms = loss.pair_terms(_rgb(grey), warps)
+        return _rgb(grey), needed
+
+    def run(warps: Augmentations | Warps, capacity: PairCapacity | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loss terms of the current strokes and their gradients (into ``.grad``); the sizes the rasterizer needed."""
+        images, needed = draw(capacity)
+        terms = loss.pair_terms(images, warps)
         scaler.scale(terms.sum(dim=-1).mean(dim=-1).sum()).backward()
         return terms, needed
 
@@ -311,7 +312,7 @@ def optimize_sketches(
         done = iteration + 1
         if progress is not None:
             progress(Progress(done, params.iterations, best.per_level(strokes, seeds)))
-    best.update(loss.eval_terms(draw(points, style)), points, style)
+    best.update(loss.eval_terms(draw()[0]), points, style)
     if snapshot is not None:
         snapshot(best.best_sketches(done, strokes, seeds, segments, per_segment))
     return Optimization(_winners(best, strokes, params, segments(best.points)), done, cancelled)
