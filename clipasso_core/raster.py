@@ -231,7 +231,7 @@ def _pairs(ctrl: Tensor, half: Tensor, per_sketch: int, height: int, width: int,
     if capacity is None:
         total, key_space = torch.stack([needed_candidates, needed_keys]).tolist()
     else:
-        capacity = capacity if num else PairCapacity(0, 0, 0)
+        capacity = capacity if num and capacity.candidates else PairCapacity(0, 0, 0)  # nothing to pad from
         total, key_space = capacity.candidates, capacity.keys
 
     stroke_of = torch.arange(num, device=device).repeat_interleave(_MAX_CHORDS)

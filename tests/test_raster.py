@@ -322,6 +322,8 @@ def test_a_capacity_too_small_reports_what_it_needed_and_drops_ink() -> None:
 def test_fixed_capacity_without_strokes_is_a_blank_canvas() -> None:
     image, needed = rasterize_within(torch.zeros(2, 0, 4, 2), PairCapacity(1024, 1024, 1024), size=(32, 32))
     assert torch.equal(image, torch.ones(2, 32, 32)) and needed.tolist() == [0, 0, 0]
+    no_room = rasterize_within(make_strokes("init", 4, (32, 32), seed=1), PairCapacity(0, 0, 1024), size=(32, 32))
+    assert torch.equal(no_room[0], torch.ones(32, 32)) and no_room[1][0] > 0  # it drew nothing and says why
     off_canvas = torch.full((1, 3, 4, 2), -1e4)
     image, needed = rasterize_within(off_canvas, PairCapacity(1024, 1024, 1024), size=(32, 32))
     assert torch.equal(image, torch.ones(1, 32, 32)) and needed.tolist() == [0, 0, 0]
