@@ -72,6 +72,7 @@ class CudaGraphs:
 
     def capture(self, run: Callable[[], Outputs]) -> tuple[Outputs, Callable[[], None]]:
         """``run()`` captured as a CUDA graph: its static outputs and the graph's replay."""
+        torch.cuda.empty_cache()  # the graph takes its own memory: hand back what the eager steps left cached
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, stream=self._side, capture_error_mode="thread_local"):
             outputs = run()
