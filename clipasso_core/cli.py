@@ -34,7 +34,8 @@ from .mask_svg import read_mask_svg
 from .model_options import add_model_options, model_spec
 from .models import encode_prompt, load_encoder, load_models, resolve_device
 from .optimize import Progress
-from .params import CANVAS_SIZE, FIDELITY_PRESETS, REFINE_ITERATIONS, describe_validation_errors, make_params
+from .params import (CANVAS_SIZE, FIDELITY_PRESETS, PRESET_CHOICES, REFINE_ITERATIONS, describe_validation_errors,
+                     make_params)
 from .precision import PRECISION_CHOICES, Precision
 from .preview import preview_sheet
 from .refine_svg import LayeredDrawing
@@ -59,11 +60,15 @@ def build_parser() -> argparse.ArgumentParser:
                                  description="Sketch IMAGE with CLIPasso; writes one Inkscape layer per level.")
     sketch.add_argument("image", type=Path, help="PNG, JPEG, WebP, GIF or TIFF image to sketch")
     sketch.add_argument("-o", "--output", type=Path, required=True, help="SVG file to write")
-    sketch.add_argument("--preset", default="paper", choices=["paper", "draft"],
-                        help="paper: 3 seeds × 2000 steps (hours on a CPU); draft: 1 seed × 300 steps (default: paper)")
+    sketch.add_argument("--preset", default="paper", choices=PRESET_CHOICES,
+                        help="quick: 1 attempt × 300 steps (minutes on a CPU; 'draft' is another name for it); "
+                             "balanced: 3 attempts, the best one continues after step 250, to 1000 steps; "
+                             "paper: 3 attempts × 2000 steps, as published (hours on a CPU) (default: paper)")
     sketch.add_argument("--strokes", help="stroke counts, one level each (default: 4,8,16,32)")
     sketch.add_argument("--seeds", type=int, help="sketches per level; the lowest loss wins (default: 3)")
     sketch.add_argument("--iterations", type=int, help="optimisation steps (default: 2000)")
+    sketch.add_argument("--pick-seed-at", type=int, metavar="STEP",
+                        help="at this eval step each level keeps only its best attempt (default: the preset's)")
     sketch.add_argument("--seed", type=int, help="base random seed (default: 0)")
     sketch.add_argument("--stroke-width", type=float, help="pen width on the 224-px canvas (default: 3.0)")
     sketch.add_argument("--embed-image", action="store_true", help="embed the source image as a locked bottom layer")
@@ -184,7 +189,7 @@ def run_sketch(args: argparse.Namespace) -> int:
     """``clipasso sketch``: optimise, then write the SVG (and preview, animation) even when stopped with Ctrl-C."""
     mask = read_mask_file(args.mask) if args.mask is not None else None
     params = make_params(args.preset, strokes=args.strokes, seeds=args.seeds, iterations=args.iterations,
-                         seed=args.seed, stroke_width=args.stroke_width, mask=mask, **loss_overrides(args),
+                         pick_seed_at=args.pick_seed_at, seed=args.seed, stroke_width=args.stroke_width, mask=mask, **loss_overrides(args),
                          **style_overrides(args))
     if args.animation is not None:
         check_format(args.animation)

@@ -76,6 +76,22 @@ FIDELITY_PRESETS: dict[str, dict[str, float]] = {
 
 Fidelity = Literal["precise", "paper", "loose"]
 
+PRESETS: dict[str, dict[str, Any]] = {
+    "quick": {"seeds": 1, "iterations": 300},
+    "balanced": {"seeds": 3, "iterations": 1000, "pick_seed_at": 250},
+    "paper": {"seeds": 3, "iterations": 2000},
+}
+"""Quality presets by what a designer gets: ``quick`` a first look in minutes on a CPU, ``balanced`` three
+attempts of which the best one continues after step 250, ``paper`` the published run (3 × 2000 steps)."""
+
+Preset = Literal["quick", "balanced", "paper"]
+
+PRESET_ALIASES: dict[str, str] = {"draft": "quick"}
+"""Other names of presets (``draft`` was ``quick``'s name before there were three)."""
+
+PRESET_CHOICES = (*PRESETS, *PRESET_ALIASES)
+"""Every name a preset may be given by (for the CLI's choices)."""
+
 
 class SketchParams(BaseModel):
     """Everything that shapes one sketch job; defaults are the paper's run (CLIPasso, SIGGRAPH 2022)."""
@@ -88,8 +104,20 @@ class SketchParams(BaseModel):
         json_schema_extra={"items": {"type": "integer", "minimum": 1, "maximum": MAX_STROKES},
                            "minItems": 1, "maxItems": MAX_LEVELS, "uniqueItems": True},
     )
+    preset: Preset | None = Field(
+        default=None,
+        description="A quality preset that fills what is not given: quick (1 attempt × 300 steps), balanced "
+                    "(3 attempts until step 250, then the best one to 1000 steps) or paper (3 attempts × 2000 "
+                    "steps, as published). 'draft' is another name for quick. Absent: the paper's values.",
+    )
     seeds: WholeNumber = Field(default=3, ge=1, le=MAX_SEEDS, description="Sketches per level; the lowest eval loss wins.")
     iterations: WholeNumber = Field(default=2000, ge=1, le=MAX_ITERATIONS, description="Optimisation steps per sketch.")
+    pick_seed_at: WholeNumber | None = Field(
+        default=None, ge=1, le=MAX_ITERATIONS,
+        description="The eval step (a multiple of eval_interval) at which each level keeps only its best attempt "
+                    "(lowest eval loss) and drops the others; the kept one continues exactly as without the pick. "
+                    "No effect at or after the last step, or with one seed. Absent: every attempt runs to the end.",
+    )
     seed: WholeNumber = Field(default=0, ge=0, le=MAX_SEED, description="Base random seed; seed k of a level uses seed + 1000·k.")
     stroke_width: FiniteFloat = Field(
         default=3.0, gt=0.0, le=50.0, description="SVG stroke width on the 224-px canvas (the paper's diffvg 1.5 half-width)."
@@ -149,12 +177,24 @@ class SketchParams(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _refine_defaults(cls, data: Any) -> Any:
-        """A job with ``init_paths`` has one level of that many strokes, 1 seed and fewer steps unless given."""
-        if isinstance(data, dict) and isinstance(data.get("init_paths"), list) and data["init_paths"]:
-            defaults = {"strokes": [len(data["init_paths"])], "seeds": 1, "iterations": REFINE_ITERATIONS}
-            data = {**defaults, **{key: value for key, value in data.items() if value is not None}}
-        return data
+    def _fill_defaults(cls, data: Any) -> Any:
+        """Fill what was not given from the ``preset``, then (a job with ``init_paths``) from the refine defaults.
+
+        A refine has one level of as many strokes as paths, 1 seed and fewer steps, unless given or set by a
+        preset. ``"draft"`` is read as ``"quick"``; an unknown preset is left for the field to refuse.
+        """
+        if not isinstance(data, Mapping):
+            return data
+        given = {key: value for key, value in data.items() if value is not None}
+        preset = given.get("preset")
+        if isinstance(preset, str):
+            preset = given["preset"] = PRESET_ALIASES.get(preset, preset)
+        defaults: dict[str, Any] = {}
+        if isinstance(given.get("init_paths"), list) and given["init_paths"]:
+            defaults = {"strokes": [len(given["init_paths"])], "seeds": 1, "iterations": REFINE_ITERATIONS}
+        if isinstance(preset, str):
+            defaults.update(PRESETS.get(preset, {}))
+        return {**defaults, **given} if defaults or preset is not None else data
 
     @model_validator(mode="before")
     @classmethod
@@ -242,6 +282,13 @@ class SketchParams(BaseModel):
         return sorted(locked)
 
     @model_validator(mode="after")
+    def _check_pick_seed_at(self) -> SketchParams:
+        if self.pick_seed_at is not None and self.pick_seed_at % self.eval_interval:
+            raise ValueError(f"pick_seed_at must be an eval step, a multiple of eval_interval ({self.eval_interval}), "
+                             f"got {self.pick_seed_at}")
+        return self
+
+    @model_validator(mode="after")
     def _check_refine_level(self) -> SketchParams:
         if self.init_paths is not None and self.strokes != [len(self.init_paths)]:
             raise ValueError(f"a job with init_paths has one level with one stroke per path ({len(self.init_paths)}); "
@@ -257,20 +304,12 @@ class SketchParams(BaseModel):
         return [self.seed + 1000 * k for k in range(self.seeds)]
 
 
-PRESETS: dict[str, dict[str, Any]] = {
-    "paper": {},
-    "draft": {"seeds": 1, "iterations": 300},
-}
-"""Named starting points: ``paper`` is the published run, ``draft`` a quick preview for machines without a GPU."""
-
-
-def make_params(preset: str = "paper", **overrides: Any) -> SketchParams:
-    """Build parameters from a preset plus explicit overrides (``None`` values are ignored)."""
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
-    values = dict(PRESETS[preset])
-    values.update({key: value for key, value in overrides.items() if value is not None})
-    return SketchParams(**values)
+def make_params(preset: str | None = None, **overrides: Any) -> SketchParams:
+    """Build parameters from a preset (or its other name; ``None``: none) plus explicit overrides (``None`` values are ignored)."""
+    name = None if preset is None else PRESET_ALIASES.get(preset, preset)
+    if name is not None and name not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESET_CHOICES)}")
+    return SketchParams(preset=name, **{key: value for key, value in overrides.items() if value is not None})
 
 
 MAX_REPORTED_ERRORS = 5

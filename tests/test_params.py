@@ -90,3 +90,33 @@ def test_integers_are_fine_where_a_number_is_asked_and_json_infinity_is_refused(
     with pytest.raises(ValidationError) as caught:
         SketchParams.model_validate_json('{"fc_weight": 1e999}')
     assert "fc_weight" in describe_validation_errors(caught.value.errors())
+
+
+@pytest.mark.parametrize("name, seeds, iterations, pick", [
+    ("quick", 1, 300, None), ("draft", 1, 300, None), ("balanced", 3, 1000, 250), ("paper", 3, 2000, None),
+])
+def test_quality_presets_fill_what_is_not_given(name, seeds, iterations, pick):
+    params = SketchParams(preset=name)
+    assert (params.seeds, params.iterations, params.pick_seed_at) == (seeds, iterations, pick)
+    assert params.preset == ("quick" if name == "draft" else name)
+    assert SketchParams(preset=name, iterations=40, seeds=2).model_dump(include={"iterations", "seeds"}) == {
+        "iterations": 40, "seeds": 2}
+    assert SketchParams(**params.model_dump()) == params  # a stored job reads back the same
+
+
+def test_a_preset_sets_a_refines_attempts_and_steps_too():
+    refine = SketchParams(init_paths=["M 1 1 L 9 9"])
+    assert (refine.seeds, refine.iterations, refine.preset) == (1, 300, None)
+    paper = SketchParams(init_paths=["M 1 1 L 9 9"], preset="paper")
+    assert (paper.seeds, paper.iterations, paper.strokes) == (3, 2000, [1])
+
+
+@pytest.mark.parametrize("values, fragment", [
+    ({"preset": "fast"}, "preset: Input should be 'quick', 'balanced' or 'paper'"),
+    ({"pick_seed_at": 25}, "multiple of eval_interval (10)"),
+    ({"pick_seed_at": 0}, "pick_seed_at: Input should be greater than or equal to 1"),
+])
+def test_bad_presets_and_picks_are_refused_in_words(values, fragment):
+    with pytest.raises(ValidationError) as caught:
+        SketchParams(**values)
+    assert fragment in describe_validation_errors(caught.value.errors())
