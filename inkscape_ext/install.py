@@ -5,6 +5,10 @@ Standard library only. The installed folder mirrors a checkout, so the same .inx
 ``inkscape_ext/clipasso_sketch.py``, and ``clipasso/inkscape_ext/`` holds the scripts and the other
 .inx files. In a checkout (or an editable install) the top-level .inx lies beside this package; a
 wheel carries it inside the package (``setup.py`` puts it there).
+
+``clipasso install-extension`` also records, in the extension's shared settings, the absolute command
+that starts this sketch server (the Python running it, ``-m clipasso_server``), so that the extension
+can start the server when it finds none.
 """
 
 import argparse
@@ -13,12 +17,15 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
+
+from .extension_settings import save_settings, settings_path
 
 EXTENSION_FOLDER = "clipasso"
 PACKAGE_FOLDER = "inkscape_ext"
 MAIN_INX = "clipasso.inx"
-NOT_INSTALLED = ("install.py", "__init__.py", "__pycache__", MAIN_INX)
+NOT_INSTALLED = ("install.py", "doctor_checks.py", "__init__.py", "__pycache__", MAIN_INX)
+"""Files of this package that are not part of the extension Inkscape runs."""
 
 
 def default_extensions_dir() -> Path:
@@ -98,8 +105,20 @@ def run_command(args: argparse.Namespace) -> int:
         return _fail(str(error))
     except OSError as error:
         return _fail(f"Cannot install the extension: {error.strerror or error}.")
-    print(f"Installed the CLIPasso extension into {where}. Restart Inkscape, then use Extensions → CLIPasso → Sketch….")
+    command = server_command()
+    try:
+        save_settings(server_command=command)
+    except OSError as error:
+        return _fail(f"Installed the extension, but cannot record how to start the server in {settings_path()}: "
+                     f"{error.strerror or error}.")
+    print(f"Installed the CLIPasso extension into {where}; it starts the sketch server when it needs one "
+          f"({' '.join(command)}). Restart Inkscape, then use Extensions → CLIPasso → Sketch….")
     return 0
+
+
+def server_command() -> List[str]:
+    """The absolute command that starts this sketch server: the Python running this command, never a name on PATH."""
+    return [sys.executable, "-m", "clipasso_server"]
 
 
 def _fail(message: str) -> int:

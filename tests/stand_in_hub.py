@@ -8,8 +8,8 @@ for a file: ``X-Repo-Commit``, ``ETag`` (the content's sha256, as for LFS files)
 
 * ``cut_once``: (repo, filename) pairs whose first GET sends the headers and half the bytes, then closes
   the connection, as a network that drops does;
-* ``hold``: when set, every GET stops after its first chunk until ``hold`` is cleared (``release()``),
-  so a test can look at a download in progress without timing anything;
+* ``hold(after)``: every GET stops once it has sent ``after`` bytes (at least its first chunk) until
+  ``release()``, so a test can look at a download in progress without timing anything;
 * ``requests``: (method, path, Range header or None) of every request.
 """
 
@@ -35,6 +35,7 @@ class StandInHub:
         self._held = threading.Event()
         self._released = threading.Event()
         self._released.set()
+        self._hold_after = 0
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
@@ -45,8 +46,9 @@ class StandInHub:
         host, port = self._httpd.server_address[:2]
         return f"http://{host}:{port}"
 
-    def hold(self) -> None:
-        """Make every GET pause after its first chunk until :meth:`release`."""
+    def hold(self, after: int = 0) -> None:
+        """Make every GET pause once it has sent ``after`` bytes (at least one chunk) until :meth:`release`."""
+        self._hold_after = after
         self._released.clear()
 
     def release(self) -> None:
@@ -126,9 +128,11 @@ def _handler_for(hub: StandInHub) -> type:
                 end = start + (len(data) - start) // 2
                 self.close_connection = True
             try:
+                held = False
                 for offset in range(start, end, CHUNK):
                     self.wfile.write(data[offset:min(offset + CHUNK, end)])
-                    if offset == start and not hub._released.is_set():
+                    if not held and offset + CHUNK - start >= hub._hold_after and not hub._released.is_set():
+                        held = True
                         self.wfile.flush()
                         hub._held.set()
                         hub._released.wait(120)

@@ -1,6 +1,7 @@
 // The live page of one sketch job: polls the job and its preview about once a second, draws every level's
 // strokes as SVG, shows progress, ETA and loss, cancels, and links the result and the animation when done.
 // With a server token it asks for the token once, keeps it in sessionStorage and sends it as a Bearer header.
+// While the job waits for the CLIP models, it says so from /v1/health ("Downloading the CLIP models: 120 of 580 MB").
 "use strict";
 (() => {
   const INKSCAPE_NS = "http://www.inkscape.org/namespaces/inkscape";
@@ -69,6 +70,33 @@
     $("cancel").hidden = FINISHED.includes(job.status);
     $("links").hidden = job.status !== "succeeded";
     for (const level of document.querySelectorAll("figure.level")) caption(level);
+  }
+
+  function modelsText(models) {
+    if (!models) return "";
+    const mb = (bytes) => Math.round((bytes || 0) / 1e6);
+    if (models.state === "downloading") {
+      return models.bytes_total
+        ? `Downloading the CLIP models: ${mb(models.bytes_done)} of ${mb(models.bytes_total)} MB`
+        : `Downloading the CLIP models: ${mb(models.bytes_done)} MB so far`;
+    }
+    if (models.state === "missing") return "Downloading the CLIP models…";
+    if (models.state === "loading") return "Loading the CLIP models…";
+    return "";
+  }
+
+  async function showModels(job) {
+    // Only a job that has not started sketching waits for the models; a degraded server (503) still sends its body.
+    let text = "";
+    if (job.status === "queued" || (job.status === "running" && !job.progress)) {
+      try {
+        text = modelsText((await (await request("GET", "/v1/health")).json()).models);
+      } catch (_) {
+        // asked again at the next poll
+      }
+    }
+    $("models").textContent = text;
+    $("models").hidden = !text;
   }
 
   function caption(figure) {
@@ -147,6 +175,7 @@
     }
     const job = await response.json();
     showJob(job);
+    await showModels(job);
     try {
       if (job.status !== "queued") await drawSketch(job.status);
     } catch (_) {
