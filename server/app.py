@@ -75,8 +75,12 @@ def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAP
     queue = make_queue(config, JobStore(config.data_dir), models)
 
     local_models = not config.ray_workers  # Ray workers load, keep and report their own
-    watch = IdleWatch(models, lambda: queue.queue_length() > 0, config.unload_after_s if local_models else 0.0,
-                      config.exit_when_idle_s)
+
+    def busy() -> bool:
+        """A job waits or runs, or the models are on their way: the server is not idle."""
+        return queue.queue_length() > 0 or models.status().state in ("downloading", "loading")
+
+    watch = IdleWatch(models, busy, config.unload_after_s if local_models else 0.0, config.exit_when_idle_s)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

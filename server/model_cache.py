@@ -173,13 +173,20 @@ class ModelCache:
         self._last_used = self._clock()
 
     def unload_if_idle(self, idle_s: float) -> bool:
-        """Free the models when no job has used them for ``idle_s`` seconds; whether they were freed."""
-        with self._lock:
+        """Free the models when no job has used them for ``idle_s`` seconds; whether they were freed.
+
+        Never waits: while the models download or load they are not idle.
+        """
+        if not self._lock.acquire(blocking=False):
+            return False
+        try:
             idle = self._clock() - self._last_used
             if self._models is None or self._in_use or idle < idle_s:
                 return False
             self._models = None
             self._set(ModelsStatus("unloaded"))
+        finally:
+            self._lock.release()
         gc.collect()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()  # hand the freed memory back to the driver, for other programs

@@ -135,6 +135,21 @@ def test_models_that_cannot_be_had_fail_health_and_jobs_with_one_message_for_the
         assert state["status"] == "failed" and state["error"]["message"] == message
 
 
+def test_a_server_downloading_its_models_is_not_idle(hub_models, tmp_path):
+    spec, hub = hub_models
+    hub.hold()
+    config = ServerConfig(data_dir=tmp_path / "data", models=spec, exit_when_idle_s=0.2)
+    app = create_app(config, ModelCache(spec, config.device))
+    exits = []
+    app.state.idle_watch.request_exit = lambda: exits.append(time.monotonic())
+    with TestClient(app, base_url=LOCAL):
+        assert hub.wait_until_held()
+        time.sleep(20 * app.state.idle_watch.check_every_s)  # far past the idle time, no request, no job
+        assert exits == []
+        hub.release()
+        wait_until(lambda: exits)  # once the download is done, idle time counts
+
+
 def test_an_idle_watch_frees_the_models_and_asks_to_exit_only_after_the_idle_time():
     now = [0.0]
     clock = lambda: now[0]  # noqa: E731
