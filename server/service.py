@@ -49,17 +49,26 @@ def first_line(text: str) -> str:
 
 
 @dataclass
-class SystemdUnit:
-    """A systemd user unit; ``folder`` is ``$XDG_CONFIG_HOME/systemd/user``."""
+class LoginFile:
+    """A login service's file in ``folder``; ``run`` runs the system's tools that manage it."""
 
     folder: Path
     run: Runner = run_command
-    kind = "systemd user unit"
+    kind = "login service"
+    file_name = ""
 
     @property
     def path(self) -> Path:
-        """The unit file."""
-        return self.folder / UNIT_NAME
+        """The file that makes the server start at login."""
+        return self.folder / self.file_name
+
+
+@dataclass
+class SystemdUnit(LoginFile):
+    """A systemd user unit; ``folder`` is ``$XDG_CONFIG_HOME/systemd/user``."""
+
+    kind = "systemd user unit"
+    file_name = UNIT_NAME
 
     def content(self, python: str, log_file: Path) -> bytes:
         """The unit that starts the server with ``python`` (systemd keeps its log in the journal)."""
@@ -100,18 +109,12 @@ class SystemdUnit:
 
 
 @dataclass
-class LaunchAgent:
-    """A macOS LaunchAgent; ``folder`` is ``~/Library/LaunchAgents``."""
+class LaunchAgent(LoginFile):
+    """A macOS LaunchAgent; ``folder`` is ``~/Library/LaunchAgents``; ``uid`` names the user's session."""
 
-    folder: Path
-    run: Runner = run_command
     uid: int = 0
     kind = "LaunchAgent"
-
-    @property
-    def path(self) -> Path:
-        """The property list."""
-        return self.folder / f"{AGENT_LABEL}.plist"
+    file_name = f"{AGENT_LABEL}.plist"
 
     @property
     def target(self) -> str:
@@ -144,17 +147,11 @@ class LaunchAgent:
 
 
 @dataclass
-class StartupLauncher:
+class StartupLauncher(LoginFile):
     """A script in the Windows Startup folder (``shell:startup``), run at every login."""
 
-    folder: Path
-    run: Runner = run_command
     kind = "Startup folder launcher"
-
-    @property
-    def path(self) -> Path:
-        """The launcher script."""
-        return self.folder / LAUNCHER_NAME
+    file_name = LAUNCHER_NAME
 
     def content(self, python: str, log_file: Path) -> bytes:
         """The launcher that starts the server with the console-less ``pythonw.exe``, logging to ``log_file``."""
