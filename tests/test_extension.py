@@ -19,6 +19,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -133,10 +134,16 @@ def browser_recorder(folder: Path, log: Path) -> str:
     return str(script)
 
 
-def opened_urls(document: Path) -> List[str]:
-    """The URLs the extension runs on document (run_extension) opened in the web browser."""
-    log = document.parent / BROWSER_LOG
-    return log.read_text().split() if log.exists() else []
+def opened_urls(document: Path, expected: int = 0) -> List[str]:
+    """The URLs the extension runs on document (run_extension; or Inkscape runs in the folder document) opened in
+    the web browser; waits up to 20 s for ``expected`` of them: the browser starts in the background."""
+    log = (document if document.is_dir() else document.parent) / BROWSER_LOG
+    deadline = time.monotonic() + 20
+    while True:
+        urls = log.read_text().split() if log.exists() else []
+        if len(urls) >= expected or time.monotonic() > deadline:
+            return urls
+        time.sleep(0.1)
 
 
 def rebased(document: Path, folder: Path) -> bytes:
@@ -895,7 +902,7 @@ def test_live_view_opens_the_jobs_page_then_waits_as_before(tmp_path, live_serve
     run = run_extension("clipasso_sketch.py", document, "--id=photo", f"--url={live_server.url}", *QUICK, "--seed=301")
     assert_silent_success(run)
     job_id = sketch_layers(run.svg)["photo"].get(clip("job"))
-    assert opened_urls(document) == [f"{live_server.url}/jobs/{job_id}"]
+    assert opened_urls(document, 1) == [f"{live_server.url}/jobs/{job_id}"]
     status, page = live_server.request("GET", f"/jobs/{job_id}")
     assert status == 200 and f'data-job="{job_id}"' in page
 
@@ -915,7 +922,7 @@ def test_dont_wait_leaves_only_the_note_and_insert_adds_the_layers(tmp_path, liv
         assert_silent_success(run)
         assert original_part(run.stdout) == original_part(document.read_bytes()), "the note is the only change"
         job_id = noted_job(run.svg)
-        assert job_id and opened_urls(document) == [f"{live_server.url}/jobs/{job_id}"]
+        assert job_id and opened_urls(document, 1) == [f"{live_server.url}/jobs/{job_id}"]
         release()
     assert wait_for_status(live_server, job_id)["status"] == "succeeded"
     noted = tmp_path / "noted.svg"
@@ -1122,7 +1129,9 @@ def run_inkscape(tmp_path: Path, document: Path, actions: str, prefs: Dict[str, 
     out = tmp_path / "out.svg"
     env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "DOCUMENT_PATH")}
     env["INKSCAPE_PROFILE_DIR"] = str(profile)
-    env["BROWSER"] = browser_recorder(tmp_path, tmp_path / BROWSER_LOG)
+    for name in ("BROWSER", "XDG_CURRENT_DESKTOP", "DESKTOP_SESSION", "KDE_FULL_SESSION", "GNOME_DESKTOP_SESSION_ID"):
+        env.pop(name, None)
+    env.update(desktop_browser(tmp_path, tmp_path / BROWSER_LOG))
     proc = subprocess.run(
         ["timeout", "-k", "5", "90", XVFB_RUN, "-a", INKSCAPE, "--with-gui", "--batch-process",
          f"--actions={actions};export-filename:{out};export-do", str(document)],
@@ -1134,6 +1143,52 @@ def run_inkscape(tmp_path: Path, document: Path, actions: str, prefs: Dict[str, 
         pytest.fail(f"inkscape exited {proc.returncode}\n{proc.stderr.decode()[-2000:]}\n{details}")
     assert not stderr_log.exists() or stderr_log.read_text() == "", "stderr would open a dialog in Inkscape"
     return inkex.load_svg(str(out)).getroot()
+
+
+BROWSER_PIDS = "browser-pids.txt"
+
+
+def desktop_browser(folder: Path, log: Path) -> Dict[str, str]:
+    """Environment changes that make a browser stand-in this desktop's browser, reached as desktops reach it: the
+    web handler of the freedesktop settings (mimeapps.list) that ``xdg-open`` and ``gio`` read, and ``xdg-open``
+    itself where the system has none (Inkscape puts its own bin folder first on PATH, so a system ``xdg-open``
+    wins). No ``$BROWSER``, no desktop name. The stand-in appends the URL it is asked to open to log and its
+    process id to browser-pids.txt beside log, and stays open for a minute, like a browser that keeps running
+    after the extension has ended (the browsers_ended fixture ends it)."""
+    bin_dir, config, applications = folder / "desktop-bin", folder / "xdg-config", folder / "xdg-data" / "applications"
+    for directory in (bin_dir, config, applications):
+        directory.mkdir(parents=True, exist_ok=True)
+    browser = bin_dir / "xdg-open"
+    browser.write_text(f'#!/bin/sh\necho "$1" >>"{log}"\necho $$ >>"{log.parent / BROWSER_PIDS}"\nexec sleep 60\n')
+    browser.chmod(0o755)
+    (applications / "test-browser.desktop").write_text(
+        f"[Desktop Entry]\nType=Application\nName=Test browser\nExec={browser} %u\n"
+        "MimeType=x-scheme-handler/http;x-scheme-handler/https;\n")
+    (config / "mimeapps.list").write_text(
+        "[Default Applications]\nx-scheme-handler/http=test-browser.desktop\nx-scheme-handler/https=test-browser.desktop\n")
+    return {"PATH": os.pathsep.join([str(bin_dir), os.environ.get("PATH", "")]), "XDG_CONFIG_HOME": str(config),
+            "XDG_DATA_HOME": str(folder / "xdg-data")}
+
+
+def open_browsers(folder: Path) -> List[int]:
+    """The process ids of the desktop_browser stand-ins started in folder that are still running."""
+    log = folder / BROWSER_PIDS
+    running = []
+    for pid in (int(line) for line in log.read_text().split()) if log.exists() else []:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            continue
+        running.append(pid)
+    return running
+
+
+@pytest.fixture()
+def browsers_ended(tmp_path) -> Iterator[None]:
+    """Ends the browser stand-ins a test started (they would otherwise linger for a minute)."""
+    yield
+    for pid in open_browsers(tmp_path):
+        os.kill(pid, signal.SIGTERM)
 
 
 def linked_project(tmp_path: Path) -> Path:
@@ -1155,7 +1210,7 @@ LINKED_PHOTO_TRANSFORM = "translate(12,-8) rotate(-15,80,70) scale(1.25) transla
 
 
 @needs_inkscape
-def test_real_inkscape_runs_the_installed_sketch(tmp_path, live_server):
+def test_real_inkscape_runs_the_installed_sketch(tmp_path, live_server, browsers_ended):
     prefs = quick_sketch_prefs(live_server.url, seed=201)  # a job of its own, which Inkscape waits for
     svg = run_inkscape(tmp_path, linked_project(tmp_path), "select-by-id:photo;org.clipasso.sketch.noprefs", prefs)
     layer = sketch_layers(svg)["photo"]
@@ -1164,12 +1219,14 @@ def test_real_inkscape_runs_the_installed_sketch(tmp_path, live_server):
     assert [sub.get("inkscape:label") for sub in sublayers(layer)] == ["4 strokes", "8 strokes"]
     assert visible_sublayer(layer).get("inkscape:label") == "8 strokes"
     assert same_job(live_server, PHOTO.read_bytes(), {**QUICK_PARAMS, "seed": 201}) == layer.get(clip("job"))
-    assert (tmp_path / BROWSER_LOG).read_text().split() == [f"{live_server.url}/jobs/{layer.get(clip('job'))}"]
+    assert opened_urls(tmp_path, 1) == [f"{live_server.url}/jobs/{layer.get(clip('job'))}"]
+    # The browser was started detached: Inkscape ended while it still ran, and nothing reached stderr (run_inkscape).
+    assert len(open_browsers(tmp_path)) == 1, "Inkscape waited for the browser to close"
     assert_strokes_are_the_servers(layer, live_server, inkex.Transform(LINKED_PHOTO_TRANSFORM))
 
 
 @needs_inkscape
-def test_real_inkscape_runs_the_sketch_from_a_checkout(tmp_path, live_server):
+def test_real_inkscape_runs_the_sketch_from_a_checkout(tmp_path, live_server, browsers_ended):
     """An extensions folder pointing at the repository finds the top-level clipasso.inx and its scripts."""
     prefs = quick_sketch_prefs(live_server.url, seed=211)
     svg = run_inkscape(tmp_path, linked_project(tmp_path), "select-by-id:photo;org.clipasso.sketch.noprefs", prefs,

@@ -1,9 +1,14 @@
 """The extension's .inx files, its installer, and its geometry helpers, tested in-process."""
 
+import gc
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import unittest
+import warnings
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -405,37 +410,98 @@ def test_same_server_compares_scheme_host_port_and_path(extension_imports):
     assert not any(same_server(a, b) or same_server(b, a) for a, b in other)
 
 
-def test_live_view_opens_the_jobs_page_in_a_new_tab(extension_imports, monkeypatch):
-    import webbrowser
+def _browser_stand_in(folder: Path, name: str) -> Path:
+    """A program called name in folder that records its arguments, its standard streams, its session and its
+    process id in name.log, then stays open for a minute like a browser."""
+    program = folder / name
+    program.write_text(
+        "#!/bin/sh\n"
+        f'log="{folder}/{name}.log"\n'
+        'echo "args $*" >>"$log"\n'
+        'for fd in 0 1 2; do echo "fd$fd $(readlink /proc/$$/fd/$fd)" >>"$log"; done\n'
+        'echo "session $(ps -o sid= -p $$ | tr -d " ")" >>"$log"\n'
+        'echo "pid $$" >>"$log"\n'
+        "exec sleep 60\n"
+    )
+    program.chmod(0o755)
+    return program
 
+
+def _stand_in_log(folder: Path, name: str) -> dict:
+    """What the stand-in recorded, once it has (it starts in the background): {"args": ..., "fd0": ..., ...}."""
+    log = folder / f"{name}.log"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and "pid " not in (log.read_text() if log.exists() else ""):
+        time.sleep(0.05)
+    return dict(line.split(" ", 1) for line in log.read_text().splitlines())
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="reads the stand-in's streams from /proc")
+def test_live_view_starts_the_desktops_browser_detached_and_leaves_nothing_to_warn_about(
+        extension_imports, monkeypatch, tmp_path):
     import live_view
 
-    opened = []
-    monkeypatch.setattr(webbrowser, "open", lambda url, new=0: opened.append((url, new)) or True)
+    _browser_stand_in(tmp_path, "xdg-open")
+    monkeypatch.setattr(live_view.sys, "platform", "linux")
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("DISPLAY", ":0")
-    assert live_view.open_live_view("http://127.0.0.1:8765/", "0123abcd")
-    assert opened == [("http://127.0.0.1:8765/jobs/0123abcd", 2)]
+    monkeypatch.delenv("BROWSER", raising=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # as inkex does (it shows them); an unreaped Popen would warn on collection
+        assert live_view.open_live_view("http://127.0.0.1:8765/", "0123abcd")
+        gc.collect()
+    seen = _stand_in_log(tmp_path, "xdg-open")
+    try:
+        assert seen["args"] == "http://127.0.0.1:8765/jobs/0123abcd"
+        assert [seen[f"fd{fd}"] for fd in range(3)] == ["/dev/null"] * 3, "Inkscape waits for its pipes to close"
+        assert seen["session"] != str(os.getsid(0)), "the browser runs in a session of its own"
+        os.kill(int(seen["pid"]), 0)  # still open: nothing waited for it
+    finally:
+        os.kill(int(seen["pid"]), signal.SIGTERM)
+
+
+def test_live_view_honours_browser_then_the_platforms_opener(extension_imports, monkeypatch, tmp_path):
+    import live_view
+
+    _browser_stand_in(tmp_path, "my-browser")
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    url = "http://h:1/jobs/j"
+    monkeypatch.setenv("BROWSER", f"no-such-browser-here{os.pathsep}my-browser --new-tab %s --x")
+    assert live_view.browser_command(url) == ["my-browser", "--new-tab", url, "--x"]
+    monkeypatch.setenv("BROWSER", "my-browser")
+    assert live_view.browser_command(url) == ["my-browser", url]
+    monkeypatch.setenv("BROWSER", "")
+    monkeypatch.setattr(live_view.sys, "platform", "darwin")
+    assert live_view.browser_command(url) == ["open", url]
+    monkeypatch.setattr(live_view.sys, "platform", "linux")
+    monkeypatch.setattr(live_view, "OPENERS", (["no-such-opener"], ["my-browser", "open"]))
+    assert live_view.browser_command(url) == ["my-browser", "open", url]
     assert live_view.live_view_url("http://h:1", "a/b?c") == "http://h:1/jobs/a%2Fb%3Fc"
 
 
-def test_live_view_without_a_graphical_session_or_browser_opens_nothing(extension_imports, monkeypatch):
-    import webbrowser
-
+def test_live_view_on_windows_hands_the_url_to_the_shell(extension_imports, monkeypatch):
     import live_view
 
     opened = []
-    monkeypatch.setattr(webbrowser, "open", lambda url, new=0: opened.append(url) or True)
+    monkeypatch.setattr(live_view.sys, "platform", "win32")
+    monkeypatch.setattr(live_view.os, "startfile", opened.append, raising=False)
+    assert live_view.open_live_view("http://127.0.0.1:8765", "job")
+    assert opened == ["http://127.0.0.1:8765/jobs/job"]
+
+
+def test_live_view_without_a_graphical_session_or_browser_opens_nothing(extension_imports, monkeypatch, tmp_path):
+    import live_view
+
+    _browser_stand_in(tmp_path, "xdg-open")
+    monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setattr(live_view.sys, "platform", "linux")
     for name in ("DISPLAY", "WAYLAND_DISPLAY", "BROWSER"):
         monkeypatch.delenv(name, raising=False)
     assert not live_view.open_live_view("http://127.0.0.1:8765", "job")  # a console browser would block Inkscape
-    assert opened == []
-
-    def broken(url, new=0):
-        raise webbrowser.Error("could not locate runnable browser")
+    assert not (tmp_path / "xdg-open.log").exists()
 
     monkeypatch.setenv("DISPLAY", ":0")
-    monkeypatch.setattr(webbrowser, "open", broken)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     assert not live_view.open_live_view("http://127.0.0.1:8765", "job")
 
 
