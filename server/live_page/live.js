@@ -120,6 +120,7 @@
     $("expected").textContent = expectedText(job);
     showMessage(job.error ? job.error.message : "");
     $("cancel").hidden = FINISHED.includes(job.status);
+    $("picture-toggle").hidden = !picture || job.status === "queued";
     $("finished").hidden = job.status !== "succeeded";
   }
 
