@@ -52,7 +52,7 @@ def sketch_layer_of(selection: List[inkex.BaseElement], current: Optional[inkex.
             layers.append(layer)
     if not selection:
         if not is_layer(current) or _sketch_ancestor(current) is None:
-            raise RefineError("Nothing is selected: select strokes of a sketch layer made by CLIPasso → Sketch, "
+            raise RefineError("Nothing is selected: select strokes of a sketch layer made by CLIPasso → New sketch, "
                               "then run Refine again.")
         layers = [current]
     if len(layers) != 1:
@@ -73,7 +73,7 @@ def sketch_parent(layer: inkex.BaseElement) -> inkex.BaseElement:
     if node is None:
         label = layer.get("inkscape:label") or layer.get_id()
         hint = " (choose one of its stroke sublayers)" if layer.get(clipasso_attribute("source")) else ""
-        raise RefineError(f"The layer “{label}” is not a level of a sketch made by CLIPasso → Sketch{hint}, so the "
+        raise RefineError(f"The layer “{label}” is not a level of a sketch made by CLIPasso → New sketch{hint}, so the "
                           "image its strokes belong to is unknown.")
     return node
 
