@@ -95,8 +95,8 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"A sketch would not work yet: fix the {len(broken)} needed ✗ line(s) above, then run clipasso doctor "
               "again." if good == "✓" else f"A sketch would not work yet: fix the {len(broken)} needed XX line(s).")
         return 1
-    print("A sketch would work: in Inkscape, select an image and use Extensions → CLIPasso → Sketch…."
-          if _can_print("→…") else "A sketch would work: in Inkscape, use Extensions > CLIPasso > Sketch.")
+    print("A sketch would work: in Inkscape, select an image and use Extensions → CLIPasso → New sketch…."
+          if _can_print("→…") else "A sketch would work: in Inkscape, use Extensions > CLIPasso > New sketch.")
     return 0
 
 

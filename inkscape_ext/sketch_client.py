@@ -1,7 +1,10 @@
 """HTTP client of the CLIPasso sketch server API (v1), standard library only.
 
-When no server answers at a URL of this computer, :meth:`SketchClient.health` starts one (server_start.py)
-and waits for it; a server older than the API revision the extension needs is refused (server_api.py).
+``open_server`` is the one door of the three dialogs: it reaches the server (every failure to connect
+becomes one sentence in ``SketchClient._connection_error``), reads its health and refuses a server whose
+models cannot load. When no server answers at a URL of this computer, :meth:`SketchClient.health` starts
+one (server_start.py) and waits for it; a server older than the API revision the extension needs is
+refused (server_api.py).
 """
 
 import base64
@@ -19,11 +22,11 @@ from typing import Dict, List, Optional, Tuple
 
 import inkex
 
+from extension_settings import DEFAULT_URL, ServerChoice
 from picture_size import picture_size
 from server_api import api_problem, models_state
 from server_start import CannotStart, launch, loopback_address, start_command, wait_for_answer
 
-DEFAULT_URL = "http://127.0.0.1:8765"
 REMOTE_HINT = "check the Server URL, or ask whoever runs that server to start it."
 LOCAL_HINT = "it may have stopped; run the extension again to start it."
 MODEL_PROBLEMS = ("missing", "downloading", "failed")
@@ -227,6 +230,20 @@ class SketchClient:
 
 class _NotRunning(ServerError):
     """Nothing listens at the server's address (the connection was refused)."""
+
+
+def open_server(choice: ServerChoice, work: str = "sketch") -> Tuple["SketchClient", dict]:
+    """A client of the chosen server and its health report; ServerError (one sentence) when it cannot ``work``.
+
+    A URL typed into the dialog becomes the shared one once it is seen to be well-formed, even if no server
+    answers there yet.
+    """
+    client = SketchClient(choice.url, choice.token)
+    choice.remember()
+    health = client.health()
+    if health.get("models_error"):
+        raise ServerError(f"The sketch server cannot {work}: {health['models_error']}")
+    return client, health
 
 
 _CUT = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)

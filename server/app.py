@@ -130,6 +130,8 @@ def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAP
             finished_at=iso_time(job.finished_at),
             client=job.client,
             worker=job.worker,
+            queue_position=queue.store.queue_position(job.id) if job.status == "queued" else None,
+            settings=job_settings(job),
         )
 
     def find_job(job_id: str) -> Job:
@@ -234,6 +236,17 @@ def models_problem(status: ModelsStatus | None) -> ErrorInfo | None:
     """Why jobs wait for the models (missing, downloading, failed), as ``{"code", "message"}``, or ``None``."""
     problem = None if status is None else status.problem()
     return None if problem is None else ErrorInfo(code=problem[0], message=problem[1])
+
+
+PATH_DATA_PARAMS = {"mask", "init_paths", "locked"}
+"""Parameters left out of a job's ``settings``: path data, which can be long and means nothing to read."""
+
+
+def job_settings(job: Job) -> dict[str, Any] | None:
+    """The job's parameters as it runs them, without its path data; ``None`` when they no longer read."""
+    if job.params is None:
+        return None
+    return job.params.model_dump(mode="json", exclude=PATH_DATA_PARAMS)
 
 
 def token_client(authorization: str | None) -> str:
