@@ -13,7 +13,8 @@ def api_problem(health: dict, url: str) -> Optional[str]:
     """Why this extension cannot use the server at ``url`` that answered ``health``, or None."""
     version = health.get("api_version", 1)
     if not isinstance(version, int) or isinstance(version, bool):
-        return f"The program answering at {url} is not a CLIPasso sketch server (its api_version is not a number); check the server URL."
+        return (f"The program answering at {url} is not a CLIPasso sketch server (its api_version is not a "
+                "number); check the server URL.")
     if version < NEEDED_API_VERSION:
         return (
             f"The sketch server at {url} is older than this extension (it speaks API revision {version}, the "

@@ -77,7 +77,8 @@ class SketchClient:
         error = answer.get("error")
         if answer.get("status") == "degraded" and models_state(answer) not in MODEL_PROBLEMS:
             message = error.get("message") if isinstance(error, dict) else None
-            raise ServerError(f"The sketch server reported an error: {message or 'it cannot run jobs now'}", status=503)
+            raise ServerError(f"The sketch server reported an error: {message or 'it cannot run jobs now'}",
+                              status=503)
         self.max_body_bytes, self.max_pixels = (
             limit if _whole(limit) and limit > 0 else None
             for limit in (answer.get("max_body_bytes"), answer.get("max_pixels"))

@@ -171,7 +171,8 @@ def check_options(args: argparse.Namespace, name: Callable[[str], str] | None = 
     if not 0 <= args.keep_days <= 100_000:  # also refuses NaN
         return f"{keep_days} must be a number of days from 0 (keep forever) to 100000, got {args.keep_days:g}."
     if not 0 <= args.unload_after <= 1_000_000:
-        return f"{unload} must be a number of minutes from 0 (keep the models loaded) to 1000000, got {args.unload_after:g}."
+        return (f"{unload} must be a number of minutes from 0 (keep the models loaded) to 1000000, "
+                f"got {args.unload_after:g}.")
     if not 0 <= args.exit_when_idle <= 1_000_000:
         return f"{idle} must be a number of minutes from 0 (never exit) to 1000000, got {args.exit_when_idle:g}."
     if args.ray_workers is not None and args.ray is None:
@@ -234,7 +235,7 @@ def log_to_file(path: Path) -> None:
     """Send everything this process prints (the log included) to the end of ``path``, line by line."""
     path = path.expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
-    stream = open(path, "a", encoding="utf-8", errors="replace", buffering=1)  # noqa: SIM115 - lives as long as the process
+    stream = open(path, "a", encoding="utf-8", errors="replace", buffering=1)  # noqa: SIM115 - open until exit
     sys.stdout = sys.stderr = stream
 
 

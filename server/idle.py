@@ -96,7 +96,8 @@ class RequestClock:
         self.app = app
         self.watch = watch
 
-    async def __call__(self, scope: MutableMapping[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Callable[..., Any],
+                       send: Callable[..., Any]) -> None:
         if scope["type"] == "http":
             self.watch.saw_request()
         await self.app(scope, receive, send)

@@ -140,7 +140,8 @@ class ModelsHealth(BaseModel):
 
     state: Literal["missing", "downloading", "loading", "ready", "unloaded", "failed"] = Field(
         description="missing: not downloaded yet; downloading (see bytes_done, bytes_total); loading; ready: in "
-                    "memory; unloaded: downloaded, freed or not loaded yet (the next job loads them); failed (see error).")
+                    "memory; unloaded: downloaded, freed or not loaded yet (the next job loads them); failed (see "
+                    "error).")
     bytes_done: int | None = Field(default=None, description="While downloading: bytes downloaded so far.")
     bytes_total: int | None = Field(default=None, description="While downloading: bytes in all (null if unknown).")
     error: str | None = Field(default=None, description="When failed: why, and what to do.")

@@ -160,7 +160,9 @@ class StartupLauncher(LoginFile):
     def activate(self) -> str | None:
         """Run the launcher now, as the next login will; ``None``, or what went wrong."""
         status, output = self.run(["wscript.exe", str(self.path)])
-        return None if status == 0 else f"it could not be started now ({first_line(output)}); it starts at the next login"
+        if status != 0:
+            return f"it could not be started now ({first_line(output)}); it starts at the next login"
+        return None
 
     def deactivate(self) -> None:
         """Nothing to stop: the server it started ends when you log out."""
@@ -213,7 +215,8 @@ def install(service: LoginService, python: str, log_file: Path) -> list[str]:
         write_file(service.path, content)
         lines.append(f"Installed the {service.kind} {service.path}: it starts {python} -m clipasso_server at login.")
     problem = service.activate()
-    lines.append("The server runs now and starts at every login." if problem is None else f"Not started now: {problem}.")
+    lines.append("The server runs now and starts at every login." if problem is None
+                 else f"Not started now: {problem}.")
     return lines
 
 

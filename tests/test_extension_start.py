@@ -46,7 +46,8 @@ def test_a_missing_server_is_started_detached_with_its_log_and_answers(folders, 
     settings = folders / "xdg_config_home" / "clipasso" / "server.toml"
     settings.write_text(f'data_dir = "{folders / "data"}"\ndevice = "cpu"\n'
                         f'loss_model = "{tiny_spec.loss_model}"\nloss_weights = "{tiny_spec.loss_weights}"\n'
-                        f'saliency_model = "{tiny_spec.saliency_model}"\nsaliency_weights = "{tiny_spec.saliency_weights}"\n')
+                        f'saliency_model = "{tiny_spec.saliency_model}"\n'
+                        f'saliency_weights = "{tiny_spec.saliency_weights}"\n')
     poisoned = folders / "inkscape-python" / "clipasso_server"  # what Inkscape's own PYTHONPATH could hold
     poisoned.mkdir(parents=True)
     (poisoned / "__init__.py").write_text("raise SystemExit('the server ran with Inkscape\\'s PYTHONPATH')\n")

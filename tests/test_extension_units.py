@@ -452,14 +452,17 @@ def test_install_extension_sets_the_server_of_every_dialog(tmp_path, capsys, mon
     (tmp_path / "extensions").mkdir()
     dest = ["--dest", str(tmp_path / "extensions")]
     assert main(["install-extension", *dest]) == 0
-    assert json.loads(settings_path().read_text()) == {"server_url": "http://127.0.0.1:8765"}
+    command = [sys.executable, "-m", "clipasso_server"]  # how the dialogs start the server when none runs
+    assert json.loads(settings_path().read_text()) == {"server_url": "http://127.0.0.1:8765",
+                                                        "server_command": command}
     assert "its dialogs use the sketch server at http://127.0.0.1:8765" in capsys.readouterr().out
     assert main(["install-extension", *dest, "--server-url", "http://gpu-box:9000/", "--token", "s3cret"]) == 0
     for dialog in ("org.clipasso.sketch", "org.clipasso.refine", "org.clipasso.insert"):  # untouched dialogs
         choice = server_choice(dialog, "http://127.0.0.1:8765", "")
         assert (choice.url, choice.token) == ("http://gpu-box:9000", "s3cret")
     assert main(["install-extension", *dest]) == 0, "an upgrade keeps the server set before"
-    assert json.loads(settings_path().read_text()) == {"server_url": "http://gpu-box:9000", "token": "s3cret"}
+    assert json.loads(settings_path().read_text()) == {"server_url": "http://gpu-box:9000", "token": "s3cret",
+                                                        "server_command": command}
     assert main(["install-extension", *dest, "--token", ""]) == 0
     assert "token" not in json.loads(settings_path().read_text())
     capsys.readouterr()
