@@ -70,7 +70,7 @@ def time_ours(encoder: ClipEncoder, target: torch.Tensor, initial: dict[int, tor
         synchronize(encoder.device)
         stamps.append(clock())
 
-    optimize_sketches(ClipConvLoss(encoder, target), initial, params, progress=stamp, cuda_graphs=cuda_graphs)
+    optimize_sketches(ClipConvLoss(encoder, target), initial, params, progress=stamp, graphs=cuda_graphs)
     return statistics.median(b - a for a, b in zip(stamps[warmup - 1:], stamps[warmup:]))
 
 
@@ -103,7 +103,7 @@ def print_profile(encoder: ClipEncoder, target: torch.Tensor, initial: dict[int,
 
     trace = profile(activities=activities)
     params = params.model_copy(update={"iterations": warmup + steps})
-    optimize_sketches(ClipConvLoss(encoder, target), initial, params, progress=stamp, cuda_graphs=False)
+    optimize_sketches(ClipConvLoss(encoder, target), initial, params, progress=stamp, graphs=False)
     events = trace.key_averages()
     sort = "self_device_time_total" if encoder.device.type == "cuda" else "self_cpu_time_total"
     busy = sum(event.self_device_time_total for event in events) / 1e6 if encoder.device.type == "cuda" else 0.0

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import torch
 
 from .augment import Augmentations, Warps, sample_augmentations
-from .graphed_step import CudaGraphs, GraphedStep
+from .graphed_step import CudaGraphs, GraphedStep, StepGraphs
 from .loss import ClipConvLoss
 from .params import SketchParams
 from .precision import grad_scaler
@@ -205,19 +205,144 @@ def initial_style(params: SketchParams, counts: list[int], device: torch.device,
     """
 
     def start(value: float) -> list[torch.Tensor]:
-        levels = []
-        for level, count in enumerate(counts):
-            tensor = torch.full((params.seeds, count), value, device=device, requires_grad=True)
-            fixed = (locked or {}).get(level, ())
-            if fixed:
-                keep = torch.ones(count, device=device)
-                keep[list(fixed)] = 0.0
-                tensor.register_hook(lambda grad, keep=keep: grad * keep)
-            levels.append(tensor)
-        return levels
+        return [_lock(torch.full((params.seeds, count), value, device=device, requires_grad=True),
+                      (locked or {}).get(level, ()))
+                for level, count in enumerate(counts)]
 
     return StrokeStyle(start(params.stroke_width) if params.optimize_width else None,
                        start(1.0) if params.optimize_opacity else None)
+
+
+def _lock(values: torch.Tensor, fixed: Sequence[int]) -> torch.Tensor:
+    """``values`` ``[seeds, S]``, whose strokes listed in ``fixed`` get no gradient (a hook zeroes it)."""
+    if fixed:
+        keep = torch.ones(values.shape[-1], device=values.device)
+        keep[list(fixed)] = 0.0
+        values.register_hook(lambda grad: grad * keep)
+    return values
+
+
+def _step_graphs(graphs: StepGraphs | bool, device: torch.device, scaled: bool) -> StepGraphs | None:
+    """The graphs steps are replayed through: CUDA's where asked for and possible, the ones given, or none.
+
+    A scaled loss (fp16) is never replayed: its loss scaling is not captured.
+    """
+    if graphs is False or scaled:
+        return None
+    if graphs is True:
+        return CudaGraphs(device) if device.type == "cuda" else None
+    return graphs
+
+
+class SketchBatch:
+    """Every level's sketches as one batch, and what one step does to them.
+
+    It holds the strokes (and widths, opacities) being optimized, one tensor per level, Adam over them,
+    the best tracker, and the step that computes the loss terms and gradients of the whole batch
+    (eager, or replayed through ``graphs``; see :func:`optimize_sketches`).
+    """
+
+    def __init__(self, loss: ClipConvLoss, initial: dict[int, torch.Tensor], params: SketchParams,
+                 layouts: Mapping[int, StrokeLayout], graphs: StepGraphs | bool) -> None:
+        """Start from ``initial`` (stroke count → ``[seeds, …]`` canvas points or a layout's tensor)."""
+        self.loss, self.params, self.layouts = loss, params, layouts
+        self.strokes = sorted(initial)
+        self.device = loss.target.device
+        self.size = loss.target.shape[-1]
+        self.points = [initial[count].to(self.device).clone().requires_grad_(True) for count in self.strokes]
+        self.style = initial_style(params, self.strokes, self.device,
+                                   {self.strokes.index(count): params.locked for count in layouts})
+        self.optimizer = torch.optim.Adam(self._groups())
+        self.scaler = grad_scaler(loss.encoder.precision, self.device)  # fp16 only: keeps small gradients from underflowing
+        self.best = _BestTracker(self.points, len(loss.term_names), self.style)
+        self.graphs = _step_graphs(graphs, self.device, self.scaler.is_enabled())
+        self._step = self._new_step()
+
+    def step(self, augmentations: Augmentations) -> torch.Tensor:
+        """Loss terms ``[B, 1 + K, T]`` of the batch under ``augmentations``; their gradients are left in ``.grad``."""
+        return self._step(augmentations)
+
+    def record(self, terms: torch.Tensor) -> None:
+        """Record the batch's eval terms ``[B, T]`` (of its current strokes) in the best tracker."""
+        self.best.update(terms.detach(), self.points, self.style)
+
+    def update(self) -> None:
+        """One Adam step on the whole batch; widths and opacities are then projected back into their range."""
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        low, high = self.params.width_bounds()
+        with torch.no_grad():
+            for width in self.style.widths or []:
+                width.clamp_(low, high)
+            for opacity in self.style.opacities or []:
+                opacity.clamp_(0.0, 1.0)
+
+    def eval_terms(self) -> torch.Tensor:
+        """Un-augmented eval terms ``[B, T]`` of the current strokes (no gradients)."""
+        return self.loss.eval_terms(self.draw()[0])
+
+    def best_sketches(self, iteration: int) -> BestSketches:
+        """The best sketch of every level so far, on the CPU."""
+        return self.best.best_sketches(iteration, self.strokes, self.params.seeds, self.segments, self.per_segment)
+
+    def best_losses(self) -> dict[int, float]:
+        """The best eval loss so far per stroke count."""
+        return self.best.per_level(self.strokes, self.params.seeds)
+
+    def outcomes(self) -> list[LevelOutcome]:
+        """Every level's winner: the seed with the lowest best eval loss, at its best iteration."""
+        return _winners(self.best, self.strokes, self.params, self.segments(self.best.points))
+
+    def segments(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Each level's segments ``[seeds, N, 4, 2]`` of its optimized tensor (as its layout draws it, if any)."""
+        return [self.layouts[count].segments(t) if count in self.layouts else t for count, t in zip(self.strokes, tensors)]
+
+    def per_segment(self, values: list[torch.Tensor] | None) -> list[torch.Tensor] | None:
+        """Each level's per-stroke values ``[seeds, S]`` spread over its segments (per path with a layout)."""
+        if values is None:
+            return None
+        return [self.layouts[count].per_segment(v) if count in self.layouts else v
+                for count, v in zip(self.strokes, values)]
+
+    def draw(self, capacity: PairCapacity | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The current sketches, RGB ``[B, 3, size, size]``, and the sizes the rasterizer needed."""
+        strokes, width, opacity = self._stroke_batch()
+        grey, needed = rasterize_within(strokes, capacity, width, (self.size, self.size), opacity)
+        return _rgb(grey), needed
+
+    def _stroke_batch(self) -> tuple[torch.Tensor, float | torch.Tensor, torch.Tensor | None]:
+        """The current strokes as one rasterizer batch, with their widths and opacities."""
+        return stroke_batch(self.segments(self.points), self.params.stroke_width, self.per_segment(self.style.widths),
+                            self.per_segment(self.style.opacities))
+
+    def _groups(self) -> list[dict[str, Any]]:
+        """Adam's parameter groups: the points, and the widths and opacities where optimized, each at its rate."""
+        groups: list[dict[str, Any]] = [{"params": self.points, "lr": self.params.lr}]
+        if self.style.widths is not None:
+            groups.append({"params": self.style.widths, "lr": self.params.width_lr})
+        if self.style.opacities is not None:
+            groups.append({"params": self.style.opacities, "lr": self.params.opacity_lr})
+        return groups
+
+    def _run(self, warps: Augmentations | Warps, capacity: PairCapacity | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loss terms of the current strokes and their gradients (into ``.grad``); the sizes the rasterizer needed."""
+        images, needed = self.draw(capacity)
+        terms = self.loss.pair_terms(images, warps)
+        self.scaler.scale(terms.sum(dim=-1).mean(dim=-1).sum()).backward()
+        return terms, needed
+
+    def _eager_step(self, augmentations: Augmentations) -> torch.Tensor:
+        """One step without graphs."""
+        self.optimizer.zero_grad(set_to_none=True)
+        return self._run(augmentations, None)[0]
+
+    def _new_step(self) -> Callable[[Augmentations], torch.Tensor]:
+        """The step of the batch as it is now: through a new :class:`~.graphed_step.GraphedStep`, or eager."""
+        if self.graphs is None:
+            return self._eager_step
+        leaves = [*self.points, *(self.style.widths or []), *(self.style.opacities or [])]
+        return GraphedStep(self._run, lambda: pair_capacity(*self._stroke_batch()[:2], (self.size, self.size)),
+                           leaves, self.graphs)
 
 
 def optimize_sketches(
@@ -228,7 +353,7 @@ def optimize_sketches(
     cancel: CancelSignal | None = None,
     layouts: Mapping[int, StrokeLayout] | None = None,
     snapshot: Callable[[BestSketches], None] | None = None,
-    cuda_graphs: bool = True,
+    graphs: StepGraphs | bool = True,
 ) -> Optimization:
     """Optimise ``initial`` strokes (stroke count → ``[seeds, S, 4, 2]`` canvas points) against ``loss``.
 
@@ -236,86 +361,30 @@ def optimize_sketches(
     ``cancel`` stops the run before the next step; the best sketches found so far are still returned.
     A level with a layout optimizes ``initial[count]`` as that layout's tensor and draws its segments.
     ``snapshot`` receives the best sketches so far at every eval step and once more at the end.
-    On CUDA (except in fp16, whose loss scaling is not captured) each step's forward and backward pass is
-    replayed as a CUDA graph (:class:`~.graphed_step.GraphedStep`), unless ``cuda_graphs`` is false.
+    With ``graphs`` true, on CUDA (except in fp16, whose loss scaling is not captured) each step's forward and
+    backward pass is replayed as a CUDA graph (:class:`~.graphed_step.GraphedStep`); false runs every step
+    eagerly; other :class:`~.graphed_step.StepGraphs` (a stand-in on the CPU) are replayed through on any device.
     """
-    strokes = sorted(initial)
-    seeds = params.seeds
-    device = loss.target.device
-    size = loss.target.shape[-1]
-    points = [initial[count].to(device).clone().requires_grad_(True) for count in strokes]
-    layouts = layouts or {}
-    locked = {strokes.index(count): params.locked for count in layouts}
-    style = initial_style(params, strokes, device, locked)
-    groups: list[dict[str, Any]] = [{"params": points, "lr": params.lr}]
-    if style.widths is not None:
-        groups.append({"params": style.widths, "lr": params.width_lr})
-    if style.opacities is not None:
-        groups.append({"params": style.opacities, "lr": params.opacity_lr})
-    optimizer = torch.optim.Adam(groups)
-    scaler = grad_scaler(loss.encoder.precision, device)  # fp16 only: keeps small gradients from underflowing
+    batch = SketchBatch(loss, initial, params, layouts or {}, graphs)
     generator = torch.Generator().manual_seed(params.seed)
-    best = _BestTracker(points, len(loss.term_names), style)
-    low, high = params.width_bounds()
-
-    def segments(current: list[torch.Tensor]) -> list[torch.Tensor]:
-        return [layouts[count].segments(p) if count in layouts else p for count, p in zip(strokes, current)]
-
-    def per_segment(values: list[torch.Tensor] | None) -> list[torch.Tensor] | None:
-        if values is None:
-            return None
-        return [layouts[count].per_segment(v) if count in layouts else v for count, v in zip(strokes, values)]
-
-    def batch() -> tuple[torch.Tensor, float | torch.Tensor, torch.Tensor | None]:
-        return stroke_batch(segments(points), params.stroke_width, per_segment(style.widths),
-                            per_segment(style.opacities))
-
-    def draw(capacity: PairCapacity | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The current sketches, RGB, and the sizes the rasterizer needed."""
-        strokes_batch, width, opacity = batch()
-        grey, needed = rasterize_within(strokes_batch, capacity, width, (size, size), opacity)
-        return _rgb(grey), needed
-
-    def run(warps: Augmentations | Warps, capacity: PairCapacity | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Loss terms of the current strokes and their gradients (into ``.grad``); the sizes the rasterizer needed."""
-        images, needed = draw(capacity)
-        terms = loss.pair_terms(images, warps)
-        scaler.scale(terms.sum(dim=-1).mean(dim=-1).sum()).backward()
-        return terms, needed
-
-    def eager_step(augmentations: Augmentations) -> torch.Tensor:
-        optimizer.zero_grad(set_to_none=True)
-        return run(augmentations, None)[0]
-
-    step: Callable[[Augmentations], torch.Tensor] = eager_step
-    if cuda_graphs and device.type == "cuda" and not scaler.is_enabled():
-        leaves = [*points, *(style.widths or []), *(style.opacities or [])]
-        step = GraphedStep(run, lambda: pair_capacity(*batch()[:2], (size, size)), leaves, CudaGraphs(device))
-
     done, cancelled = 0, False
     for iteration in range(params.iterations):
         if cancel is not None and cancel.is_set():
             cancelled = True
             break
-        terms = step(sample_augmentations(params.augmentations, size, generator))
+        terms = batch.step(sample_augmentations(params.augmentations, batch.size, generator))
         if iteration % params.eval_interval == 0:
-            best.update(terms[:, 0].detach(), points, style)
+            batch.record(terms[:, 0])
             if snapshot is not None:
-                snapshot(best.best_sketches(iteration, strokes, seeds, segments, per_segment))
-        scaler.step(optimizer)
-        scaler.update()
-        with torch.no_grad():  # keep the style within its range (a projected gradient step)
-            for width in style.widths or []:
-                width.clamp_(low, high)
-            for opacity in style.opacities or []:
-                opacity.clamp_(0.0, 1.0)
+                snapshot(batch.best_sketches(iteration))
+        batch.update()
         done = iteration + 1
         if progress is not None:
-            progress(Progress(done, params.iterations, best.per_level(strokes, seeds)))
-    best.update(loss.eval_terms(draw()[0]), points, style)
+            progress(Progress(done, params.iterations, batch.best_losses()))
+    batch.record(batch.eval_terms())
     if snapshot is not None:
-        snapshot(best.best_sketches(done, strokes, seeds, segments, per_segment))
-    return Optimization(_winners(best, strokes, params, segments(best.points)), done, cancelled)
+        snapshot(batch.best_sketches(done))
+    return Optimization(batch.outcomes(), done, cancelled)
 
 
 def _winners(best: _BestTracker, strokes: list[int], params: SketchParams,
