@@ -5,6 +5,13 @@ and takes one Adam step on every sketch's control points (and, when asked, on ev
 opacity, each with its own learning rate, projected back into their range after the step). Sketches never interact: each one's loss and
 gradient are exactly what a separate run would compute. The clean pair of each training step is the
 un-augmented eval loss of the pre-step points, so best-iteration tracking costs no extra forward pass.
+
+:func:`optimize_sketches` is the loop, read top to bottom; :class:`SketchBatch` holds what it works on. With
+``pick_seed_at``, after that eval step each level keeps only its best attempt so far and the batch shrinks to
+those: the steps that follow cost one sketch per level. The kept attempts go on exactly as in the whole batch,
+since a step's augmentations are drawn for the step, not per sketch, and Adam's state is carried over row for
+row; bit for bit where the loss network gives a sketch the same numbers in any batch (the CPU), else up to
+rounding (a GPU's summation order).
 """
 
 from __future__ import annotations
@@ -85,7 +92,8 @@ class LevelOutcome:
 
     With a layout, ``points`` are the winner's segments ``[N, 4, 2]`` in the layout's path order.
 
-    ``seed_losses`` holds every seed's best eval loss, in seed order; the winner has the lowest.
+    ``seed_losses`` holds every seed's best eval loss, in seed order; the winner has the lowest. An attempt a
+    pick dropped reports its best before it was dropped.
     ``widths`` (canvas pixels) and ``opacities`` ``[S]`` are the winner's, per stroke (per path with a layout),
     when they were optimized.
     """
@@ -102,45 +110,61 @@ class LevelOutcome:
 
 @dataclass
 class Optimization:
-    """All levels' winners, how many steps ran, and whether the run was cancelled."""
+    """All levels' winners, how many steps ran, whether the run was cancelled, and the sketch-steps it computed
+    (each step's forward and backward pass of one sketch; :func:`planned_sketch_steps` for a whole job)."""
 
     levels: list[LevelOutcome]
     iterations: int
     cancelled: bool
+    sketch_steps: int = 0
 
 
 class _BestTracker:
-    """Per-sketch lowest eval loss and the points that achieved it."""
+    """Every attempt's lowest eval loss so far and the strokes (and style) that achieved it.
+
+    It keeps all attempts of the job, level-major (row ``level · seeds + attempt``), also those a pick dropped
+    from the batch: theirs stay as they were when they were dropped.
+    """
 
     def __init__(self, points: list[torch.Tensor], terms: int, style: StrokeStyle) -> None:
-        count = sum(p.shape[0] for p in points)
+        """Start from every level's whole batch of attempts ``[seeds, …]``, none evaluated yet."""
+        self.seeds = points[0].shape[0]
+        count = len(points) * self.seeds
         self.loss = torch.full((count,), float("inf"), device=points[0].device)
         self.terms = torch.zeros((count, terms), device=points[0].device)
         self.points = [p.detach().clone() for p in points]
         self.style = StrokeStyle(*(None if values is None else [v.detach().clone() for v in values]
                                    for values in (style.widths, style.opacities)))
 
-    def update(self, terms: torch.Tensor, points: list[torch.Tensor], style: StrokeStyle) -> None:
-        """Record eval ``terms`` ``[B, T]`` of ``points`` (and ``style``); keep them for every sketch that improved."""
+    def update(self, terms: torch.Tensor, points: list[torch.Tensor], style: StrokeStyle,
+               live: list[list[int]]) -> None:
+        """Record eval ``terms`` ``[B, T]`` of ``points`` (and ``style``), whose rows are the attempts ``live``
+        lists per level; keep them for every attempt that improved."""
+        rows = torch.tensor([level * self.seeds + attempt
+                             for level, attempts in enumerate(live) for attempt in attempts], device=self.loss.device)
         total = terms.sum(dim=-1)
-        improved = total < self.loss - MIN_DELTA
-        self.loss = torch.where(improved, total, self.loss)
-        self.terms = torch.where(improved[:, None], terms, self.terms)
+        improved = total < self.loss[rows] - MIN_DELTA
+        self.loss[rows] = torch.where(improved, total, self.loss[rows])
+        self.terms[rows] = torch.where(improved[:, None], terms, self.terms[rows])
         for kept, current in ((self.points, points), (self.style.widths, style.widths),
                               (self.style.opacities, style.opacities)):
             start = 0
-            for best, level in zip(kept or [], current or []):
+            for best, level, attempts in zip(kept or [], current or [], live):
                 mask = improved[start:start + level.shape[0]]
-                best[mask] = level.detach()[mask]
+                best[torch.tensor(attempts, device=mask.device)[mask]] = level.detach()[mask]
                 start += level.shape[0]
 
-    def best_sketches(self, iteration: int, strokes: list[int], seeds: int,
+    def winners(self) -> list[int]:
+        """Each level's attempt with the lowest eval loss so far (the first of equals)."""
+        return torch.argmin(self.loss.view(-1, self.seeds), dim=1).tolist()
+
+    def best_sketches(self, iteration: int, strokes: list[int],
                       segments: Callable[[list[torch.Tensor]], list[torch.Tensor]],
                       per_segment: Callable[[list[torch.Tensor] | None], list[torch.Tensor] | None]) -> BestSketches:
-        """The lowest-loss seed's best strokes of every level (as ``segments`` draws them, styled per segment as
-        ``per_segment`` spreads each path's values), copied to the CPU."""
-        losses = self.loss.view(len(strokes), seeds)
-        winners = torch.argmin(losses, dim=1).tolist()
+        """The lowest-loss attempt's best strokes of every level (as ``segments`` draws them, styled per segment
+        as ``per_segment`` spreads each path's values), copied to the CPU."""
+        losses = self.loss.view(len(strokes), self.seeds)
+        winners = self.winners()
         drawn = segments(self.points)
 
         def winners_of(values: list[torch.Tensor] | None) -> dict[int, torch.Tensor]:
@@ -152,9 +176,29 @@ class _BestTracker:
             for level, (count, winner) in enumerate(zip(strokes, winners))
         }, winners_of(per_segment(self.style.widths)), winners_of(per_segment(self.style.opacities)))
 
-    def per_level(self, strokes: list[int], seeds: int) -> dict[int, float]:
-        """Best eval loss per stroke count over its seeds."""
-        return dict(zip(strokes, self.loss.view(len(strokes), seeds).min(dim=1).values.tolist()))
+    def per_level(self) -> list[float]:
+        """Best eval loss per level over its attempts."""
+        return self.loss.view(-1, self.seeds).min(dim=1).values.tolist()
+
+    def attempts(self, strokes: list[int], seeds: list[int],
+                 best_segments: list[torch.Tensor]) -> list[list[LevelOutcome]]:
+        """Every attempt of every level at its best evaluated iteration, on the CPU; ``best_segments`` are the
+        segments of :attr:`points`."""
+        losses = self.loss.view(len(strokes), len(seeds))
+        terms = self.terms.view(len(strokes), len(seeds), -1)
+        return [[
+            LevelOutcome(
+                strokes=count,
+                seed=seed,
+                points=best_segments[level][attempt].detach().cpu(),
+                loss=float(losses[level, attempt]),
+                terms=tuple(terms[level, attempt].tolist()),
+                seed_losses=tuple(losses[level].tolist()),
+                widths=None if self.style.widths is None else self.style.widths[level][attempt].detach().cpu(),
+                opacities=None if self.style.opacities is None else self.style.opacities[level][attempt].detach().cpu(),
+            )
+            for attempt, seed in enumerate(seeds)
+        ] for level, count in enumerate(strokes)]
 
 
 OFF_CANVAS = -1e4
@@ -235,11 +279,12 @@ def _step_graphs(graphs: StepGraphs | bool, device: torch.device, scaled: bool) 
 
 
 class SketchBatch:
-    """Every level's sketches as one batch, and what one step does to them.
+    """Every level's attempts that are still optimized, as one batch, and what one step does to them.
 
     It holds the strokes (and widths, opacities) being optimized, one tensor per level, Adam over them,
-    the best tracker, and the step that computes the loss terms and gradients of the whole batch
-    (eager, or replayed through ``graphs``; see :func:`optimize_sketches`).
+    the best tracker (of every attempt, dropped ones included), and the step that computes the loss terms and
+    gradients of the whole batch (eager, or replayed through ``graphs``; see :func:`optimize_sketches`).
+    ``live[level]`` lists the attempts (indices into the level's seeds) whose rows the level's tensors hold.
     """
 
     def __init__(self, loss: ClipConvLoss, initial: dict[int, torch.Tensor], params: SketchParams,
@@ -249,22 +294,25 @@ class SketchBatch:
         self.strokes = sorted(initial)
         self.device = loss.target.device
         self.size = loss.target.shape[-1]
+        self.live = [list(range(params.seeds)) for _ in self.strokes]
         self.points = [initial[count].to(self.device).clone().requires_grad_(True) for count in self.strokes]
-        self.style = initial_style(params, self.strokes, self.device,
-                                   {self.strokes.index(count): params.locked for count in layouts})
+        self.locked = {self.strokes.index(count): params.locked for count in layouts}
+        self.style = initial_style(params, self.strokes, self.device, self.locked)
         self.optimizer = torch.optim.Adam(self._groups())
         self.scaler = grad_scaler(loss.encoder.precision, self.device)  # fp16 only: keeps small gradients from underflowing
         self.best = _BestTracker(self.points, len(loss.term_names), self.style)
         self.graphs = _step_graphs(graphs, self.device, self.scaler.is_enabled())
         self._step = self._new_step()
+        self.sketch_steps = 0  # one per sketch in each step's batch
 
     def step(self, augmentations: Augmentations) -> torch.Tensor:
         """Loss terms ``[B, 1 + K, T]`` of the batch under ``augmentations``; their gradients are left in ``.grad``."""
+        self.sketch_steps += sum(map(len, self.live))
         return self._step(augmentations)
 
     def record(self, terms: torch.Tensor) -> None:
         """Record the batch's eval terms ``[B, T]`` (of its current strokes) in the best tracker."""
-        self.best.update(terms.detach(), self.points, self.style)
+        self.best.update(terms.detach(), self.points, self.style, self.live)
 
     def update(self) -> None:
         """One Adam step on the whole batch; widths and opacities are then projected back into their range."""
@@ -277,25 +325,49 @@ class SketchBatch:
             for opacity in self.style.opacities or []:
                 opacity.clamp_(0.0, 1.0)
 
+    def keep_best_attempts(self) -> None:
+        """Keep each level's attempt with the lowest eval loss so far (the final pick's rule); drop the others.
+
+        The kept attempts go on as they would have in the whole batch: their strokes, style and Adam state are
+        carried over row for row, and the next steps (through a newly captured graph, where graphs are used)
+        compute only them. Nothing changes where every level has one attempt left.
+        """
+        if all(len(attempts) == 1 for attempts in self.live):
+            return
+        winners = self.best.winners()
+        rows = [[attempts.index(winner)] for attempts, winner in zip(self.live, winners)]
+        self.live = [[winner] for winner in winners]
+        self.points = [self._carry(points, kept) for points, kept in zip(self.points, rows)]
+        self.style = StrokeStyle(*(
+            None if values is None else [_lock(self._carry(level_values, kept), self.locked.get(level, ()))
+                                         for level, (level_values, kept) in enumerate(zip(values, rows))]
+            for values in (self.style.widths, self.style.opacities)))
+        self._step = self._new_step()
+
     def eval_terms(self) -> torch.Tensor:
         """Un-augmented eval terms ``[B, T]`` of the current strokes (no gradients)."""
         return self.loss.eval_terms(self.draw()[0])
 
     def best_sketches(self, iteration: int) -> BestSketches:
         """The best sketch of every level so far, on the CPU."""
-        return self.best.best_sketches(iteration, self.strokes, self.params.seeds, self.segments, self.per_segment)
+        return self.best.best_sketches(iteration, self.strokes, self.segments, self.per_segment)
 
     def best_losses(self) -> dict[int, float]:
         """The best eval loss so far per stroke count."""
-        return self.best.per_level(self.strokes, self.params.seeds)
+        return dict(zip(self.strokes, self.best.per_level()))
+
+    def attempts(self) -> list[list[LevelOutcome]]:
+        """Every attempt of every level at its best evaluated iteration (a dropped one: before it was dropped)."""
+        return self.best.attempts(self.strokes, self.params.sketch_seeds(), self.segments(self.best.points))
 
     def outcomes(self) -> list[LevelOutcome]:
-        """Every level's winner: the seed with the lowest best eval loss, at its best iteration."""
-        return _winners(self.best, self.strokes, self.params, self.segments(self.best.points))
+        """Every level's winner: the attempt with the lowest best eval loss, at its best iteration."""
+        return [attempts[winner] for attempts, winner in zip(self.attempts(), self.best.winners())]
 
     def segments(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
         """Each level's segments ``[seeds, N, 4, 2]`` of its optimized tensor (as its layout draws it, if any)."""
-        return [self.layouts[count].segments(t) if count in self.layouts else t for count, t in zip(self.strokes, tensors)]
+        return [self.layouts[count].segments(t) if count in self.layouts else t
+                for count, t in zip(self.strokes, tensors)]
 
     def per_segment(self, values: list[torch.Tensor] | None) -> list[torch.Tensor] | None:
         """Each level's per-stroke values ``[seeds, S]`` spread over its segments (per path with a layout)."""
@@ -331,6 +403,15 @@ class SketchBatch:
         self.scaler.scale(terms.sum(dim=-1).mean(dim=-1).sum()).backward()
         return terms, needed
 
+    def _carry(self, old: torch.Tensor, rows: list[int]) -> torch.Tensor:
+        """A new leaf of ``old``'s ``rows``, which takes ``old``'s place in Adam with those rows of its state."""
+        new = old.detach()[rows].requires_grad_(True)
+        self.optimizer.state[new] = {key: value[rows] if value.dim() and value.shape == old.shape else value
+                                     for key, value in self.optimizer.state.pop(old, {}).items()}
+        for group in self.optimizer.param_groups:
+            group["params"] = [new if param is old else param for param in group["params"]]
+        return new
+
     def _eager_step(self, augmentations: Augmentations) -> torch.Tensor:
         """One step without graphs."""
         self.optimizer.zero_grad(set_to_none=True)
@@ -361,12 +442,15 @@ def optimize_sketches(
     ``cancel`` stops the run before the next step; the best sketches found so far are still returned.
     A level with a layout optimizes ``initial[count]`` as that layout's tensor and draws its segments.
     ``snapshot`` receives the best sketches so far at every eval step and once more at the end.
+    With ``params.pick_seed_at`` (:func:`pick_step`), after that eval step each level keeps only its best attempt
+    so far, and the steps after it compute those alone.
     With ``graphs`` true, on CUDA (except in fp16, whose loss scaling is not captured) each step's forward and
     backward pass is replayed as a CUDA graph (:class:`~.graphed_step.GraphedStep`); false runs every step
     eagerly; other :class:`~.graphed_step.StepGraphs` (a stand-in on the CPU) are replayed through on any device.
     """
     batch = SketchBatch(loss, initial, params, layouts or {}, graphs)
     generator = torch.Generator().manual_seed(params.seed)
+    pick_at = pick_step(params)
     done, cancelled = 0, False
     for iteration in range(params.iterations):
         if cancel is not None and cancel.is_set():
@@ -378,33 +462,30 @@ def optimize_sketches(
             if snapshot is not None:
                 snapshot(batch.best_sketches(iteration))
         batch.update()
+        if iteration == pick_at:
+            batch.keep_best_attempts()
         done = iteration + 1
         if progress is not None:
             progress(Progress(done, params.iterations, batch.best_losses()))
     batch.record(batch.eval_terms())
     if snapshot is not None:
         snapshot(batch.best_sketches(done))
-    return Optimization(batch.outcomes(), done, cancelled)
+    return Optimization(batch.outcomes(), done, cancelled, batch.sketch_steps)
 
 
-def _winners(best: _BestTracker, strokes: list[int], params: SketchParams,
-             best_segments: list[torch.Tensor]) -> list[LevelOutcome]:
-    seeds = params.sketch_seeds()
-    losses = best.loss.view(len(strokes), len(seeds))
-    terms = best.terms.view(len(strokes), len(seeds), -1)
-    outcomes = []
-    for level, count in enumerate(strokes):
-        winner = int(torch.argmin(losses[level]))
-        widths, opacities = (None if values is None else values[level][winner].detach().cpu()
-                             for values in (best.style.widths, best.style.opacities))
-        outcomes.append(LevelOutcome(
-            strokes=count,
-            seed=seeds[winner],
-            points=best_segments[level][winner].detach().cpu(),
-            loss=float(losses[level, winner]),
-            terms=tuple(terms[level, winner].tolist()),
-            seed_losses=tuple(losses[level].tolist()),
-            widths=widths,
-            opacities=opacities,
-        ))
-    return outcomes
+def pick_step(params: SketchParams) -> int | None:
+    """The eval step after which each level keeps only its best attempt, or None where a pick would change
+    nothing: no ``pick_seed_at``, one seed, or no step after it."""
+    at = params.pick_seed_at
+    return at if at is not None and params.seeds > 1 and at < params.iterations - 1 else None
+
+
+def planned_sketch_steps(params: SketchParams) -> int:
+    """How many sketch-steps (one sketch's forward and backward pass in one step) a whole job computes.
+
+    A pick cuts them: every attempt runs the steps up to and including the pick's eval step, then one per level.
+    """
+    at = pick_step(params)
+    if at is None:
+        return len(params.strokes) * params.seeds * params.iterations
+    return len(params.strokes) * (params.seeds * (at + 1) + params.iterations - (at + 1))
