@@ -14,8 +14,8 @@ and the rasterizer is timed with exact buffers, with fixed ones, and replayed as
 
 It also prints the sketch-steps (one sketch's forward and backward pass in one step) of each quality preset's
 job, with and without its pick. ``--pick-job N`` times a job of N steps shaped like ``balanced`` (every
-attempt until a quarter of the steps, then each level's best one) against the same job without the pick,
-one after the other in this run.
+attempt until the eval step nearest a quarter of the steps, then each level's best one) against the same
+job without the pick, one after the other in this run.
 
 ``--clock process`` times CPU seconds of this process instead of wall seconds: on a shared machine, where
 other work takes turns on the cores, the ratios stay meaningful.
@@ -237,7 +237,8 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="also print the kernels that take the time of eager steps")
     parser.add_argument("--paper-job", action="store_true", help=f"also run the whole job ({PAPER_ITERATIONS} steps)")
     parser.add_argument("--pick-job", type=int, metavar="N",
-                        help="also time an N-step job with balanced's pick (at N/4) against it without the pick")
+                        help="also time an N-step job with balanced's pick (at the eval step nearest N/4) against "
+                             "the same job without the pick")
     parser.add_argument("--clock", choices=("wall", "process"), default="wall",
                         help="wall seconds, or CPU seconds of this process (steadier on a shared machine)")
     args = parser.parse_args()
