@@ -12,6 +12,11 @@ On CUDA our loop runs as replayed CUDA graphs (the default) and once more eagerl
 and the rasterizer is timed with exact buffers, with fixed ones, and replayed as a graph.
 ``--paper-job`` also runs the whole paper job (2000 steps) once and prints its wall time.
 
+It also prints the sketch-steps (one sketch's forward and backward pass in one step) of each quality preset's
+job, with and without its pick. ``--pick-job N`` times a job of N steps shaped like ``balanced`` (every
+attempt until the eval step nearest a quarter of the steps, then each level's best one) against the same
+job without the pick, one after the other in this run.
+
 ``--clock process`` times CPU seconds of this process instead of wall seconds: on a shared machine, where
 other work takes turns on the cores, the ratios stay meaningful.
 
@@ -37,8 +42,8 @@ from clipasso_core.graphed_step import HEADROOM, CudaGraphs
 from clipasso_core.image import to_canvas
 from clipasso_core.loss import ClipConvLoss
 from clipasso_core.models import ClipEncoder
-from clipasso_core.optimize import optimize_sketches, render, stroke_batch
-from clipasso_core.params import CANVAS_SIZE, SketchParams
+from clipasso_core.optimize import optimize_sketches, planned_sketch_steps, render, stroke_batch
+from clipasso_core.params import CANVAS_SIZE, PRESETS, SketchParams, make_params
 from clipasso_core.precision import Precision, resolve_precision
 from clipasso_core.raster import pair_capacity, rasterize_within
 from clipasso_core.saliency import initial_strokes
@@ -70,7 +75,7 @@ def time_ours(encoder: ClipEncoder, target: torch.Tensor, initial: dict[int, tor
         synchronize(encoder.device)
         stamps.append(clock())
 
-    optimize_sketches(ClipConvLoss(encoder, target), initial, params, progress=stamp, cuda_graphs=cuda_graphs)
+    optimize_sketches(ClipConvLoss(encoder, target), initial, params, progress=stamp, graphs=cuda_graphs)
     return statistics.median(b - a for a, b in zip(stamps[warmup - 1:], stamps[warmup:]))
 
 
@@ -83,6 +88,38 @@ def time_paper_job(encoder: ClipEncoder, target: torch.Tensor, initial: dict[int
     optimize_sketches(ClipConvLoss(encoder, target), initial, params)
     synchronize(encoder.device)
     return time.perf_counter() - start
+
+
+def print_preset_steps(strokes: list[int]) -> None:
+    """Sketch-steps of each preset's job for ``strokes``, and of the same job without its pick where it has one."""
+    for preset in PRESETS:
+        params = make_params(preset, strokes=strokes)
+        line = f"sketch-steps of a {preset} job ({len(strokes)} levels): {planned_sketch_steps(params)}"
+        if params.pick_seed_at is not None:
+            unpicked = planned_sketch_steps(params.model_copy(update={"pick_seed_at": None}))
+            line += (f" with its pick at step {params.pick_seed_at}, {unpicked} without "
+                     f"({planned_sketch_steps(params) / unpicked:.3f})")
+        print(line)
+
+
+def time_pick(encoder: ClipEncoder, target: torch.Tensor, initial: dict[int, torch.Tensor], params: SketchParams,
+              steps: int, clock: Callable[[], float]) -> None:
+    """Time a ``balanced``-shaped job of ``steps`` steps (a pick at a quarter of them) and the same job without it."""
+    balanced = PRESETS["balanced"]
+    share = balanced["pick_seed_at"] / balanced["iterations"]
+    pick_at = max(1, round(steps * share / params.eval_interval)) * params.eval_interval
+    picked = params.model_copy(update={"iterations": steps, "pick_seed_at": pick_at})
+    times = {}
+    for label, job in (("without the pick", picked.model_copy(update={"pick_seed_at": None})), ("with the pick", picked)):
+        synchronize(encoder.device)
+        start = clock()
+        outcome = optimize_sketches(ClipConvLoss(encoder, target), initial, job)
+        synchronize(encoder.device)
+        times[label] = (clock() - start, outcome.sketch_steps)
+    (plain, plain_steps), (fast, fast_steps) = times["without the pick"], times["with the pick"]
+    print(f"a {steps}-step job, pick at step {pick_at} ({encoder.precision}): {fast:.1f} s with the pick vs "
+          f"{plain:.1f} s without = {fast / plain:.3f}; sketch-steps {fast_steps} vs {plain_steps} = "
+          f"{fast_steps / plain_steps:.3f}")
 
 
 def print_profile(encoder: ClipEncoder, target: torch.Tensor, initial: dict[int, torch.Tensor],
@@ -103,7 +140,7 @@ def print_profile(encoder: ClipEncoder, target: torch.Tensor, initial: dict[int,
 
     trace = profile(activities=activities)
     params = params.model_copy(update={"iterations": warmup + steps})
-    optimize_sketches(ClipConvLoss(encoder, target), initial, params, progress=stamp, cuda_graphs=False)
+    optimize_sketches(ClipConvLoss(encoder, target), initial, params, progress=stamp, graphs=False)
     events = trace.key_averages()
     sort = "self_device_time_total" if encoder.device.type == "cuda" else "self_cpu_time_total"
     busy = sum(event.self_device_time_total for event in events) / 1e6 if encoder.device.type == "cuda" else 0.0
@@ -199,6 +236,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     parser.add_argument("--profile", action="store_true", help="also print the kernels that take the time of eager steps")
     parser.add_argument("--paper-job", action="store_true", help=f"also run the whole job ({PAPER_ITERATIONS} steps)")
+    parser.add_argument("--pick-job", type=int, metavar="N",
+                        help="also time an N-step job with balanced's pick (at the eval step nearest N/4) against "
+                             "the same job without the pick")
     parser.add_argument("--clock", choices=("wall", "process"), default="wall",
                         help="wall seconds, or CPU seconds of this process (steadier on a shared machine)")
     args = parser.parse_args()
@@ -250,6 +290,9 @@ def main() -> None:
         print(f"paper job ({len(params.strokes)} levels × {params.seeds} seeds × {PAPER_ITERATIONS} steps) at this "
               f"pace: {auto_iteration * PAPER_ITERATIONS:.0f} s ({Precision.AUTO}), "
               f"{ours[str(Precision.FP32)][1] * PAPER_ITERATIONS:.0f} s (fp32)")
+    print_preset_steps(params.strokes)
+    if args.pick_job:
+        time_pick(encoder, target, initial, params, args.pick_job, clock)
     if args.profile:
         print_profile(encoder, target, initial, params, warmup)
     if args.paper_job:

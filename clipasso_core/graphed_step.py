@@ -117,14 +117,21 @@ class GraphedStep:
         self._matrices = augmentations.matrices().to(self._leaves[0].device)
         self._clear_gradients()
         try:
-            (self._terms, self._needed), self._replay = self._graphs.capture(
-                lambda: self._run(Warps(self._matrices), self._capacity))
+            (self._terms, self._needed), self._replay = self._graphs.capture(self._fresh_run)
         except RuntimeError as error:
             logger.warning("Cannot capture the optimisation step as a CUDA graph, so it runs eagerly: %s", error)
             self._disabled = True
             self._clear_gradients()
             return
         self.captures += 1
+
+    def _fresh_run(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The captured call: ``run`` from no gradients, on the graph's transforms and buffers.
+
+        (A CUDA graph replays only its kernels; a stand-in that calls this again gets fresh gradients.)
+        """
+        self._clear_gradients()
+        return self._run(Warps(self._matrices), self._capacity)
 
     def _clear_gradients(self) -> None:
         """Drop the leaves' gradients (a capture allocates its own; an eager pass must not add to a graph's)."""

@@ -5,6 +5,13 @@ and takes one Adam step on every sketch's control points (and, when asked, on ev
 opacity, each with its own learning rate, projected back into their range after the step). Sketches never interact: each one's loss and
 gradient are exactly what a separate run would compute. The clean pair of each training step is the
 un-augmented eval loss of the pre-step points, so best-iteration tracking costs no extra forward pass.
+
+:func:`optimize_sketches` is the loop, read top to bottom; :class:`SketchBatch` holds what it works on. With
+``pick_seed_at``, after that eval step each level keeps only its best attempt so far and the batch shrinks to
+those: the steps that follow cost one sketch per level. The kept attempts go on exactly as in the whole batch,
+since a step's augmentations are drawn for the step, not per sketch, and Adam's state is carried over row for
+row; bit for bit where the loss network gives a sketch the same numbers in any batch (the CPU), else up to
+rounding (a GPU's summation order).
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from typing import Any, Protocol
 import torch
 
 from .augment import Augmentations, Warps, sample_augmentations
-from .graphed_step import CudaGraphs, GraphedStep
+from .graphed_step import CudaGraphs, GraphedStep, StepGraphs
 from .loss import ClipConvLoss
 from .params import SketchParams
 from .precision import grad_scaler
@@ -85,7 +92,8 @@ class LevelOutcome:
 
     With a layout, ``points`` are the winner's segments ``[N, 4, 2]`` in the layout's path order.
 
-    ``seed_losses`` holds every seed's best eval loss, in seed order; the winner has the lowest.
+    ``seed_losses`` holds every seed's best eval loss, in seed order; the winner has the lowest. An attempt a
+    pick dropped reports its best before it was dropped.
     ``widths`` (canvas pixels) and ``opacities`` ``[S]`` are the winner's, per stroke (per path with a layout),
     when they were optimized.
     """
@@ -102,45 +110,61 @@ class LevelOutcome:
 
 @dataclass
 class Optimization:
-    """All levels' winners, how many steps ran, and whether the run was cancelled."""
+    """All levels' winners, how many steps ran, whether the run was cancelled, and the sketch-steps it computed
+    (each step's forward and backward pass of one sketch; :func:`planned_sketch_steps` for a whole job)."""
 
     levels: list[LevelOutcome]
     iterations: int
     cancelled: bool
+    sketch_steps: int = 0
 
 
 class _BestTracker:
-    """Per-sketch lowest eval loss and the points that achieved it."""
+    """Every attempt's lowest eval loss so far and the strokes (and style) that achieved it.
+
+    It keeps all attempts of the job, level-major (row ``level · seeds + attempt``), also those a pick dropped
+    from the batch: theirs stay as they were when they were dropped.
+    """
 
     def __init__(self, points: list[torch.Tensor], terms: int, style: StrokeStyle) -> None:
-        count = sum(p.shape[0] for p in points)
+        """Start from every level's whole batch of attempts ``[seeds, …]``, none evaluated yet."""
+        self.seeds = points[0].shape[0]
+        count = len(points) * self.seeds
         self.loss = torch.full((count,), float("inf"), device=points[0].device)
         self.terms = torch.zeros((count, terms), device=points[0].device)
         self.points = [p.detach().clone() for p in points]
         self.style = StrokeStyle(*(None if values is None else [v.detach().clone() for v in values]
                                    for values in (style.widths, style.opacities)))
 
-    def update(self, terms: torch.Tensor, points: list[torch.Tensor], style: StrokeStyle) -> None:
-        """Record eval ``terms`` ``[B, T]`` of ``points`` (and ``style``); keep them for every sketch that improved."""
+    def update(self, terms: torch.Tensor, points: list[torch.Tensor], style: StrokeStyle,
+               live: list[list[int]]) -> None:
+        """Record eval ``terms`` ``[B, T]`` of ``points`` (and ``style``), whose rows are the attempts ``live``
+        lists per level; keep them for every attempt that improved."""
+        rows = torch.tensor([level * self.seeds + attempt
+                             for level, attempts in enumerate(live) for attempt in attempts], device=self.loss.device)
         total = terms.sum(dim=-1)
-        improved = total < self.loss - MIN_DELTA
-        self.loss = torch.where(improved, total, self.loss)
-        self.terms = torch.where(improved[:, None], terms, self.terms)
+        improved = total < self.loss[rows] - MIN_DELTA
+        self.loss[rows] = torch.where(improved, total, self.loss[rows])
+        self.terms[rows] = torch.where(improved[:, None], terms, self.terms[rows])
         for kept, current in ((self.points, points), (self.style.widths, style.widths),
                               (self.style.opacities, style.opacities)):
             start = 0
-            for best, level in zip(kept or [], current or []):
+            for best, level, attempts in zip(kept or [], current or [], live):
                 mask = improved[start:start + level.shape[0]]
-                best[mask] = level.detach()[mask]
+                best[torch.tensor(attempts, device=mask.device)[mask]] = level.detach()[mask]
                 start += level.shape[0]
 
-    def best_sketches(self, iteration: int, strokes: list[int], seeds: int,
+    def winners(self) -> list[int]:
+        """Each level's attempt with the lowest eval loss so far (the first of equals)."""
+        return torch.argmin(self.loss.view(-1, self.seeds), dim=1).tolist()
+
+    def best_sketches(self, iteration: int, strokes: list[int],
                       segments: Callable[[list[torch.Tensor]], list[torch.Tensor]],
                       per_segment: Callable[[list[torch.Tensor] | None], list[torch.Tensor] | None]) -> BestSketches:
-        """The lowest-loss seed's best strokes of every level (as ``segments`` draws them, styled per segment as
-        ``per_segment`` spreads each path's values), copied to the CPU."""
-        losses = self.loss.view(len(strokes), seeds)
-        winners = torch.argmin(losses, dim=1).tolist()
+        """The lowest-loss attempt's best strokes of every level (as ``segments`` draws them, styled per segment
+        as ``per_segment`` spreads each path's values), copied to the CPU."""
+        losses = self.loss.view(len(strokes), self.seeds)
+        winners = self.winners()
         drawn = segments(self.points)
 
         def winners_of(values: list[torch.Tensor] | None) -> dict[int, torch.Tensor]:
@@ -152,9 +176,29 @@ class _BestTracker:
             for level, (count, winner) in enumerate(zip(strokes, winners))
         }, winners_of(per_segment(self.style.widths)), winners_of(per_segment(self.style.opacities)))
 
-    def per_level(self, strokes: list[int], seeds: int) -> dict[int, float]:
-        """Best eval loss per stroke count over its seeds."""
-        return dict(zip(strokes, self.loss.view(len(strokes), seeds).min(dim=1).values.tolist()))
+    def per_level(self) -> list[float]:
+        """Best eval loss per level over its attempts."""
+        return self.loss.view(-1, self.seeds).min(dim=1).values.tolist()
+
+    def attempts(self, strokes: list[int], seeds: list[int],
+                 best_segments: list[torch.Tensor]) -> list[list[LevelOutcome]]:
+        """Every attempt of every level at its best evaluated iteration, on the CPU; ``best_segments`` are the
+        segments of :attr:`points`."""
+        losses = self.loss.view(len(strokes), len(seeds))
+        terms = self.terms.view(len(strokes), len(seeds), -1)
+        return [[
+            LevelOutcome(
+                strokes=count,
+                seed=seed,
+                points=best_segments[level][attempt].detach().cpu(),
+                loss=float(losses[level, attempt]),
+                terms=tuple(terms[level, attempt].tolist()),
+                seed_losses=tuple(losses[level].tolist()),
+                widths=None if self.style.widths is None else self.style.widths[level][attempt].detach().cpu(),
+                opacities=None if self.style.opacities is None else self.style.opacities[level][attempt].detach().cpu(),
+            )
+            for attempt, seed in enumerate(seeds)
+        ] for level, count in enumerate(strokes)]
 
 
 OFF_CANVAS = -1e4
@@ -205,19 +249,181 @@ def initial_style(params: SketchParams, counts: list[int], device: torch.device,
     """
 
     def start(value: float) -> list[torch.Tensor]:
-        levels = []
-        for level, count in enumerate(counts):
-            tensor = torch.full((params.seeds, count), value, device=device, requires_grad=True)
-            fixed = (locked or {}).get(level, ())
-            if fixed:
-                keep = torch.ones(count, device=device)
-                keep[list(fixed)] = 0.0
-                tensor.register_hook(lambda grad, keep=keep: grad * keep)
-            levels.append(tensor)
-        return levels
+        return [_lock(torch.full((params.seeds, count), value, device=device, requires_grad=True),
+                      (locked or {}).get(level, ()))
+                for level, count in enumerate(counts)]
 
     return StrokeStyle(start(params.stroke_width) if params.optimize_width else None,
                        start(1.0) if params.optimize_opacity else None)
+
+
+def _lock(values: torch.Tensor, fixed: Sequence[int]) -> torch.Tensor:
+    """``values`` ``[seeds, S]``, whose strokes listed in ``fixed`` get no gradient (a hook zeroes it)."""
+    if fixed:
+        keep = torch.ones(values.shape[-1], device=values.device)
+        keep[list(fixed)] = 0.0
+        values.register_hook(lambda grad: grad * keep)
+    return values
+
+
+def _step_graphs(graphs: StepGraphs | bool, device: torch.device, scaled: bool) -> StepGraphs | None:
+    """The graphs steps are replayed through: CUDA's where asked for and possible, the ones given, or none.
+
+    A scaled loss (fp16) is never replayed: its loss scaling is not captured.
+    """
+    if graphs is False or scaled:
+        return None
+    if graphs is True:
+        return CudaGraphs(device) if device.type == "cuda" else None
+    return graphs
+
+
+class SketchBatch:
+    """Every level's attempts that are still optimized, as one batch, and what one step does to them.
+
+    It holds the strokes (and widths, opacities) being optimized, one tensor per level, Adam over them,
+    the best tracker (of every attempt, dropped ones included), and the step that computes the loss terms and
+    gradients of the whole batch (eager, or replayed through ``graphs``; see :func:`optimize_sketches`).
+    ``live[level]`` lists the attempts (indices into the level's seeds) whose rows the level's tensors hold.
+    """
+
+    def __init__(self, loss: ClipConvLoss, initial: dict[int, torch.Tensor], params: SketchParams,
+                 layouts: Mapping[int, StrokeLayout], graphs: StepGraphs | bool) -> None:
+        """Start from ``initial`` (stroke count → ``[seeds, …]`` canvas points or a layout's tensor)."""
+        self.loss, self.params, self.layouts = loss, params, layouts
+        self.strokes = sorted(initial)
+        self.device = loss.target.device
+        self.size = loss.target.shape[-1]
+        self.live = [list(range(params.seeds)) for _ in self.strokes]
+        self.points = [initial[count].to(self.device).clone().requires_grad_(True) for count in self.strokes]
+        self.locked = {self.strokes.index(count): params.locked for count in layouts}
+        self.style = initial_style(params, self.strokes, self.device, self.locked)
+        self.optimizer = torch.optim.Adam(self._groups())
+        self.scaler = grad_scaler(loss.encoder.precision, self.device)  # fp16 only: keeps small gradients from underflowing
+        self.best = _BestTracker(self.points, len(loss.term_names), self.style)
+        self.graphs = _step_graphs(graphs, self.device, self.scaler.is_enabled())
+        self._step = self._new_step()
+        self.sketch_steps = 0  # one per sketch in each step's batch
+
+    def step(self, augmentations: Augmentations) -> torch.Tensor:
+        """Loss terms ``[B, 1 + K, T]`` of the batch under ``augmentations``; their gradients are left in ``.grad``."""
+        self.sketch_steps += sum(map(len, self.live))
+        return self._step(augmentations)
+
+    def record(self, terms: torch.Tensor) -> None:
+        """Record the batch's eval terms ``[B, T]`` (of its current strokes) in the best tracker."""
+        self.best.update(terms.detach(), self.points, self.style, self.live)
+
+    def update(self) -> None:
+        """One Adam step on the whole batch; widths and opacities are then projected back into their range."""
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        low, high = self.params.width_bounds()
+        with torch.no_grad():
+            for width in self.style.widths or []:
+                width.clamp_(low, high)
+            for opacity in self.style.opacities or []:
+                opacity.clamp_(0.0, 1.0)
+
+    def keep_best_attempts(self) -> None:
+        """Keep each level's attempt with the lowest eval loss so far (the final pick's rule); drop the others.
+
+        The kept attempts go on as they would have in the whole batch: their strokes, style and Adam state are
+        carried over row for row, and the next steps (through a newly captured graph, where graphs are used)
+        compute only them. Nothing changes where every level has one attempt left.
+        """
+        if all(len(attempts) == 1 for attempts in self.live):
+            return
+        winners = self.best.winners()
+        rows = [[attempts.index(winner)] for attempts, winner in zip(self.live, winners)]
+        self.live = [[winner] for winner in winners]
+        self.points = [self._carry(points, kept) for points, kept in zip(self.points, rows)]
+        self.style = StrokeStyle(*(
+            None if values is None else [_lock(self._carry(level_values, kept), self.locked.get(level, ()))
+                                         for level, (level_values, kept) in enumerate(zip(values, rows))]
+            for values in (self.style.widths, self.style.opacities)))
+        self._step = self._new_step()
+
+    def eval_terms(self) -> torch.Tensor:
+        """Un-augmented eval terms ``[B, T]`` of the current strokes (no gradients)."""
+        return self.loss.eval_terms(self.draw()[0])
+
+    def best_sketches(self, iteration: int) -> BestSketches:
+        """The best sketch of every level so far, on the CPU."""
+        return self.best.best_sketches(iteration, self.strokes, self.segments, self.per_segment)
+
+    def best_losses(self) -> dict[int, float]:
+        """The best eval loss so far per stroke count."""
+        return dict(zip(self.strokes, self.best.per_level()))
+
+    def attempts(self) -> list[list[LevelOutcome]]:
+        """Every attempt of every level at its best evaluated iteration (a dropped one: before it was dropped)."""
+        return self.best.attempts(self.strokes, self.params.sketch_seeds(), self.segments(self.best.points))
+
+    def outcomes(self) -> list[LevelOutcome]:
+        """Every level's winner: the attempt with the lowest best eval loss, at its best iteration."""
+        return [attempts[winner] for attempts, winner in zip(self.attempts(), self.best.winners())]
+
+    def segments(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Each level's segments ``[seeds, N, 4, 2]`` of its optimized tensor (as its layout draws it, if any)."""
+        return [self.layouts[count].segments(t) if count in self.layouts else t
+                for count, t in zip(self.strokes, tensors)]
+
+    def per_segment(self, values: list[torch.Tensor] | None) -> list[torch.Tensor] | None:
+        """Each level's per-stroke values ``[seeds, S]`` spread over its segments (per path with a layout)."""
+        if values is None:
+            return None
+        return [self.layouts[count].per_segment(v) if count in self.layouts else v
+                for count, v in zip(self.strokes, values)]
+
+    def draw(self, capacity: PairCapacity | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The current sketches, RGB ``[B, 3, size, size]``, and the sizes the rasterizer needed."""
+        strokes, width, opacity = self._stroke_batch()
+        grey, needed = rasterize_within(strokes, capacity, width, (self.size, self.size), opacity)
+        return _rgb(grey), needed
+
+    def _stroke_batch(self) -> tuple[torch.Tensor, float | torch.Tensor, torch.Tensor | None]:
+        """The current strokes as one rasterizer batch, with their widths and opacities."""
+        return stroke_batch(self.segments(self.points), self.params.stroke_width, self.per_segment(self.style.widths),
+                            self.per_segment(self.style.opacities))
+
+    def _groups(self) -> list[dict[str, Any]]:
+        """Adam's parameter groups: the points, and the widths and opacities where optimized, each at its rate."""
+        groups: list[dict[str, Any]] = [{"params": self.points, "lr": self.params.lr}]
+        if self.style.widths is not None:
+            groups.append({"params": self.style.widths, "lr": self.params.width_lr})
+        if self.style.opacities is not None:
+            groups.append({"params": self.style.opacities, "lr": self.params.opacity_lr})
+        return groups
+
+    def _run(self, warps: Augmentations | Warps, capacity: PairCapacity | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loss terms of the current strokes and their gradients (into ``.grad``); the sizes the rasterizer needed."""
+        images, needed = self.draw(capacity)
+        terms = self.loss.pair_terms(images, warps)
+        self.scaler.scale(terms.sum(dim=-1).mean(dim=-1).sum()).backward()
+        return terms, needed
+
+    def _carry(self, old: torch.Tensor, rows: list[int]) -> torch.Tensor:
+        """A new leaf of ``old``'s ``rows``, which takes ``old``'s place in Adam with those rows of its state."""
+        new = old.detach()[rows].requires_grad_(True)
+        self.optimizer.state[new] = {key: value[rows] if value.dim() and value.shape == old.shape else value
+                                     for key, value in self.optimizer.state.pop(old, {}).items()}
+        for group in self.optimizer.param_groups:
+            group["params"] = [new if param is old else param for param in group["params"]]
+        return new
+
+    def _eager_step(self, augmentations: Augmentations) -> torch.Tensor:
+        """One step without graphs."""
+        self.optimizer.zero_grad(set_to_none=True)
+        return self._run(augmentations, None)[0]
+
+    def _new_step(self) -> Callable[[Augmentations], torch.Tensor]:
+        """The step of the batch as it is now: through a new :class:`~.graphed_step.GraphedStep`, or eager."""
+        if self.graphs is None:
+            return self._eager_step
+        leaves = [*self.points, *(self.style.widths or []), *(self.style.opacities or [])]
+        return GraphedStep(self._run, lambda: pair_capacity(*self._stroke_batch()[:2], (self.size, self.size)),
+                           leaves, self.graphs)
 
 
 def optimize_sketches(
@@ -228,7 +434,7 @@ def optimize_sketches(
     cancel: CancelSignal | None = None,
     layouts: Mapping[int, StrokeLayout] | None = None,
     snapshot: Callable[[BestSketches], None] | None = None,
-    cuda_graphs: bool = True,
+    graphs: StepGraphs | bool = True,
 ) -> Optimization:
     """Optimise ``initial`` strokes (stroke count → ``[seeds, S, 4, 2]`` canvas points) against ``loss``.
 
@@ -236,106 +442,50 @@ def optimize_sketches(
     ``cancel`` stops the run before the next step; the best sketches found so far are still returned.
     A level with a layout optimizes ``initial[count]`` as that layout's tensor and draws its segments.
     ``snapshot`` receives the best sketches so far at every eval step and once more at the end.
-    On CUDA (except in fp16, whose loss scaling is not captured) each step's forward and backward pass is
-    replayed as a CUDA graph (:class:`~.graphed_step.GraphedStep`), unless ``cuda_graphs`` is false.
+    With ``params.pick_seed_at`` (:func:`pick_step`), after that eval step each level keeps only its best attempt
+    so far, and the steps after it compute those alone.
+    With ``graphs`` true, on CUDA (except in fp16, whose loss scaling is not captured) each step's forward and
+    backward pass is replayed as a CUDA graph (:class:`~.graphed_step.GraphedStep`); false runs every step
+    eagerly; other :class:`~.graphed_step.StepGraphs` (a stand-in on the CPU) are replayed through on any device.
     """
-    strokes = sorted(initial)
-    seeds = params.seeds
-    device = loss.target.device
-    size = loss.target.shape[-1]
-    points = [initial[count].to(device).clone().requires_grad_(True) for count in strokes]
-    layouts = layouts or {}
-    locked = {strokes.index(count): params.locked for count in layouts}
-    style = initial_style(params, strokes, device, locked)
-    groups: list[dict[str, Any]] = [{"params": points, "lr": params.lr}]
-    if style.widths is not None:
-        groups.append({"params": style.widths, "lr": params.width_lr})
-    if style.opacities is not None:
-        groups.append({"params": style.opacities, "lr": params.opacity_lr})
-    optimizer = torch.optim.Adam(groups)
-    scaler = grad_scaler(loss.encoder.precision, device)  # fp16 only: keeps small gradients from underflowing
+    batch = SketchBatch(loss, initial, params, layouts or {}, graphs)
     generator = torch.Generator().manual_seed(params.seed)
-    best = _BestTracker(points, len(loss.term_names), style)
-    low, high = params.width_bounds()
-
-    def segments(current: list[torch.Tensor]) -> list[torch.Tensor]:
-        return [layouts[count].segments(p) if count in layouts else p for count, p in zip(strokes, current)]
-
-    def per_segment(values: list[torch.Tensor] | None) -> list[torch.Tensor] | None:
-        if values is None:
-            return None
-        return [layouts[count].per_segment(v) if count in layouts else v for count, v in zip(strokes, values)]
-
-    def batch() -> tuple[torch.Tensor, float | torch.Tensor, torch.Tensor | None]:
-        return stroke_batch(segments(points), params.stroke_width, per_segment(style.widths),
-                            per_segment(style.opacities))
-
-    def draw(capacity: PairCapacity | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The current sketches, RGB, and the sizes the rasterizer needed."""
-        strokes_batch, width, opacity = batch()
-        grey, needed = rasterize_within(strokes_batch, capacity, width, (size, size), opacity)
-        return _rgb(grey), needed
-
-    def run(warps: Augmentations | Warps, capacity: PairCapacity | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Loss terms of the current strokes and their gradients (into ``.grad``); the sizes the rasterizer needed."""
-        images, needed = draw(capacity)
-        terms = loss.pair_terms(images, warps)
-        scaler.scale(terms.sum(dim=-1).mean(dim=-1).sum()).backward()
-        return terms, needed
-
-    def eager_step(augmentations: Augmentations) -> torch.Tensor:
-        optimizer.zero_grad(set_to_none=True)
-        return run(augmentations, None)[0]
-
-    step: Callable[[Augmentations], torch.Tensor] = eager_step
-    if cuda_graphs and device.type == "cuda" and not scaler.is_enabled():
-        leaves = [*points, *(style.widths or []), *(style.opacities or [])]
-        step = GraphedStep(run, lambda: pair_capacity(*batch()[:2], (size, size)), leaves, CudaGraphs(device))
-
+    pick_at = pick_step(params)
     done, cancelled = 0, False
     for iteration in range(params.iterations):
         if cancel is not None and cancel.is_set():
             cancelled = True
             break
-        terms = step(sample_augmentations(params.augmentations, size, generator))
+        terms = batch.step(sample_augmentations(params.augmentations, batch.size, generator))
         if iteration % params.eval_interval == 0:
-            best.update(terms[:, 0].detach(), points, style)
+            batch.record(terms[:, 0])
             if snapshot is not None:
-                snapshot(best.best_sketches(iteration, strokes, seeds, segments, per_segment))
-        scaler.step(optimizer)
-        scaler.update()
-        with torch.no_grad():  # keep the style within its range (a projected gradient step)
-            for width in style.widths or []:
-                width.clamp_(low, high)
-            for opacity in style.opacities or []:
-                opacity.clamp_(0.0, 1.0)
+                snapshot(batch.best_sketches(iteration))
+        batch.update()
+        if iteration == pick_at:
+            batch.keep_best_attempts()
         done = iteration + 1
         if progress is not None:
-            progress(Progress(done, params.iterations, best.per_level(strokes, seeds)))
-    best.update(loss.eval_terms(draw()[0]), points, style)
+            progress(Progress(done, params.iterations, batch.best_losses()))
+    batch.record(batch.eval_terms())
     if snapshot is not None:
-        snapshot(best.best_sketches(done, strokes, seeds, segments, per_segment))
-    return Optimization(_winners(best, strokes, params, segments(best.points)), done, cancelled)
+        snapshot(batch.best_sketches(done))
+    return Optimization(batch.outcomes(), done, cancelled, batch.sketch_steps)
 
 
-def _winners(best: _BestTracker, strokes: list[int], params: SketchParams,
-             best_segments: list[torch.Tensor]) -> list[LevelOutcome]:
-    seeds = params.sketch_seeds()
-    losses = best.loss.view(len(strokes), len(seeds))
-    terms = best.terms.view(len(strokes), len(seeds), -1)
-    outcomes = []
-    for level, count in enumerate(strokes):
-        winner = int(torch.argmin(losses[level]))
-        widths, opacities = (None if values is None else values[level][winner].detach().cpu()
-                             for values in (best.style.widths, best.style.opacities))
-        outcomes.append(LevelOutcome(
-            strokes=count,
-            seed=seeds[winner],
-            points=best_segments[level][winner].detach().cpu(),
-            loss=float(losses[level, winner]),
-            terms=tuple(terms[level, winner].tolist()),
-            seed_losses=tuple(losses[level].tolist()),
-            widths=widths,
-            opacities=opacities,
-        ))
-    return outcomes
+def pick_step(params: SketchParams) -> int | None:
+    """The eval step after which each level keeps only its best attempt, or None where a pick would change
+    nothing: no ``pick_seed_at``, one seed, or no step after it."""
+    at = params.pick_seed_at
+    return at if at is not None and params.seeds > 1 and at < params.iterations - 1 else None
+
+
+def planned_sketch_steps(params: SketchParams) -> int:
+    """How many sketch-steps (one sketch's forward and backward pass in one step) a whole job computes.
+
+    A pick cuts them: every attempt runs the steps up to and including the pick's eval step, then one per level.
+    """
+    at = pick_step(params)
+    if at is None:
+        return len(params.strokes) * params.seeds * params.iterations
+    return len(params.strokes) * (params.seeds * (at + 1) + params.iterations - (at + 1))

@@ -34,7 +34,7 @@ half-width: CLIPasso's ``1.5`` is ``3.0`` here).
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import torch
 from torch import Tensor
@@ -192,14 +192,46 @@ def _pairs(ctrl: Tensor, half: Tensor, per_sketch: int, height: int, width: int,
     Returns:
         the pairs' constants, see :class:`_Pairs`.
     """
-    device, dtype = ctrl.device, ctrl.dtype
     num = ctrl.shape[0]
-    p0, p1, p2, p3 = ctrl.unbind(1)
-    # power basis q(t) = A t^3 + B t^2 + C t + P0, elementwise (bit-identical whatever the batch size)
-    a, b, c = p3 - p0 + 3.0 * (p1 - p2), 3.0 * (p0 - 2.0 * p1 + p2), 3.0 * (p1 - p0)
+    buffers: _Buffers = _ExactBuffers() if capacity is None else _FixedBuffers(
+        capacity if num and capacity.candidates else PairCapacity(0, 0, 0))  # nothing to pad from
+    curves = _flatten(ctrl, half)
+    boxes = _stroke_boxes(ctrl, curves.margin, height, width)
+    curves = curves._replace(chords=torch.where(boxes.area > 0, curves.chords, torch.zeros_like(curves.chords)))
+    chords = _chord_boxes(curves, boxes)
+    needed_candidates, needed_keys = chords.count.sum(), boxes.area.sum()
+    total, key_space = buffers.sizes(needed_candidates, needed_keys)
+    index = torch.arange(total, device=ctrl.device)
+    candidates = _candidates(chords, index, buffers.chord_of(index, chords))
+    kept = _nearest_chord(candidates, index < needed_candidates, key_space)
+    needed = torch.stack([needed_candidates, needed_keys, kept.sum()])
+    pairs = _kept_pairs(candidates, chords, *buffers.compact(kept, index, needed[2]), max(per_sketch, 1), height, width)
+    # Closest point: safeguarded Newton from the nearest chord's projection.
+    centre = pairs.centre.to(ctrl.dtype) + 0.5  # (2, P)
+    along = (pairs.chord - pairs.stroke * _MAX_CHORDS).to(ctrl.dtype) + pairs.u  # chords before, plus the projection
+    start = along / curves.chords.index_select(0, pairs.stroke)
+    table = _curve_table(curves.a, curves.b, curves.c, curves.p0, curves.chords).index_select(1, pairs.stroke)
+    return _band(pairs.stroke, pairs.pixel, centre, *_newton(table, centre, start), needed)
 
-    # Flattening: K chords per stroke, with a bound on their deviation from the curve.
-    # (float reductions are written out elementwise: results do not depend on the batch layout)
+
+class _Curves(NamedTuple):
+    """Per-stroke constants of the M strokes: power basis ``q(t) = A t^3 + B t^2 + C t + P0`` and flattening."""
+
+    a: Tensor  # (M, 2)
+    b: Tensor  # (M, 2)
+    c: Tensor  # (M, 2)
+    p0: Tensor  # (M, 2)
+    chords: Tensor  # (M) chords of the flattening polyline (float; 0 for a stroke with no pixel box)
+    margin: Tensor  # (M) pixels farther than this from the polyline are blank
+
+
+def _flatten(ctrl: Tensor, half: Tensor) -> _Curves:
+    """Each stroke's power basis and flattening: K chords, with a bound on their deviation from the curve.
+
+    Elementwise (float reductions are written out), so results do not depend on the batch layout.
+    """
+    p0, p1, p2, p3 = ctrl.unbind(1)
+    a, b, c = p3 - p0 + 3.0 * (p1 - p2), 3.0 * (p0 - 2.0 * p1 + p2), 3.0 * (p1 - p0)
     diff2 = (ctrl[:, :2] - 2.0 * ctrl[:, 1:3] + ctrl[:, 2:]).square()  # (M, 2, 2)
     second = torch.maximum(diff2[:, 0, 0] + diff2[:, 0, 1], diff2[:, 1, 0] + diff2[:, 1, 1]).sqrt()  # (M)
     side = (ctrl[:, 1:] - ctrl[:, :-1]).square()  # (M, 3, 2)
@@ -207,95 +239,195 @@ def _pairs(ctrl: Tensor, half: Tensor, per_sketch: int, height: int, width: int,
     length = side[:, 0] + side[:, 1] + side[:, 2]
     chords = torch.maximum(length / _CHORD_PX, (0.75 * second / _FLAT_PX).sqrt())
     chords = chords.nan_to_num(nan=_MAX_CHORDS).ceil().clamp(_MIN_CHORDS, _MAX_CHORDS)
-    margin = half + _REACH + 0.75 * second / chords.square()  # pixels farther from the polyline are blank
+    return _Curves(a, b, c, p0, chords, half + _REACH + 0.75 * second / chords.square())
 
-    # Per-stroke pixel box (control-point hull, dilated, clipped): the key space of (stroke, pixel) pairs.
+
+class _Boxes(NamedTuple):
+    """Each stroke's pixel box (control-point hull, dilated, clipped): the key space of its (stroke, pixel) pairs."""
+
+    lo: Tensor  # (M, 2) first column, row (float)
+    hi: Tensor  # (M, 2) last column, row (float)
+    size: Tensor  # (M, 2) columns, rows (long; 0 where empty)
+    area: Tensor  # (M) pixels (long)
+    key_base: Tensor  # (M) key of pixel (0, 0) in the stroke's part of the key space (long)
+
+
+def _stroke_boxes(ctrl: Tensor, margin: Tensor, height: int, width: int) -> _Boxes:
+    """Each stroke's pixel box: its control points' hull dilated by ``margin`` :math:`(M)`, clipped to the canvas."""
     limit = torch.stack([ctrl.new_full((), float(width)), ctrl.new_full((), float(height))])  # no host copy
-    box_lo = (ctrl.amin(1) - margin[:, None] - 0.5).ceil().clamp(min=torch.zeros_like(limit), max=limit)
-    box_hi = (ctrl.amax(1) + margin[:, None] - 0.5).floor().clamp(min=-torch.ones_like(limit), max=limit - 1)
-    box_size = (box_hi - box_lo + 1.0).clamp_min(0.0).long()  # (M, 2): columns, rows
-    box_area = box_size[:, 0] * box_size[:, 1]
-    chords = torch.where(box_area > 0, chords, torch.zeros_like(chords))
-    key_base = torch.cumsum(box_area, 0) - box_area - (box_lo[:, 1] * box_size[:, 0] + box_lo[:, 0]).long()
+    lo = (ctrl.amin(1) - margin[:, None] - 0.5).ceil().clamp(min=torch.zeros_like(limit), max=limit)
+    hi = (ctrl.amax(1) + margin[:, None] - 0.5).floor().clamp(min=-torch.ones_like(limit), max=limit - 1)
+    size = (hi - lo + 1.0).clamp_min(0.0).long()
+    area = size[:, 0] * size[:, 1]
+    return _Boxes(lo, hi, size, area, torch.cumsum(area, 0) - area - (lo[:, 1] * size[:, 0] + lo[:, 0]).long())
 
-    # Chords: (M, K) slots, the first `chords` of each stroke active; pixel box of each.
-    slot = torch.arange(_MAX_CHORDS + 1, dtype=dtype, device=device)
+
+class _Chords(NamedTuple):
+    """The ``C = M * K`` chord slots (the first ``chords`` of each stroke active) and the pixel boxes they enumerate."""
+
+    lo: Tensor  # (C, 2) first column, row of the chord's box (long)
+    count: Tensor  # (C) pixels in the box (0 for an inactive slot)
+    ends: Tensor  # (C) where the chord's candidates end in the enumeration of all boxes
+    fdata: Tensor  # (C, 6) box corner from the chord start (2), chord vector (2), 1 / length^2, margin^2
+    idata: Tensor  # (C, 4) first candidate, box width, key of the box's first pixel, key stride (long)
+
+
+def _chord_boxes(curves: _Curves, boxes: _Boxes) -> _Chords:
+    """Each chord's pixel box (dilated by its stroke's margin, within the stroke's box) and what enumerates it."""
+    a, b, c, p0, chords, margin = curves
+    num = a.shape[0]
+    slot = torch.arange(_MAX_CHORDS + 1, dtype=a.dtype, device=a.device)
     knots = (slot / chords.clamp_min(1.0)[:, None]).clamp(max=1.0)[:, :, None]  # (M, K+1, 1)
     nodes = ((a[:, None] * knots + b[:, None]) * knots + c[:, None]) * knots + p0[:, None]  # (M, K+1, 2)
     start, end = nodes[:, :-1], nodes[:, 1:]
-    c_lo = torch.maximum((torch.minimum(start, end) - margin[:, None, None] - 0.5).ceil(), box_lo[:, None])
-    c_hi = torch.minimum((torch.maximum(start, end) + margin[:, None, None] - 0.5).floor(), box_hi[:, None])
+    c_lo = torch.maximum((torch.minimum(start, end) - margin[:, None, None] - 0.5).ceil(), boxes.lo[:, None])
+    c_hi = torch.minimum((torch.maximum(start, end) + margin[:, None, None] - 0.5).floor(), boxes.hi[:, None])
     c_size = (c_hi - c_lo + 1.0).clamp_min(0.0).long().reshape(-1, 2)
     count = c_size[:, 0] * c_size[:, 1] * (slot[:-1] < chords[:, None]).reshape(-1)  # (C = M * K)
-    needed_candidates, needed_keys = count.sum(), box_area.sum()
-    if capacity is None:
-        total, key_space = torch.stack([needed_candidates, needed_keys]).tolist()
-    else:
-        capacity = capacity if num and capacity.candidates else PairCapacity(0, 0, 0)  # nothing to pad from
-        total, key_space = capacity.candidates, capacity.keys
 
-    stroke_of = torch.arange(num, device=device).repeat_interleave(_MAX_CHORDS)
+    stroke_of = torch.arange(num, device=a.device).repeat_interleave(_MAX_CHORDS)
     vec = (end - start).reshape(-1, 2)
     c_lo = c_lo.reshape(-1, 2)
     corner_offset = c_lo + 0.5 - start.reshape(-1, 2)  # centre of the box's first pixel, from the chord start
     inv_len2 = 1.0 / (vec[:, :1].square() + vec[:, 1:].square() + 1e-12)
     fdata = torch.cat([corner_offset, vec, inv_len2, margin.square()[stroke_of, None]], 1)  # (C, 6)
-    c_lo = c_lo.long()
-    stride = box_size[stroke_of, 0]
-    key0 = key_base[stroke_of] + c_lo[:, 1] * stride + c_lo[:, 0]
+    lo = c_lo.long()
+    stride = boxes.size[stroke_of, 0]
+    key0 = boxes.key_base[stroke_of] + lo[:, 1] * stride + lo[:, 0]
     ends = torch.cumsum(count, 0)
-    idata = torch.stack([ends - count, c_size[:, 0], key0, stride], 1)  # (C, 4)
+    return _Chords(lo, count, ends, fdata, torch.stack([ends - count, c_size[:, 0], key0, stride], 1))
 
-    # Candidate (chord, pixel) pairs: ragged enumeration of all chord boxes, distance to the chord.
-    index = torch.arange(total, device=device)
-    if capacity is None:
-        chord = torch.repeat_interleave(torch.arange(count.shape[0], device=device), count, output_size=total)
-    else:  # past the needed count, the padding candidates repeat the last chord
-        chord = torch.searchsorted(ends, index, right=True).clamp_(max=max(count.shape[0] - 1, 0))
-    first, box_w, key0, stride = idata.index_select(0, chord).unbind(1)
+
+class _Buffers(Protocol):
+    """How big the work buffers of one call are, and how they are filled past what the strokes need."""
+
+    def sizes(self, candidates: Tensor, keys: Tensor) -> tuple[int, int]:
+        """The candidate buffer's size and the key space, given the ``candidates`` and ``keys`` needed."""
+        ...
+
+    def chord_of(self, index: Tensor, chords: _Chords) -> Tensor:
+        """The chord of each candidate ``index`` :math:`(T)`."""
+        ...
+
+    def compact(self, kept: Tensor, index: Tensor, pairs: Tensor) -> tuple[Tensor, Tensor | None]:
+        """The ``kept`` candidates in order :math:`(P)`, and which of those slots are padding (or ``None``)."""
+        ...
+
+
+class _ExactBuffers:
+    """Buffers of the sizes a call needs (two host synchronisations)."""
+
+    def sizes(self, candidates: Tensor, keys: Tensor) -> tuple[int, int]:
+        """The candidates and keys needed."""
+        total, key_space = torch.stack([candidates, keys]).tolist()
+        return total, key_space
+
+    def chord_of(self, index: Tensor, chords: _Chords) -> Tensor:
+        """Each chord repeated for the pixels of its box."""
+        return torch.repeat_interleave(torch.arange(chords.count.shape[0], device=index.device), chords.count,
+                                       output_size=index.shape[0])
+
+    def compact(self, kept: Tensor, index: Tensor, pairs: Tensor) -> tuple[Tensor, Tensor | None]:
+        """The kept candidates; no padding."""
+        return torch.nonzero(kept).squeeze(1), None
+
+
+class _FixedBuffers:
+    """Buffers of a fixed :class:`PairCapacity` (no host synchronisation); what they hold past the need draws
+    nowhere."""
+
+    def __init__(self, capacity: PairCapacity) -> None:
+        """Buffers of ``capacity``, which has room for candidates unless it is all zeros."""
+        self.capacity = capacity
+
+    def sizes(self, candidates: Tensor, keys: Tensor) -> tuple[int, int]:
+        """The capacity's, whatever is needed."""
+        return self.capacity.candidates, self.capacity.keys
+
+    def chord_of(self, index: Tensor, chords: _Chords) -> Tensor:
+        """Each chord for the pixels of its box; past the needed count, the padding candidates repeat the last chord."""
+        return torch.searchsorted(chords.ends, index, right=True).clamp_(max=max(chords.count.shape[0] - 1, 0))
+
+    def compact(self, kept: Tensor, index: Tensor, pairs: Tensor) -> tuple[Tensor, Tensor | None]:
+        """The kept candidates in order in the fixed pair buffer; its unused slots repeat candidate 0 (padding)."""
+        slot = torch.cumsum(kept, 0) - 1
+        slot = torch.where(kept & (slot < self.capacity.pairs), slot, self.capacity.pairs)
+        keep = index.new_zeros(self.capacity.pairs + 1).scatter_(0, slot, index)[:-1]
+        return keep, torch.arange(self.capacity.pairs, device=index.device) >= pairs
+
+
+class _Candidates(NamedTuple):
+    """The candidate (chord, pixel) pairs: every pixel of every chord's box, and its distance to the chord."""
+
+    chord: Tensor  # (T) the chord slot
+    row: Tensor  # (T) the pixel's row in the chord's box
+    col: Tensor  # (T) its column
+    key: Tensor  # (T) the (stroke, pixel) pair's key
+    u: Tensor  # (T) the pixel centre's projection on the chord, in [0, 1]
+    dist2: Tensor  # (T) the squared distance to the chord
+    margin2: Tensor  # (T) the stroke's squared margin
+
+
+def _candidates(chords: _Chords, index: Tensor, chord: Tensor) -> _Candidates:
+    """The candidates ``index`` :math:`(T)` of the ragged enumeration of all chord boxes, of the chords ``chord``."""
+    first, box_w, key0, stride = chords.idata.index_select(0, chord).unbind(1)
     local = index - first
     row = torch.div(local, box_w.clamp_min(1), rounding_mode="floor")
     col = local - row * box_w
-    ox, oy, vx, vy, inv_len2, margin2 = fdata.index_select(0, chord).unbind(1)
+    ox, oy, vx, vy, inv_len2, margin2 = chords.fdata.index_select(0, chord).unbind(1)
     dx, dy = col + ox, row + oy
     u = ((dx * vx + dy * vy) * inv_len2).clamp(0.0, 1.0)
     dist2 = (dx - u * vx).square() + (dy - u * vy).square()
+    return _Candidates(chord, row, col, key0 + row * stride + col, u, dist2, margin2)
 
-    # Nearest chord per (stroke, pixel): minimum of (quantized distance, chord slot), unique per pair.
-    # Candidates past the needed count (padding of a fixed capacity) or past the key space go to one spare key.
-    valid = index < needed_candidates
-    key = key0 + row * stride + col
-    key = torch.where(valid & (key < key_space), key, key_space)
-    rank = (dist2 * _DIST_QUANTUM).clamp(max=2.0**26 - 1.0).int() * _MAX_CHORDS + (chord % _MAX_CHORDS).int()
-    best = torch.full((key_space + 1,), torch.iinfo(torch.int32).max, dtype=torch.int32, device=device)
+
+def _nearest_chord(candidates: _Candidates, valid: Tensor, key_space: int) -> Tensor:
+    """Which ``valid`` candidates :math:`(T)` are their (stroke, pixel) pair's nearest chord, within the margin.
+
+    The nearest is the minimum of (quantized distance, chord slot), unique per pair. Candidates past the needed
+    count (padding of a fixed capacity) or past the key space go to one spare key.
+    """
+    key = torch.where(valid & (candidates.key < key_space), candidates.key, key_space)
+    rank = ((candidates.dist2 * _DIST_QUANTUM).clamp(max=2.0**26 - 1.0).int() * _MAX_CHORDS
+            + (candidates.chord % _MAX_CHORDS).int())
+    best = torch.full((key_space + 1,), torch.iinfo(torch.int32).max, dtype=torch.int32, device=key.device)
     best.scatter_reduce_(0, key, rank, "amin")
-    kept = valid & (best.index_select(0, key) == rank) & (dist2 < margin2)
-    needed = torch.stack([needed_candidates, needed_keys, kept.sum()])
-    if capacity is None:
-        keep = torch.nonzero(kept).squeeze(1)
-        padding = None
-    else:  # compact in order into the fixed pair buffer; its unused slots repeat candidate 0 and draw nowhere
-        slot = torch.cumsum(kept, 0) - 1
-        slot = torch.where(kept & (slot < capacity.pairs), slot, capacity.pairs)
-        keep = index.new_zeros(capacity.pairs + 1).scatter_(0, slot, index)[:-1]
-        padding = torch.arange(capacity.pairs, device=device) >= needed[2]
+    return valid & (best.index_select(0, key) == rank) & (candidates.dist2 < candidates.margin2)
 
-    chord = chord.index_select(0, keep)
+
+class _Kept(NamedTuple):
+    """The P kept (stroke, pixel) pairs: their nearest chord, its stroke, and the pixel."""
+
+    chord: Tensor  # (P) the nearest chord slot
+    stroke: Tensor  # (P) its stroke
+    centre: Tensor  # (2, P) the pixel's column, row (long)
+    pixel: Tensor  # (P) index into the N * H * W image pixels (padding: the spare pixel N * H * W)
+    u: Tensor  # (P) the pixel centre's projection on the chord, in [0, 1]
+
+
+def _kept_pairs(candidates: _Candidates, chords: _Chords, keep: Tensor, padding: Tensor | None, per_sketch: int,
+                height: int, width: int) -> _Kept:
+    """The candidates ``keep`` :math:`(P)` as pairs on the canvas; ``padding`` :math:`(P)` marks slots that draw
+    nowhere."""
+    chord = candidates.chord.index_select(0, keep)
     stroke = torch.div(chord, _MAX_CHORDS, rounding_mode="floor")
-    corner = c_lo.index_select(0, chord)
-    col = corner[:, 0] + col.index_select(0, keep)
-    row = corner[:, 1] + row.index_select(0, keep)
-    sketch = torch.div(stroke, max(per_sketch, 1), rounding_mode="floor")
+    corner = chords.lo.index_select(0, chord)
+    col = corner[:, 0] + candidates.col.index_select(0, keep)
+    row = corner[:, 1] + candidates.row.index_select(0, keep)
+    sketch = torch.div(stroke, per_sketch, rounding_mode="floor")
     pixel = (sketch * height + row) * width + col
-    if padding is not None:
-        pixel = torch.where(padding, num // max(per_sketch, 1) * height * width, pixel)
+    if padding is not None:  # the spare pixel, past the N * H * W pixels of the N = M / S sketches
+        sketches = chords.lo.shape[0] // _MAX_CHORDS // per_sketch
+        pixel = torch.where(padding, sketches * height * width, pixel)
+    return _Kept(chord, stroke, torch.stack([col, row]), pixel, candidates.u.index_select(0, keep))
 
-    # Closest point: safeguarded Newton from the nearest chord's projection.
-    centre = torch.stack([col, row]).to(dtype) + 0.5  # (2, P)
-    t = ((chord - stroke * _MAX_CHORDS).to(dtype) + u.index_select(0, keep)) / chords.index_select(0, stroke)
-    t, offset, tangent = _newton(_curve_table(a, b, c, p0, chords).index_select(1, stroke), centre, t)
 
-    # Band normal: radial (p - c)/|p - c|; on the curve itself, perpendicular to the tangent; else the x axis.
+def _band(stroke: Tensor, pixel: Tensor, centre: Tensor, t: Tensor, offset: Tensor, tangent: Tensor,
+          needed: Tensor) -> _Pairs:
+    """The pairs' constants from their closest points ``t`` :math:`(P)`, offsets and tangents there :math:`(2, P)`.
+
+    Band normal: radial (p - c)/|p - c|; on the curve itself, perpendicular to the tangent; else the x axis.
+    """
     square = torch.stack([offset, tangent]).square()  # (2, 2, P)
     dist, speed = (square[:, 0] + square[:, 1]).sqrt()
     moving = speed > 1e-9

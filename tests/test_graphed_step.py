@@ -209,3 +209,13 @@ def test_a_refined_sketch_with_styled_strokes_replays_and_keeps_its_locked_path(
     assert torch.equal(level.points[8:10], torch.from_numpy(read_paths(params.init_paths)[2].segments))
     eager, eager_history = eagerly(monkeypatch, lambda: sketch_with_history(picture(), params, cuda_models))
     assert_same_sketches(replayed, eager, history, eager_history)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_after_a_pick_a_graph_for_the_kept_attempts_replays_what_eager_steps_draw(cuda_models, graphed, monkeypatch):
+    params = SketchParams(strokes=[4, 16], seeds=3, iterations=30, eval_interval=5, pick_seed_at=10)
+    replayed, history = sketch_with_history(cup(), params, cuda_models)
+    assert len(graphed) == 2 and graphed[1].captures >= 1 and graphed[1].replays >= 10  # steps 11–13 eager
+    eager, eager_history = eagerly(monkeypatch, lambda: sketch_with_history(cup(), params, cuda_models))
+    assert_same_sketches(replayed, eager, history, eager_history)
