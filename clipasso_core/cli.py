@@ -31,14 +31,14 @@ from .image import CanvasFrame, embeddable, read_image, to_canvas
 from .loss import LossWeights
 from .mask import mask_coverage
 from .mask_svg import read_mask_svg
-from .model_options import add_model_options, model_spec
+from .model_options import OPTION_NAMES, add_model_options, model_spec
 from .models import encode_prompt, load_encoder, load_models, resolve_device
 from .optimize import Progress
 from .params import (CANVAS_SIZE, FIDELITY_PRESETS, PRESET_CHOICES, REFINE_ITERATIONS, describe_validation_errors,
                      make_params)
 from .precision import PRECISION_CHOICES, Precision
 from .preview import preview_sheet
-from .refine_svg import LayeredDrawing
+from .refine_svg import NAME_A_LAYER, LayeredDrawing
 from .score import choose_layer, render_layer, score_canvas
 from .sketch import SketchResult, sketch_image
 from .snapshot import SnapshotHistory
@@ -49,6 +49,8 @@ PLUGIN_GROUP = "clipasso.commands"
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+CLI_NAMES = {**OPTION_NAMES, NAME_A_LAYER: "--layer"}
+"""How this command says the library parameters its errors name."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -171,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as error:
         return fail(f"invalid option: {describe_validation_errors(error.errors())}", EXIT_USAGE)
     except ClipassoError as error:
-        return fail(str(error))
+        return fail(str(error.worded(CLI_NAMES)))
     except KeyboardInterrupt:
         print("clipasso: interrupted.", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -283,7 +285,7 @@ def run_score(args: argparse.Namespace) -> int:
     else:
         sketch, _ = to_canvas(read_image(args.sketch), CANVAS_SIZE)
     device = resolve_device(args.device)
-    encoder = load_encoder(args.loss_model, args.pretrained, args.loss_weights, device, "--loss-weights",
+    encoder = load_encoder(args.loss_model, args.pretrained, args.loss_weights, device, "ModelSpec.loss_weights",
                            precision or Precision.AUTO)
     prompt = encode_prompt(encoder, params.text, device) if params.text else None
     score = score_canvas(encoder, target, sketch, LossWeights.from_params(params), prompt)

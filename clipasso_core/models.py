@@ -30,6 +30,8 @@ from .precision import Precision, autocast, resolve_precision
 DEFAULT_LOSS_MODEL = "RN101"
 DEFAULT_SALIENCY_MODEL = "ViT-B-32"
 DEFAULT_PRETRAINED = "openai"
+CPU_DEVICE = "resolve_device('cpu')"
+"""How the library tells a caller to use the CPU (a command line says it with its device option)."""
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,8 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ClipassoError("CUDA was requested but PyTorch sees no CUDA GPU on this machine; use --device cpu.")
+        raise ClipassoError("CUDA was requested but PyTorch sees no CUDA GPU on this machine; use "
+                            f"{CPU_DEVICE}.", [CPU_DEVICE])
     try:
         return torch.device(name)
     except RuntimeError:
@@ -111,36 +114,39 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 def load_models(spec: ModelSpec, device: torch.device) -> LoadedModels:
     """Load both encoders of ``spec`` onto ``device``, frozen and in eval mode, computing in ``spec.precision``."""
-    loss = load_encoder(spec.loss_model, spec.pretrained, spec.loss_weights, device, "--loss-weights", spec.precision)
+    loss = load_encoder(spec.loss_model, spec.pretrained, spec.loss_weights, device, "ModelSpec.loss_weights",
+                        spec.precision)
     if not all(hasattr(loss.visual, stage) for stage in ("stem", "layer2", "layer3", "attnpool")):
         raise ModelError(
             f"The loss model must be a CLIP ResNet (RN50, RN101, …) with layer2/layer3 stages; "
             f"{spec.loss_model!r} is not."
         )
-    saliency = load_encoder(spec.saliency_model, spec.pretrained, spec.saliency_weights, device, "--saliency-weights",
-                            spec.precision)
+    saliency = load_encoder(spec.saliency_model, spec.pretrained, spec.saliency_weights, device,
+                            "ModelSpec.saliency_weights", spec.precision)
     if not hasattr(getattr(saliency.visual, "transformer", None), "resblocks"):
         raise ModelError(f"The saliency model must be a CLIP ViT (ViT-B-32, …); {spec.saliency_model!r} is not.")
     return LoadedModels(loss=loss, saliency=saliency, device=device)
 
 
 def load_encoder(name: str, pretrained: str | None, weights: Path | None, device: torch.device,
-                 weights_option: str, precision: Precision | str = Precision.AUTO) -> ClipEncoder:
+                 weights_parameter: str, precision: Precision | str = Precision.AUTO) -> ClipEncoder:
     """Build open_clip model ``name`` with ``weights`` (a file) or the ``pretrained`` tag; keep its image tower.
 
-    ``precision`` is resolved for ``device`` (``auto`` → bf16 where it is native, else fp32).
+    ``precision`` is resolved for ``device`` (``auto`` → bf16 where it is native, else fp32). Errors name the
+    caller's parameter for ``weights`` as ``weights_parameter`` (e.g. ``ModelSpec.loss_weights``).
     """
     model_name = _register_config(name)
     if weights is not None:
         weights = Path(weights)
         if weights.is_dir():
-            raise ModelError(f"The weights file {str(weights)!r} for {model_name} is a folder; give {weights_option} "
-                             "the checkpoint file itself.")
+            raise ModelError(f"The weights file {str(weights)!r} for {model_name} is a folder; give "
+                             f"{weights_parameter} the checkpoint file itself.", [weights_parameter])
         if not weights.is_file():
             raise ModelError(f"The weights file {str(weights)!r} for {model_name} does not exist.")
         if not is_checkpoint_file(weights):
             raise ModelError(f"The weights file {str(weights)!r} is not a checkpoint (a PyTorch .pt/.bin or a "
-                             f".safetensors file); give {weights_option} the weights of {model_name}.")
+                             f".safetensors file); give {weights_parameter} the weights of {model_name}.",
+                             [weights_parameter])
         source = str(weights)
         quick_gelu = False
     else:
@@ -150,16 +156,16 @@ def load_encoder(name: str, pretrained: str | None, weights: Path | None, device
             tags = ", ".join(open_clip.list_pretrained_tags_by_model(model_name)) or "none"
             raise ModelError(
                 f"open_clip has no {pretrained!r} weights for {model_name} (known tags: {tags}); "
-                f"give a checkpoint with {weights_option} FILE."
+                f"give a checkpoint file as {weights_parameter}.", [weights_parameter]
             )
         quick_gelu = bool(tag_cfg.get("quick_gelu", False))
         hub = tag_cfg.get("hf_hub", "").rstrip("/")
         if hub and not _hub_weights_cached(hub) and not _hub_reachable():
-            raise _weights_unavailable(model_name, pretrained, hub, weights_option)
+            raise _weights_unavailable(model_name, pretrained, hub, weights_parameter)
     try:
         model = _create_model(model_name, source, quick_gelu)
     except Exception as error:  # open_clip reports download, config and checkpoint problems as assorted errors
-        raise _explain_load_failure(model_name, pretrained, weights, weights_option, error) from None
+        raise _explain_load_failure(model_name, pretrained, weights, weights_parameter, error) from None
     visual = freeze_for_inference(model.visual, device)  # channels_last (the loss's batches too); cuDNN tuned
     has_text = callable(getattr(model, "encode_text", None))
     del model
@@ -255,7 +261,7 @@ def is_checkpoint_file(path: Path) -> bool:
     return len(head) == 9 and head[8:9] == b"{"  # safetensors: 8-byte header length, then its JSON
 
 
-def _explain_load_failure(model_name: str, pretrained: str | None, weights: Path | None, weights_option: str,
+def _explain_load_failure(model_name: str, pretrained: str | None, weights: Path | None, weights_parameter: str,
                           error: Exception) -> ClipassoError:
     if weights is not None:
         reason = _first_line(error)
@@ -263,15 +269,16 @@ def _explain_load_failure(model_name: str, pretrained: str | None, weights: Path
             reason = "its tensors have other names or shapes than this architecture needs"
         return ModelError(f"The checkpoint {str(weights)!r} cannot be loaded as {model_name}: {reason}.")
     hub = (open_clip.get_pretrained_cfg(model_name, pretrained or "") or {}).get("hf_hub", "").rstrip("/")
-    return _weights_unavailable(model_name, pretrained, hub, weights_option)
+    return _weights_unavailable(model_name, pretrained, hub, weights_parameter)
 
 
-def _weights_unavailable(model_name: str, pretrained: str | None, hub: str, weights_option: str) -> ClipassoError:
+def _weights_unavailable(model_name: str, pretrained: str | None, hub: str, weights_parameter: str) -> ClipassoError:
     where = f" from the Hugging Face hub ({hub})" if hub else ""
     return WeightsUnavailableError(
         f"The {pretrained!r} CLIP weights for {model_name} are not in the local cache and could not be "
         f"downloaded{where}. Connect to the internet once so open_clip can cache them "
-        f"(~/.cache/huggingface), or pass {weights_option} FILE with a checkpoint of {model_name}."
+        f"(~/.cache/huggingface), or give a checkpoint file of {model_name} as {weights_parameter}.",
+        [weights_parameter],
     )
 
 

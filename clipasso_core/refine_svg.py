@@ -26,7 +26,7 @@ for _prefix, _uri in (("rdf", "http://www.w3.org/1999/02/22-rdf-syntax-ns#"), ("
                       ("dc", "http://purl.org/dc/elements/1.1/")):
     ET.register_namespace(_prefix, _uri)
 
-__all__ = ["LayerStrokes", "LayeredDrawing"]
+__all__ = ["LayerStrokes", "LayeredDrawing", "NAME_A_LAYER"]
 
 _GROUP = f"{{{SVG_NS}}}g"
 _PATH = f"{{{SVG_NS}}}path"
@@ -34,6 +34,8 @@ _LABEL = f"{{{INKSCAPE_NS}}}label"
 _GROUPMODE = f"{{{INKSCAPE_NS}}}groupmode"
 _LOCK = f"{{{SODIPODI_NS}}}insensitive"
 _NOT_DRAWN = {f"{{{SVG_NS}}}{name}" for name in ("title", "desc", "metadata", "defs")}
+NAME_A_LAYER = "find_layer(label)"
+"""How an error tells the caller to name the layer to refine (a command line says it with its layer option)."""
 _NUMBER = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(px)?\s*$")
 
 
@@ -129,7 +131,8 @@ class LayeredDrawing:
             raise SketchFileError(f"The sketch has no layer named {label!r} (layers with paths: {names}).")
         visible = [layer for layer in with_paths if self._inherited(layer, "display", "inline") != "none"]
         if not visible:
-            raise SketchFileError("The sketch has no visible layer with paths; name one with --layer.")
+            raise SketchFileError(f"The sketch has no visible layer with paths; name one with {NAME_A_LAYER}.",
+                                  [NAME_A_LAYER])
         return visible[-1]
 
     def _paths(self, group: ET.Element) -> list[ET.Element]:

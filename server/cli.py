@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from clipasso_core.model_options import add_model_options, model_spec
+from clipasso_core.model_options import OPTION_NAMES, add_model_options, model_spec
 from clipasso_core.image import DEFAULT_MAX_PIXELS
 
 from .config import (DEFAULT_HOST, DEFAULT_KEEP_DAYS, DEFAULT_MAX_BODY_MB, DEFAULT_MAX_REQUESTS, DEFAULT_PORT,
@@ -191,7 +191,7 @@ def serve(args: argparse.Namespace) -> int:
     try:
         device = resolve_device(args.device)
     except ClipassoError as error:
-        return fail(str(error), EXIT_USAGE)
+        return fail(str(error.worded(OPTION_NAMES)), EXIT_USAGE)
     data_dir = (args.data_dir or default_data_dir()).expanduser()
     ray_workers, ray_gpus = 0, 0
     if args.ray is not None:

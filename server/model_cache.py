@@ -1,4 +1,7 @@
-"""The CLIP models of this server process: loaded once (at start with --preload, else by the first job)."""
+"""The CLIP models of this server process: loaded once (at start with --preload, else by the first job).
+
+Why a load failed is said with the server's options (``--loss-weights``), as its operator sets them.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import time
 import torch
 
 from clipasso_core.errors import ClipassoError, ModelError
+from clipasso_core.model_options import OPTION_NAMES
 from clipasso_core.models import LoadedModels, ModelSpec, load_models
 from clipasso_core.precision import Precision, resolve_precision
 
@@ -65,8 +69,8 @@ class ModelCache:
             try:
                 self._models = load_models(self.spec, self.device)
             except ClipassoError as error:  # the job that needed them fails with this message (and logs it)
-                self._error = error
-                raise
+                self._error = error.worded(OPTION_NAMES)
+                raise self._error from None
             except Exception as error:  # a broken install or file the library does not recognise
                 log.exception("unexpected error while loading the CLIP models")
                 self._error = ModelError(f"The CLIP models could not be loaded ({type(error).__name__}); "
