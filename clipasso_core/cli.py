@@ -209,15 +209,15 @@ def run_sketch(args: argparse.Namespace) -> int:
         result = sketch_image(image, params, models, progress=report, cancel=cancel,
                               snapshot=None if args.animation is None else history.add)
     embedded, image_type = embeddable(args.image.read_bytes(), image) if args.embed_image else (None, "image/png")
-    layers = [level.layer(visible=index == len(result.levels) - 1) for index, level in enumerate(result.levels)]
-    document = sketch_document(result.width, result.height, layers, embedded, image_type,
+    document = sketch_document(result.width, result.height, result.levels, embedded, image_type,
                                precision=models.loss.precision.value)
     write_output(args.output, document.encode())
     if args.preview is not None:
         write_output(args.preview, png_bytes(preview_sheet(image, result)))
     if args.animation is not None:
         write_output(args.animation, animation_file(history.snapshots(), args.animation.suffix))
-    summary = ", ".join(f"{level.strokes} strokes: loss {level.loss:.4f} (seed {level.seed})" for level in result.levels)
+    summary = ", ".join(f"{level.strokes} strokes: loss {loss_text(level.loss)} (seed {level.seed})"
+                        for level in result.levels)
     return report_written(result, params.iterations, args.output, summary, "sketches")
 
 
@@ -242,13 +242,16 @@ def run_refine(args: argparse.Namespace) -> int:
     with progress_bar(params.iterations) as report, stop_on_interrupt(cancel):
         result = sketch_image(image, params, models, progress=report, cancel=cancel)
     (level,) = result.levels
-    label = drawing.add_refined(layer, strokes, level.path_data(), level.stroke_width,
-                                None if level.widths is None else level.widths.tolist(),
-                                None if level.opacities is None else level.opacities.tolist())
+    label = drawing.add_refined(layer, strokes, level)
     write_output(args.output, drawing.to_string().encode())
     locked = f", {len(strokes.locked)} locked" if strokes.locked else ""
-    summary = f"layer {label!r} above {strokes.label!r}{locked}, loss {level.loss:.4f}"
+    summary = f"layer {label!r} above {strokes.label!r}{locked}, loss {loss_text(level.loss)}"
     return report_written(result, params.iterations, args.output, summary, "strokes")
+
+
+def loss_text(loss: float | None) -> str:
+    """An eval loss for the summary line (``None`` is a loss that was not finite)."""
+    return "not finite" if loss is None else f"{loss:.4f}"
 
 
 def report_written(result: SketchResult, iterations: int, output: Path, summary: str, what: str) -> int:

@@ -1,11 +1,16 @@
-"""Request and response bodies of the HTTP API (v1); the job ``params`` schema is :class:`SketchParams` itself."""
+"""Request and response bodies of the HTTP API (v1); the job ``params`` schema is :class:`SketchParams` itself.
+
+:class:`SketchResultBody` is also the wire form of a sketch's levels (:class:`StrokeLevel`): what the
+server stores and answers.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from clipasso_core.level import StrokeLevel
 from clipasso_core.params import SketchParams
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -101,6 +106,19 @@ class LevelResult(BaseModel):
     opacities: list[float] | None = Field(default=None, description="Each path's stroke opacity (0 to 1), when the "
                                                                     "job had optimize_opacity.")
 
+    @classmethod
+    def from_level(cls, level: StrokeLevel) -> LevelResult:
+        """The wire form of ``level``: widths and opacities to 4 decimals, left out when the job did not optimize them."""
+        styles = {name: [round(float(value), 4) for value in values]
+                  for name, values in (("widths", level.widths), ("opacities", level.opacities)) if values is not None}
+        return cls(strokes=level.strokes, stroke_width=level.stroke_width, paths=list(level.paths), loss=level.loss,
+                   **styles)
+
+    def to_level(self) -> StrokeLevel:
+        """The level this wire form describes."""
+        return StrokeLevel(tuple(self.paths), self.stroke_width, None if self.widths is None else tuple(self.widths),
+                           None if self.opacities is None else tuple(self.opacities), self.loss)
+
 
 class SketchResultBody(BaseModel):
     """A finished job's sketch: the submitted image's size and one entry per abstraction level."""
@@ -108,6 +126,15 @@ class SketchResultBody(BaseModel):
     width: int
     height: int
     levels: list[LevelResult]
+
+    @classmethod
+    def from_levels(cls, width: int, height: int, levels: list[StrokeLevel]) -> SketchResultBody:
+        """The result of a sketch of a ``width`` × ``height`` image with these levels."""
+        return cls(width=width, height=height, levels=[LevelResult.from_level(level) for level in levels])
+
+    def body(self) -> dict[str, Any]:
+        """As JSON-ready data (what the server stores): optional fields only where they are set."""
+        return self.model_dump(exclude_unset=True)
 
 
 class WorkerHealth(BaseModel):

@@ -20,7 +20,8 @@ from PIL import Image, ImageDraw
 from clipasso_core.cli import CLI_NAMES, main
 from clipasso_core.errors import ClipassoError, ModelError
 from clipasso_core.models import load_models, resolve_device
-from clipasso_core.svg import INKSCAPE_NS, SVG_NS, read_sketch_document
+from clipasso_core.svg import parse_path_data, read_sketch_document
+from clipasso_core.svg_xml import INKSCAPE_NS, SVG_NS
 
 CLI = [sys.executable, "-m", "clipasso_core.cli"]
 
@@ -62,7 +63,8 @@ def test_sketch_writes_one_layer_per_level_in_source_pixels(images, tmp_path, ti
     assert len(layers[1].findall(f"{{{SVG_NS}}}path")) == 4 and len(layers[2].findall(f"{{{SVG_NS}}}path")) == 8
     assert layers[0].find(f"{{{SVG_NS}}}image") is not None
     for layer in read_sketch_document(out.read_text()).layers:
-        xs, ys = layer.points[..., 0], layer.points[..., 1]
+        points = np.stack([parse_path_data(d) for d in layer.level.paths])
+        xs, ys = points[..., 0], points[..., 1]
         assert xs.min() > 40 and xs.max() < 320 and ys.min() > 0 and ys.max() < 260  # on the drawing, not the padding
     sheet = Image.open(preview)
     assert sheet.width > 3 * sheet.height  # source + 2 levels side by side
