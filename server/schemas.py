@@ -17,7 +17,8 @@ from clipasso_core.svg_xml import PATH_DATA, numbers
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 WorkerStatus = Literal["starting", "idle", "busy"]
-CLIENT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 ._@+-]*$"
+CLIENT_PATTERN = r"^[^\W_][\w .@+-]*$"
+"""A client name: letters (any script, e.g. Zoë), digits, spaces and ``. _ @ + -``, starting with a letter or digit."""
 MAX_CLIENT_LENGTH = 64
 
 
