@@ -100,13 +100,14 @@ OLD_DOCUMENT = f"""<svg xmlns="{SVG_NS}" xmlns:inkscape="{INKSCAPE_NS}" xmlns:cl
 
 
 def test_refine_and_insert_find_what_an_earlier_sketch_recorded(extension_imports):
-    from pending_note import noted_images, read_note
+    from pending_note import noted_elements, noted_image, read_note
     from refine_layers import read_strokes
 
     svg = inkex.load_svg(io.BytesIO(OLD_DOCUMENT.encode())).getroot()
     strokes = read_strokes(svg, svg.getElementById("clipasso-photo-2"), set())
     assert strokes.image.get_id() == "photo" and strokes.pixels == (50, 40)
     assert strokes.paths[0].startswith("M 5 5 C 10 10")  # document units halved into the 50 × 40 bitmap
-    (image,) = noted_images(svg)
-    note = read_note(image)
+    (noted,) = noted_elements(svg)
+    assert noted_image(svg, noted).get_id() == "photo"
+    note = read_note(noted)
     assert note is not None and (note.job_id, note.style.color) == ("j1", "#112233")
