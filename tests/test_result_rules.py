@@ -95,14 +95,14 @@ def damaged_bodies(draw: st.DrawFn) -> dict:
     return body
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(sound_bodies)
 def test_both_accept_every_sound_result(result_problem, body):
     assert is_result_body(body)
     assert result_problem(body) is None
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(damaged_bodies(), odd_values, sound_bodies))
 def test_the_extension_and_the_server_give_every_body_the_same_verdict(result_problem, body):
     problem = result_problem(body)
@@ -131,7 +131,7 @@ def sendable_paths(draw: st.DrawFn) -> str:
     return gap.join(parts)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(sendable_paths())
 def test_a_path_a_refine_accepts_passes_the_result_rules(d):
     """A locked path comes back exactly as sent, so the server never refuses its own result."""
