@@ -27,10 +27,11 @@ from . import job_files, page_routes
 from .config import ServerConfig
 from .errors import ApiError, install_error_handlers
 from .guards import ConcurrencyLimitMiddleware, HeadAsGetMiddleware, LoopbackOnlyMiddleware
+from .idle import IdleWatch, RequestClock
 from .middleware import BearerTokenMiddleware, BodyLimitMiddleware
-from .model_cache import ModelCache
-from .schemas import (ErrorInfo, ErrorResponse, Health, JobCreated, JobRequest, JobState, SketchResultBody,
-                      WorkerHealth)
+from .model_cache import ModelCache, ModelsStatus
+from .schemas import (ErrorInfo, ErrorResponse, Health, JobCreated, JobRequest, JobState, ModelsHealth,
+                      SketchResultBody, WorkerHealth)
 from .store import DEFAULT_CLIENT, Job, JobStore, iso_time
 from .worker import JobQueue, WorkerState
 
@@ -73,12 +74,24 @@ def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAP
     models = models or ModelCache(config.models, config.device)
     queue = make_queue(config, JobStore(config.data_dir), models)
 
+    local_models = not config.ray_workers  # Ray workers load, keep and report their own
+
+    def busy() -> bool:
+        """A job waits or runs, or the models are on their way: the server is not idle."""
+        return queue.queue_length() > 0 or models.status().state in ("downloading", "loading")
+
+    watch = IdleWatch(models, busy, config.unload_after_s if local_models else 0.0, config.exit_when_idle_s)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         queue.start()
+        if local_models:
+            models.fetch_in_background()
+        watch.start()
         try:
             yield
         finally:
+            watch.stop()
             if queue.stop():
                 queue.store.close()
             log.info("sketch server stopped")
@@ -92,6 +105,7 @@ def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAP
     )
     app.state.queue = queue
     app.state.config = config
+    app.state.idle_watch = watch  # clipasso-server gives it the way to stop the server
     decode_slots = threading.BoundedSemaphore(MAX_PARALLEL_DECODES)
     install_error_handlers(app, config.data_dir)
     # Middleware added last runs first: HEAD → concurrency limit → token or loopback rule → body limit.
@@ -102,6 +116,7 @@ def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAP
         app.add_middleware(LoopbackOnlyMiddleware)
     app.add_middleware(ConcurrencyLimitMiddleware, max_requests=config.max_requests)
     app.add_middleware(HeadAsGetMiddleware)
+    app.add_middleware(RequestClock, watch=watch)
 
     def job_state(job: Job) -> JobState:
         unsaved = queue.unsaved(job.id) if job.status == "running" else None
@@ -124,10 +139,13 @@ def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAP
 
     @app.get("/v1/health", response_model=Health, summary="Whether the server can sketch",
              responses={**_errors(), 503: {"model": Health, "description": "Degraded: the job worker is dead or "
-                                                                             "stuck, or results cannot be saved."}})
+                                                                             "stuck, results cannot be saved, or the "
+                                                                             "models are missing, downloading or "
+                                                                             "failed."}})
     def health() -> Any:
         worker = queue.worker_state()
-        problem = worker_problem(worker, queue)
+        status = models.status() if local_models else None
+        problem = worker_problem(worker, queue) or models_problem(status)
         models_error = models.error
         body = Health(
             status="ok" if problem is None else "degraded",
@@ -138,6 +156,8 @@ def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAP
             precision=models.precision.value,
             models_loaded=models.loaded,
             models_error=None if models_error is None else str(models_error),
+            models=None if status is None else ModelsHealth(state=status.state, bytes_done=status.bytes_done,
+                                                            bytes_total=status.bytes_total, error=status.error),
             queue_length=queue.queue_length(),
             max_body_bytes=config.max_body_bytes,
             max_pixels=config.max_pixels,
@@ -210,6 +230,12 @@ def worker_problem(worker: WorkerState, queue: JobQueue) -> ErrorInfo | None:
             if unsaved is not None:
                 return ErrorInfo(**unsaved[1])
     return None
+
+
+def models_problem(status: ModelsStatus | None) -> ErrorInfo | None:
+    """Why jobs wait for the models (missing, downloading, failed), as ``{"code", "message"}``, or ``None``."""
+    problem = None if status is None else status.problem()
+    return None if problem is None else ErrorInfo(code=problem[0], message=problem[1])
 
 
 PATH_DATA_PARAMS = {"mask", "init_paths", "locked"}

@@ -277,6 +277,7 @@ class JobQueue:
                     self._current = None
                     self._phase = "idle"
                 self._progress.pop(job.id, None)
+                self.models.release()
                 self.workers.done(self.worker.name, finished=not self._stopping.is_set())
 
     def recover_interrupted(self) -> None:

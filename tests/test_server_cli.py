@@ -103,7 +103,7 @@ def test_preload_with_a_missing_weights_file_exits_with_a_clear_message(tiny_spe
 
 
 def test_a_model_error_names_the_servers_option(tiny_spec, tmp_path, capsys):
-    """The library names its parameter (ModelSpec.loss_weights); the server says it as the option that sets it."""
+    """The library names its parameter (ModelSpec.loss_weights); the server says it as its settings file's key."""
     (tmp_path / "weights").mkdir()
     status = cli.main([
         "--port", "0", "--data-dir", str(tmp_path / "data"), "--preload", "--device", "cpu",
@@ -111,7 +111,8 @@ def test_a_model_error_names_the_servers_option(tiny_spec, tmp_path, capsys):
         "--saliency-model", tiny_spec.saliency_model, "--saliency-weights", str(tiny_spec.saliency_weights),
     ])
     err = capsys.readouterr().err
-    assert status == 1 and "give --loss-weights the checkpoint file itself" in err and "ModelSpec" not in err
+    assert status == 1 and "give loss_weights in " in err and "server.toml the checkpoint file itself" in err
+    assert "ModelSpec" not in err
 
 
 def test_cuda_without_a_gpu_is_refused(tmp_path, capsys):
