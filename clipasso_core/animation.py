@@ -21,7 +21,8 @@ from PIL import Image, ImageDraw
 
 from .errors import AnimationError
 from .snapshot import SketchSnapshot
-from .svg import SVG_NS, path_data, stroke_style
+from .svg import stroke_style
+from .svg_xml import SVG_NS
 
 SECONDS_PER_SNAPSHOT = 0.1
 MIN_PLAY_S = 2.0
@@ -115,13 +116,13 @@ def animation_svg(snapshots: Sequence[SketchSnapshot], fit_window: bool = False)
         ET.SubElement(group, f"{{{SVG_NS}}}rect", {"width": _num(layout.width), "height": _num(layout.height),
                                                    "fill": "none", "stroke": "#cccccc", "stroke-width": "1"})
         final = last.levels[index]
-        for stroke in range(level.points.shape[0]):
-            style = stroke_style(final.width_of(stroke, last.stroke_width), opacity=final.opacity_of(stroke))
-            frames = [path_data(snapshot.levels[index].points[stroke]) for snapshot in snapshots]
+        for stroke in range(level.strokes):
+            style = stroke_style(final.width_of(stroke), opacity=final.opacity_of(stroke))
+            frames = [snapshot.levels[index].paths[stroke] for snapshot in snapshots]
             path = ET.SubElement(group, f"{{{SVG_NS}}}path", {"d": frames[-1], "style": style})
             replays = {"d": frames}
             if final.widths is not None:
-                replays["stroke-width"] = [_num(s.levels[index].width_of(stroke, s.stroke_width)) for s in snapshots]
+                replays["stroke-width"] = [_num(s.levels[index].width_of(stroke)) for s in snapshots]
             if final.opacities is not None:
                 replays["stroke-opacity"] = [_num(s.levels[index].opacity_of(stroke)) for s in snapshots]
             for attribute, values in replays.items():
@@ -153,11 +154,12 @@ def animation_frames(snapshots: Sequence[SketchSnapshot], side: int = RASTER_SID
             left = layout.left(index)
             draw.rectangle((left - 1, GAP - 1, left + layout.width, GAP + layout.height), outline=(204, 204, 204))
             draw.text((left, GAP + layout.height + 8), f"{level.strokes} strokes", fill=(51, 51, 51))
-            for number, stroke in enumerate(level.points):
-                curve = (basis * stroke[:, None, :]).sum(axis=0) * scale + (left, GAP)  # [samples, 2]
-                pen = max(1, round(level.width_of(number, snapshot.stroke_width) * scale))
+            for number in range(level.strokes):
+                pen = max(1, round(level.width_of(number) * scale))
                 ink = round(255 * (1 - level.opacity_of(number)))  # a faint stroke as grey on the white paper
-                draw.line([tuple(p) for p in curve.tolist()], fill=(ink, ink, ink), width=pen, joint="curve")
+                for segment in level.segments(number):
+                    curve = (basis * segment[:, None, :]).sum(axis=0) * scale + (left, GAP)  # [samples, 2]
+                    draw.line([tuple(p) for p in curve.tolist()], fill=(ink, ink, ink), width=pen, joint="curve")
         frames.append(image)
     return frames
 

@@ -33,14 +33,14 @@ from .image import CanvasFrame, embeddable, read_image, to_canvas
 from .loss import LossWeights
 from .mask import mask_coverage
 from .mask_svg import read_mask_svg
-from .model_options import add_model_options, model_spec
+from .model_options import OPTION_NAMES, add_model_options, model_spec
 from .models import encode_prompt, load_encoder, load_models, resolve_device
 from .optimize import Progress
 from .params import (CANVAS_SIZE, FIDELITY_PRESETS, PRESET_CHOICES, REFINE_ITERATIONS, describe_validation_errors,
                      make_params)
 from .precision import PRECISION_CHOICES, Precision
 from .preview import preview_sheet
-from .refine_svg import LayeredDrawing
+from .refine_svg import NAME_A_LAYER, LayeredDrawing
 from .score import choose_layer, render_layer, score_canvas
 from .sketch import SketchResult, sketch_image
 from .snapshot import SnapshotHistory
@@ -51,6 +51,8 @@ PLUGIN_GROUP = "clipasso.commands"
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+CLI_NAMES = {**OPTION_NAMES, NAME_A_LAYER: "--layer"}
+"""How this command says the library parameters its errors name."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -173,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as error:
         return fail(f"invalid option: {describe_validation_errors(error.errors())}", EXIT_USAGE)
     except ClipassoError as error:
-        return fail(str(error))
+        return fail(str(error.worded(CLI_NAMES)))
     except KeyboardInterrupt:
         print("clipasso: interrupted.", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -210,15 +212,15 @@ def run_sketch(args: argparse.Namespace) -> int:
         result = sketch_image(image, params, models, progress=report, cancel=cancel,
                               snapshot=None if args.animation is None else history.add)
     embedded, image_type = embeddable(args.image.read_bytes(), image) if args.embed_image else (None, "image/png")
-    layers = [level.layer(visible=index == len(result.levels) - 1) for index, level in enumerate(result.levels)]
-    document = sketch_document(result.width, result.height, layers, embedded, image_type,
+    document = sketch_document(result.width, result.height, result.levels, embedded, image_type,
                                precision=models.loss.precision.value)
     write_output(args.output, document.encode())
     if args.preview is not None:
         write_output(args.preview, png_bytes(preview_sheet(image, result)))
     if args.animation is not None:
         write_output(args.animation, animation_file(history.snapshots(), args.animation.suffix))
-    summary = ", ".join(f"{level.strokes} strokes: loss {level.loss:.4f} (seed {level.seed})" for level in result.levels)
+    summary = ", ".join(f"{level.strokes} strokes: loss {loss_text(level.loss)} (seed {level.seed})"
+                        for level in result.levels)
     return report_written(result, params.iterations, args.output, summary, "sketches")
 
 
@@ -244,13 +246,16 @@ def run_refine(args: argparse.Namespace) -> int:
     with progress_bar(params.iterations) as report, stop_on_interrupt(cancel):
         result = sketch_image(image, params, models, progress=report, cancel=cancel)
     (level,) = result.levels
-    label = drawing.add_refined(layer, strokes, level.path_data(), level.stroke_width,
-                                None if level.widths is None else level.widths.tolist(),
-                                None if level.opacities is None else level.opacities.tolist())
+    label = drawing.add_refined(layer, strokes, level)
     write_output(args.output, drawing.to_string().encode())
     locked = f", {len(strokes.locked)} locked" if strokes.locked else ""
-    summary = f"layer {label!r} above {strokes.label!r}{locked}, loss {level.loss:.4f}"
+    summary = f"layer {label!r} above {strokes.label!r}{locked}, loss {loss_text(level.loss)}"
     return report_written(result, params.iterations, args.output, summary, "strokes")
+
+
+def loss_text(loss: float | None) -> str:
+    """An eval loss for the summary line (``None`` is a loss that was not finite)."""
+    return "not finite" if loss is None else f"{loss:.4f}"
 
 
 def report_written(result: SketchResult, iterations: int, output: Path, summary: str, what: str) -> int:
@@ -287,7 +292,7 @@ def run_score(args: argparse.Namespace) -> int:
     else:
         sketch, _ = to_canvas(read_image(args.sketch), CANVAS_SIZE)
     device = resolve_device(args.device)
-    encoder = load_encoder(args.loss_model, args.pretrained, args.loss_weights, device, "--loss-weights",
+    encoder = load_encoder(args.loss_model, args.pretrained, args.loss_weights, device, "ModelSpec.loss_weights",
                            precision or Precision.AUTO)
     prompt = encode_prompt(encoder, params.text, device) if params.text else None
     score = score_canvas(encoder, target, sketch, LossWeights.from_params(params), prompt)

@@ -16,7 +16,7 @@ from huggingface_hub import constants as hub_constants
 from tqdm import tqdm
 
 from .models import DEFAULT_LOSS_MODEL, DEFAULT_PRETRAINED, DEFAULT_SALIENCY_MODEL, ModelSpec
-from .weights import COMMAND_LINE_WAY, HubWeights, OfflineWay, check_reachable, download, hub_weights, missing
+from .weights import HubWeights, check_reachable, download, hub_weights, missing
 
 
 def add_command(commands: argparse._SubParsersAction) -> None:
@@ -40,7 +40,7 @@ def run_command(args: argparse.Namespace) -> int:
               "Face hub that open_clip downloads; nothing to do.")
         return 0
     fresh = bool(missing(wanted))
-    paths = download_with_bar(wanted, COMMAND_LINE_WAY)
+    paths = download_with_bar(wanted)
     print(("Downloaded" if fresh else "Already downloaded:") + f" the CLIP models, in {hub_constants.HF_HUB_CACHE}:")
     for item, path in paths.items():
         print(f"  {item.model}: {path}")
@@ -50,15 +50,18 @@ def run_command(args: argparse.Namespace) -> int:
 def download_spec(spec: ModelSpec) -> None:
     """Download the hub weights ``spec`` needs and does not have yet, with a progress bar (files given: nothing)."""
     download_with_bar(hub_weights(spec.loss_model, spec.saliency_model, spec.pretrained, spec.loss_weights,
-                                  spec.saliency_weights), COMMAND_LINE_WAY)
+                                  spec.saliency_weights))
 
 
-def download_with_bar(weights: Sequence[HubWeights], way: OfflineWay) -> dict[HubWeights, Path]:
-    """:func:`~clipasso_core.weights.download` with one tqdm bar on stderr (size, speed, time left)."""
+def download_with_bar(weights: Sequence[HubWeights]) -> dict[HubWeights, Path]:
+    """:func:`~clipasso_core.weights.download` with one tqdm bar on stderr (size, speed, time left).
+
+    Its errors name the library's parameters; the ``clipasso`` command says them as its options.
+    """
     needed = missing(weights)
     if not needed:
-        return download(weights, way=way)
-    check_reachable(needed, way)  # before the bar: offline is one sentence
+        return download(weights)
+    check_reachable(needed)  # before the bar: offline is one sentence
     names = " and ".join(item.label() for item in needed)
     print(f"Downloading the CLIP models {names} (once; they are kept in the Hugging Face cache)…", file=sys.stderr)
     with tqdm(total=None, unit="B", unit_scale=True, unit_divisor=1000, desc="CLIP models", file=sys.stderr,
@@ -68,4 +71,4 @@ def download_with_bar(weights: Sequence[HubWeights], way: OfflineWay) -> dict[Hu
                 bar.total = total
             bar.update(done - bar.n)
 
-        return download(weights, report, way)
+        return download(weights, report)

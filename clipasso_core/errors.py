@@ -1,10 +1,36 @@
-"""Errors whose message is meant for the user: one clear sentence, never a stack trace."""
+"""Errors whose message is meant for the user: one clear sentence, never a stack trace.
+
+The sentence speaks the library's language: where it tells how to fix something it names the library's
+parameters (``ModelSpec.loss_weights``), never a command line's options; a command line says the same
+with its own options through :meth:`ClipassoError.worded`.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
 
 
 class ClipassoError(Exception):
-    """A problem the user can fix; ``str(error)`` is the sentence to show them."""
+    """A problem the user can fix; ``str(error)`` is the sentence to show them.
+
+    ``parameters`` lists the library parameters the sentence names, as it names them.
+    """
 
     code = "error"
+
+    def __init__(self, message: str, parameters: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.parameters = tuple(parameters)
+
+    def worded(self, names: Mapping[str, str]) -> ClipassoError:
+        """The same error with each parameter it names said as ``names`` says (e.g. ``--loss-weights``)."""
+        text = str(self)
+        for parameter in self.parameters:
+            text = text.replace(parameter, names.get(parameter, parameter))
+        reworded = copy.copy(self)
+        reworded.args, reworded.parameters = (text,), ()
+        return reworded
 
 
 class ImageError(ClipassoError):

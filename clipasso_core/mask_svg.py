@@ -10,7 +10,6 @@ coordinates (user units = image pixels). Every filled ``path``, ``rect``, ``circ
 from __future__ import annotations
 
 import math
-import re
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -18,22 +17,17 @@ import numpy as np
 from .mask import MaskError
 from .path_data import PathDataError, format_path, parse_path, transform_subpaths
 from .svg_transform import IDENTITY, parse_transform, svg_matrix
+from .svg_xml import numbers, read_svg, style_of, user_length
 
 __all__ = ["read_mask_svg"]
 
 _SKIPPED = {"defs", "clipPath", "mask", "symbol", "marker", "pattern", "metadata", "title", "desc", "style"}
 _KAPPA = 4 * (math.sqrt(2) - 1) / 3  # control-point distance of a quarter circle as a cubic
-_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 
 
 def read_mask_svg(text: str) -> list[str]:
     """Path data of each filled shape in SVG ``text`` (in user units, transforms applied); raises :class:`MaskError`."""
-    try:
-        root = ET.fromstring(text)
-    except ET.ParseError as error:
-        raise MaskError(f"The mask file is not a readable SVG document ({error}).") from None
-    if _tag(root) != "svg":
-        raise MaskError("The mask file is not an SVG document (its root element is not <svg>).")
+    root = read_svg(text, "mask file", MaskError)
     shapes: list[str] = []
     _collect(root, IDENTITY, "black", shapes, is_root=True)
     if not shapes:
@@ -43,7 +37,7 @@ def read_mask_svg(text: str) -> list[str]:
 
 def _collect(element: ET.Element, matrix: np.ndarray, fill: str, shapes: list[str], is_root: bool = False) -> None:
     name = _tag(element)
-    style = _style(element)
+    style = style_of(element)
     if name in _SKIPPED or style.get("display") == "none" or element.get("display") == "none":
         return
     fill = style.get("fill") or element.get("fill") or fill
@@ -69,7 +63,7 @@ def _shape_path(name: str, element: ET.Element) -> str | None:
     if name == "path":
         return element.get("d") or ""
     if name in ("polygon", "polyline"):
-        values = [float(v) for v in _NUMBER.findall(element.get("points") or "")]
+        values = numbers(element.get("points") or "")
         if len(values) < 4:
             return ""
         pairs = [f"{values[i]} {values[i + 1]}" for i in range(0, len(values) - 1, 2)]
@@ -92,11 +86,10 @@ def _shape_path(name: str, element: ET.Element) -> str | None:
 
 
 def _length(element: ET.Element, key: str) -> float:
-    text = (element.get(key) or "0").strip().removesuffix("px")
-    try:
-        value = float(text)
-    except ValueError:
-        raise MaskError(f"The mask file's <{_tag(element)}> has {key}={text!r}; give plain numbers (image pixels).") from None
+    text = (element.get(key) or "0").strip()
+    value = user_length(text)
+    if value is None:
+        raise MaskError(f"The mask file's <{_tag(element)}> has {key}={text!r}; give plain numbers (image pixels).")
     if not math.isfinite(value):
         raise MaskError(f"The mask file's <{_tag(element)}> has a {key} that is not a finite number.")
     return value
@@ -105,8 +98,3 @@ def _length(element: ET.Element, key: str) -> float:
 def _tag(element: ET.Element) -> str:
     tag = element.tag if isinstance(element.tag, str) else ""
     return tag.rsplit("}", 1)[-1]
-
-
-def _style(element: ET.Element) -> dict[str, str]:
-    declarations = (part.split(":", 1) for part in (element.get("style") or "").split(";") if ":" in part)
-    return {key.strip(): value.strip() for key, value in declarations}

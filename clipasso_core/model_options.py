@@ -1,15 +1,21 @@
 """Command-line options that choose the CLIP models, their weights, the device and the networks' precision.
 
 Shared by ``clipasso`` and ``clipasso-server`` so that both spell them the same way; argparse only.
+:data:`OPTION_NAMES` says how these options name the library parameters that errors speak of.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
-from .models import DEFAULT_LOSS_MODEL, DEFAULT_PRETRAINED, DEFAULT_SALIENCY_MODEL, ModelSpec
+from .models import CPU_DEVICE, DEFAULT_LOSS_MODEL, DEFAULT_PRETRAINED, DEFAULT_SALIENCY_MODEL, ModelSpec
 from .precision import PRECISION_CHOICES, Precision
+
+OPTION_NAMES = {CPU_DEVICE: "--device cpu", **{f"ModelSpec.{field.name}": "--" + field.name.replace("_", "-")
+                                                for field in dataclasses.fields(ModelSpec)}}
+"""A library parameter as an error names it (``ModelSpec.loss_weights``) → the option that sets it (``--loss-weights``)."""
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:

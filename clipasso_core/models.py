@@ -18,8 +18,8 @@ import open_clip
 import torch
 from torch import nn
 
-from .weights import (HubWeights, OfflineWay, check_reachable, for_model, hub_reachable, hub_weights, missing,
-                      unavailable)
+from .weights import (LIBRARY_WAY, HubWeights, OfflineWay, check_reachable, for_model, hub_reachable, hub_weights,
+                      missing, unavailable)
 from .errors import ClipassoError, ModelError
 from .frozen import freeze_for_inference
 from .precision import Precision, autocast, resolve_precision
@@ -27,6 +27,8 @@ from .precision import Precision, autocast, resolve_precision
 DEFAULT_LOSS_MODEL = "RN101"
 DEFAULT_SALIENCY_MODEL = "ViT-B-32"
 DEFAULT_PRETRAINED = "openai"
+CPU_DEVICE = "resolve_device('cpu')"
+"""How the library tells a caller to use the CPU (a command line says it with its device option)."""
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,8 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ClipassoError("CUDA was requested but PyTorch sees no CUDA GPU on this machine; use --device cpu.")
+        raise ClipassoError("CUDA was requested but PyTorch sees no CUDA GPU on this machine; use "
+                            f"{CPU_DEVICE}.", [CPU_DEVICE])
     try:
         return torch.device(name)
     except RuntimeError:
@@ -114,36 +117,39 @@ def load_models(spec: ModelSpec, device: torch.device) -> LoadedModels:
     needed = missing(hub_weights(spec.loss_model, spec.saliency_model, spec.pretrained, spec.loss_weights,
                                  spec.saliency_weights))
     check_reachable(needed)
-    loss = load_encoder(spec.loss_model, spec.pretrained, spec.loss_weights, device, "--loss-weights", spec.precision)
+    loss = load_encoder(spec.loss_model, spec.pretrained, spec.loss_weights, device, LIBRARY_WAY.loss,
+                        spec.precision)
     if not all(hasattr(loss.visual, stage) for stage in ("stem", "layer2", "layer3", "attnpool")):
         raise ModelError(
             f"The loss model must be a CLIP ResNet (RN50, RN101, …) with layer2/layer3 stages; "
             f"{spec.loss_model!r} is not."
         )
-    saliency = load_encoder(spec.saliency_model, spec.pretrained, spec.saliency_weights, device, "--saliency-weights",
-                            spec.precision)
+    saliency = load_encoder(spec.saliency_model, spec.pretrained, spec.saliency_weights, device,
+                            LIBRARY_WAY.saliency, spec.precision)
     if not hasattr(getattr(saliency.visual, "transformer", None), "resblocks"):
         raise ModelError(f"The saliency model must be a CLIP ViT (ViT-B-32, …); {spec.saliency_model!r} is not.")
     return LoadedModels(loss=loss, saliency=saliency, device=device)
 
 
 def load_encoder(name: str, pretrained: str | None, weights: Path | None, device: torch.device,
-                 weights_option: str, precision: Precision | str = Precision.AUTO) -> ClipEncoder:
+                 weights_parameter: str, precision: Precision | str = Precision.AUTO) -> ClipEncoder:
     """Build open_clip model ``name`` with ``weights`` (a file) or the ``pretrained`` tag; keep its image tower.
 
-    ``precision`` is resolved for ``device`` (``auto`` → bf16 where it is native, else fp32).
+    ``precision`` is resolved for ``device`` (``auto`` → bf16 where it is native, else fp32). Errors name the
+    caller's parameter for ``weights`` as ``weights_parameter`` (e.g. ``ModelSpec.loss_weights``).
     """
     model_name = _register_config(name)
     if weights is not None:
         weights = Path(weights)
         if weights.is_dir():
-            raise ModelError(f"The weights file {str(weights)!r} for {model_name} is a folder; give {weights_option} "
-                             "the checkpoint file itself.")
+            raise ModelError(f"The weights file {str(weights)!r} for {model_name} is a folder; give "
+                             f"{weights_parameter} the checkpoint file itself.", [weights_parameter])
         if not weights.is_file():
             raise ModelError(f"The weights file {str(weights)!r} for {model_name} does not exist.")
         if not is_checkpoint_file(weights):
             raise ModelError(f"The weights file {str(weights)!r} is not a checkpoint (a PyTorch .pt/.bin or a "
-                             f".safetensors file); give {weights_option} the weights of {model_name}.")
+                             f".safetensors file); give {weights_parameter} the weights of {model_name}.",
+                             [weights_parameter])
         source = str(weights)
         quick_gelu = False
     else:
@@ -153,16 +159,16 @@ def load_encoder(name: str, pretrained: str | None, weights: Path | None, device
             tags = ", ".join(open_clip.list_pretrained_tags_by_model(model_name)) or "none"
             raise ModelError(
                 f"open_clip has no {pretrained!r} weights for {model_name} (known tags: {tags}); "
-                f"give a checkpoint with {weights_option} FILE."
+                f"give a checkpoint file as {weights_parameter}.", [weights_parameter]
             )
         quick_gelu = bool(tag_cfg.get("quick_gelu", False))
         needed = missing(for_model(model_name, pretrained))
         if needed and not hub_reachable():
-            raise unavailable(needed, _option_way(weights_option))
+            raise unavailable(needed, _one_way(weights_parameter))
     try:
         model = _create_model(model_name, source, quick_gelu)
     except Exception as error:  # open_clip reports download, config and checkpoint problems as assorted errors
-        raise _explain_load_failure(model_name, pretrained, weights, weights_option, error) from None
+        raise _explain_load_failure(model_name, pretrained, weights, weights_parameter, error) from None
     visual = freeze_for_inference(model.visual, device)  # channels_last (the loss's batches too); cuDNN tuned
     has_text = callable(getattr(model, "encode_text", None))
     del model
@@ -236,7 +242,7 @@ def is_checkpoint_file(path: Path) -> bool:
     return len(head) == 9 and head[8:9] == b"{"  # safetensors: 8-byte header length, then its JSON
 
 
-def _explain_load_failure(model_name: str, pretrained: str | None, weights: Path | None, weights_option: str,
+def _explain_load_failure(model_name: str, pretrained: str | None, weights: Path | None, weights_parameter: str,
                           error: Exception) -> ClipassoError:
     if weights is not None:
         reason = _first_line(error)
@@ -244,12 +250,12 @@ def _explain_load_failure(model_name: str, pretrained: str | None, weights: Path
             reason = "its tensors have other names or shapes than this architecture needs"
         return ModelError(f"The checkpoint {str(weights)!r} cannot be loaded as {model_name}: {reason}.")
     hub = for_model(model_name, pretrained) or [HubWeights(model_name, "loss", "", ())]
-    return unavailable(hub, _option_way(weights_option), _first_line(error))
+    return unavailable(hub, _one_way(weights_parameter), _first_line(error))
 
 
-def _option_way(weights_option: str) -> OfflineWay:
-    """How a caller that names one weights option (e.g. ``--loss-weights``) gives a checkpoint file instead."""
-    return OfflineWay(f"{weights_option} FILE", f"{weights_option} FILE")
+def _one_way(weights_parameter: str) -> OfflineWay:
+    """How a caller that names one weights parameter (e.g. ``ModelSpec.loss_weights``) gives a checkpoint file."""
+    return OfflineWay(weights_parameter, weights_parameter)
 
 
 def _first_line(error: Exception) -> str:

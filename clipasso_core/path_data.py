@@ -13,13 +13,13 @@ through :func:`parse_path`, the one parser of the package.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from .errors import ClipassoError
+from .svg_xml import NUMBER_RE
 
 __all__ = ["PathDataError", "Subpath", "parse_path", "format_path", "transform_subpaths"]
 
@@ -44,7 +44,6 @@ class Subpath:
         return self.segments[0, 0]
 
 
-_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _SEPARATORS = " \t\n\r\f,"
 _ARGUMENTS = {"M": 2, "L": 2, "H": 1, "V": 1, "C": 6, "S": 4, "Q": 4, "T": 2, "A": 7, "Z": 0}
 
@@ -70,7 +69,7 @@ class _Scanner:
 
     def number(self) -> float:
         self.skip()
-        match = _NUMBER.match(self.text, self.pos)
+        match = NUMBER_RE.match(self.text, self.pos)
         if match is None:
             raise self.error("expected a number")
         value = float(match.group())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
@@ -19,7 +20,8 @@ def preview_sheet(source: Image.Image, result: SketchResult, side: int = PANEL_S
     width, height = max(1, round(result.width * scale)), max(1, round(result.height * scale))
     panels = [("source", source.convert("RGB").resize((width, height), Image.Resampling.LANCZOS))]
     for level in result.levels:
-        grey = rasterize(level.points * scale, level.stroke_width * scale, (height, width))
+        segments = torch.from_numpy(np.concatenate([level.segments(index) for index in range(level.strokes)]))
+        grey = rasterize(segments.float() * scale, level.stroke_width * scale, (height, width))
         pixels = (grey.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
         panels.append((f"{level.strokes} strokes", Image.fromarray(pixels, mode="L").convert("RGB")))
     sheet = Image.new("RGB", (len(panels) * (width + GAP) + GAP, height + LABEL_HEIGHT + 2 * GAP), "white")

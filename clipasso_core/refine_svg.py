@@ -9,24 +9,20 @@ The refined layer is inserted right above the old one, which is hidden; nothing 
 
 from __future__ import annotations
 
-import re
 import statistics
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from .errors import SketchFileError
+from .level import StrokeLevel
 from .path_data import PathDataError, format_path, parse_path, transform_subpaths
-from .svg import INKSCAPE_NS, SODIPODI_NS, SVG_NS, stroke_style
+from .svg import stroke_style
 from .svg_transform import IDENTITY, parse_transform, svg_matrix
+from .svg_xml import INKSCAPE_NS, SODIPODI_NS, SVG_NS, numbers, read_svg, style_of, user_length
 
-for _prefix, _uri in (("rdf", "http://www.w3.org/1999/02/22-rdf-syntax-ns#"), ("cc", "http://creativecommons.org/ns#"),
-                      ("dc", "http://purl.org/dc/elements/1.1/")):
-    ET.register_namespace(_prefix, _uri)
-
-__all__ = ["LayerStrokes", "LayeredDrawing"]
+__all__ = ["LayerStrokes", "LayeredDrawing", "NAME_A_LAYER"]
 
 _GROUP = f"{{{SVG_NS}}}g"
 _PATH = f"{{{SVG_NS}}}path"
@@ -34,7 +30,8 @@ _LABEL = f"{{{INKSCAPE_NS}}}label"
 _GROUPMODE = f"{{{INKSCAPE_NS}}}groupmode"
 _LOCK = f"{{{SODIPODI_NS}}}insensitive"
 _NOT_DRAWN = {f"{{{SVG_NS}}}{name}" for name in ("title", "desc", "metadata", "defs")}
-_NUMBER = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(px)?\s*$")
+NAME_A_LAYER = "find_layer(label)"
+"""How an error tells the caller to name the layer to refine (a command line says it with its layer option)."""
 
 
 @dataclass(frozen=True)
@@ -48,13 +45,8 @@ class LayerStrokes:
     colors: list[str]
 
 
-def _style(element: ET.Element) -> dict[str, str]:
-    return {key.strip(): value.strip() for key, value in
-            (item.split(":", 1) for item in (element.get("style") or "").split(";") if ":" in item)}
-
-
 def _set_display_none(element: ET.Element) -> None:
-    style = _style(element)
+    style = style_of(element)
     style["display"] = "none"
     element.set("style", ";".join(f"{key}:{value}" for key, value in style.items()))
 
@@ -73,26 +65,20 @@ class LayeredDrawing:
     """A layered SVG document whose user space maps to the pixels of a ``width`` × ``height`` image."""
 
     def __init__(self, text: str, width: int, height: int) -> None:
-        parser = ET.XMLParser(target=ET.TreeBuilder(insert_comments=True, insert_pis=True))
-        try:
-            self.root = ET.fromstring(text, parser=parser)
-        except ET.ParseError as error:
-            raise SketchFileError(f"The sketch is not valid SVG ({error}).") from None
-        if self.root.tag != f"{{{SVG_NS}}}svg":
-            raise SketchFileError("The sketch is not an SVG document (its root is not <svg>).")
+        self.root = read_svg(text, "sketch", SketchFileError)
         self.parents = {child: parent for parent in self.root.iter() for child in parent}
         self.to_pixels = self._user_to_pixels(width, height)
 
     def _user_to_pixels(self, width: int, height: int) -> np.ndarray:
         """Root user units → image pixels: the viewBox spans the image (else the document's px size does)."""
-        view_box = [float(v) for v in re.split(r"[\s,]+", (self.root.get("viewBox") or "").strip()) if v]
+        view_box = numbers(self.root.get("viewBox") or "")
         if len(view_box) == 4 and view_box[2] > 0 and view_box[3] > 0:
             x, y, w, h = view_box
         else:
-            sizes = [_NUMBER.match(self.root.get(name) or "") for name in ("width", "height")]
-            if not all(sizes):
+            sizes = [user_length(self.root.get(name)) for name in ("width", "height")]
+            if sizes[0] is None or sizes[1] is None:
                 return IDENTITY.copy()
-            x, y, w, h = 0.0, 0.0, float(sizes[0].group(1)), float(sizes[1].group(1))
+            x, y, w, h = 0.0, 0.0, sizes[0], sizes[1]
         return np.array([[width / w, 0.0, -x * width / w], [0.0, height / h, -y * height / h], [0.0, 0.0, 1.0]])
 
     def _composed(self, element: ET.Element | None) -> np.ndarray:
@@ -105,7 +91,7 @@ class LayeredDrawing:
 
     def _inherited(self, element: ET.Element, name: str, default: str) -> str:
         while element is not None:
-            value = _style(element).get(name) or element.get(name)
+            value = style_of(element).get(name) or element.get(name)
             if value and value != "inherit":
                 return value
             element = self.parents.get(element)
@@ -129,7 +115,8 @@ class LayeredDrawing:
             raise SketchFileError(f"The sketch has no layer named {label!r} (layers with paths: {names}).")
         visible = [layer for layer in with_paths if self._inherited(layer, "display", "inline") != "none"]
         if not visible:
-            raise SketchFileError("The sketch has no visible layer with paths; name one with --layer.")
+            raise SketchFileError(f"The sketch has no visible layer with paths; name one with {NAME_A_LAYER}.",
+                                  [NAME_A_LAYER])
         return visible[-1]
 
     def _paths(self, group: ET.Element) -> list[ET.Element]:
@@ -190,16 +177,15 @@ class LayeredDrawing:
 
     @staticmethod
     def _length(value: str, element: ET.Element) -> float:
-        match = _NUMBER.match(value)
-        if match is None:
+        length = user_length(value)
+        if length is None:
             raise SketchFileError(f"The stroke width {value!r} of {_describe(element)} is not a length in user units.")
-        return float(match.group(1))
+        return length
 
-    def add_refined(self, layer: ET.Element, strokes: LayerStrokes, paths: list[str], stroke_width: float,
-                    widths: Sequence[float] | None = None, opacities: Sequence[float] | None = None) -> str:
-        """Insert ``paths`` (image pixels) as a new layer right above ``layer``, hide ``layer``; returns the label.
+    def add_refined(self, layer: ET.Element, strokes: LayerStrokes, level: StrokeLevel) -> str:
+        """Insert ``level`` (image pixels) as a new layer right above ``layer``, hide ``layer``; returns the label.
 
-        ``widths`` / ``opacities``, when given, are each path's own stroke width (image pixels) and opacity.
+        Each path keeps the colour, and each locked path the lock, of its stroke in ``strokes``.
         """
         parent = self.parents[layer]
         ids = {element.get("id") for element in self.root.iter() if element.get("id")}
@@ -211,18 +197,16 @@ class LayeredDrawing:
             ids.add(candidate)
             return candidate
 
-        label = f"{len(paths)} strokes (refined)"
+        label = f"{level.strokes} strokes (refined)"
         attributes = {"id": fresh(f"{layer.get('id') or 'layer'}-refined"), _GROUPMODE: "layer", _LABEL: label}
         to_parent = np.linalg.inv(self.to_pixels @ self._composed(parent))
         if not np.allclose(to_parent, IDENTITY, rtol=0.0, atol=1e-12):
             attributes["transform"] = "matrix({})".format(",".join(f"{v:.12g}" for v in svg_matrix(to_parent)))
         refined = ET.Element(_GROUP, attributes)
-        for index, d in enumerate(paths):
+        for index, d in enumerate(level.paths):
             path = ET.SubElement(refined, _PATH, {"id": fresh(f"{attributes['id']}-stroke-{index + 1}"), "d": d,
-                                                  "style": stroke_style(
-                                                      stroke_width if widths is None else widths[index],
-                                                      strokes.colors[index],
-                                                      1.0 if opacities is None else opacities[index])})
+                                                  "style": stroke_style(level.width_of(index), strokes.colors[index],
+                                                                        level.opacity_of(index))})
             if index in strokes.locked:
                 path.set(_LOCK, "true")
         depth = self._depth(layer)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 import torch
 from PIL import Image
 
@@ -13,7 +15,7 @@ from .loss import TERM_ORDER, ClipConvLoss, LossWeights
 from .models import ClipEncoder
 from .params import CANVAS_SIZE
 from .raster import rasterize
-from .svg import SketchDocument, SketchLayer
+from .svg import DocumentLayer, SketchDocument
 
 
 ALWAYS_REPORTED = ("conv_layer2", "conv_layer3", "fc")
@@ -46,24 +48,27 @@ def score_canvas(encoder: ClipEncoder, target: Image.Image, sketch: torch.Tensor
     return Score(terms, sum(values.values()))
 
 
-def render_layer(document: SketchDocument, layer: SketchLayer) -> torch.Tensor:
+def render_layer(document: SketchDocument, layer: DocumentLayer) -> torch.Tensor:
     """Render a sketch layer, given in its document's pixel coordinates, onto the canvas: ``[3, 224, 224]``."""
+    level = layer.level
     frame = CanvasFrame(round(document.width), round(document.height), CANVAS_SIZE)
-    points = frame.to_canvas(torch.from_numpy(layer.points).double()).float()
-    width = layer.stroke_width if layer.widths is None else torch.tensor(layer.widths)
-    opacity = None if layer.opacities is None else torch.tensor(layer.opacities)
+    segments = [level.segments(index) for index in range(level.strokes)]
+    points = frame.to_canvas(torch.from_numpy(np.concatenate(segments))).float()
+    per_segment = torch.tensor([len(parts) for parts in segments])
+    width = level.stroke_width if level.widths is None else torch.tensor(level.widths).repeat_interleave(per_segment)
+    opacity = None if level.opacities is None else torch.tensor(level.opacities).repeat_interleave(per_segment)
     grey = rasterize(points, width / frame.scale, (CANVAS_SIZE, CANVAS_SIZE), opacity)
     return grey[None].expand(3, -1, -1)
 
 
-def choose_layer(document: SketchDocument, strokes: int | None) -> SketchLayer:
+def choose_layer(document: SketchDocument, strokes: int | None) -> DocumentLayer:
     """The layer with ``strokes`` strokes, or else the only / the visible / the last layer."""
     layers = document.layers
     if strokes is not None:
         for layer in layers:
-            if layer.strokes == strokes:
+            if layer.level.strokes == strokes:
                 return layer
-        counts = ", ".join(str(layer.strokes) for layer in layers)
+        counts = ", ".join(str(layer.level.strokes) for layer in layers)
         raise SketchFileError(f"The sketch has no level with {strokes} strokes (it has: {counts}).")
     visible = [layer for layer in layers if layer.visible]
     return (visible or layers)[-1]

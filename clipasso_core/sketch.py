@@ -7,7 +7,7 @@ returns its locked paths exactly as given.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -15,52 +15,15 @@ from PIL import Image
 
 from .image import CanvasFrame, to_canvas
 from .joined_paths import JoinedPaths, PathShape, join_paths, read_paths
+from .level import StrokeLevel
 from .loss import ClipConvLoss, LossWeights
 from .mask import inside_pixels, mask_coverage, whiten_outside
 from .models import LoadedModels, encode_prompt
 from .optimize import BestSketches, CancelSignal, LevelOutcome, Progress, optimize_sketches
 from .params import CANVAS_SIZE, SketchParams
 from .saliency import clip_attention, initial_strokes, sampling_distribution, xdog_edges
-from .snapshot import SketchSnapshot, SnapshotLevel, finite_or_none
-from .svg import SketchLayer, path_data
-
-
-@dataclass
-class LevelSketch:
-    """The chosen sketch of one abstraction level, in the source image's pixel coordinates.
-
-    Without ``shape`` each stroke is one cubic (``points`` ``[S, 4, 2]``); with it (a refine) ``points``
-    are the segments ``[N, 4, 2]`` of all paths in order (float64), grouped as ``shape`` says, and
-    ``locked_paths`` maps each locked path's index to its path data exactly as it was given.
-    ``widths`` (source pixels) and ``opacities`` ``[S]`` are per stroke (per path), when they were optimized.
-    """
-
-    strokes: int
-    seed: int
-    points: torch.Tensor
-    stroke_width: float
-    loss: float
-    terms: dict[str, float]  # weighted eval terms by name (conv_layer2, conv_layer3, fc, …)
-    shape: PathShape | None = None
-    locked_paths: dict[int, str] | None = None
-    widths: torch.Tensor | None = None
-    opacities: torch.Tensor | None = None
-
-    def path_data(self) -> list[str]:
-        """One SVG path data string per stroke, in the source image's pixels (locked paths verbatim)."""
-        points = self.points.detach().cpu().double().numpy()
-        if self.shape is None:
-            return [path_data(stroke) for stroke in points]
-        paths = self.shape.path_data(points)
-        for index, d in (self.locked_paths or {}).items():
-            paths[index] = d
-        return paths
-
-    def layer(self, visible: bool = True) -> SketchLayer:
-        """This level as an SVG layer labelled ``"<S> strokes"``."""
-        return SketchLayer(f"{self.strokes} strokes", self.points.double().numpy(), self.stroke_width, visible,
-                           widths=None if self.widths is None else tuple(self.widths.tolist()),
-                           opacities=None if self.opacities is None else tuple(self.opacities.tolist()))
+from .snapshot import SketchSnapshot, finite_or_none
+from .svg import stroke_paths
 
 
 @dataclass
@@ -69,7 +32,7 @@ class SketchResult:
 
     width: int
     height: int
-    levels: list[LevelSketch]
+    levels: list[StrokeLevel]
     iterations: int
     cancelled: bool
 
@@ -88,43 +51,68 @@ def sketch_image(
     """
     target, frame, coverage = masked_canvas(image, params.mask)
     target = target.to(models.device)
-    stroke_width = params.stroke_width * frame.scale
+    joined = None if params.init_paths is None else refine_layout(params, frame).to(models.device)
+    shape = None if joined is None else joined.shape
 
     def to_source(best: BestSketches) -> None:
         assert snapshot is not None
         levels = tuple(
-            SnapshotLevel(count, frame.to_source(points.double()).numpy(), finite_or_none(loss),
-                          None if count not in best.widths else (best.widths[count].double() * frame.scale).numpy(),
-                          None if count not in best.opacities else best.opacities[count].double().numpy())
+            source_level(points, params, frame, shape, loss=loss, widths=_per_path(best.widths.get(count), shape),
+                         opacities=_per_path(best.opacities.get(count), shape))
             for count, (points, loss) in best.levels.items())
-        snapshot(SketchSnapshot(best.iteration, frame.width, frame.height, float(stroke_width), levels))
+        snapshot(SketchSnapshot(best.iteration, frame.width, frame.height, levels))
 
     watch = None if snapshot is None else to_source
     prompt = encode_prompt(models.loss, params.text, models.device) if params.text else None
     loss = ClipConvLoss(models.loss, target, LossWeights.from_params(params), prompt)
-    if params.init_paths is not None:
-        joined = refine_layout(params, frame).to(models.device)
-        initial = {len(params.init_paths): joined.free[None].repeat(params.seeds, 1, 1)}
-        outcome = optimize_sketches(loss, initial, params, progress, cancel, {len(params.init_paths): joined}, watch)
-        levels = [refined_level(outcome.levels[0], params, frame, joined.shape, loss.term_names)]
+    if joined is not None:
+        count = len(joined.shape.segments)
+        initial = {count: joined.free[None].repeat(params.seeds, 1, 1)}
+        outcome = optimize_sketches(loss, initial, params, progress, cancel, {count: joined}, watch)
     else:
         inside = None if coverage is None else inside_pixels(coverage)
         outcome = optimize_sketches(loss, initial_points(target, params, models, inside), params, progress, cancel,
                                     snapshot=watch)
-        levels = [
-            LevelSketch(
-                strokes=level.strokes,
-                seed=level.seed,
-                points=frame.to_source(level.points.double()).float(),
-                stroke_width=stroke_width,
-                loss=level.loss,
-                terms=dict(zip(loss.term_names, level.terms)),
-                widths=source_widths(level, frame),
-                opacities=level.opacities,
-            )
-            for level in outcome.levels
-        ]
+    levels = [outcome_level(level, params, frame, shape) for level in outcome.levels]
     return SketchResult(frame.width, frame.height, levels, outcome.iterations, outcome.cancelled)
+
+
+def source_level(points: torch.Tensor, params: SketchParams, frame: CanvasFrame, shape: PathShape | None = None, *,
+                 loss: float, seed: int | None = None, widths: torch.Tensor | None = None,
+                 opacities: torch.Tensor | None = None) -> StrokeLevel:
+    """Canvas strokes as a level in the source image's pixels: the engine's boundary.
+
+    ``points`` are one cubic per stroke ``[S, 4, 2]``, or with ``shape`` (a refine) the segments ``[N, 4, 2]``
+    of all paths in order, whose locked paths are put back exactly as ``params.init_paths`` gave them.
+    ``widths`` (canvas pixels) and ``opacities`` ``[S]`` are per stroke (per path), when they were optimized.
+    """
+    source = frame.to_source(points.detach().cpu().double()).numpy()
+    if shape is None:
+        paths = list(stroke_paths(source))
+    else:
+        paths = shape.path_data(source)
+        for index in params.locked:
+            paths[index] = (params.init_paths or [])[index]
+    return StrokeLevel(
+        tuple(paths), float(params.stroke_width * frame.scale),
+        widths=None if widths is None else tuple((widths.detach().cpu().double() * frame.scale).tolist()),
+        opacities=None if opacities is None else tuple(opacities.detach().cpu().double().tolist()),
+        loss=finite_or_none(loss), seed=seed)
+
+
+def outcome_level(level: LevelOutcome, params: SketchParams, frame: CanvasFrame,
+                  shape: PathShape | None = None) -> StrokeLevel:
+    """One level's winner in the source image's pixels."""
+    return source_level(level.points, params, frame, shape, loss=level.loss, seed=level.seed, widths=level.widths,
+                        opacities=level.opacities)
+
+
+def _per_path(values: torch.Tensor | None, shape: PathShape | None) -> torch.Tensor | None:
+    """Per-segment values ``[N]`` of a refine as per-path values (each path's first segment's); others as they are."""
+    if values is None or shape is None:
+        return values
+    starts = torch.tensor([0, *shape.segments[:-1]]).cumsum(0)
+    return values[starts]
 
 
 def refine_layout(params: SketchParams, frame: CanvasFrame) -> JoinedPaths:
@@ -132,33 +120,6 @@ def refine_layout(params: SketchParams, frame: CanvasFrame) -> JoinedPaths:
     joined = join_paths(read_paths(params.init_paths or []), params.locked)
     return JoinedPaths(frame.to_canvas(joined.free).float(), frame.to_canvas(joined.fixed).float(), joined.index,
                        joined.shape)
-
-
-def refined_level(level: LevelOutcome, params: SketchParams, frame: CanvasFrame, shape: PathShape,
-                  term_names: Sequence[str]) -> LevelSketch:
-    """The refined paths in source pixels; locked paths are put back exactly as given, not mapped twice."""
-    points = frame.to_source(level.points.double())
-    given = read_paths(params.init_paths or [])
-    starts = [sum(shape.segments[:index]) for index in range(len(shape.segments))]
-    for index in params.locked:
-        points[starts[index]:starts[index] + shape.segments[index]] = torch.from_numpy(given[index].segments)
-    return LevelSketch(
-        strokes=level.strokes,
-        seed=level.seed,
-        points=points,
-        stroke_width=params.stroke_width * frame.scale,
-        loss=level.loss,
-        terms=dict(zip(term_names, level.terms)),
-        shape=shape,
-        locked_paths={index: (params.init_paths or [])[index] for index in params.locked},
-        widths=source_widths(level, frame),
-        opacities=level.opacities,
-    )
-
-
-def source_widths(level: LevelOutcome, frame: CanvasFrame) -> torch.Tensor | None:
-    """The level's optimized stroke widths in the source image's pixels, or ``None``."""
-    return None if level.widths is None else level.widths.double() * frame.scale
 
 
 def masked_canvas(image: Image.Image, mask: str | list[str] | None) -> tuple[torch.Tensor, CanvasFrame,

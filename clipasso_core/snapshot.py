@@ -1,10 +1,14 @@
 """Snapshots of a run: the current best strokes of every level at one eval step, and a bounded history of them.
 
-A snapshot is a few KB (control points ``[S, 4, 2]`` per level in the source image's pixels, plus each
-level's best eval loss). :class:`SnapshotHistory` keeps at most ``capacity`` of them whatever the run's
-length: when full it drops every other one and from then on keeps only every second offered snapshot
+A snapshot is a few KB (each level's best strokes as a :class:`~.level.StrokeLevel` in the source image's
+pixels, with its best eval loss). :class:`SnapshotHistory` keeps at most ``capacity`` of them whatever the
+run's length: when full it drops every other one and from then on keeps only every second offered snapshot
 (the stride doubles each time), so early and late moments of the run stay evenly covered. The latest
 snapshot is always kept, so a preview is never older than one eval step.
+
+As JSON (what the server stores), a level's strokes are control points ``[S, 4, 2]`` (``"points"``), the
+form every version wrote; a level whose paths are not all single cubics (a refine's) is written as path
+data (``"paths"``) instead.
 """
 
 from __future__ import annotations
@@ -15,61 +19,33 @@ from typing import Any
 
 import numpy as np
 
-from .svg import SketchLayer
+from .level import StrokeLevel
+from .svg import stroke_paths
 
 DEFAULT_CAPACITY = 120
 """Snapshots a history keeps at most (≈ 0.4 MB of JSON for four levels up to 32 strokes)."""
 
 
 @dataclass(frozen=True)
-class SnapshotLevel:
-    """One level at one moment: its best strokes ``[S, 4, 2]`` in source pixels and its best eval loss.
-
-    ``widths`` (source pixels) and ``opacities`` ``[S]`` are each stroke's own, when the run optimizes them.
-    """
-
-    strokes: int
-    points: np.ndarray
-    loss: float | None
-    widths: np.ndarray | None = None
-    opacities: np.ndarray | None = None
-
-    def width_of(self, stroke: int, default: float) -> float:
-        """Stroke ``stroke``'s width: its own, or ``default`` (the run's pen)."""
-        return default if self.widths is None else float(self.widths[stroke])
-
-    def opacity_of(self, stroke: int) -> float:
-        """Stroke ``stroke``'s opacity: its own, or 1."""
-        return 1.0 if self.opacities is None else float(self.opacities[stroke])
-
-
-@dataclass(frozen=True)
 class SketchSnapshot:
-    """The best sketch of every level after ``iteration`` steps, in the ``width`` × ``height`` source image."""
+    """The best sketch of every level after ``iteration`` steps, in the ``width`` × ``height`` source image.
+
+    Every level has the run's pen width (``stroke_width``).
+    """
 
     iteration: int
     width: int
     height: int
-    stroke_width: float
-    levels: tuple[SnapshotLevel, ...]
+    levels: tuple[StrokeLevel, ...]
 
-    def layers(self) -> list[SketchLayer]:
-        """One SVG layer per level (``"<S> strokes"``), only the most detailed one visible, as ``clipasso sketch`` writes."""
-        last = len(self.levels) - 1
-        return [SketchLayer(f"{level.strokes} strokes", level.points, self.stroke_width, index == last,
-                            widths=_floats(level.widths), opacities=_floats(level.opacities))
-                for index, level in enumerate(self.levels)]
+    @property
+    def stroke_width(self) -> float:
+        """The run's pen width in source pixels."""
+        return self.levels[0].stroke_width
 
     def entry(self) -> dict[str, Any]:
-        """This snapshot as JSON-ready data without the image size (kept once per history)."""
-        return {
-            "iteration": self.iteration,
-            "levels": [{"strokes": level.strokes, "loss": level.loss,
-                        "points": np.round(level.points.astype(np.float64), 3).tolist(),
-                        **{name: np.round(values.astype(np.float64), 4).tolist()
-                           for name, values in (("widths", level.widths), ("opacities", level.opacities))
-                           if values is not None}} for level in self.levels],
-        }
+        """This snapshot as JSON-ready data without the image size and pen width (kept once per history)."""
+        return {"iteration": self.iteration, "levels": [_level_entry(level) for level in self.levels]}
 
     def to_dict(self) -> dict[str, Any]:
         """This snapshot as JSON-ready data, image size included (what a remote worker relays)."""
@@ -82,19 +58,26 @@ class SketchSnapshot:
 
     @classmethod
     def from_entry(cls, entry: dict[str, Any], width: int, height: int, stroke_width: float) -> "SketchSnapshot":
-        """The snapshot stored by :meth:`entry`, in an image of the given size and stroke width."""
-        levels = tuple(
-            SnapshotLevel(int(level["strokes"]), np.asarray(level["points"], dtype=np.float64).reshape(-1, 4, 2),
-                          None if level["loss"] is None else float(level["loss"]),
-                          *(None if level.get(name) is None else np.asarray(level[name], dtype=np.float64)
-                            for name in ("widths", "opacities")))
-            for level in entry["levels"]
-        )
-        return cls(int(entry["iteration"]), width, height, stroke_width, levels)
+        """The snapshot stored by :meth:`entry`, in an image of the given size and pen width."""
+        levels = tuple(_level_from_entry(level, stroke_width) for level in entry["levels"])
+        return cls(int(entry["iteration"]), width, height, levels)
 
 
-def _floats(values: np.ndarray | None) -> tuple[float, ...] | None:
-    return None if values is None else tuple(float(value) for value in values)
+def _level_entry(level: StrokeLevel) -> dict[str, Any]:
+    strokes: dict[str, Any] = (
+        {"points": [[[round(float(v), 3) for v in point] for point in level.segments(index)[0]]
+                    for index in range(level.strokes)]}
+        if level.single_cubics else {"paths": list(level.paths)})
+    styles = {name: [round(float(v), 4) for v in values]
+              for name, values in (("widths", level.widths), ("opacities", level.opacities)) if values is not None}
+    return {"strokes": level.strokes, "loss": level.loss, **strokes, **styles}
+
+
+def _level_from_entry(entry: dict[str, Any], stroke_width: float) -> StrokeLevel:
+    paths = tuple(str(d) for d in entry["paths"]) if "paths" in entry else stroke_paths(np.asarray(entry["points"]))
+    widths, opacities = (None if entry.get(name) is None else tuple(float(v) for v in entry[name])
+                         for name in ("widths", "opacities"))
+    return StrokeLevel(paths, stroke_width, widths, opacities, None if entry["loss"] is None else float(entry["loss"]))
 
 
 def finite_or_none(value: float) -> float | None:

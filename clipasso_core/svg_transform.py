@@ -13,13 +13,13 @@ import re
 import numpy as np
 
 from .errors import SketchFileError
+from .svg_xml import numbers
 
 __all__ = ["IDENTITY", "parse_transform", "svg_matrix", "apply_matrix"]
 
 IDENTITY = np.eye(3)
 
 _FUNCTION = re.compile(r"\s*,?\s*(matrix|translate|scale|rotate|skewX|skewY)\s*\(([^)]*)\)\s*,?\s*")
-_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _ARITY = {"matrix": (6,), "translate": (1, 2), "scale": (1, 2), "rotate": (1, 3), "skewX": (1,), "skewY": (1,)}
 
 
@@ -57,7 +57,7 @@ def parse_transform(text: str | None) -> np.ndarray:
         if match is None:
             raise SketchFileError(f"The transform {text[:60]!r} cannot be read.")
         name, arguments = match.group(1), match.group(2)
-        values = [float(v) for v in _NUMBER.findall(arguments)]
+        values = numbers(arguments)
         if len(values) not in _ARITY[name] or not all(math.isfinite(v) for v in values):
             raise SketchFileError(f"The transform {text[:60]!r} has a {name} with wrong arguments.")
         matrix = matrix @ _function_matrix(name, values)

@@ -79,11 +79,13 @@ class OfflineWay:
         files = "files" if len(names) > 1 else "file"
         return f"give the checkpoint {files} as {' and '.join(names)}{self.where}"
 
+    def names(self) -> dict[str, str]:
+        """How this way says each weights parameter the library's messages name (for ``ClipassoError.worded``)."""
+        return {LIBRARY_WAY.loss: self.loss + self.where, LIBRARY_WAY.saliency: self.saliency + self.where}
+
 
 LIBRARY_WAY = OfflineWay("ModelSpec.loss_weights", "ModelSpec.saliency_weights")
 """What the library's own messages name."""
-COMMAND_LINE_WAY = OfflineWay("--loss-weights FILE", "--saliency-weights FILE")
-"""What the ``clipasso`` command's messages name."""
 
 
 def hub_weights(loss_model: str, saliency_model: str, pretrained: str | None,
@@ -155,10 +157,11 @@ def unavailable(missing_weights: Sequence[HubWeights], way: OfflineWay = LIBRARY
     if reason is None and hub_constants.HF_HUB_OFFLINE:
         reason = "HF_HUB_OFFLINE is set"
     because = f" ({reason})" if reason else ""
+    roles = [item.role for item in missing_weights]
     error = WeightsUnavailableError(
         f"The CLIP weights of {names} are not on this computer and could not be downloaded from the Hugging Face "
         f"hub ({host}){because}; connect to the internet and run clipasso download-models, or "
-        f"{way.sentence([item.role for item in missing_weights])}."
+        f"{way.sentence(roles)}.", [getattr(way, role) for role in dict.fromkeys(roles)]
     )
     error.missing = tuple(missing_weights)  # type: ignore[attr-defined]
     return error

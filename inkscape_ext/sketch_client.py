@@ -18,7 +18,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, Union
 
 import inkex
 
@@ -289,10 +289,8 @@ def _error_message(error: urllib.error.HTTPError) -> Optional[str]:
         return None
 
 
-_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
-_SEPARATOR = r"(?:\s*,\s*|\s+|(?=[-+]))"
-_PAIR = rf"{_NUMBER}{_SEPARATOR}{_NUMBER}"
-_STROKE = re.compile(rf"\s*M\s*{_PAIR}(?:\s*C\s*{_PAIR}{_SEPARATOR}{_PAIR}{_SEPARATOR}{_PAIR})+\s*")
+_NUMBER = r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"  # SVG's number, ASCII digits only
+_PATH_DATA = re.compile(r"[ \t\n\r\f,]*[Mm][MmZzLlHhVvCcSsQqTtAa0-9.eE+\- \t\n\r\f,]*")  # a moveto, then path syntax
 _HOST_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 
 
@@ -347,42 +345,59 @@ def _bad_url(url: str, why: str) -> ServerError:
     )
 
 
-def result_problem(result: dict, strokes: Optional[List[int]] = None) -> Optional[str]:
+def result_problem(result: object, strokes: Optional[List[int]] = None) -> Optional[str]:
     """What makes a result unusable (e.g. "stroke 3 of level 2 is not path data …"), or None when it is sound.
 
-    A sound result has a positive whole width and height and at least one level (one per count of strokes,
-    when given); each level a positive whole stroke count, a positive finite pen width and exactly that
-    many strokes, each an absolute "M x y C x y x y x y …" path of finite numbers, as the API documents;
-    ``widths`` / ``opacities``, when present, one positive width / one opacity in [0, 1] per stroke.
+    The rules are the server's (its result schema; a test feeds both the same bodies): a positive whole
+    width and height and at least one level (one per count of strokes, when given); each level a positive
+    whole stroke count, a positive finite pen width, exactly that many strokes, each SVG path data of finite
+    numbers starting with a moveto ("M x y C x y x y x y", or a locked path as Refine sent it), and a loss (a
+    finite number or null); ``widths`` / ``opacities``, when present, one positive width / one opacity in
+    [0, 1] per stroke.
     """
-    width, height, levels = result.get("width"), result.get("height"), result.get("levels")
-    if not (_whole(width) and _whole(height) and width > 0 and height > 0):
+    if not isinstance(result, dict):
+        return "it is not an object"
+    if not all(_whole(result.get(side)) and result[side] > 0 for side in ("width", "height")):
         return "its width and height are not positive whole numbers"
+    levels = result.get("levels")
     if not isinstance(levels, list) or not levels:
         return "it has no levels"
     for number, level in enumerate(levels, start=1):
-        if not isinstance(level, dict):
-            return f"level {number} is not an object"
-        count, pen, paths = level.get("strokes"), level.get("stroke_width"), level.get("paths")
-        if not (_whole(count) and count > 0):
-            return f"level {number} has no positive whole stroke count"
-        if not (_number(pen) and pen > 0):
-            return f"level {number} has no positive pen width"
-        if not isinstance(paths, list) or len(paths) != count:
-            return f"level {number} does not hold {count} strokes"
-        for index, d in enumerate(paths, start=1):
-            if not isinstance(d, str) or not _STROKE.fullmatch(d) or not _finite_numbers(d):
-                return f"stroke {index} of level {number} is not path data “M x y C x y x y x y” of finite numbers"
-        widths, inks = level.get("widths"), level.get("opacities")
-        if widths is not None and not (isinstance(widths, list) and len(widths) == count
-                                       and all(_number(width) and width > 0 for width in widths)):
-            return f"level {number} does not give {count} positive stroke widths"
-        if inks is not None and not (isinstance(inks, list) and len(inks) == count
-                                     and all(_number(ink) and 0 <= ink <= 1 for ink in inks)):
-            return f"level {number} does not give {count} stroke opacities between 0 and 1"
+        problem = _level_problem(level, number)
+        if problem is not None:
+            return problem
     counts = sorted(level["strokes"] for level in levels)
     if strokes is not None and counts != sorted(strokes):
         return f"its levels have {counts} strokes where {sorted(strokes)} were asked for"
+    return None
+
+
+_STYLES = (("widths", "positive stroke widths", lambda width: width > 0),
+           ("opacities", "stroke opacities between 0 and 1", lambda ink: 0 <= ink <= 1))
+
+
+def _level_problem(level: object, number: int) -> Optional[str]:
+    """What makes level ``number`` of a result unusable, or None."""
+    if not isinstance(level, dict):
+        return f"level {number} is not an object"
+    count = level.get("strokes")
+    if not (_whole(count) and count > 0):
+        return f"level {number} has no positive whole stroke count"
+    if not (_number(level.get("stroke_width")) and level["stroke_width"] > 0):
+        return f"level {number} has no positive pen width"
+    paths = level.get("paths")
+    if not isinstance(paths, list) or len(paths) != count:
+        return f"level {number} does not hold {count} strokes"
+    for index, d in enumerate(paths, start=1):
+        if not (isinstance(d, str) and _PATH_DATA.fullmatch(d) and all(map(_finite, re.findall(_NUMBER, d)))):
+            return f"stroke {index} of level {number} is not path data (“M x y C x y x y x y”) of finite numbers"
+    if "loss" not in level or not (level["loss"] is None or _number(level["loss"])):
+        return f"level {number} has no loss (a number or null)"
+    for name, what, sound in _STYLES:
+        values = level.get(name)
+        if values is not None and not (isinstance(values, list) and len(values) == count
+                                       and all(_number(value) and sound(value) for value in values)):
+            return f"level {number} does not give {count} {what}"
     return None
 
 
@@ -391,11 +406,15 @@ def _whole(value: object) -> bool:
 
 
 def _number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and _finite(value)
 
 
-def _finite_numbers(d: str) -> bool:
-    return all(math.isfinite(float(number)) for number in re.findall(_NUMBER, d))
+def _finite(value: Union[int, float, str]) -> bool:
+    """Whether a number (or a number's text) is finite; an integer too large for a float is not."""
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
 def _quote(job_id: str) -> str:

@@ -24,6 +24,8 @@ from image_source import image_name
 from placement import pixel_to_document
 
 NAMESPACE = "https://clipasso.org/ns/inkscape-extension"
+"""CLIPasso's one namespace (prefix clipasso): the core records a sketch's precision under it too (a test holds
+the two spellings equal)."""
 etree.register_namespace("clipasso", NAMESPACE)
 
 

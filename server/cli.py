@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from clipasso_core.model_options import add_model_options, model_spec
+from clipasso_core.model_options import OPTION_NAMES, add_model_options, model_spec
 from clipasso_core.image import DEFAULT_MAX_PIXELS
 from clipasso_core.weights import OfflineWay
 
@@ -258,7 +258,7 @@ def serve(args: argparse.Namespace) -> int:
     try:
         device = resolve_device(args.device)
     except ClipassoError as error:
-        return fail(str(error), EXIT_USAGE)
+        return fail(str(error.worded(OPTION_NAMES)), EXIT_USAGE)
     data_dir = (args.data_dir or default_data_dir()).expanduser()
     ray_workers, ray_gpus = 0, 0
     if args.ray is not None:

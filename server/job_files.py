@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 from typing import Any
 
-import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
@@ -19,10 +18,10 @@ from clipasso_core.animation import animation_gif, animation_svg
 from clipasso_core.errors import ImageError
 from clipasso_core.image import read_image
 from clipasso_core.snapshot import SnapshotHistory
-from clipasso_core.svg import SketchLayer, sketch_document
+from clipasso_core.svg import sketch_document
 
 from .errors import ApiError
-from .schemas import ErrorResponse
+from .schemas import ErrorResponse, SketchResultBody
 from .store import Job, ResultMissing
 from .worker import JobQueue
 
@@ -88,20 +87,10 @@ def snapshot_history(queue: JobQueue, job: Job) -> SnapshotHistory:
     return history
 
 
-def _floats(values: list[float] | None) -> tuple[float, ...] | None:
-    return None if values is None else tuple(float(value) for value in values)
-
-
 def result_document(result: dict[str, Any]) -> str:
     """The layered SVG of a result body: one layer per level, the most detailed one visible."""
-    levels = result["levels"]
-    layers = [
-        SketchLayer(f"{level['strokes']} strokes", np.zeros((0, 4, 2)), float(level["stroke_width"]),
-                    index == len(levels) - 1, paths=tuple(level["paths"]),
-                    widths=_floats(level.get("widths")), opacities=_floats(level.get("opacities")))
-        for index, level in enumerate(levels)
-    ]
-    return sketch_document(int(result["width"]), int(result["height"]), layers)
+    body = SketchResultBody.model_validate(result)
+    return sketch_document(body.width, body.height, [level.to_level() for level in body.levels])
 
 
 @router.get("/v1/jobs/{job_id}/preview.svg", response_class=Response, responses={
@@ -111,7 +100,7 @@ def get_preview(job_id: str, request: Request) -> Response:
     queue = queue_of(request)
     latest = snapshot_history(queue, find_job(queue, job_id)).latest
     assert latest is not None
-    document = sketch_document(latest.width, latest.height, latest.layers())
+    document = sketch_document(latest.width, latest.height, latest.levels)
     return Response(document, media_type=SVG_TYPE, headers={"Cache-Control": "no-store"})
 
 

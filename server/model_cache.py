@@ -82,7 +82,8 @@ def downloading_text(status: ModelsStatus) -> str:
 class ModelCache:
     """Fetches the weights of ``spec``, loads the models on ``device`` when a job needs them, frees them when idle.
 
-    ``offline_way`` names, in the message for weights that cannot be had, how to give them as files.
+    ``offline_way`` names, in the message for weights that cannot be had, how to give them as files; a load
+    error that names the library's weights parameters (``ModelSpec.loss_weights``) says them that way too.
     """
 
     def __init__(self, spec: ModelSpec, device: torch.device, offline_way: OfflineWay = LIBRARY_WAY,
@@ -155,8 +156,8 @@ class ModelCache:
             try:
                 self._models = load_models(self.spec, self.device)
             except ClipassoError as error:  # the job that needed them fails with this message (and logs it)
-                self._failed(error)
-                raise
+                self._failed(error.worded(self.offline_way.names()))
+                raise self._error from None
             except Exception as error:  # a broken install or file the library does not recognise
                 log.exception("unexpected error while loading the CLIP models")
                 self._failed(ModelError(f"The CLIP models could not be loaded ({type(error).__name__}); see the "

@@ -1,17 +1,24 @@
-"""Request and response bodies of the HTTP API (v1); the job ``params`` schema is :class:`SketchParams` itself."""
+"""Request and response bodies of the HTTP API (v1); the job ``params`` schema is :class:`SketchParams` itself.
+
+:class:`SketchResultBody` is also the wire form of a sketch's levels (:class:`StrokeLevel`): what the
+server stores and answers, and the rules a sound result follows (the Inkscape extension checks the same).
+"""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import math
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from clipasso_core.params import SketchParams
+from clipasso_core.level import StrokeLevel
+from clipasso_core.params import CANVAS_SIZE, SketchParams
+from clipasso_core.svg_xml import PATH_DATA, numbers
 
 API_VERSION = 2
-"""The revision of the v1 API this server speaks: 2 added presets, the models' state and this number (a
-server without ``api_version`` speaks revision 1). Revisions only add; a client for revision N works with
-any server of revision N or later."""
+"""The revision of the v1 API this server speaks: 2 added presets, the models' state, health's canvas_size and
+this number (a server without ``api_version`` speaks revision 1). Revisions only add; a client for revision N
+works with any server of revision N or later."""
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 WorkerStatus = Literal["starting", "idle", "busy"]
 CLIENT_PATTERN = r"^[^\W_][\w .@+-]*$"
@@ -101,25 +108,76 @@ class JobState(BaseModel):
                                                                        "and locked; null when they no longer read.")
 
 
+def _stroke_path(d: str) -> str:
+    if PATH_DATA.fullmatch(d) is None or not all(math.isfinite(value) for value in numbers(d)):
+        raise ValueError("not SVG path data of finite numbers starting with a moveto")
+    return d
+
+
+StrokePath = Annotated[str, AfterValidator(_stroke_path)]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+PositiveFinite = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+Opacity = Annotated[float, Field(ge=0, le=1)]
+
+
 class LevelResult(BaseModel):
     """One abstraction level: its strokes as SVG path data in the submitted image's pixel space."""
 
-    strokes: int
-    stroke_width: float = Field(description="SVG stroke width in the submitted image's pixels.")
-    paths: list[str] = Field(description="One absolute 'M x y C x y x y x y' path per stroke.")
-    loss: float | None = Field(description="The chosen sketch's eval loss (lower is closer); null if not finite.")
-    widths: list[float] | None = Field(default=None, description="Each path's own stroke width in the submitted "
-                                                                 "image's pixels, when the job had optimize_width.")
-    opacities: list[float] | None = Field(default=None, description="Each path's stroke opacity (0 to 1), when the "
-                                                                    "job had optimize_opacity.")
+    strokes: int = Field(gt=0, description="How many strokes (paths) the level has.")
+    stroke_width: PositiveFinite = Field(description="SVG stroke width in the submitted image's pixels.")
+    paths: list[StrokePath] = Field(description="One path per stroke: 'M x y C x y x y x y' (a refined path may have "
+                                                "more 'C' segments and end in 'Z'; a locked one comes back as sent).")
+    loss: Finite | None = Field(description="The chosen sketch's eval loss (lower is closer); null if not finite.")
+    widths: list[PositiveFinite] | None = Field(default=None, description="Each path's own stroke width in the "
+                                                "submitted image's pixels, when the job had optimize_width.")
+    opacities: list[Opacity] | None = Field(default=None, description="Each path's stroke opacity (0 to 1), when "
+                                                                      "the job had optimize_opacity.")
+
+    @model_validator(mode="after")
+    def _one_of_each_per_stroke(self) -> LevelResult:
+        for name, values in (("paths", self.paths), ("widths", self.widths), ("opacities", self.opacities)):
+            if values is not None and len(values) != self.strokes:
+                raise ValueError(f"{len(values)} {name} for {self.strokes} strokes")
+        return self
+
+    @classmethod
+    def from_level(cls, level: StrokeLevel) -> LevelResult:
+        """The wire form of ``level``: widths and opacities to 4 decimals, left out when the job did not optimize them."""
+        styles = {name: [round(float(value), 4) for value in values]
+                  for name, values in (("widths", level.widths), ("opacities", level.opacities)) if values is not None}
+        return cls(strokes=level.strokes, stroke_width=level.stroke_width, paths=list(level.paths), loss=level.loss,
+                   **styles)
+
+    def to_level(self) -> StrokeLevel:
+        """The level this wire form describes."""
+        return StrokeLevel(tuple(self.paths), self.stroke_width, None if self.widths is None else tuple(self.widths),
+                           None if self.opacities is None else tuple(self.opacities), self.loss)
 
 
 class SketchResultBody(BaseModel):
     """A finished job's sketch: the submitted image's size and one entry per abstraction level."""
 
-    width: int
-    height: int
-    levels: list[LevelResult]
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+    levels: list[LevelResult] = Field(min_length=1)
+
+    @classmethod
+    def from_levels(cls, width: int, height: int, levels: list[StrokeLevel]) -> SketchResultBody:
+        """The result of a sketch of a ``width`` × ``height`` image with these levels."""
+        return cls(width=width, height=height, levels=[LevelResult.from_level(level) for level in levels])
+
+    def body(self) -> dict[str, Any]:
+        """As JSON-ready data (what the server stores): optional fields only where they are set."""
+        return self.model_dump(exclude_unset=True)
+
+
+def is_result_body(body: Any) -> bool:
+    """Whether ``body`` (decoded JSON) is a sound result: JSON types exactly (no ``"3"`` for 3), every rule above."""
+    try:
+        SketchResultBody.model_validate(body, strict=True)
+    except ValidationError:
+        return False
+    return True
 
 
 class WorkerHealth(BaseModel):
@@ -172,4 +230,7 @@ class Health(BaseModel):
     max_body_bytes: int = Field(description="Largest request body accepted, in bytes (--max-body-mb): a client can "
                                             "refuse a larger upload before sending it.")
     max_pixels: int = Field(description="Largest image accepted, in pixels (--max-pixels).")
+    canvas_size: int = Field(default=CANVAS_SIZE, description="Side of the square canvas the strokes are optimized "
+                                                              "on, in pixels: a job's stroke_width is in its pixels "
+                                                              "(a result's widths are in the image's).")
     workers: list[WorkerState] = Field(description="The workers that run jobs (one in-process worker, or Ray actors).")

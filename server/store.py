@@ -40,7 +40,7 @@ from pydantic import ValidationError
 from clipasso_core.files import write_atomically
 from clipasso_core.params import SketchParams, describe_validation_errors
 
-from .schemas import SketchResultBody
+from .schemas import is_result_body
 
 DATABASE_NAME = "jobs.sqlite3"
 LOCK_NAME = "server.lock"
@@ -133,18 +133,6 @@ def iso_time(timestamp: float | None) -> str | None:
 
 class ResultMissing(Exception):
     """A succeeded job's result file is gone, damaged or not shaped like a result: treated as absent."""
-
-
-def is_result_body(body: Any) -> bool:
-    """Whether ``body`` (decoded JSON) is a whole result: positive size and levels as the API defines them."""
-    try:
-        result = SketchResultBody.model_validate(body)
-    except ValidationError:
-        return False
-    return result.width > 0 and result.height > 0 and bool(result.levels) and all(
-        level.strokes > 0 and level.paths and all(path.startswith("M") for path in level.paths)
-        and all(values is None or len(values) == len(level.paths) for values in (level.widths, level.opacities))
-        for level in result.levels)
 
 
 class DataDirInUseError(OSError):

@@ -24,12 +24,13 @@ from clipasso_core.errors import ClipassoError, ImageError, ImageTooLargeError
 from clipasso_core.image import DEFAULT_MAX_PIXELS, read_image
 from clipasso_core.optimize import Progress
 from clipasso_core.params import SketchParams
-from clipasso_core.sketch import LevelSketch, SketchResult, sketch_image
+from clipasso_core.sketch import SketchResult, sketch_image
 from clipasso_core.snapshot import finite_or_none
 
 from .config import DEFAULT_KEEP_DAYS, DEFAULT_STUCK_AFTER_S
 from .model_cache import ModelCache, models_identity
 from .progress import JobClock
+from .schemas import SketchResultBody
 from .snapshots import SnapshotRecorder
 from .storage_faults import storage_fault
 from .store import DEFAULT_CLIENT, Job, JobStore, cache_key
@@ -61,22 +62,7 @@ def progress_body(progress: Progress) -> dict[str, Any]:
 
 def result_body(result: SketchResult) -> dict[str, Any]:
     """The API's result object: the image size and each level's strokes as path data in image pixels."""
-    return {"width": result.width, "height": result.height, "levels": [level_body(level) for level in result.levels]}
-
-
-def level_body(level: LevelSketch) -> dict[str, Any]:
-    """One level of the result; ``widths`` / ``opacities`` (per path) only when the job optimized them."""
-    body: dict[str, Any] = {
-        "strokes": level.strokes,
-        "stroke_width": float(level.stroke_width),
-        "paths": level.path_data(),
-        "loss": finite_or_none(level.loss),
-    }
-    if level.widths is not None:
-        body["widths"] = [round(float(width), 4) for width in level.widths]
-    if level.opacities is not None:
-        body["opacities"] = [round(float(opacity), 4) for opacity in level.opacities]
-    return body
+    return SketchResultBody.from_levels(result.width, result.height, result.levels).body()
 
 
 def is_out_of_memory(error: BaseException) -> bool:

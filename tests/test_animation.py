@@ -13,8 +13,10 @@ from PIL import Image
 
 from clipasso_core.animation import animation_file, animation_frames, animation_gif, animation_svg, check_format
 from clipasso_core.errors import AnimationError
-from clipasso_core.snapshot import SketchSnapshot, SnapshotLevel
-from clipasso_core.svg import SVG_NS, path_data
+from clipasso_core.level import StrokeLevel
+from clipasso_core.snapshot import SketchSnapshot
+from clipasso_core.svg import stroke_paths
+from clipasso_core.svg_xml import SVG_NS
 
 
 def run(frames: int = 5, width: int = 80, height: int = 60) -> list[SketchSnapshot]:
@@ -25,8 +27,8 @@ def run(frames: int = 5, width: int = 80, height: int = 60) -> list[SketchSnapsh
         one = np.array([[[5 + shift, 30], [10 + shift, 20], [20 + shift, 20], [25 + shift, 30]]], dtype=float)
         two = np.array([[[10, 10], [20, 10], [30, 10], [30 + shift, 10]], [[10, 50], [30, 50], [50, 50], [50, 50]]],
                        dtype=float)
-        snapshots.append(SketchSnapshot(step * 10, width, height, 2.0,
-                                        (SnapshotLevel(1, one, 1.0 - step * 0.1), SnapshotLevel(2, two, None))))
+        levels = (StrokeLevel(stroke_paths(one), 2.0, loss=1.0 - step * 0.1), StrokeLevel(stroke_paths(two), 2.0))
+        snapshots.append(SketchSnapshot(step * 10, width, height, levels))
     return snapshots
 
 
@@ -40,8 +42,8 @@ def test_svg_animates_every_stroke_from_the_first_snapshot_to_the_result_without
     path = groups[0].find(f"{{{SVG_NS}}}path")
     animate = path.find(f"{{{SVG_NS}}}animate")
     values = animate.get("values").split(";")
-    assert values[0] == path_data(snapshots[0].levels[0].points[0])
-    assert values[-1] == values[-2] == path_data(snapshots[-1].levels[0].points[0]) == path.get("d")
+    assert values[0] == snapshots[0].levels[0].paths[0]
+    assert values[-1] == values[-2] == snapshots[-1].levels[0].paths[0] == path.get("d")
     key_times = [float(t) for t in animate.get("keyTimes").split(";")]
     assert len(key_times) == len(values) and key_times == sorted(key_times) and key_times[0] == 0 and key_times[-1] == 1
     assert animate.get("repeatCount") == "indefinite" and animate.get("attributeName") == "d"
@@ -119,9 +121,8 @@ def styled_run(frames: int = 4) -> list[SketchSnapshot]:
     snapshots = []
     for step in range(frames):
         grow = step / (frames - 1)
-        level = SnapshotLevel(2, points, None, widths=np.array([2.0 + 8.0 * grow, 2.0]),
-                              opacities=np.array([1.0, 1.0 - grow]))
-        snapshots.append(SketchSnapshot(step * 10, 80, 60, 2.0, (level,)))
+        level = StrokeLevel(stroke_paths(points), 2.0, widths=(2.0 + 8.0 * grow, 2.0), opacities=(1.0, 1.0 - grow))
+        snapshots.append(SketchSnapshot(step * 10, 80, 60, (level,)))
     return snapshots
 
 

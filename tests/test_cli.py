@@ -1,5 +1,6 @@
 """``clipasso sketch`` and ``clipasso score`` as a user runs them."""
 
+import dataclasses
 import json
 import os
 import re
@@ -18,8 +19,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
-from clipasso_core.cli import main
-from clipasso_core.svg import INKSCAPE_NS, SVG_NS, read_sketch_document
+from clipasso_core.cli import CLI_NAMES, main
+from clipasso_core.errors import ClipassoError, ModelError
+from clipasso_core.models import load_models, resolve_device
+from clipasso_core.svg import parse_path_data, read_sketch_document
+from clipasso_core.svg_xml import INKSCAPE_NS, SVG_NS
 
 CLI = [sys.executable, "-m", "clipasso_core.cli"]
 
@@ -61,7 +65,8 @@ def test_sketch_writes_one_layer_per_level_in_source_pixels(images, tmp_path, ti
     assert len(layers[1].findall(f"{{{SVG_NS}}}path")) == 4 and len(layers[2].findall(f"{{{SVG_NS}}}path")) == 8
     assert layers[0].find(f"{{{SVG_NS}}}image") is not None
     for layer in read_sketch_document(out.read_text()).layers:
-        xs, ys = layer.points[..., 0], layer.points[..., 1]
+        points = np.stack([parse_path_data(d) for d in layer.level.paths])
+        xs, ys = points[..., 0], points[..., 1]
         assert xs.min() > 40 and xs.max() < 320 and ys.min() > 0 and ys.max() < 260  # on the drawing, not the padding
     sheet = Image.open(preview)
     assert sheet.width > 3 * sheet.height  # source + 2 levels side by side
@@ -100,7 +105,22 @@ def test_missing_weights_offline_name_what_is_needed(images, tmp_path):
                    env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")})
     assert done.returncode == 1 and "Traceback" not in done.stderr
     message = done.stderr.strip().splitlines()[-1]
-    assert "RN101" in message and "Hugging Face" in message and "--loss-weights FILE" in message
+    assert "RN101" in message and "Hugging Face" in message and "as --loss-weights" in message
+
+
+def test_library_errors_name_parameters_where_the_cli_names_its_options(tiny_spec, tmp_path):
+    """A Python caller is told about ``ModelSpec.loss_weights``, never about a command line's flag."""
+    (tmp_path / "weights").mkdir()
+    spec = dataclasses.replace(tiny_spec, loss_weights=tmp_path / "weights")
+    with pytest.raises(ModelError) as caught:
+        load_models(spec, torch.device("cpu"))
+    assert "give ModelSpec.loss_weights the checkpoint file itself" in str(caught.value)
+    assert "--" not in str(caught.value)
+    assert "give --loss-weights the checkpoint" in str(caught.value.worded(CLI_NAMES))
+    if not torch.cuda.is_available():
+        with pytest.raises(ClipassoError, match=r"use resolve_device\('cpu'\)\.$") as caught:
+            resolve_device("cuda")
+        assert str(caught.value.worded(CLI_NAMES)).endswith("use --device cpu.")
 
 
 @pytest.mark.parametrize("content, fragment", [
@@ -126,7 +146,8 @@ def test_a_weights_file_that_is_no_checkpoint_is_named_plainly(images, tmp_path,
 
 FOLDER_ARGUMENTS = {
     "image": (["sketch", "{folder}", "-o", "{out}"], "Cannot read '{folder}': it is a folder"),
-    "loss weights": (["sketch", "{cup}", "-o", "{out}", "--loss-weights", "{folder}"], "'{folder}' for tiny-rn is a folder"),
+    "loss weights": (["sketch", "{cup}", "-o", "{out}", "--loss-weights", "{folder}"],
+                     "'{folder}' for tiny-rn is a folder; give --loss-weights the checkpoint file itself"),
     "sketch to refine": (["refine", "{cup}", "{folder}", "-o", "{out}"], "sketch '{folder}': it is a folder"),
     "sketch to score": (["score", "{cup}", "{svg_folder}"], "sketch '{svg_folder}': it is a folder"),
     "model config": (["sketch", "{cup}", "-o", "{out}", "--loss-model", "{json_folder}"], "'{json_folder}' is a folder"),

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from clipasso_core.cli import main
-from clipasso_core.svg import SVG_NS
+from clipasso_core.svg_xml import SVG_NS
 
 
 @pytest.fixture(scope="module")

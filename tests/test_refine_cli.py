@@ -11,7 +11,9 @@ from PIL import Image, ImageDraw
 from clipasso_core.cli import main
 from clipasso_core.path_data import parse_path, transform_subpaths
 from clipasso_core.refine_svg import LayeredDrawing
-from clipasso_core.svg import INKSCAPE_NS, SODIPODI_NS, SVG_NS, SketchLayer, sketch_document
+from clipasso_core.level import StrokeLevel
+from clipasso_core.svg import sketch_document, stroke_paths
+from clipasso_core.svg_xml import INKSCAPE_NS, SODIPODI_NS, SVG_NS
 from clipasso_core.svg_transform import parse_transform, svg_matrix
 
 LABEL = f"{{{INKSCAPE_NS}}}label"
@@ -32,8 +34,8 @@ def image_path(tmp_path_factory):
 
 
 def sketch_svg(locked: int | None = None) -> str:
-    layers = [SketchLayer("2 strokes", STROKES[:2], 2.5, visible=False), SketchLayer("3 strokes", STROKES, 2.5)]
-    root = ET.fromstring(sketch_document(200, 180, layers))
+    levels = [StrokeLevel(stroke_paths(STROKES[:2]), 2.5), StrokeLevel(stroke_paths(STROKES), 2.5)]
+    root = ET.fromstring(sketch_document(200, 180, levels))
     if locked is not None:
         next(p for p in root.iter() if p.get("id") == f"level-3-stroke-{locked + 1}").set(
             f"{{{SODIPODI_NS}}}insensitive", "true")
@@ -124,7 +126,7 @@ def test_the_refined_layer_lands_where_its_pixels_are_under_any_layer_transform(
     drawing = LayeredDrawing(INKSCAPE_SAVED, 200, 180)
     layer = drawing.find_layer("Drawing")
     strokes = drawing.strokes(layer)
-    drawing.add_refined(layer, strokes, strokes.paths, strokes.stroke_width)
+    drawing.add_refined(layer, strokes, StrokeLevel(tuple(strokes.paths), strokes.stroke_width))
     root = ET.fromstring(drawing.to_string())
     old, new = layers_of(root)
     assert new.get(LABEL) == "2 strokes (refined)" and "display:none" in old.get("style")

@@ -62,6 +62,7 @@ def test_health_names_version_device_and_queue(server):
     assert isinstance(health["models_loaded"], bool)
     assert health["queue_length"] == 0
     assert health["max_body_bytes"] == MAX_BODY_MB * 1_000_000 and health["max_pixels"] == MAX_PIXELS
+    assert health["canvas_size"] == 224  # a job's stroke_width is in these pixels
 
 
 def test_job_reports_progress_then_strokes_in_image_pixels(server):

@@ -102,13 +102,27 @@ def test_preload_with_a_missing_weights_file_exits_with_a_clear_message(tiny_spe
     assert "missing-rn.pt" in err and "does not exist" in err and "Traceback" not in err
 
 
+def test_a_model_error_names_the_servers_option(tiny_spec, tmp_path, capsys):
+    """The library names its parameter (ModelSpec.loss_weights); the server says it as its settings file's key."""
+    (tmp_path / "weights").mkdir()
+    status = cli.main([
+        "--port", "0", "--data-dir", str(tmp_path / "data"), "--preload", "--device", "cpu",
+        "--loss-model", tiny_spec.loss_model, "--loss-weights", str(tmp_path / "weights"),
+        "--saliency-model", tiny_spec.saliency_model, "--saliency-weights", str(tiny_spec.saliency_weights),
+    ])
+    err = capsys.readouterr().err
+    assert status == 1 and "give loss_weights in " in err and "server.toml the checkpoint file itself" in err
+    assert "ModelSpec" not in err
+
+
 def test_cuda_without_a_gpu_is_refused(tmp_path, capsys):
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     assert cli.main(["--device", "cuda", "--data-dir", str(tmp_path)]) == 2
-    assert "CUDA" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "CUDA" in err and "use --device cpu" in err
 
 
 def test_unusable_models_fail_the_job_and_show_in_health(tiny_spec, tmp_path):

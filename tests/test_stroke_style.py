@@ -17,7 +17,9 @@ from clipasso_core.optimize import optimize_sketches, render
 from clipasso_core.params import WIDTH_RANGE, SketchParams
 from clipasso_core.raster import rasterize
 from clipasso_core.sketch import initial_points, sketch_image
-from clipasso_core.svg import SVG_NS, SketchLayer, read_sketch_document, sketch_document
+from clipasso_core.level import StrokeLevel
+from clipasso_core.svg import read_sketch_document, sketch_document, stroke_paths
+from clipasso_core.svg_xml import SVG_NS
 from raster_reference import make_strokes
 from server.worker import result_body
 
@@ -118,9 +120,9 @@ def test_refine_keeps_locked_paths_style_and_styles_each_path(tiny_models):
     (level,) = sketch_image(cup(), params, tiny_models).levels
     scale = 300 / 224
     assert level.widths is not None and level.opacities is not None
-    assert level.widths.shape == level.opacities.shape == (3,)
-    assert float(level.widths[1]) == pytest.approx(params.stroke_width * scale) and float(level.opacities[1]) == 1.0
-    assert float(level.widths[0]) != pytest.approx(params.stroke_width * scale)
+    assert len(level.widths) == len(level.opacities) == 3
+    assert level.widths[1] == pytest.approx(params.stroke_width * scale) and level.opacities[1] == 1.0
+    assert level.widths[0] != pytest.approx(params.stroke_width * scale)
 
 
 def test_svg_and_api_result_carry_each_strokes_width_and_opacity(tiny_models):
@@ -129,19 +131,19 @@ def test_svg_and_api_result_carry_each_strokes_width_and_opacity(tiny_models):
     result = sketch_image(cup(), params, tiny_models)
     (level,) = result.levels
     body = result_body(result)["levels"][0]
-    assert body["widths"] == pytest.approx(level.widths.tolist(), abs=1e-4)
-    assert body["opacities"] == pytest.approx(level.opacities.tolist(), abs=1e-4)
-    document = sketch_document(result.width, result.height, [level.layer()])
+    assert body["widths"] == pytest.approx(level.widths, abs=1e-4)
+    assert body["opacities"] == pytest.approx(level.opacities, abs=1e-4)
+    document = sketch_document(result.width, result.height, [level])
     paths = ET.fromstring(document).findall(f".//{{{SVG_NS}}}path")
-    assert [float(style_of(p)["stroke-width"]) for p in paths] == pytest.approx(level.widths.tolist(), abs=1e-3)
-    assert [float(style_of(p)["stroke-opacity"]) for p in paths] == pytest.approx(level.opacities.tolist(), abs=1e-3)
+    assert [float(style_of(p)["stroke-width"]) for p in paths] == pytest.approx(level.widths, abs=1e-3)
+    assert [float(style_of(p)["stroke-opacity"]) for p in paths] == pytest.approx(level.opacities, abs=1e-3)
     (read,) = read_sketch_document(document).layers
-    assert read.widths == pytest.approx(level.widths.tolist(), abs=1e-3)
+    assert read.level.widths == pytest.approx(level.widths, abs=1e-3)
 
 
 def test_plain_layers_still_write_one_width_and_full_ink():
-    layer = SketchLayer("2 strokes", make_strokes("init", 2, (50, 50), seed=0).double().numpy(), 2.5)
-    paths = ET.fromstring(sketch_document(50, 50, [layer])).findall(f".//{{{SVG_NS}}}path")
+    level = StrokeLevel(stroke_paths(make_strokes("init", 2, (50, 50), seed=0).double().numpy()), 2.5)
+    paths = ET.fromstring(sketch_document(50, 50, [level])).findall(f".//{{{SVG_NS}}}path")
     assert {(style_of(p)["stroke-width"], style_of(p)["stroke-opacity"]) for p in paths} == {("2.5", "1")}
 
 

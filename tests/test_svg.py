@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from clipasso_core.errors import SketchFileError
-from clipasso_core.svg import (INKSCAPE_NS, SVG_NS, SketchLayer, parse_path_data, path_data, read_sketch_document,
-                               sketch_document)
+from clipasso_core.level import StrokeLevel
+from clipasso_core.svg import parse_path_data, path_data, read_sketch_document, sketch_document, stroke_paths
+from clipasso_core.svg_xml import INKSCAPE_NS, SVG_NS
 
 
 def test_path_data_is_one_absolute_cubic_and_round_trips():
@@ -22,8 +23,9 @@ def test_path_data_is_one_absolute_cubic_and_round_trips():
 
 def test_document_has_one_inkscape_layer_per_level_and_reads_back():
     rng = np.random.default_rng(1)
-    layers = [SketchLayer(f"{n} strokes", rng.uniform(-5, 300, (n, 4, 2)), 2.5, visible=n == 8) for n in (4, 8)]
-    text = sketch_document(320, 240, layers, image=b"\x89PNG fake", color="#112233")
+    points = [rng.uniform(-5, 300, (n, 4, 2)) for n in (4, 8)]
+    levels = [StrokeLevel(stroke_paths(strokes), 2.5) for strokes in points]
+    text = sketch_document(320, 240, levels, image=b"\x89PNG fake", color="#112233")
     root = ET.fromstring(text)
     assert (root.get("width"), root.get("height"), root.get("viewBox")) == ("320", "240", "0 0 320 240")
     groups = [g for g in root.iter(f"{{{SVG_NS}}}g") if g.get(f"{{{INKSCAPE_NS}}}groupmode") == "layer"]
@@ -36,9 +38,9 @@ def test_document_has_one_inkscape_layer_per_level_and_reads_back():
     document = read_sketch_document(text)
     assert (document.width, document.height) == (320, 240)
     assert [layer.label for layer in document.layers] == ["4 strokes", "8 strokes"]
-    for written, read in zip(layers, document.layers):
-        assert read.strokes == written.strokes and read.stroke_width == 2.5
-        assert np.allclose(read.points, written.points, atol=5e-4)
+    for written, read in zip(points, document.layers):
+        assert read.level.strokes == len(written) and read.level.stroke_width == 2.5
+        assert np.allclose([parse_path_data(d) for d in read.level.paths], written, atol=5e-4)
     assert [layer.visible for layer in document.layers] == [False, True]
 
 

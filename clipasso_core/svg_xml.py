@@ -1,0 +1,84 @@
+"""The bits of SVG and XML syntax every SVG reader and writer of the package shares, one of each.
+
+SVG's number grammar (ASCII digits only: ``1``, ``-.5``, ``1.``, ``2e-3``), lengths in user units
+(a number, optionally ``px``), style declarations, the namespaces (with their usual prefixes) and
+reading a document: its text parsed, comments and processing instructions kept, the root checked to be
+``<svg>``, and any failure one sentence as the caller's error type.
+
+CLIPasso records what it knows about a sketch under one namespace, :data:`CLIPASSO_NS` (prefix
+``clipasso``), the one the Inkscape extension writes (the extension cannot import this package, so it
+spells the same URI itself). ``clipasso sketch`` once wrote ``clipasso:precision`` under
+:data:`OLD_CLIPASSO_NS`; readers still accept it there.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+
+from .errors import ClipassoError
+
+__all__ = ["SVG_NS", "XLINK_NS", "INKSCAPE_NS", "SODIPODI_NS", "CLIPASSO_NS", "OLD_CLIPASSO_NS", "NUMBER",
+           "NUMBER_RE", "PATH_DATA", "numbers", "user_length", "style_of", "read_svg", "clipasso_value"]
+
+SVG_NS = "http://www.w3.org/2000/svg"
+XLINK_NS = "http://www.w3.org/1999/xlink"
+INKSCAPE_NS = "http://www.inkscape.org/namespaces/inkscape"
+SODIPODI_NS = "http://sodipodi.sourceforge.net/DTD/sodipodi-0.dtd"
+CLIPASSO_NS = "https://clipasso.org/ns/inkscape-extension"
+"""Namespace of what CLIPasso records in a document: the job behind a sketch, its precision, its provenance."""
+OLD_CLIPASSO_NS = "https://github.com/clipasso-inkscape/ns"
+"""Where ``clipasso sketch`` recorded ``clipasso:precision`` before it used :data:`CLIPASSO_NS` (read, never written)."""
+
+for _prefix, _uri in (("", SVG_NS), ("xlink", XLINK_NS), ("inkscape", INKSCAPE_NS), ("sodipodi", SODIPODI_NS),
+                      ("clipasso", CLIPASSO_NS), ("rdf", "http://www.w3.org/1999/02/22-rdf-syntax-ns#"),
+                      ("cc", "http://creativecommons.org/ns#"), ("dc", "http://purl.org/dc/elements/1.1/")):
+    ET.register_namespace(_prefix, _uri)
+
+NUMBER = r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+"""SVG's number (a regular expression without groups): sign, digits with an optional point, optional exponent."""
+NUMBER_RE = re.compile(NUMBER)
+PATH_DATA = re.compile(r"[ \t\n\r\f,]*[Mm][MmZzLlHhVvCcSsQqTtAa0-9.eE+\- \t\n\r\f,]*")
+"""What SVG path data may hold (fullmatch; a screen, not a parse): a moveto first, then only command letters,
+numbers and separators. Every path :func:`~.path_data.parse_path` reads passes it."""
+_LENGTH = re.compile(rf"\s*({NUMBER})\s*(?:px)?\s*")
+
+
+def numbers(text: str) -> list[float]:
+    """Every number in ``text`` in order (a list such as ``points="0,0 10,5"``), as floats."""
+    return [float(number) for number in NUMBER_RE.findall(text)]
+
+
+def user_length(text: str | None) -> float | None:
+    """A length in user units (``"2.5"`` or ``"2.5px"``, blanks around allowed), or ``None`` when it is not one."""
+    match = _LENGTH.fullmatch(text or "")
+    return None if match is None else float(match.group(1))
+
+
+def style_of(element: ET.Element) -> dict[str, str]:
+    """The declarations of ``element``'s ``style`` attribute, name → value, both stripped."""
+    declarations = (item.split(":", 1) for item in (element.get("style") or "").split(";") if ":" in item)
+    return {name.strip(): value.strip() for name, value in declarations}
+
+
+def read_svg(text: str, what: str, error: type[ClipassoError]) -> ET.Element:
+    """The root ``<svg>`` of ``text`` (comments and processing instructions kept); ``error`` naming ``what`` if not.
+
+    The root is recognised by its name alone (in whichever namespace); readers look for elements in :data:`SVG_NS`.
+
+    ``what`` names the document for the message, e.g. ``"sketch"`` → "The sketch is not valid SVG (…)."
+    """
+    parser = ET.XMLParser(target=ET.TreeBuilder(insert_comments=True, insert_pis=True))
+    try:
+        root = ET.fromstring(text, parser=parser)
+    except ET.ParseError as problem:
+        raise error(f"The {what} is not valid SVG ({problem}).") from None
+    if not isinstance(root.tag, str) or root.tag.rsplit("}", 1)[-1] != "svg":
+        raise error(f"The {what} is not an SVG document (its root is not <svg>).")
+    return root
+
+
+def clipasso_value(element: ET.Element, name: str) -> str | None:
+    """The ``clipasso:<name>`` attribute of ``element``, also where an earlier version recorded it."""
+    value = element.get(f"{{{CLIPASSO_NS}}}{name}")
+    return value if value is not None else element.get(f"{{{OLD_CLIPASSO_NS}}}{name}")
