@@ -157,7 +157,7 @@ def test_a_refine_with_styled_strokes_and_a_locked_path_takes_a_pick(fp32_models
     level = result.levels[0]
     kept = params.sketch_seeds().index(level.seed)
     assert_same_attempt(picked_attempts[0][kept], attempts[0][kept])
-    assert level.path_data()[2] == REFINED_PATHS[2]  # the locked path is given back as it was
+    assert level.paths[2] == REFINED_PATHS[2]  # the locked path is given back as it was
     outcome = picked_attempts[0][kept]
     assert float(outcome.widths[2]) == params.stroke_width and float(outcome.opacities[2]) == 1.0
     assert not torch.equal(outcome.widths[:2], torch.full((2,), params.stroke_width))  # the others' style moved
