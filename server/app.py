@@ -25,6 +25,7 @@ from clipasso_core.mask import MaskError, mask_coverage
 
 from . import job_files, page_routes
 from .config import ServerConfig
+from .job_status import JobStatus
 from .errors import ApiError, install_error_handlers
 from .guards import ConcurrencyLimitMiddleware, HeadAsGetMiddleware, LoopbackOnlyMiddleware
 from .middleware import BearerTokenMiddleware, BodyLimitMiddleware
@@ -104,10 +105,10 @@ def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAP
     app.add_middleware(HeadAsGetMiddleware)
 
     def job_state(job: Job) -> JobState:
-        unsaved = queue.unsaved(job.id) if job.status == "running" else None
+        unsaved = queue.unsaved(job.id) if job.status == JobStatus.RUNNING else None
         return JobState(
             id=job.id,
-            status=job.status,  # type: ignore[arg-type]
+            status=job.status,
             progress=queue.progress(job),
             error=job.error if unsaved is None else unsaved[1],
             created_at=iso_time(job.created_at) or "",
@@ -158,7 +159,7 @@ def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAP
                 check_mask(body.params.mask, size)
             client = body.client or token_client(request.headers.get("authorization"))
             existing = queue.submit(data, body.params, key, client)
-        return JobCreated(id=existing.id, status=existing.status)  # type: ignore[arg-type]
+        return JobCreated(id=existing.id, status=existing.status)
 
     @app.get("/v1/jobs/{job_id}", response_model=JobState, responses=_errors(404),
              summary="A job's status, progress and error")
@@ -169,7 +170,7 @@ def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAP
              summary="A succeeded job's strokes, one entry per abstraction level")
     def get_result(job_id: str) -> dict[str, Any]:
         job = find_job(job_id)
-        unsaved = queue.unsaved(job.id) if job.status == "running" else None
+        unsaved = queue.unsaved(job.id) if job.status == JobStatus.RUNNING else None
         if unsaved is not None and unsaved[0].result is not None:
             return unsaved[0].result  # finished, waiting for the disk: the strokes are served from memory
         return job_files.stored_result(queue, job)

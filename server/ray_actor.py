@@ -25,6 +25,7 @@ from clipasso_core.params import SketchParams
 from clipasso_core.sketch import sketch_image
 from clipasso_core.snapshot import SketchSnapshot
 
+from .job_status import JobStatus
 from .model_cache import ModelCache
 from .worker import INTERNAL_MESSAGE, OUT_OF_MEMORY_MESSAGE, is_out_of_memory, progress_body, result_body
 from .workers import this_process
@@ -100,16 +101,16 @@ class SketchActor:
             result = sketch_image(picture, params, models, progress=self._report, cancel=self._cancel,
                                   snapshot=self._snapshot)
         except ClipassoError as error:
-            return {"status": "failed", "error": {"code": error.code, "message": str(error)}}
+            return {"status": JobStatus.FAILED, "error": {"code": error.code, "message": str(error)}}
         except Exception as error:
             if is_out_of_memory(error):
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()
                 device = "GPU" if self.device.type == "cuda" else "computer"
-                return {"status": "failed",
+                return {"status": JobStatus.FAILED,
                         "error": {"code": "out_of_memory", "message": OUT_OF_MEMORY_MESSAGE.format(device=device)}}
-            return {"status": "failed", "error": {"code": "internal_error", "message": INTERNAL_MESSAGE},
+            return {"status": JobStatus.FAILED, "error": {"code": "internal_error", "message": INTERNAL_MESSAGE},
                     "details": traceback.format_exc()}
         if result.cancelled or self._cancel.is_set():
-            return {"status": "cancelled", "iterations": result.iterations}
-        return {"status": "succeeded", "result": result_body(result)}
+            return {"status": JobStatus.CANCELLED, "iterations": result.iterations}
+        return {"status": JobStatus.SUCCEEDED, "result": result_body(result)}

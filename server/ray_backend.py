@@ -26,6 +26,7 @@ from clipasso_core.errors import ClipassoError
 from clipasso_core.image import DEFAULT_MAX_PIXELS
 
 from .config import DEFAULT_KEEP_DAYS, DEFAULT_STUCK_AFTER_S
+from .job_status import JobStatus
 from .model_cache import ModelCache
 from .progress import JobClock
 from .ray_actor import SketchActor
@@ -277,24 +278,24 @@ class RayJobQueue(JobQueue):
             return
         except ray.exceptions.RayError as error:
             self._trouble(f"running job {job.id} on worker {slot.name}", error)
-            answer = {"status": "failed", "error": {"code": "internal_error", "message": INTERNAL_MESSAGE}}
+            answer = {"status": JobStatus.FAILED, "error": {"code": "internal_error", "message": INTERNAL_MESSAGE}}
         started = time.monotonic() - float(answer.get("run_s", 0.0))
         try:
             self._relay(slot, job, answer)
             if slot.snapshots is not None:
                 slot.snapshots.finish()  # before the job is marked finished: its snapshots end at its result
             progress = self._progress.get(job.id)
-            if answer["status"] == "cancelled":
+            if answer["status"] == JobStatus.CANCELLED:
                 self.store.save_progress(job.id, progress)
                 log.info("job %s cancelled (ran %.1f s, %d of %d steps)", job.id, time.monotonic() - started,
                          answer.get("iterations", 0), job.params.iterations)
-            elif answer["status"] == "succeeded":
-                self._record(job, Outcome("succeeded", progress, result=answer["result"]), started)
+            elif answer["status"] == JobStatus.SUCCEEDED:
+                self._record(job, Outcome(JobStatus.SUCCEEDED, progress, result=answer["result"]), started)
             else:
                 if answer.get("details"):
                     log.error("job %s: unexpected error on worker %s:\n%s", job.id, slot.name, answer["details"])
                 error = answer["error"]
-                self._record(job, Outcome("failed", progress, code=error["code"], message=error["message"]), started)
+                self._record(job, Outcome(JobStatus.FAILED, progress, code=error["code"], message=error["message"]), started)
         finally:
             slot.status, slot.clock, slot.snapshots = "idle", None, None
             self.workers.done(slot.name)

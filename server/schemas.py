@@ -8,7 +8,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from clipasso_core.params import SketchParams
 
-JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+from .job_status import JobStatus
+
+StatusField = Literal[JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED]
+"""A job's status in a body: a :class:`JobStatus`, whose schema is the plain string enum of its words."""
 WorkerStatus = Literal["starting", "idle", "busy"]
 CLIENT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 ._@+-]*$"
 MAX_CLIENT_LENGTH = 64
@@ -44,7 +47,7 @@ class JobCreated(BaseModel):
     """The answer to a submission: the job to poll (an existing one when the same job was submitted before)."""
 
     id: str
-    status: JobStatus
+    status: StatusField
 
 
 class JobProgress(BaseModel):
@@ -79,7 +82,7 @@ class JobState(BaseModel):
     """A job's status, its latest progress and, when it failed or was cancelled, why."""
 
     id: str
-    status: JobStatus
+    status: StatusField
     progress: JobProgress | None
     error: ErrorInfo | None
     created_at: str = Field(description="When the job was submitted (ISO 8601, UTC).")

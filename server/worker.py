@@ -28,6 +28,7 @@ from clipasso_core.sketch import LevelSketch, SketchResult, sketch_image
 from clipasso_core.snapshot import finite_or_none
 
 from .config import DEFAULT_KEEP_DAYS, DEFAULT_STUCK_AFTER_S
+from .job_status import ACTIVE, JobStatus
 from .model_cache import ModelCache, models_identity
 from .progress import JobClock
 from .snapshots import SnapshotRecorder
@@ -91,21 +92,21 @@ def is_out_of_memory(error: BaseException) -> bool:
 class Outcome:
     """How a run ended, as it must be written to the store: succeeded with a result, or failed with a reason."""
 
-    status: str  # "succeeded" or "failed"
+    status: JobStatus  # succeeded or failed
     progress: dict[str, Any] | None
     result: dict[str, Any] | None = None
     code: str | None = None
     message: str | None = None
 
 
-IMAGE_MISSING_OUTCOME = Outcome("failed", None, code="image_missing", message=IMAGE_MISSING_MESSAGE)
+IMAGE_MISSING_OUTCOME = Outcome(JobStatus.FAILED, None, code="image_missing", message=IMAGE_MISSING_MESSAGE)
 """A job whose uploaded image is gone or damaged."""
 
 
 def invalid_stored_outcome(job: Job) -> Outcome:
     """A job whose stored parameters this version cannot read: failed, with the reason."""
     reason = job.params_error or "unreadable parameters"
-    return Outcome("failed", None, code="invalid_stored_job", message=INVALID_STORED_MESSAGE.format(reason=reason))
+    return Outcome(JobStatus.FAILED, None, code="invalid_stored_job", message=INVALID_STORED_MESSAGE.format(reason=reason))
 
 
 @dataclass(frozen=True)
@@ -182,16 +183,16 @@ class JobQueue:
             before, job = self.store.cancel(job_id, CANCELLED_MESSAGE)
             if job is None:
                 return None
-            if before == "running":
+            if before == JobStatus.RUNNING:
                 self._stop_running(job_id)
                 self._unsaved.pop(job_id, None)
                 live = self._progress.get(job_id)
                 if live is not None:
                     self.store.save_progress(job_id, live)
                     job = self.store.get(job_id) or job
-        if before == "queued":
+        if before == JobStatus.QUEUED:
             log.info("job %s cancelled while queued (waited %.1f s)", job_id, time.time() - job.created_at)
-        elif before == "running":
+        elif before == JobStatus.RUNNING:
             log.info("job %s cancel requested while running", job_id)
         return job
 
@@ -202,7 +203,7 @@ class JobQueue:
 
     def progress(self, job: Job) -> dict[str, Any] | None:
         """The job's latest progress: live while it runs, else as stored."""
-        if job.status == "running":
+        if job.status == JobStatus.RUNNING:
             unsaved = self._unsaved.get(job.id)
             return unsaved[0].progress if unsaved else self._progress.get(job.id)
         return job.progress
@@ -217,7 +218,7 @@ class JobQueue:
 
     def queue_length(self) -> int:
         """Jobs queued or running."""
-        return self.store.count("queued", "running")
+        return self.store.count(*ACTIVE)
 
     def worker_state(self) -> WorkerState:
         """Whether the worker thread lives, what it does, whether it is stuck and the last error it met."""
@@ -283,7 +284,7 @@ class JobQueue:
                 self.run_claimed(job)
             except Exception as error:  # run_claimed records its own failures; this is a fault in that
                 self._trouble(f"running job {job.id}", error)
-                self._record(job, Outcome("failed", self._progress.get(job.id), code="internal_error",
+                self._record(job, Outcome(JobStatus.FAILED, self._progress.get(job.id), code="internal_error",
                                           message=INTERNAL_MESSAGE), time.monotonic())
                 self._pause()
             finally:
@@ -368,7 +369,7 @@ class JobQueue:
             finally:
                 snapshots.finish()
         except ClipassoError as error:
-            self._record(job, Outcome("failed", self._progress.get(job.id), code=error.code, message=str(error)),
+            self._record(job, Outcome(JobStatus.FAILED, self._progress.get(job.id), code=error.code, message=str(error)),
                          started)
             return
         except Exception as error:
@@ -376,11 +377,11 @@ class JobQueue:
                 if self.models.device.type == "cuda":
                     torch.cuda.empty_cache()
                 device = "GPU" if self.models.device.type == "cuda" else "computer"
-                self._record(job, Outcome("failed", self._progress.get(job.id), code="out_of_memory",
+                self._record(job, Outcome(JobStatus.FAILED, self._progress.get(job.id), code="out_of_memory",
                                           message=OUT_OF_MEMORY_MESSAGE.format(device=device)), started)
                 return
             log.exception("job %s: unexpected error while sketching", job.id)
-            self._record(job, Outcome("failed", self._progress.get(job.id), code="internal_error",
+            self._record(job, Outcome(JobStatus.FAILED, self._progress.get(job.id), code="internal_error",
                                       message=INTERNAL_MESSAGE), started)
             return
         elapsed = time.monotonic() - started
@@ -395,7 +396,7 @@ class JobQueue:
                          job.params.iterations)
             return
         self._phase = "saving"
-        self._record(job, Outcome("succeeded", progress, result=result_body(result)), started)
+        self._record(job, Outcome(JobStatus.SUCCEEDED, progress, result=result_body(result)), started)
 
     def _read_image(self, job: Job) -> Any:
         """The job's decoded image, or ``None`` when its file is gone or damaged (it decoded when submitted)."""
@@ -422,8 +423,8 @@ class JobQueue:
             except Exception as error:
                 fault = storage_fault(error, self.store.data_dir)
                 self._trouble(f"storing the outcome of job {job.id}", error)
-                if fault is None and outcome.status == "succeeded":
-                    outcome = Outcome("failed", outcome.progress, code="internal_error", message=INTERNAL_MESSAGE)
+                if fault is None and outcome.status == JobStatus.SUCCEEDED:
+                    outcome = Outcome(JobStatus.FAILED, outcome.progress, code="internal_error", message=INTERNAL_MESSAGE)
                 elif attempt == 2:
                     why = {"code": fault.code if fault else "internal_error",
                            "message": fault.message if fault else INTERNAL_MESSAGE}
@@ -437,7 +438,7 @@ class JobQueue:
             return
 
     def _write(self, job_id: str, outcome: Outcome) -> bool:
-        if outcome.status == "succeeded":
+        if outcome.status == JobStatus.SUCCEEDED:
             assert outcome.result is not None
             return self.store.succeed(job_id, outcome.result, outcome.progress)
         return self.store.fail(job_id, outcome.code or "internal_error", outcome.message or INTERNAL_MESSAGE,
@@ -463,7 +464,7 @@ class JobQueue:
         ran = "" if elapsed is None else f" (ran {elapsed:.1f} s)"
         if not written:
             log.info("job %s ended after it was cancelled%s; its outcome is discarded", job_id, ran)
-        elif outcome.status == "succeeded":
+        elif outcome.status == JobStatus.SUCCEEDED:
             log.info("job %s succeeded%s", job_id, ran)
         else:
             log.info("job %s failed%s: %s: %s", job_id, ran, outcome.code, outcome.message)
