@@ -25,15 +25,16 @@ from clipasso_core.mask import MaskError, mask_coverage
 
 from . import job_files, page_routes
 from .config import ServerConfig
-from .job_status import JobStatus
+from .dispatcher import Dispatcher, WorkerState
 from .errors import ApiError, install_error_handlers
 from .guards import ConcurrencyLimitMiddleware, HeadAsGetMiddleware, LoopbackOnlyMiddleware
 from .middleware import BearerTokenMiddleware, BodyLimitMiddleware
-from .model_cache import ModelCache
+from .job_queue import JobQueue
+from .model_cache import ModelCache, models_identity
 from .schemas import (ErrorInfo, ErrorResponse, Health, JobCreated, JobRequest, JobState, SketchResultBody,
                       WorkerHealth)
 from .store import DEFAULT_CLIENT, Job, JobStore, iso_time
-from .worker import JobQueue, WorkerState
+from .worker import LocalWorkers
 
 _WHITESPACE = re.compile(rb"\s+")
 log = logging.getLogger("clipasso_server")
@@ -105,7 +106,7 @@ def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAP
     app.add_middleware(HeadAsGetMiddleware)
 
     def job_state(job: Job) -> JobState:
-        unsaved = queue.unsaved(job.id) if job.status == JobStatus.RUNNING else None
+        unsaved = queue.unsaved(job)
         return JobState(
             id=job.id,
             status=job.status,
@@ -170,7 +171,7 @@ def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAP
              summary="A succeeded job's strokes, one entry per abstraction level")
     def get_result(job_id: str) -> dict[str, Any]:
         job = find_job(job_id)
-        unsaved = queue.unsaved(job.id) if job.status == JobStatus.RUNNING else None
+        unsaved = queue.unsaved(job)
         if unsaved is not None and unsaved[0].result is not None:
             return unsaved[0].result  # finished, waiting for the disk: the strokes are served from memory
         return job_files.stored_result(queue, job)
@@ -204,10 +205,9 @@ def worker_problem(worker: WorkerState, queue: JobQueue) -> ErrorInfo | None:
                                                       f"{worker.current_job} for {worker.seconds_since_progress:.0f} "
                                                       "s; cancel that job or restart clipasso-server.")
     if worker.unsaved_jobs:
-        for job_id in list(queue.unsaved_ids()):
-            unsaved = queue.unsaved(job_id)
-            if unsaved is not None:
-                return ErrorInfo(**unsaved[1])
+        unsaved = queue.unsaved_problem()
+        if unsaved is not None:
+            return ErrorInfo(**unsaved)
     return None
 
 
@@ -219,14 +219,16 @@ def token_client(authorization: str | None) -> str:
 
 
 def make_queue(config: ServerConfig, store: JobStore, models: ModelCache) -> JobQueue:
-    """The in-process job queue, or the Ray one when ``config`` asks for Ray workers."""
-    if not config.ray_workers:
-        return JobQueue(store, models, max_pixels=config.max_pixels, stuck_after_s=config.stuck_after_s,
-                        keep_days=config.keep_days)
-    from .ray_backend import RayJobQueue
+    """The job queue, its jobs run in this process or, when ``config`` asks for Ray workers, on Ray actors."""
+    if config.ray_workers:
+        from .ray_backend import RayWorkers
 
-    return RayJobQueue(store, models, config.ray_workers, config.ray_gpus_per_worker, max_pixels=config.max_pixels,
-                       stuck_after_s=config.stuck_after_s, keep_days=config.keep_days)
+        pool = RayWorkers(models.spec, config.ray_workers, config.ray_gpus_per_worker)
+    else:
+        pool = LocalWorkers(models)
+    dispatcher = Dispatcher(store, pool, config.max_pixels, stuck_after_s=config.stuck_after_s,
+                            keep_days=config.keep_days)
+    return JobQueue(store, dispatcher, models_identity(models.spec, models.device))
 
 
 def decode_image_field(text: str) -> bytes:

@@ -18,10 +18,10 @@ from clipasso_core.snapshot import SnapshotHistory
 from clipasso_core.svg import SketchLayer, sketch_document
 
 from .errors import ApiError
+from .job_queue import JobQueue
 from .job_status import JobStatus
 from .schemas import ErrorResponse
 from .store import Job, ResultMissing
-from .worker import JobQueue
 
 SVG_TYPE = "image/svg+xml"
 GIF_TYPE = "image/gif"

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from clipasso_core.errors import ImageError
 from clipasso_core.params import SketchParams
 from clipasso_core.precision import Precision
-from clipasso_server import worker
+from clipasso_server import runner
 from clipasso_server.app import create_app
 from clipasso_server.config import ServerConfig
 from clipasso_server.store import JobStore, is_job_id
@@ -50,7 +50,7 @@ def test_job_errors_become_a_clear_job_error(client, monkeypatch, caplog, raised
     def explode(*args, **kwargs):
         raise raised
 
-    monkeypatch.setattr(worker, "sketch_image", explode)
+    monkeypatch.setattr(runner, "sketch_image", explode)
     state = run_job(client)
     assert state["status"] == "failed"
     assert state["error"]["code"] == code and message in state["error"]["message"]

@@ -19,7 +19,7 @@ from clipasso_core.raster import rasterize
 from clipasso_core.sketch import initial_points, sketch_image
 from clipasso_core.svg import SVG_NS, SketchLayer, read_sketch_document, sketch_document
 from raster_reference import make_strokes
-from server.worker import result_body
+from server.runner import result_body
 
 
 def cup() -> Image.Image:
