@@ -101,11 +101,11 @@ def test_uploads_are_decoded_at_most_two_at_a_time(client, monkeypatch):
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    from clipasso_server import app as app_module
+    from clipasso_server import job_routes
 
     decoding, most = 0, 0
     lock = threading.Lock()
-    real_check = app_module.check_image
+    real_check = job_routes.check_image
 
     def counting_check(data: bytes, max_pixels: int) -> None:
         nonlocal decoding, most
@@ -119,7 +119,7 @@ def test_uploads_are_decoded_at_most_two_at_a_time(client, monkeypatch):
             with lock:
                 decoding -= 1
 
-    monkeypatch.setattr(app_module, "check_image", counting_check)
+    monkeypatch.setattr(job_routes, "check_image", counting_check)
 
     def submit(seed: int) -> int:
         image = base64.b64encode(png_bytes(30, 20, seed=seed)).decode()
@@ -128,7 +128,7 @@ def test_uploads_are_decoded_at_most_two_at_a_time(client, monkeypatch):
     with ThreadPoolExecutor(8) as pool:
         statuses = list(pool.map(submit, range(8)))
     assert statuses == [202] * 8
-    assert most == app_module.MAX_PARALLEL_DECODES == 2
+    assert most == job_routes.MAX_PARALLEL_DECODES == 2
 
 
 def test_a_phone_photo_turned_by_exif_is_sketched_as_shown(client):
