@@ -13,7 +13,8 @@ from .job_status import JobStatus
 StatusField = Literal[JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED]
 """A job's status in a body: a :class:`JobStatus`, whose schema is the plain string enum of its words."""
 WorkerStatus = Literal["starting", "idle", "busy"]
-CLIENT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 ._@+-]*$"
+CLIENT_PATTERN = r"^[^\W_][\w .@+-]*$"
+"""A client name: letters (any script, e.g. Zoë), digits, spaces and ``. _ @ + -``, starting with a letter or digit."""
 MAX_CLIENT_LENGTH = 64
 
 

@@ -144,11 +144,17 @@ def test_health_lists_the_worker_and_counts_its_jobs(client):
     assert worker["jobs_done"] == 2 and worker["status"] == "idle" and worker["job"] is None
 
 
-@pytest.mark.parametrize("name", ["", "x" * 65, "-starts-with-a-dash", "new\nline", "tab\there", 7])
+@pytest.mark.parametrize("name", ["", "x" * 65, "-starts-with-a-dash", "_underscore", "new\nline", "tab\there",
+                                  "zero\u200bwidth", 7])
 def test_a_bad_client_name_is_a_422_naming_the_field(client, name):
     image = base64.b64encode(png_bytes(30, 20)).decode()
     answer = client.post("/v1/jobs", json={"image": image, "params": PARAMS, "client": name})
     assert answer.status_code == 422 and "client" in answer.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("name", ["Zoë", "Łukasz Nowak", "王芳", "anna.b@studio"])
+def test_a_name_in_any_script_is_a_client(client, name):
+    assert wait_done(client, submit(client, 5, client=name)["id"])["client"] == name
 
 
 def test_one_designers_burst_does_not_keep_another_waiting(client):
