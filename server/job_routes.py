@@ -25,6 +25,7 @@ from clipasso_core.mask import MaskError, mask_coverage
 from .errors import ApiError, openapi_errors
 from .job_files import find_job, queue_of, stored_result
 from .job_queue import JobQueue
+from .job_status import JobStatus
 from .schemas import JobCreated, JobRequest, JobState, SketchResultBody
 from .store import DEFAULT_CLIENT, Job, iso_time
 
@@ -37,7 +38,8 @@ decode_slots = threading.BoundedSemaphore(MAX_PARALLEL_DECODES)
 
 
 def job_state(queue: JobQueue, job: Job) -> JobState:
-    """The state body of ``job``: status, live progress, error (also one that keeps its outcome from the disk)."""
+    """The state body of ``job``: status, live progress, error (also one that keeps its outcome from the disk),
+    place in the queue, settings."""
     unsaved = queue.unsaved(job)
     return JobState(
         id=job.id,
@@ -49,7 +51,20 @@ def job_state(queue: JobQueue, job: Job) -> JobState:
         finished_at=iso_time(job.finished_at),
         client=job.client,
         worker=job.worker,
+        queue_position=queue.store.queue_position(job.id) if job.status == JobStatus.QUEUED else None,
+        settings=job_settings(job),
     )
+
+
+PATH_DATA_PARAMS = {"mask", "init_paths", "locked"}
+"""Parameters left out of a job's ``settings``: path data, which can be long and means nothing to read."""
+
+
+def job_settings(job: Job) -> dict[str, Any] | None:
+    """The job's parameters as it runs them, without its path data; ``None`` when they no longer read."""
+    if job.params is None:
+        return None
+    return job.params.model_dump(mode="json", exclude=PATH_DATA_PARAMS)
 
 
 @router.post("/v1/jobs", status_code=202, response_model=JobCreated, responses=openapi_errors(413, 415, 422, 503, 507),

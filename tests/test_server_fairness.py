@@ -163,3 +163,16 @@ def test_one_designers_burst_does_not_keep_another_waiting(client):
     started = {job: wait_done(client, job)["started_at"] for job in [*a, b]}
     assert started[b] < started[a[2]], started
     assert [started[job] for job in a] == sorted(started[job] for job in a)
+
+
+def test_a_queued_jobs_position_is_its_place_in_the_fair_order(tmp_path):
+    store = JobStore(tmp_path)
+    a = queue_jobs(store, "AAA")
+    running = store.claim_next()  # A's first job runs: A's turn is the latest
+    b = queue_jobs(store, "BBCA")  # B and C arrive, then more of A's
+    queued = [job_id for job_id in a + b if job_id != running.id]
+    positions = {job_id: store.queue_position(job_id) for job_id in queued}
+    assert store.queue_position(running.id) is None and store.queue_position("no-such-job") is None
+    assert sorted(positions.values()) == list(range(len(queued)))
+    assert sorted(queued, key=positions.get) == claim_all(store), "the position is where claim_next takes it"
+    store.close()
