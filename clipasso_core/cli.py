@@ -1,7 +1,8 @@
 """The ``clipasso`` command: ``sketch`` an image, ``refine`` a sketch layer, ``score`` a sketch.
 
 Installed packages add further subcommands through the ``clipasso.commands`` entry point group (the
-Inkscape extension adds ``install-extension``), so this module imports nothing from them.
+Inkscape extension adds ``install-extension``), so this module imports nothing from them; this package
+adds ``download-models`` and ``doctor`` the same way.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pydantic import ValidationError
 from tqdm import tqdm
 
 from .animation import animation_file, check_format
+from .download_command import download_spec
 from .errors import ClipassoError, SketchFileError
 from .files import write_output_file
 from .image import CanvasFrame, embeddable, read_image, to_canvas
@@ -199,6 +201,7 @@ def run_sketch(args: argparse.Namespace) -> int:
     if params.mask is not None:
         mask_coverage(params.mask, CanvasFrame(image.width, image.height))  # a mask outside the image fails now
     device = resolve_device(args.device)
+    download_spec(model_spec(args))  # a first run shows the download
     print(f"Loading CLIP models on {device}…", file=sys.stderr)
     models = load_models(model_spec(args), device)
     cancel = threading.Event()
@@ -234,6 +237,7 @@ def run_refine(args: argparse.Namespace) -> int:
                          **style_overrides(args))
     check_writable(args.output)
     device = resolve_device(args.device)
+    download_spec(model_spec(args))  # a first run shows the download
     print(f"Loading CLIP models on {device}…", file=sys.stderr)
     models = load_models(model_spec(args), device)
     cancel = threading.Event()

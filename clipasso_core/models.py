@@ -10,20 +10,17 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
-import socket
-import urllib.parse
-import urllib.request
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import huggingface_hub
 import open_clip
 import torch
 from torch import nn
 
-from .errors import ClipassoError, ModelError, WeightsUnavailableError
+from .weights import (HubWeights, OfflineWay, check_reachable, for_model, hub_reachable, hub_weights, missing,
+                      unavailable)
+from .errors import ClipassoError, ModelError
 from .frozen import freeze_for_inference
 from .precision import Precision, autocast, resolve_precision
 
@@ -110,7 +107,13 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def load_models(spec: ModelSpec, device: torch.device) -> LoadedModels:
-    """Load both encoders of ``spec`` onto ``device``, frozen and in eval mode, computing in ``spec.precision``."""
+    """Load both encoders of ``spec`` onto ``device``, frozen and in eval mode, computing in ``spec.precision``.
+
+    Weights that are neither cached nor downloadable fail at once, with every missing model named.
+    """
+    needed = missing(hub_weights(spec.loss_model, spec.saliency_model, spec.pretrained, spec.loss_weights,
+                                 spec.saliency_weights))
+    check_reachable(needed)
     loss = load_encoder(spec.loss_model, spec.pretrained, spec.loss_weights, device, "--loss-weights", spec.precision)
     if not all(hasattr(loss.visual, stage) for stage in ("stem", "layer2", "layer3", "attnpool")):
         raise ModelError(
@@ -153,9 +156,9 @@ def load_encoder(name: str, pretrained: str | None, weights: Path | None, device
                 f"give a checkpoint with {weights_option} FILE."
             )
         quick_gelu = bool(tag_cfg.get("quick_gelu", False))
-        hub = tag_cfg.get("hf_hub", "").rstrip("/")
-        if hub and not _hub_weights_cached(hub) and not _hub_reachable():
-            raise _weights_unavailable(model_name, pretrained, hub, weights_option)
+        needed = missing(for_model(model_name, pretrained))
+        if needed and not hub_reachable():
+            raise unavailable(needed, _option_way(weights_option))
     try:
         model = _create_model(model_name, source, quick_gelu)
     except Exception as error:  # open_clip reports download, config and checkpoint problems as assorted errors
@@ -221,28 +224,6 @@ def _register_config(name: str) -> str:
     return path.stem
 
 
-def _hub_weights_cached(hub: str) -> bool:
-    """Whether open_clip's weights file for hub repo ``org/name[/file]`` is already in the local HF cache."""
-    parts = hub.split("/")
-    repo_id, filename = "/".join(parts[:2]), "/".join(parts[2:])
-    names = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
-    return any(isinstance(huggingface_hub.try_to_load_from_cache(repo_id, name), str) for name in names)
-
-
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether the Hugging Face hub answers at all (a quick check, so offline use fails fast)."""
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
-        return False
-    if urllib.request.getproxies().get("https"):
-        return True  # only the proxy can tell; let the download itself try
-    host = urllib.parse.urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-    except OSError:
-        return False
-    return True
-
-
 def is_checkpoint_file(path: Path) -> bool:
     """Whether ``path`` starts like a checkpoint: a PyTorch zip or pickle, or a safetensors header."""
     try:
@@ -262,17 +243,13 @@ def _explain_load_failure(model_name: str, pretrained: str | None, weights: Path
         if "state_dict" in reason or isinstance(error, (AttributeError, KeyError, TypeError, IndexError)):
             reason = "its tensors have other names or shapes than this architecture needs"
         return ModelError(f"The checkpoint {str(weights)!r} cannot be loaded as {model_name}: {reason}.")
-    hub = (open_clip.get_pretrained_cfg(model_name, pretrained or "") or {}).get("hf_hub", "").rstrip("/")
-    return _weights_unavailable(model_name, pretrained, hub, weights_option)
+    hub = for_model(model_name, pretrained) or [HubWeights(model_name, "loss", "", ())]
+    return unavailable(hub, _option_way(weights_option), _first_line(error))
 
 
-def _weights_unavailable(model_name: str, pretrained: str | None, hub: str, weights_option: str) -> ClipassoError:
-    where = f" from the Hugging Face hub ({hub})" if hub else ""
-    return WeightsUnavailableError(
-        f"The {pretrained!r} CLIP weights for {model_name} are not in the local cache and could not be "
-        f"downloaded{where}. Connect to the internet once so open_clip can cache them "
-        f"(~/.cache/huggingface), or pass {weights_option} FILE with a checkpoint of {model_name}."
-    )
+def _option_way(weights_option: str) -> OfflineWay:
+    """How a caller that names one weights option (e.g. ``--loss-weights``) gives a checkpoint file instead."""
+    return OfflineWay(f"{weights_option} FILE", f"{weights_option} FILE")
 
 
 def _first_line(error: Exception) -> str:

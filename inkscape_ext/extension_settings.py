@@ -47,6 +47,18 @@ def config_dir() -> Path:
     return Path(config).expanduser() / APP_NAME
 
 
+def data_dir() -> Path:
+    """CLIPasso's data folder, as ``platformdirs.user_data_dir("clipasso", appauthor=False)`` names it (the server's
+    default data folder, where a server the extension starts keeps its log)."""
+    if sys.platform == "win32":
+        local = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
+        return Path(local) / APP_NAME
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / APP_NAME
+    data = os.environ.get("XDG_DATA_HOME", "").strip() or str(Path.home() / ".local" / "share")
+    return Path(data).expanduser() / APP_NAME
+
+
 def settings_path() -> Path:
     """Where the shared extension settings are kept."""
     return config_dir() / SETTINGS_FILE

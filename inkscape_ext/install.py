@@ -6,6 +6,10 @@ Standard library only. The installed folder mirrors a checkout, so the same .inx
 .inx files. In a checkout (or an editable install) the top-level .inx lies beside this package; a
 wheel carries it inside the package (``setup.py`` puts it there). ``--server-url`` and ``--token`` set
 the server every dialog uses, in the settings the dialogs share (extension_settings.py).
+
+``clipasso install-extension`` also records there the absolute command that starts this sketch server
+(the Python running it, ``-m clipasso_server``), so that the extension can start the server when it
+finds none.
 """
 
 import argparse
@@ -15,14 +19,15 @@ import sys
 import tempfile
 import urllib.parse
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 from .extension_settings import DEFAULT_URL, load_settings, save_settings
 
 EXTENSION_FOLDER = "clipasso"
 PACKAGE_FOLDER = "inkscape_ext"
 MAIN_INX = "clipasso.inx"
-NOT_INSTALLED = ("install.py", "__init__.py", "__pycache__", MAIN_INX)
+NOT_INSTALLED = ("install.py", "doctor_checks.py", "__init__.py", "__pycache__", MAIN_INX)
+"""Files of this package that are not part of the extension Inkscape runs."""
 
 
 def default_extensions_dir() -> Path:
@@ -125,14 +130,21 @@ def run_command(args: argparse.Namespace) -> int:
         url = check_server_url(args.server_url) if args.server_url is not None else None
         where = install_extension(args.dest)
         settings = save_server(url, args.token)
+        save_settings(server_command=server_command())
     except InstallError as error:
         return _fail(str(error))
     except OSError as error:
         return _fail(f"Cannot install the extension: {error.strerror or error}.")
     server = load_settings().get("server_url")
     print(f"Installed the CLIPasso extension into {where}; its dialogs use the sketch server at {server} "
-          f"(set in {settings}). Restart Inkscape, then use Extensions → CLIPasso → New sketch….")
+          f"(set in {settings}) and start it when it is not running ({' '.join(server_command())}). Restart "
+          "Inkscape, then use Extensions → CLIPasso → New sketch….")
     return 0
+
+
+def server_command() -> List[str]:
+    """The absolute command that starts this sketch server: the Python running this command, never a name on PATH."""
+    return [sys.executable, "-m", "clipasso_server"]
 
 
 def _fail(message: str) -> int:

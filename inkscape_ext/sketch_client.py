@@ -2,7 +2,9 @@
 
 ``open_server`` is the one door of the three dialogs: it reaches the server (every failure to connect
 becomes one sentence in ``SketchClient._connection_error``), reads its health and refuses a server whose
-models cannot load.
+models cannot load. When no server answers at a URL of this computer, :meth:`SketchClient.health` starts
+one (server_start.py) and waits for it; a server older than the API revision the extension needs is
+refused (server_api.py).
 """
 
 import base64
@@ -22,8 +24,13 @@ import inkex
 
 from extension_settings import DEFAULT_URL, ServerChoice
 from picture_size import picture_size
+from server_api import api_problem, models_state
+from server_start import CannotStart, launch, loopback_address, start_command, wait_for_answer
 
-START_HINT = "Start it with the command clipasso-server, then run the extension again."
+REMOTE_HINT = "check the Server URL, or ask whoever runs that server to start it."
+LOCAL_HINT = "it may have stopped; run the extension again to start it."
+MODEL_PROBLEMS = ("missing", "downloading", "failed")
+"""Model states that make a server degraded; callers decide (jobs wait for missing models, fail with failed ones)."""
 FINISHED = ("succeeded", "failed", "cancelled")
 HEALTH_TIMEOUT_S = 5.0
 SUBMIT_TIMEOUT_S = 60.0
@@ -54,13 +61,43 @@ class SketchClient:
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
     def health(self) -> dict:
-        """Return the server's health report (version, device, models, queue, limits); note its upload limits."""
-        answer = self._request("GET", "/v1/health", timeout=HEALTH_TIMEOUT_S)
+        """Return the server's health report (version, device, models, queue, limits); note its upload limits.
+
+        No server at a URL of this computer: one is started, and its first answer awaited. A server this
+        extension cannot talk to, or one that cannot run jobs for another reason than its models, is a
+        ServerError; models that are on their way or failed are for the caller to judge (``models_error``).
+        """
+        try:
+            answer = self._health()
+        except _NotRunning as refused:
+            answer = self._start_server(refused)
+        problem = api_problem(answer, self.url)
+        if problem is not None:
+            raise ServerError(problem)
+        error = answer.get("error")
+        if answer.get("status") == "degraded" and models_state(answer) not in MODEL_PROBLEMS:
+            message = error.get("message") if isinstance(error, dict) else None
+            raise ServerError(f"The sketch server reported an error: {message or 'it cannot run jobs now'}",
+                              status=503)
         self.max_body_bytes, self.max_pixels = (
             limit if _whole(limit) and limit > 0 else None
             for limit in (answer.get("max_body_bytes"), answer.get("max_pixels"))
         )
         return answer
+
+    def _health(self) -> dict:
+        """GET /v1/health; a degraded server's answer (503) is returned like a healthy one's."""
+        return self._request("GET", "/v1/health", timeout=HEALTH_TIMEOUT_S, accept=(503,))
+
+    def _start_server(self, refused: "_NotRunning") -> dict:
+        """Start a server at this client's (loopback) URL and return its first health answer."""
+        if loopback_address(self.url) is None:
+            raise refused
+        try:
+            process = launch(start_command(self.url), self.token)
+            return wait_for_answer(self._health, process, _NotRunning)
+        except CannotStart as why:
+            raise ServerError(f"No CLIPasso sketch server is running at {self.url}, and {why}.") from None
 
     def check_upload(self, image: bytes, params: dict, what: str) -> None:
         """ServerError when submitting image (called what, e.g. "The picture of “photo”") would exceed the
@@ -128,7 +165,9 @@ class SketchClient:
             raise self._not_a_server(f"its answer has no {key}")
         return answer
 
-    def _request(self, method: str, path: str, data: Optional[bytes] = None, *, timeout: float) -> dict:
+    def _request(self, method: str, path: str, data: Optional[bytes] = None, *, timeout: float,
+                 accept: Tuple[int, ...] = ()) -> dict:
+        """The JSON object the server answers; an HTTP error status in ``accept`` is answered like a success."""
         request = urllib.request.Request(self.url + path, data=data, method=method)
         request.add_header("Accept", "application/json")
         if data is not None:
@@ -139,7 +178,9 @@ class SketchClient:
             with self._opener.open(request, timeout=timeout) as response:
                 payload = response.read()
         except urllib.error.HTTPError as error:
-            raise self._http_error(error) from None
+            if error.code not in accept:
+                raise self._http_error(error) from None
+            payload = error.read()
         except urllib.error.URLError as error:
             if data is not None and isinstance(error.reason, _CUT):
                 raise _ConnectionCut() from None
@@ -182,9 +223,14 @@ class SketchClient:
                 f"The sketch server at {self.url} did not answer within {timeout:g} seconds; "
                 "it may be overloaded. Try again, or restart it with clipasso-server."
             )
+        hint = LOCAL_HINT if loopback_address(self.url) else REMOTE_HINT
         if isinstance(reason, ConnectionRefusedError):
-            return ServerError(f"No CLIPasso sketch server is running at {self.url}. {START_HINT}")
-        return ServerError(f"Could not reach the sketch server at {self.url} ({reason}). {START_HINT}")
+            return _NotRunning(f"No CLIPasso sketch server is running at {self.url}; {hint}")
+        return ServerError(f"Could not reach the sketch server at {self.url} ({reason}); {hint}")
+
+
+class _NotRunning(ServerError):
+    """Nothing listens at the server's address (the connection was refused)."""
 
 
 def open_server(choice: ServerChoice, work: str = "sketch") -> Tuple["SketchClient", dict]:

@@ -19,6 +19,7 @@ from .dispatcher import Dispatcher
 from .errors import install_error_handlers
 from .guards import ConcurrencyLimitMiddleware, HeadAsGetMiddleware, LoopbackOnlyMiddleware
 from .health_routes import package_version
+from .idle import IdleWatch, RequestClock
 from .job_queue import JobQueue
 from .middleware import BearerTokenMiddleware, BodyLimitMiddleware
 from .model_cache import ModelCache, models_identity
@@ -32,13 +33,24 @@ def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAP
     """Build the app for ``config``; the worker starts and stops with the app's lifespan."""
     models = models or ModelCache(config.models, config.device)
     queue = make_queue(config, JobStore(config.data_dir), models)
+    local_models = not config.ray_workers  # Ray workers load, keep and report their own
+
+    def busy() -> bool:
+        """A job waits or runs, or the models are on their way: the server is not idle."""
+        return queue.queue_length() > 0 or models.status().state in ("downloading", "loading")
+
+    watch = IdleWatch(models, busy, config.unload_after_s if local_models else 0.0, config.exit_when_idle_s)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         queue.start()
+        if local_models:
+            models.fetch_in_background()
+        watch.start()
         try:
             yield
         finally:
+            watch.stop()
             if queue.stop():
                 queue.store.close()
             log.info("sketch server stopped")
@@ -53,6 +65,7 @@ def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAP
     app.state.queue = queue
     app.state.models = models
     app.state.config = config
+    app.state.idle_watch = watch  # clipasso-server gives it the way to stop the server
     install_error_handlers(app, config.data_dir)
     # Middleware added last runs first: HEAD → concurrency limit → token or loopback rule → body limit.
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_body_bytes)
@@ -62,6 +75,7 @@ def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAP
         app.add_middleware(LoopbackOnlyMiddleware)
     app.add_middleware(ConcurrencyLimitMiddleware, max_requests=config.max_requests)
     app.add_middleware(HeadAsGetMiddleware)
+    app.add_middleware(RequestClock, watch=watch)
     for module in (health_routes, job_routes, job_files, page_routes):
         app.include_router(module.router)
 

@@ -1,4 +1,8 @@
-"""The ``clipasso-server`` command: serve the sketch API (v1) with FastAPI on uvicorn."""
+"""The ``clipasso-server`` command: serve the sketch API (v1) with FastAPI on uvicorn.
+
+Its options may also be set in ``server.toml`` (see :mod:`settings_file`); ``clipasso-server service
+install|uninstall|status`` starts it at login instead (see :mod:`service`).
+"""
 
 from __future__ import annotations
 
@@ -8,15 +12,17 @@ import logging
 import os
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from clipasso_core.model_options import add_model_options, model_spec
 from clipasso_core.image import DEFAULT_MAX_PIXELS
+from clipasso_core.weights import OfflineWay
 
 from .config import (DEFAULT_HOST, DEFAULT_KEEP_DAYS, DEFAULT_MAX_BODY_MB, DEFAULT_MAX_REQUESTS, DEFAULT_PORT,
-                     DEFAULT_READ_TIMEOUT_S, default_data_dir)
+                     DEFAULT_READ_TIMEOUT_S, DEFAULT_UNLOAD_AFTER_MIN, default_data_dir)
 from .log_limit import RepeatLimitFilter
+from .settings_file import SettingsError, describe, settings_in_force, settings_path
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -31,7 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="clipasso-server",
         description="Serve the CLIPasso sketch API (used by the Inkscape extension). Jobs run one at a time on "
-                    "the device; jobs and results are kept in the data directory across restarts.")
+                    "the device; jobs and results are kept in the data directory across restarts. Every option can "
+                    f"also be set in {settings_path()} (e.g. port = 9000); the command line wins.",
+        epilog="clipasso-server service install | uninstall | status: start the server at login (no administrator "
+               "rights needed), with the settings of server.toml.")
     parser.add_argument("--host", default=DEFAULT_HOST,
                         help=f"address to listen on (default: {DEFAULT_HOST}, this computer only; any other "
                              "address needs --token)")
@@ -56,7 +65,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--keep-days", type=float, default=DEFAULT_KEEP_DAYS,
                         help=f"delete finished jobs, their images and results this many days after they finished "
                              f"(default: {DEFAULT_KEEP_DAYS:g}; 0 keeps them forever)")
+    parser.add_argument("--unload-after", metavar="MINUTES", type=float, default=DEFAULT_UNLOAD_AFTER_MIN,
+                        help="free the CLIP models (and their GPU memory) after this many minutes without a job; the "
+                             f"next job loads them again (default: {DEFAULT_UNLOAD_AFTER_MIN:g}; 0 keeps them loaded)")
+    parser.add_argument("--exit-when-idle", metavar="MINUTES", type=float, default=0.0,
+                        help="exit after this many minutes without a job or a request (default: 0, never; the "
+                             "Inkscape extension starts the server with 30)")
     parser.add_argument("--access-log", action="store_true", help="log every HTTP request")
+    parser.add_argument("--log-file", type=Path, metavar="FILE", default=None,
+                        help="append the log to FILE instead of writing it to the terminal")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the settings in force and where each comes from, then exit")
     parser.add_argument("--ray", metavar="ADDRESS", default=None,
                         help="run jobs on the workers of a Ray cluster instead of in this process: 'auto' for the "
                              "cluster started on this machine with 'ray start --head', or its address HOST:PORT "
@@ -121,38 +140,53 @@ def setup_logging(access_log: bool) -> None:
     logging.getLogger("uvicorn.access").setLevel(logging.INFO if access_log else logging.WARNING)
 
 
+def offline_way() -> OfflineWay:
+    """How a designer gives the CLIP weights as files to this server: the keys of its settings file."""
+    return OfflineWay("loss_weights", "saliency_weights", f" in {settings_path()}")
+
+
 def fail(message: str, status: int = EXIT_ERROR) -> int:
     """Print ``clipasso-server: error: message`` to stderr and return ``status``."""
     print(f"clipasso-server: error: {message}", file=sys.stderr, flush=True)
     return status
 
 
-def check_options(args: argparse.Namespace) -> str | None:
-    """The problem with the options, as one sentence, or ``None``."""
+def check_options(args: argparse.Namespace, name: Callable[[str], str] | None = None) -> str | None:
+    """The problem with the options, as one sentence, or ``None``; ``name(dest)`` says how to call an option
+    (default ``--dest-with-dashes``; a setting from server.toml is named as the file's key)."""
+    name = name or option_name
+    port, max_pixels, max_body_mb, max_requests, read_timeout, keep_days, ray_workers, ray, token, unload, idle = map(
+        name, ("port", "max_pixels", "max_body_mb", "max_requests", "read_timeout", "keep_days", "ray_workers", "ray",
+               "token", "unload_after", "exit_when_idle"))
     if not 0 <= args.port <= 65535:
-        return f"--port must be between 0 and 65535, got {args.port}."
+        return f"{port} must be between 0 and 65535, got {args.port}."
     if args.max_pixels < 1:
-        return f"--max-pixels must be a positive number of pixels, got {args.max_pixels}."
+        return f"{max_pixels} must be a positive number of pixels, got {args.max_pixels}."
     if not 0 < args.max_body_mb <= 10_000:
-        return f"--max-body-mb must be more than 0 and at most 10000, got {args.max_body_mb:g}."
+        return f"{max_body_mb} must be more than 0 and at most 10000, got {args.max_body_mb:g}."
     if not 1 <= args.max_requests <= 100_000:
-        return f"--max-requests must be between 1 and 100000, got {args.max_requests}."
+        return f"{max_requests} must be between 1 and 100000, got {args.max_requests}."
     if not 0 < args.read_timeout <= 3600:
-        return f"--read-timeout must be more than 0 and at most 3600 seconds, got {args.read_timeout:g}."
+        return f"{read_timeout} must be more than 0 and at most 3600 seconds, got {args.read_timeout:g}."
     if not 0 <= args.keep_days <= 100_000:  # also refuses NaN
-        return f"--keep-days must be a number of days from 0 (keep forever) to 100000, got {args.keep_days:g}."
+        return f"{keep_days} must be a number of days from 0 (keep forever) to 100000, got {args.keep_days:g}."
+    if not 0 <= args.unload_after <= 1_000_000:
+        return (f"{unload} must be a number of minutes from 0 (keep the models loaded) to 1000000, "
+                f"got {args.unload_after:g}.")
+    if not 0 <= args.exit_when_idle <= 1_000_000:
+        return f"{idle} must be a number of minutes from 0 (never exit) to 1000000, got {args.exit_when_idle:g}."
     if args.ray_workers is not None and args.ray is None:
-        return "--ray-workers needs --ray ADDRESS."
+        return f"{ray_workers} needs {ray} ADDRESS."
     if args.ray_workers is not None and not 1 <= args.ray_workers <= 1024:
-        return f"--ray-workers must be between 1 and 1024, got {args.ray_workers}."
+        return f"{ray_workers} must be between 1 and 1024, got {args.ray_workers}."
     if args.ray is not None and not args.ray.strip():
-        return "--ray needs the address of a Ray cluster, or 'auto'."
+        return f"{ray} needs the address of a Ray cluster, or 'auto'."
     if args.token is not None and not args.token.strip():
-        return "--token must not be empty."
+        return f"{token} must not be empty."
     if args.token is not None and any(c.isspace() or not c.isprintable() for c in args.token):
-        return "--token must not contain spaces or control characters."
+        return f"{token} must not contain spaces or control characters."
     if args.token is not None and not args.token.isascii():
-        return "--token must be ASCII letters, digits and punctuation: an HTTP header cannot carry other characters."
+        return f"{token} must be ASCII letters, digits and punctuation: an HTTP header cannot carry other characters."
     if not args.token and not is_loopback(args.host):
         return (f"refusing to listen on {args.host} without a token: anyone who can reach this computer could "
                 f"use it. Pass --token SECRET (clients send 'Authorization: Bearer SECRET'), or use "
@@ -160,18 +194,49 @@ def check_options(args: argparse.Namespace) -> str | None:
     return None
 
 
+def option_name(dest: str) -> str:
+    """How the command line spells an option: ``--max-body-mb``."""
+    return "--" + dest.replace("_", "-")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``clipasso-server``; returns the process exit status."""
-    args = build_parser().parse_args(argv)
-    problem = check_options(args)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["service"]:
+        from .service import main as service_main
+
+        return service_main(argv[1:])
+    path = settings_path()
+    try:
+        args, sources = settings_in_force(build_parser, argv, path, os.environ, {"token": TOKEN_ENV})
+    except SettingsError as error:
+        return fail(str(error), EXIT_USAGE)
+    problem = check_options(args, lambda dest: f"{dest} in {path}" if sources.get(dest) == str(path)
+                            else option_name(dest))
     if problem is not None:
         return fail(problem, EXIT_USAGE)
+    if args.print_config:
+        print(describe(args, sources, build_parser(), path))
+        return 0
+    if args.log_file is not None:
+        try:
+            log_to_file(args.log_file)
+        except OSError as error:
+            return fail(f"cannot write the log file {args.log_file}: {error.strerror or error}.")
     setup_logging(args.access_log)
     try:
         return serve(args)
     except KeyboardInterrupt:
         print("clipasso-server: interrupted.", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def log_to_file(path: Path) -> None:
+    """Send everything this process prints (the log included) to the end of ``path``, line by line."""
+    path = path.expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stream = open(path, "a", encoding="utf-8", errors="replace", buffering=1)  # noqa: SIM115 - open until exit
+    sys.stdout = sys.stderr = stream
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -208,9 +273,10 @@ def serve(args: argparse.Namespace) -> int:
         max_pixels=args.max_pixels, max_body_bytes=int(args.max_body_mb * 1_000_000), max_requests=args.max_requests,
         keep_days=args.keep_days,
         ray_workers=ray_workers, ray_gpus_per_worker=ray_gpus,
+        unload_after_s=args.unload_after * 60, exit_when_idle_s=args.exit_when_idle * 60,
     )
     Image.MAX_IMAGE_PIXELS = max(args.max_pixels, Image.MAX_IMAGE_PIXELS or 0)
-    models = ModelCache(config.models, device)
+    models = ModelCache(config.models, device, offline_way())
     try:
         app = create_app(config, models)
     except DataDirInUseError as error:
@@ -234,6 +300,7 @@ def serve(args: argparse.Namespace) -> int:
         app, log_config=None, access_log=args.access_log, lifespan="on", timeout_graceful_shutdown=5,
         server_header=False, http=guarded_protocol(args.read_timeout),
     ))
+    app.state.idle_watch.request_exit = lambda: setattr(server, "should_exit", True)
     server.run(sockets=[sock])
     return 0 if server.started else EXIT_ERROR
 

@@ -1,4 +1,4 @@
-"""The server's settings, as given on the command line."""
+"""The server's settings, as given on the command line or in server.toml."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ DEFAULT_READ_TIMEOUT_S = 30.0
 APP_NAME = "clipasso"
 DEFAULT_KEEP_DAYS = 30.0
 """Finished jobs older than this many days are deleted with their files (0 keeps them forever)."""
+DEFAULT_UNLOAD_AFTER_MIN = 10.0
+"""Minutes without a job after which the CLIP models are freed (0 keeps them loaded)."""
 DEFAULT_STUCK_AFTER_S = 900.0
 """Seconds without progress on the running job after which /v1/health calls the worker stuck."""
 
@@ -47,3 +49,7 @@ class ServerConfig:
     """Seconds without progress on the running job after which /v1/health reports the worker stuck (503)."""
     keep_days: float = DEFAULT_KEEP_DAYS
     """Finished jobs older than this many days are deleted with their files; 0 keeps them forever."""
+    unload_after_s: float = DEFAULT_UNLOAD_AFTER_MIN * 60
+    """Seconds without a job after which the in-process worker's models are freed; 0 keeps them loaded."""
+    exit_when_idle_s: float = 0.0
+    """Seconds without a job or a request after which the server exits; 0 never."""

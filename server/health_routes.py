@@ -1,8 +1,9 @@
 """``GET /v1/health``: whether the server can sketch, for every backend.
 
-:func:`health_body` builds the body from the app's queue, models and settings, and :func:`worker_problem`
-says why the job worker cannot run jobs now (dead, stuck, or finished jobs waiting for the disk): the
-route answers 503 "degraded" with that error, else 200 "ok".
+:func:`health_body` builds the body from the app's queue, models and settings; :func:`worker_problem` says
+why the job worker cannot run jobs now (dead, stuck, or finished jobs waiting for the disk) and
+:func:`models_problem` why jobs wait for the in-process worker's models: the route answers 503
+"degraded" with that error, else 200 "ok".
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from .config import ServerConfig
 from .dispatcher import WorkerState
 from .errors import openapi_errors
 from .job_queue import JobQueue
-from .model_cache import ModelCache
-from .schemas import ErrorInfo, Health, WorkerHealth
+from .model_cache import ModelCache, ModelsStatus
+from .schemas import ErrorInfo, Health, ModelsHealth, WorkerHealth
 
 router = APIRouter()
 
@@ -35,7 +36,8 @@ def package_version() -> str:
 def health_body(queue: JobQueue, models: ModelCache, config: ServerConfig) -> Health:
     """The health body: ``ok``, or ``degraded`` with the reason."""
     worker = queue.worker_state()
-    problem = worker_problem(worker, queue)
+    status = None if config.ray_workers else models.status()  # Ray workers load, keep and report their own
+    problem = worker_problem(worker, queue) or models_problem(status)
     models_error = models.error
     return Health(
         status="ok" if problem is None else "degraded",
@@ -46,6 +48,8 @@ def health_body(queue: JobQueue, models: ModelCache, config: ServerConfig) -> He
         precision=models.precision.value,
         models_loaded=models.loaded,
         models_error=None if models_error is None else str(models_error),
+        models=None if status is None else ModelsHealth(state=status.state, bytes_done=status.bytes_done,
+                                                        bytes_total=status.bytes_total, error=status.error),
         queue_length=queue.queue_length(),
         max_body_bytes=config.max_body_bytes,
         max_pixels=config.max_pixels,
@@ -69,9 +73,17 @@ def worker_problem(worker: WorkerState, queue: JobQueue) -> ErrorInfo | None:
     return None
 
 
+def models_problem(status: ModelsStatus | None) -> ErrorInfo | None:
+    """Why jobs wait for the models (missing, downloading, failed), as ``{"code", "message"}``, or ``None``."""
+    problem = None if status is None else status.problem()
+    return None if problem is None else ErrorInfo(code=problem[0], message=problem[1])
+
+
 @router.get("/v1/health", response_model=Health, summary="Whether the server can sketch",
             responses={**openapi_errors(), 503: {"model": Health, "description": "Degraded: the job worker is dead or "
-                                                                                 "stuck, or results cannot be saved."}})
+                                                                                 "stuck, results cannot be saved, or the "
+                                                                                 "models are missing, downloading or "
+                                                                                 "failed."}})
 def health(request: Request) -> Any:
     state = request.app.state
     body = health_body(state.queue, state.models, state.config)

@@ -153,7 +153,7 @@ def run_job(job: JobInput, models: ModelCache, hooks: RunHooks | None = None) ->
         return invalid_stored_outcome(job.params_error)
     try:
         hooks.phase("loading_models")
-        loaded = models.get()
+        loaded = models.get()  # in use until released below: never freed under a running job
         hooks.phase("reading_image")
         picture = _decoded(job)
         if picture is None:
@@ -170,6 +170,8 @@ def run_job(job: JobInput, models: ModelCache, hooks: RunHooks | None = None) ->
             torch.cuda.empty_cache()
         device = "GPU" if models.device.type == "cuda" else "computer"
         return failed("out_of_memory", OUT_OF_MEMORY_MESSAGE.format(device=device))
+    finally:
+        models.release()
     if result.cancelled or hooks.cancel.is_set():
         return Outcome(JobStatus.CANCELLED, iterations=result.iterations)
     return Outcome(JobStatus.SUCCEEDED, result=result_body(result))

@@ -10,6 +10,10 @@ from clipasso_core.params import SketchParams
 
 from .job_status import JobStatus
 
+API_VERSION = 2
+"""The revision of the v1 API this server speaks: 2 added presets, the models' state and this number (a
+server without ``api_version`` speaks revision 1). Revisions only add; a client for revision N works with
+any server of revision N or later."""
 StatusField = Literal[JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED]
 """A job's status in a body: a :class:`JobStatus`, whose schema is the plain string enum of its words."""
 WorkerStatus = Literal["starting", "idle", "busy"]
@@ -134,14 +138,30 @@ class WorkerHealth(BaseModel):
                                           "written; they are saved when it can.")
 
 
+class ModelsHealth(BaseModel):
+    """The state of the CLIP models of the in-process worker."""
+
+    state: Literal["missing", "downloading", "loading", "ready", "unloaded", "failed"] = Field(
+        description="missing: not downloaded yet; downloading (see bytes_done, bytes_total); loading; ready: in "
+                    "memory; unloaded: downloaded, freed or not loaded yet (the next job loads them); failed (see "
+                    "error).")
+    bytes_done: int | None = Field(default=None, description="While downloading: bytes downloaded so far.")
+    bytes_total: int | None = Field(default=None, description="While downloading: bytes in all (null if unknown).")
+    error: str | None = Field(default=None, description="When failed: why, and what to do.")
+
+
 class Health(BaseModel):
     """Whether the server can sketch: version, device, precision, model state and how many jobs are waiting or running.
 
     Answered with 200 and status "ok", or 503 and status "degraded" (with ``error`` saying why) when the
-    worker is dead or stuck or finished jobs cannot be saved.
+    worker is dead or stuck, finished jobs cannot be saved, or jobs wait for the models: they are missing,
+    downloading (``error.code`` models_downloading) or failed.
     """
 
     status: Literal["ok", "degraded"]
+    api_version: int = Field(default=API_VERSION, description="The revision of the v1 API this server speaks (see "
+                                                              "the README); a client refuses a server older than "
+                                                              "it needs.")
     error: ErrorInfo | None = Field(description="Why the server is degraded and what to do, or null.")
     worker: WorkerHealth
     version: str
@@ -149,6 +169,8 @@ class Health(BaseModel):
     precision: str = Field(description="Precision the CLIP networks compute in: fp32, bf16 or fp16 (auto resolved).")
     models_loaded: bool
     models_error: str | None = Field(description="Why the models could not be loaded and how to fix it, or null.")
+    models: ModelsHealth | None = Field(default=None, description="The models' state (null when jobs run on Ray "
+                                                                  "workers, which load their own).")
     queue_length: int = Field(description="Jobs queued or running.")
     max_body_bytes: int = Field(description="Largest request body accepted, in bytes (--max-body-mb): a client can "
                                             "refuse a larger upload before sending it.")

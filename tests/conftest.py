@@ -18,6 +18,17 @@ from clipasso_core.precision import Precision
 from tiny_models import make_tiny_models
 
 
+@pytest.fixture(scope="session", autouse=True)
+def own_config_folders(tmp_path_factory: pytest.TempPathFactory):
+    """Settings (server.toml, the extension's settings) and data of the tests, and of every server they start,
+    live in folders of the test run, never the user's."""
+    with pytest.MonkeyPatch.context() as patch:
+        for variable in ("XDG_CONFIG_HOME", "XDG_DATA_HOME"):
+            patch.setenv(variable, str(tmp_path_factory.mktemp(variable.lower())))
+        patch.delenv("CLIPASSO_SERVER_TOKEN", raising=False)
+        yield
+
+
 @pytest.fixture(scope="session")
 def tiny_spec(tmp_path_factory: pytest.TempPathFactory) -> ModelSpec:
     """Tiny ResNet + ViT configs and checkpoints on disk."""

@@ -7,6 +7,7 @@ cancelled jobs, broken models, token refusals. A real server cannot be made at w
 * answer POST /v1/jobs with a 500 carrying a JSON error message (``error_message``): its own 500s
   are unexpected bugs, with a generic message;
 * accept connections but not answer in time (``response_delay``, seconds before every answer);
+* speak an older API revision (``api_version``: what /v1/health reports; None leaves it out);
 * send a malformed result (``result``: POST /v1/jobs then creates job "fake-job", which has
   succeeded at once and whose result is that body);
 * cut the connection on a request body over ``cut_above`` bytes without reading it, as servers do
@@ -36,6 +37,7 @@ class FakeSketchServer:
         self.result: Optional[object] = None  # the body of GET /v1/jobs/fake-job/result; None: no jobs
         self.cut_above: Optional[int] = None  # larger request bodies: connection closed unread
         self.max_body_bytes: Optional[int] = None  # the upload limit /v1/health reports (None: not reported)
+        self.api_version: Optional[int] = 2  # the API revision /v1/health reports (None: none, as before revision 2)
         self.requests: List[Tuple[str, str, Optional[str]]] = []
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._httpd.daemon_threads = True
@@ -62,6 +64,8 @@ class FakeSketchServer:
         if method == "GET" and path == "/v1/health":
             health = {"version": "fake-1.0", "device": "cpu", "models_loaded": True, "models_error": None,
                       "queue_length": 0}
+            if self.api_version is not None:
+                health["api_version"] = self.api_version
             return 200, health if self.max_body_bytes is None else {**health, "max_body_bytes": self.max_body_bytes}
         if method == "POST" and path == "/v1/jobs" and self.error_message is not None:
             return 500, _error("internal", self.error_message)

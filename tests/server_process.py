@@ -139,7 +139,7 @@ class ServerProcess:
         while True:
             try:
                 status, _ = self.request("GET", "/v1/health", timeout=5)
-                if status == 200:
+                if status in (200, 503):  # 503: up, but degraded (e.g. still downloading its models)
                     return
             except OSError:
                 pass

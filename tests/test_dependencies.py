@@ -68,3 +68,20 @@ def test_the_extension_uses_only_the_standard_library_and_inkex():
     siblings = {path.stem for path in sources("inkscape_ext")}
     allowed = set(sys.stdlib_module_names) | {"inkex", "lxml"} | siblings
     assert offenders("inkscape_ext", lambda name: top(name) not in allowed) == {}
+
+
+def test_plugins_live_in_the_package_they_belong_to_and_the_core_reaches_them_by_name_only():
+    """``clipasso``'s subcommands and ``clipasso doctor``'s checks from the server and the extension are entry
+    points: each names a function of its own package, which the core never imports (see the scans above)."""
+    import importlib
+
+    tomllib = importlib.import_module("tomllib" if sys.version_info >= (3, 11) else "tomli")
+
+    groups = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["entry-points"]
+    assert groups["clipasso.doctor"] == {"server": "clipasso_server.doctor_checks:checks",
+                                         "extension": "inkscape_ext.doctor_checks:checks"}
+    assert groups["clipasso.commands"]["install-extension"].startswith("inkscape_ext.")
+    for entries in groups.values():
+        for target in entries.values():
+            module, function = target.split(":")
+            assert callable(getattr(importlib.import_module(module), function)), target

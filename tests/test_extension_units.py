@@ -172,7 +172,7 @@ def test_install_copies_the_extension_into_a_clipasso_folder(tmp_path):
     assert not [name for name in installed if name.endswith(".pyc")]
     assert installed == sorted(
         p.name for p in EXT_DIR.iterdir() if p.is_file() and p.suffix in (".py", ".inx")
-        and p.name not in ("install.py", "__init__.py")
+        and p.name not in ("install.py", "doctor_checks.py", "__init__.py")  # run by `clipasso`, not by Inkscape
     )
     inx_files = sorted(target.rglob("*.inx"))
     assert len(inx_files) == len(INX_FILES)
@@ -452,14 +452,17 @@ def test_install_extension_sets_the_server_of_every_dialog(tmp_path, capsys, mon
     (tmp_path / "extensions").mkdir()
     dest = ["--dest", str(tmp_path / "extensions")]
     assert main(["install-extension", *dest]) == 0
-    assert json.loads(settings_path().read_text()) == {"server_url": "http://127.0.0.1:8765"}
+    command = [sys.executable, "-m", "clipasso_server"]  # how the dialogs start the server when none runs
+    assert json.loads(settings_path().read_text()) == {"server_url": "http://127.0.0.1:8765",
+                                                        "server_command": command}
     assert "its dialogs use the sketch server at http://127.0.0.1:8765" in capsys.readouterr().out
     assert main(["install-extension", *dest, "--server-url", "http://gpu-box:9000/", "--token", "s3cret"]) == 0
     for dialog in ("org.clipasso.sketch", "org.clipasso.refine", "org.clipasso.insert"):  # untouched dialogs
         choice = server_choice(dialog, "http://127.0.0.1:8765", "")
         assert (choice.url, choice.token) == ("http://gpu-box:9000", "s3cret")
     assert main(["install-extension", *dest]) == 0, "an upgrade keeps the server set before"
-    assert json.loads(settings_path().read_text()) == {"server_url": "http://gpu-box:9000", "token": "s3cret"}
+    assert json.loads(settings_path().read_text()) == {"server_url": "http://gpu-box:9000", "token": "s3cret",
+                                                        "server_command": command}
     assert main(["install-extension", *dest, "--token", ""]) == 0
     assert "token" not in json.loads(settings_path().read_text())
     capsys.readouterr()

@@ -17,7 +17,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from server_process import FAST_PARAMS, png_bytes, start_server, submit_image, wait_for_status
+from server_process import FAST_PARAMS, ServerProcess, png_bytes, start_server, submit_image, wait_for_status
+from stand_in_hub import StandInHub
 
 pytestmark = pytest.mark.browser
 
@@ -192,3 +193,25 @@ def test_with_a_token_the_page_asks_for_it_once_and_keeps_it_out_of_urls(tiny_sp
         assert watched.urls and not [url for url in watched.urls if TOKEN in url]
         assert TOKEN not in server.output()
         assert csp_violations(watched.errors) == [], watched.errors
+
+
+def test_a_job_waiting_for_the_models_shows_their_download(tmp_path, watched):
+    """A server without its CLIP models fetches the paper's two (stand-ins, from a stand-in hub); the page of a
+    job that waits meanwhile says how far the download is."""
+    files = {("timm/resnet101_clip.openai", "open_clip_model.safetensors"): os.urandom(24 * 1024 * 1024),
+             ("timm/vit_base_patch32_clip_224.openai", "open_clip_model.safetensors"): os.urandom(1_000_000)}
+    with StandInHub(files) as hub:
+        hub.hold(after=12 * 1024 * 1024)  # past one of huggingface_hub's 10 MiB writes, then wait
+        env = {"HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "0"}
+        args = ["--host", "127.0.0.1", "--port", "0", "--data-dir", str(tmp_path / "data"), "--device", "cpu"]
+        server = ServerProcess(args, tmp_path / "data", None, env)
+        try:
+            _, job = submit_image(server, png_bytes(64, 48, seed=14), **FAST_PARAMS)
+            page = watched.page
+            page.goto(f"{server.url}/jobs/{job['id']}")
+            page.wait_for_function("() => /^Downloading the CLIP models: [1-9][0-9]* of 26 MB$/"
+                                   ".test(document.querySelector('#models').textContent)", timeout=WAIT_MS)
+            assert page.is_visible("#models")
+            assert csp_violations(watched.errors) == [], watched.errors
+        finally:
+            server.kill()

@@ -3,6 +3,7 @@
 // progress, the time so far and left (or taken, once finished) and the server's usual time for the quality;
 // cancels; once finished, replays the run and links the files. No loss figures: they are in the API.
 // With a server token it asks for the token once, keeps it in sessionStorage and sends it as a Bearer header.
+// While the job waits for the CLIP models, it says so from /v1/health ("Downloading the CLIP models: 120 of 580 MB").
 "use strict";
 (() => {
   const INKSCAPE_NS = "http://www.inkscape.org/namespaces/inkscape";
@@ -124,6 +125,36 @@
     $("finished").hidden = job.status !== "succeeded";
   }
 
+  function modelsText(models) {
+    if (!models) return "";
+    const mb = (bytes) => Math.round((bytes || 0) / 1e6);
+    if (models.state === "downloading") {
+      return models.bytes_total
+        ? `Downloading the CLIP models: ${mb(models.bytes_done)} of ${mb(models.bytes_total)} MB`
+        : `Downloading the CLIP models: ${mb(models.bytes_done)} MB so far`;
+    }
+    if (models.state === "missing") return "Downloading the CLIP models…";
+    if (models.state === "loading") return "Loading the CLIP models…";
+    return "";
+  }
+
+  async function showModels(job) {
+    // Only a job that has not started sketching waits for the models; a degraded server (503) still sends its body.
+    let text = "";
+    if (job.status === "queued" || (job.status === "running" && !job.progress)) {
+      try {
+        const response = await request("GET", "/v1/health");
+        const body = await response.json();
+        if (response.ok) health = body; // healthy again: its usual times are known now
+        text = modelsText(body.models);
+      } catch (_) {
+        // asked again at the next poll
+      }
+    }
+    $("models").textContent = text;
+    $("models").hidden = !text;
+  }
+
   function figureFor(label, strokes) {
     let figure = document.querySelector(`figure.level[data-strokes="${strokes}"]`);
     if (!figure) {
@@ -232,6 +263,7 @@
       // what cannot be fetched now is left out; the strokes and the progress still show
     }
     showJob(job);
+    await showModels(job);
     try {
       if (job.status !== "queued") await drawSketch(job.status);
     } catch (_) {
