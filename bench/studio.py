@@ -36,13 +36,16 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
+from clipasso_core.image import DEFAULT_MAX_PIXELS
 from clipasso_core.model_options import add_model_options, model_spec
 from clipasso_core.models import ModelSpec, resolve_device
 from clipasso_core.params import SketchParams
-from clipasso_server.model_cache import ModelCache
-from clipasso_server.ray_backend import RayJobQueue, import_ray
+from clipasso_server.dispatcher import Dispatcher, WorkerPool
+from clipasso_server.job_queue import JobQueue
+from clipasso_server.model_cache import ModelCache, models_identity
+from clipasso_server.ray_backend import RayWorkers, import_ray
 from clipasso_server.store import JobStore
-from clipasso_server.worker import JobQueue
+from clipasso_server.worker import LocalWorkers
 
 TICK_S = 0.01
 
@@ -83,7 +86,14 @@ def run_burst(queue: JobQueue, burst: list[int], params: SketchParams) -> dict[s
     return {"wall": wall, "jobs": stored}
 
 
-def wait_ready(queue: RayJobQueue, count: int) -> None:
+def make_queue(folder: Path, models: ModelCache, pool: WorkerPool) -> JobQueue:
+    """A job queue in ``folder`` whose jobs run on ``pool`` (not started)."""
+    store = JobStore(folder)
+    return JobQueue(store, Dispatcher(store, pool, DEFAULT_MAX_PIXELS, idle_poll_s=TICK_S),
+                    models_identity(models.spec, models.device))
+
+
+def wait_ready(queue: JobQueue, count: int) -> None:
     """Wait until ``count`` Ray workers have loaded their models."""
     while sum(worker["status"] == "idle" for worker in queue.workers.snapshot()) < count:
         time.sleep(0.1)
@@ -93,7 +103,7 @@ def ray_burst(folder: Path, models: ModelCache, workers: int, gpus: int, burst: 
               params: SketchParams, address: str) -> dict[str, Any]:
     """The burst on ``workers`` Ray workers of the cluster at ``address`` (joined, used, left)."""
     import_ray().init(address=address, namespace="clipasso", log_to_driver=False)
-    queue = RayJobQueue(JobStore(folder), models, workers, gpus)
+    queue = make_queue(folder, models, RayWorkers(models.spec, workers, gpus))
     queue.start()
     try:
         wait_ready(queue, workers)
@@ -164,7 +174,7 @@ def main() -> None:
                      "and pass --ray ADDRESS, or use --device cpu.")
         local_walls, ray_walls = [], []
         for number in range(args.rounds):
-            local = JobQueue(JobStore(root / f"local-{number}"), models, idle_poll_s=TICK_S)
+            local = make_queue(root / f"local-{number}", models, LocalWorkers(models))
             local.start()
             try:
                 local_walls.append(run_burst(local, burst, params)["wall"])

@@ -1,7 +1,12 @@
-"""Every error answer is JSON ``{"error": {"code", "message"}}``; no traceback ever leaves the server."""
+"""Every error answer is JSON ``{"error": {"code", "message"}}``; no traceback ever leaves the server.
+
+:func:`error_body` is the one place that body is built: the app's handlers answer with it, and the
+middleware and the HTTP protocol, which answer before the app, send it as bytes (:func:`error_bytes`).
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 from pathlib import Path
@@ -14,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from clipasso_core.params import describe_validation_errors
 
+from .schemas import ErrorResponse
 from .storage_faults import storage_fault
 
 log = logging.getLogger("clipasso_server")
@@ -44,14 +50,42 @@ class ApiError(Exception):
         self.headers = headers
 
 
+ERROR_DESCRIPTIONS = {
+    401: "Missing or wrong bearer token (only when the server was started with --token).",
+    403: "Without a token: the Host is not a loopback name (forbidden_host) or the request comes from another "
+         "site's web page (forbidden_origin).",
+    404: "No such job.",
+    409: "The job has not succeeded (yet); the error says why.",
+    413: "The request body or the image is larger than the server's limit.",
+    415: "The image is not a PNG, JPEG, WebP, GIF or TIFF file.",
+    422: "Invalid request: the message names the field (e.g. params.strokes) or says what is wrong with the image.",
+    500: "Unexpected server error (details only in the server's log).",
+    503: "The data directory cannot be written (read-only or no permission; the message names it), or the "
+         "server is answering --max-requests requests already (busy; retry after Retry-After seconds).",
+    507: "The data directory's disk is full; the message names it.",
+}
+"""What each error status of a v1 route means, for the OpenAPI document."""
+
+
 def error_body(code: str, message: str) -> dict[str, Any]:
     """The JSON error body."""
     return {"error": {"code": code, "message": message}}
 
 
+def error_bytes(code: str, message: str) -> bytes:
+    """The JSON error body as bytes, for answers sent before the app (middleware, the HTTP protocol)."""
+    return json.dumps(error_body(code, message)).encode()
+
+
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     """A JSON error answer."""
     return JSONResponse(error_body(code, message), status_code=status, headers=headers)
+
+
+def openapi_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI entries of a v1 route's JSON error answers: ``statuses`` and those any route may give."""
+    return {status: {"model": ErrorResponse, "description": ERROR_DESCRIPTIONS[status]}
+            for status in (*statuses, 401, 403, 500, 503)}
 
 
 def describe_request_errors(errors: Any) -> str:

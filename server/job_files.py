@@ -21,9 +21,10 @@ from clipasso_core.snapshot import SnapshotHistory
 from clipasso_core.svg import sketch_document
 
 from .errors import ApiError
+from .job_queue import JobQueue
+from .job_status import JobStatus
 from .schemas import ErrorResponse, SketchResultBody
 from .store import Job, ResultMissing
-from .worker import JobQueue
 
 SVG_TYPE = "image/svg+xml"
 GIF_TYPE = "image/gif"
@@ -65,13 +66,13 @@ def find_job(queue: JobQueue, job_id: str) -> Job:
 
 def stored_result(queue: JobQueue, job: Job) -> dict[str, Any]:
     """A succeeded job's result body, or a 409 answer saying why there is none."""
-    if job.status == "succeeded":
+    if job.status == JobStatus.SUCCEEDED:
         try:
             return queue.store.read_result(job)
         except ResultMissing:
             raise ApiError(409, "result_missing", "The result of this job is missing or damaged on the server; "
                                                   "submit the image again to sketch it anew.") from None
-    if job.status in ("failed", "cancelled"):
+    if job.status in (JobStatus.FAILED, JobStatus.CANCELLED):
         error = job.error or {"code": f"job_{job.status}", "message": f"The job {job.status}."}
         raise ApiError(409, f"job_{job.status}", error["message"])
     raise ApiError(409, "not_finished", f"The job is {job.status}; poll GET /v1/jobs/{job.id} until it has succeeded.")

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import hmac
-import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .errors import error_bytes
 
 
 async def send_error(send: Send, status: int, code: str, message: str,
                      headers: list[tuple[bytes, bytes]] | None = None) -> None:
     """Send a JSON error answer straight from middleware."""
-    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    body = error_bytes(code, message)
     await send({
         "type": "http.response.start",
         "status": status,

@@ -9,17 +9,13 @@ gets the API's JSON error body instead of uvicorn's plain-text 400.
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from .config import DEFAULT_READ_TIMEOUT_S
-
-
-def _json_error(code: str, message: str) -> bytes:
-    return json.dumps({"error": {"code": code, "message": message}}).encode()
+from .errors import error_bytes
 
 
 class GuardedH11Protocol(H11Protocol):
@@ -76,7 +72,7 @@ class GuardedH11Protocol(H11Protocol):
                                                                "while the request was incomplete.")
 
     def _send_error_and_close(self, status: int, code: str, message: str) -> None:
-        body = _json_error(code, message)
+        body = error_bytes(code, message)
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                    (b"connection", b"close")]
         try:

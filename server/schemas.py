@@ -15,11 +15,14 @@ from clipasso_core.level import StrokeLevel
 from clipasso_core.params import CANVAS_SIZE, SketchParams
 from clipasso_core.svg_xml import PATH_DATA, numbers
 
+from .job_status import JobStatus
+
 API_VERSION = 2
 """The revision of the v1 API this server speaks: 2 added presets, the models' state, health's canvas_size and
 this number (a server without ``api_version`` speaks revision 1). Revisions only add; a client for revision N
 works with any server of revision N or later."""
-JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+StatusField = Literal[JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED]
+"""A job's status in a body: a :class:`JobStatus`, whose schema is the plain string enum of its words."""
 WorkerStatus = Literal["starting", "idle", "busy"]
 CLIENT_PATTERN = r"^[^\W_][\w .@+-]*$"
 """A client name: letters (any script, e.g. Zoë), digits, spaces and ``. _ @ + -``, starting with a letter or digit."""
@@ -56,7 +59,7 @@ class JobCreated(BaseModel):
     """The answer to a submission: the job to poll (an existing one when the same job was submitted before)."""
 
     id: str
-    status: JobStatus
+    status: StatusField
 
 
 class JobProgress(BaseModel):
@@ -91,7 +94,7 @@ class JobState(BaseModel):
     """A job's status, its latest progress and, when it failed or was cancelled, why."""
 
     id: str
-    status: JobStatus
+    status: StatusField
     progress: JobProgress | None
     error: ErrorInfo | None
     created_at: str = Field(description="When the job was submitted (ISO 8601, UTC).")

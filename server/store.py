@@ -40,13 +40,12 @@ from pydantic import ValidationError
 from clipasso_core.files import write_atomically
 from clipasso_core.params import SketchParams, describe_validation_errors
 
+from .job_status import ACTIVE, FINISHED, REUSABLE, JobStatus
 from .schemas import is_result_body
 
 DATABASE_NAME = "jobs.sqlite3"
 LOCK_NAME = "server.lock"
 JOB_ID_RE = re.compile(r"[0-9a-f]{32}")
-REUSABLE = ("queued", "running", "succeeded")
-"""Statuses of an earlier identical job that a new submission returns instead of running again."""
 PRIVATE = 0o600
 """Permissions of the uploaded images and results: the user's pictures, readable by the user only."""
 
@@ -86,7 +85,7 @@ class Job:
     """One job as stored."""
 
     id: str
-    status: str
+    status: JobStatus
     params: SketchParams | None  # None when the stored parameters no longer validate (see params_error)
     created_at: float
     started_at: float | None
@@ -203,17 +202,17 @@ class JobStore:
         """
         with self._lock:
             row = self._db.execute(
-                f"SELECT * FROM jobs WHERE cache_key = ? AND status IN ({','.join('?' * len(REUSABLE))}) "
+                f"SELECT * FROM jobs WHERE cache_key = ? AND status IN ({_marks(REUSABLE)}) "
                 "ORDER BY seq DESC LIMIT 1", (key, *REUSABLE)).fetchone()
         if row is None:
             return None
         job = _job(row)
-        if job.status == "succeeded":
+        if job.status == JobStatus.SUCCEEDED:
             try:
                 self.read_result(job)
             except ResultMissing:
                 return None
-        elif job.status == "queued" and not self._image_intact(job, image):
+        elif job.status == JobStatus.QUEUED and not self._image_intact(job, image):
             return None
         return job
 
@@ -224,19 +223,20 @@ class JobStore:
             return False
         return bool(stored) and (image is None or stored == image)
 
-    def count(self, *statuses: str) -> int:
+    def count(self, *statuses: JobStatus) -> int:
         """How many jobs have one of ``statuses`` (all jobs when none are given)."""
         with self._lock:
             if not statuses:
                 return int(self._db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0])
-            marks = ",".join("?" * len(statuses))
-            return int(self._db.execute(f"SELECT COUNT(*) FROM jobs WHERE status IN ({marks})", statuses).fetchone()[0])
+            return int(self._db.execute(f"SELECT COUNT(*) FROM jobs WHERE status IN ({_marks(statuses)})",
+                                        statuses).fetchone()[0])
 
     def queue_position(self, job_id: str) -> int | None:
         """How many queued jobs start before the queued job ``job_id`` (0: it starts next), in the order
         :meth:`claim_next` takes them; ``None`` when that job is not queued."""
         with self._lock:
-            queued = self._db.execute("SELECT id, client FROM jobs WHERE status = 'queued' ORDER BY seq").fetchall()
+            queued = self._db.execute("SELECT id, client FROM jobs WHERE status = ? ORDER BY seq",
+                                      (JobStatus.QUEUED,)).fetchall()
             last = dict(self._db.execute("SELECT client, COALESCE(MAX(claim_no), 0) FROM jobs GROUP BY client").fetchall())
         return fair_position([(row["id"], row["client"]) for row in queued], last, job_id)
 
@@ -281,8 +281,8 @@ class JobStore:
             job_id = uuid.uuid4().hex
             write_atomically(self.images / f"{job_id}.image", image, mode=PRIVATE)
             self._db.execute(
-                "INSERT INTO jobs (id, status, cache_key, params, created_at, client) VALUES (?, 'queued', ?, ?, ?, ?)",
-                (job_id, key, canonical_json(params.model_dump(mode="json")), time.time(), client))
+                "INSERT INTO jobs (id, status, cache_key, params, created_at, client) VALUES (?, ?, ?, ?, ?, ?)",
+                (job_id, JobStatus.QUEUED, key, canonical_json(params.model_dump(mode="json")), time.time(), client))
             job = self.get(job_id)
         assert job is not None
         return job, True
@@ -295,41 +295,42 @@ class JobStore:
         """
         with self._lock:
             row = self._db.execute(
-                "SELECT id FROM jobs AS q WHERE status = 'queued' ORDER BY "
+                "SELECT id FROM jobs AS q WHERE status = ? ORDER BY "
                 "(SELECT COALESCE(MAX(c.claim_no), 0) FROM jobs AS c WHERE c.client = q.client), seq "
-                "LIMIT 1").fetchone()
+                "LIMIT 1", (JobStatus.QUEUED,)).fetchone()
             if row is None:
                 return None
             self._db.execute(
-                "UPDATE jobs SET status = 'running', started_at = ?, runs = runs + 1, progress = NULL, worker = ?, "
-                "claim_no = (SELECT COALESCE(MAX(claim_no), 0) + 1 FROM jobs) WHERE id = ? AND status = 'queued'",
-                (time.time(), None if worker is None else canonical_json(worker), row["id"]))
+                "UPDATE jobs SET status = ?, started_at = ?, runs = runs + 1, progress = NULL, worker = ?, "
+                "claim_no = (SELECT COALESCE(MAX(claim_no), 0) + 1 FROM jobs) WHERE id = ? AND status = ?",
+                (JobStatus.RUNNING, time.time(), None if worker is None else canonical_json(worker), row["id"],
+                 JobStatus.QUEUED))
             return self.get(row["id"])
 
     def succeed(self, job_id: str, result: dict[str, Any], progress: dict[str, Any] | None) -> bool:
         """Store a running job's result (file first, then the row); ``False`` if it is no longer running."""
         with self._lock:
             job = self.get(job_id)
-            if job is None or job.status != "running":
+            if job is None or job.status != JobStatus.RUNNING:
                 return False
             write_atomically(self.result_path(job), canonical_json(result).encode(), mode=PRIVATE)
-            return self._finish(job_id, "succeeded", progress, None, None)
+            return self._finish(job_id, JobStatus.SUCCEEDED, progress, None, None)
 
     def fail(self, job_id: str, code: str, message: str, progress: dict[str, Any] | None = None) -> bool:
         """Mark a running job failed with ``code`` and ``message``; ``False`` if it is no longer running."""
         with self._lock:
-            return self._finish(job_id, "failed", progress, code, message)
+            return self._finish(job_id, JobStatus.FAILED, progress, code, message)
 
-    def cancel(self, job_id: str, message: str) -> tuple[str | None, Job | None]:
+    def cancel(self, job_id: str, message: str) -> tuple[JobStatus | None, Job | None]:
         """Cancel a queued or running job; returns its status before and the job after (``None`` if unknown)."""
         with self._lock:
             job = self.get(job_id)
             if job is None:
                 return None, None
-            if job.status in ("queued", "running"):
+            if job.status in ACTIVE:
                 self._db.execute(
-                    "UPDATE jobs SET status = 'cancelled', finished_at = ?, error_code = 'cancelled', "
-                    "error_message = ? WHERE id = ?", (time.time(), message, job_id))
+                    "UPDATE jobs SET status = ?, finished_at = ?, error_code = 'cancelled', "
+                    "error_message = ? WHERE id = ?", (JobStatus.CANCELLED, time.time(), message, job_id))
             return job.status, self.get(job_id)
 
     def save_progress(self, job_id: str, progress: dict[str, Any] | None) -> None:
@@ -342,15 +343,16 @@ class JobStore:
         """Put a running job back at its place in the queue (it was interrupted by a shutdown)."""
         with self._lock:
             cursor = self._db.execute(
-                "UPDATE jobs SET status = 'queued', started_at = NULL, progress = NULL "
-                "WHERE id = ? AND status = 'running'", (job_id,))
+                "UPDATE jobs SET status = ?, started_at = NULL, progress = NULL WHERE id = ? AND status = ?",
+                (JobStatus.QUEUED, job_id, JobStatus.RUNNING))
             return cursor.rowcount == 1
 
     def recover(self) -> int:
         """After a restart: jobs left running by a killed process go back to the queue; returns how many."""
         with self._lock:
             cursor = self._db.execute(
-                "UPDATE jobs SET status = 'queued', started_at = NULL, progress = NULL WHERE status = 'running'")
+                "UPDATE jobs SET status = ?, started_at = NULL, progress = NULL WHERE status = ?",
+                (JobStatus.QUEUED, JobStatus.RUNNING))
             return cursor.rowcount
 
     def purge_finished(self, before: float) -> int:
@@ -363,8 +365,8 @@ class JobStore:
         """
         with self._lock:
             rows = self._db.execute(
-                "SELECT id FROM jobs WHERE status IN ('succeeded', 'failed', 'cancelled') "
-                "AND COALESCE(finished_at, created_at) < ?", (before,)).fetchall()
+                f"SELECT id FROM jobs WHERE status IN ({_marks(FINISHED)}) "
+                "AND COALESCE(finished_at, created_at) < ?", (*FINISHED, before)).fetchall()
             known = {row[0] for row in self._db.execute("SELECT id FROM jobs")}
         expired = {row["id"] for row in rows}
         for entry in self._job_entries():
@@ -373,8 +375,8 @@ class JobStore:
                 _remove(entry)
         with self._lock:
             for job_id in expired:
-                self._db.execute("DELETE FROM jobs WHERE id = ? AND status IN ('succeeded', 'failed', 'cancelled')",
-                                 (job_id,))
+                self._db.execute(f"DELETE FROM jobs WHERE id = ? AND status IN ({_marks(FINISHED)})",
+                                 (job_id, *FINISHED))
         return len(expired)
 
     def _job_entries(self) -> list[Path]:
@@ -385,12 +387,13 @@ class JobStore:
                 entries += [entry for entry in folder.iterdir() if is_job_id(entry.name.lstrip(".")[:32])]
         return entries
 
-    def _finish(self, job_id: str, status: str, progress: dict[str, Any] | None, code: str | None,
+    def _finish(self, job_id: str, status: JobStatus, progress: dict[str, Any] | None, code: str | None,
                 message: str | None) -> bool:
         cursor = self._db.execute(
             "UPDATE jobs SET status = ?, finished_at = ?, progress = ?, error_code = ?, error_message = ? "
-            "WHERE id = ? AND status = 'running'",
-            (status, time.time(), None if progress is None else canonical_json(progress), code, message, job_id))
+            "WHERE id = ? AND status = ?",
+            (status, time.time(), None if progress is None else canonical_json(progress), code, message, job_id,
+             JobStatus.RUNNING))
         return cursor.rowcount == 1
 
 
@@ -429,6 +432,11 @@ def _remove(entry: Path) -> None:
         entry.unlink(missing_ok=True)
 
 
+def _marks(values: tuple[Any, ...]) -> str:
+    """SQL placeholders for ``values``: ``?,?,?``."""
+    return ",".join("?" * len(values))
+
+
 def _checked(job_id: str) -> str:
     if not is_job_id(job_id):
         raise ValueError(f"not a job id: {job_id!r}")
@@ -454,7 +462,7 @@ def _job(row: sqlite3.Row) -> Job:
         worker = None
     return Job(
         id=row["id"],
-        status=row["status"],
+        status=JobStatus(row["status"]),
         params=params,
         created_at=row["created_at"],
         started_at=row["started_at"],

@@ -1,485 +1,203 @@
-"""The job queue: submissions go to the store; one worker thread runs them one at a time on the device.
+"""One worker: a device, its models and at most one running job, behind the interface every backend drives;
+and :class:`LocalWorkers`, the pool that runs such workers in this process.
 
-The worker is a supervisor loop (:meth:`JobQueue._supervise`) around :meth:`JobQueue.run_claimed`, which
-runs one claimed job. No exception in claiming, loading, running, storing or failing a job ends the loop:
-it is logged once (repeats are counted, not logged again), remembered for ``/v1/health``, and the loop
-backs off and carries on. An outcome the store cannot write (disk full, read-only) is kept in memory and
-written when storage works again, so computed strokes are never thrown away.
-
-Live progress is kept in memory (the optimizer reports after every step); the store keeps everything
-that must survive a restart. Every job state change is logged as one line with the job id and timings.
+:class:`SketchWorker` runs a job with :func:`~clipasso_server.runner.run_job` and answers four calls:
+:meth:`~SketchWorker.ready` (who it is, its models loaded when asked to preload), :meth:`~SketchWorker.run`
+(one job to its end), :meth:`~SketchWorker.poll` (the running job's phase, latest progress and the snapshots
+since the last poll) and :meth:`~SketchWorker.cancel`. The dispatcher makes these calls through a
+:class:`~clipasso_server.dispatcher.WorkerPool`: :class:`LocalWorkers` runs them in threads of the server
+(the in-process backend, and the stand-in for Ray actors in the default tests), the Ray pool
+(:mod:`clipasso_server.ray_backend`) on actors. A worker never touches the job store: everything it
+produces goes back in its answers, and the server writes it down.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
-from dataclasses import dataclass
-from typing import Any
+from concurrent import futures
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
-import torch
-
-from clipasso_core.errors import ClipassoError, ImageError, ImageTooLargeError
-from clipasso_core.image import DEFAULT_MAX_PIXELS, read_image
+from clipasso_core.errors import ClipassoError
 from clipasso_core.optimize import Progress
-from clipasso_core.params import SketchParams
-from clipasso_core.sketch import SketchResult, sketch_image
-from clipasso_core.snapshot import finite_or_none
+from clipasso_core.snapshot import SketchSnapshot
 
-from .config import DEFAULT_KEEP_DAYS, DEFAULT_STUCK_AFTER_S
-from .model_cache import ModelCache, models_identity
-from .progress import JobClock
-from .schemas import SketchResultBody
-from .snapshots import SnapshotRecorder
-from .storage_faults import storage_fault
-from .store import DEFAULT_CLIENT, Job, JobStore, cache_key
-from .workers import WorkerBoard, this_process
+from .model_cache import ModelCache
+from .runner import JobInput, Outcome, RunHooks, progress_body, run_job
+from .workers import WorkerInfo, this_process
 
-log = logging.getLogger("clipasso_server")
-
-CANCELLED_MESSAGE = "The job was cancelled."
-OUT_OF_MEMORY_MESSAGE = ("The {device} ran out of memory while sketching; try fewer stroke counts, fewer seeds or "
-                         "a smaller image, or run the server on a device with more memory.")
-INTERNAL_MESSAGE = "The sketch failed because of an unexpected error in the sketch server; see its log."
-INVALID_STORED_MESSAGE = ("This job was stored with parameters this version of the sketch server does not accept "
-                          "({reason}); submit the image again.")
-IMAGE_MISSING_MESSAGE = "The uploaded image of this job is missing or damaged on the server; submit it again."
-PURGE_EVERY_S = 3600.0
-"""How often the worker deletes finished jobs older than the retention time (also once at start)."""
-BACKOFF_FIRST_S = 0.2
-BACKOFF_MAX_S = 5.0
-
-
-def progress_body(progress: Progress) -> dict[str, Any]:
-    """The API's progress object: ``{"iteration", "total", "best_loss": {"<strokes>": loss}}``."""
-    return {
-        "iteration": progress.iteration,
-        "total": progress.total,
-        "best_loss": {str(count): finite_or_none(loss) for count, loss in progress.best_loss.items()},
-    }
-
-
-def result_body(result: SketchResult) -> dict[str, Any]:
-    """The API's result object: the image size and each level's strokes as path data in image pixels."""
-    return SketchResultBody.from_levels(result.width, result.height, result.levels).body()
-
-
-def is_out_of_memory(error: BaseException) -> bool:
-    """Whether ``error`` says the device (GPU or CPU) ran out of memory."""
-    if isinstance(error, (MemoryError, torch.cuda.OutOfMemoryError)):
-        return True
-    text = str(error).lower()
-    return isinstance(error, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+MAX_PENDING_SNAPSHOTS = 32
+"""Snapshots kept between two polls; older ones are dropped first (the server keeps only a bounded history)."""
 
 
 @dataclass(frozen=True)
-class Outcome:
-    """How a run ended, as it must be written to the store: succeeded with a result, or failed with a reason."""
+class Ready:
+    """A worker that is up: its identity (``WorkerInfo.as_dict()``) and why its models failed to load, if they did."""
 
-    status: str  # "succeeded" or "failed"
+    worker: dict[str, Any]
+    models_error: str | None = None
+
+
+@dataclass(frozen=True)
+class Poll:
+    """The running job (``None`` when idle), its phase, its latest progress and the snapshots since the last poll."""
+
+    job: str | None
+    phase: str
     progress: dict[str, Any] | None
-    result: dict[str, Any] | None = None
-    code: str | None = None
-    message: str | None = None
-
-
-IMAGE_MISSING_OUTCOME = Outcome("failed", None, code="image_missing", message=IMAGE_MISSING_MESSAGE)
-"""A job whose uploaded image is gone or damaged."""
-
-
-def invalid_stored_outcome(job: Job) -> Outcome:
-    """A job whose stored parameters this version cannot read: failed, with the reason."""
-    reason = job.params_error or "unreadable parameters"
-    return Outcome("failed", None, code="invalid_stored_job", message=INVALID_STORED_MESSAGE.format(reason=reason))
+    snapshots: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
-class WorkerState:
-    """What ``/v1/health`` says about the worker thread."""
+class Report:
+    """A finished run: its outcome, its last progress, the snapshots not yet polled and how long it ran."""
 
-    alive: bool
-    current_job: str | None
-    phase: str  # idle, loading_models, sketching, saving, stopped
-    seconds_since_progress: float | None
-    stuck: bool
-    last_error: str | None
-    unsaved_jobs: int
+    outcome: Outcome
+    progress: dict[str, Any] | None
+    snapshots: list[dict[str, Any]]
+    run_s: float
 
 
-class JobQueue:
-    """Submits, cancels and reports jobs, and owns the single worker thread that runs them."""
+class JobWorker(Protocol):
+    """What the dispatcher asks of a worker, wherever it runs."""
 
-    def __init__(self, store: JobStore, models: ModelCache, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 idle_poll_s: float = 1.0, stuck_after_s: float = DEFAULT_STUCK_AFTER_S,
-                 keep_days: float = DEFAULT_KEEP_DAYS,
-                 backoff_max_s: float = BACKOFF_MAX_S) -> None:
-        self.store = store
+    def ready(self) -> Ready:
+        """Start up (loading the models when preloading) and say who this worker is."""
+
+    def run(self, job: JobInput) -> Report:
+        """Run one job to its end."""
+
+    def poll(self) -> Poll:
+        """The running job's state and the snapshots since the last poll."""
+
+    def cancel(self, job_id: str) -> bool:
+        """Stop job ``job_id`` after its current step (or before it starts); whether it was running here."""
+
+
+class SketchWorker:
+    """The worker: ``models`` on their device, at most one job at a time; every method is thread-safe."""
+
+    def __init__(self, name: str, models: ModelCache, preload: bool = False) -> None:
+        self.name = name
         self.models = models
-        self.max_pixels = max_pixels
-        self.models_key = models_identity(models.spec, models.device)
-        self.stuck_after_s = stuck_after_s
-        self.keep_days = keep_days
-        self._purged_at: float | None = None
-        self._idle_poll_s = idle_poll_s
-        self._backoff_max_s = backoff_max_s
-        self._backoff_s = 0.0
-        self._lock = threading.Lock()  # orders claiming a job against cancelling it
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._current: str | None = None
+        self.preload = preload
+        self._lock = threading.Lock()
+        self._job: str | None = None
         self._phase = "idle"
-        self._beat = time.monotonic()  # the last sign of progress on the current job
         self._cancel = threading.Event()
-        self._progress: dict[str, dict[str, Any]] = {}
-        self._unsaved: dict[str, tuple[Outcome, dict[str, str]]] = {}  # job id -> (outcome, why not stored yet)
-        self._last_error: str | None = None
-        self._last_trouble: tuple[str, str] | None = None
-        self._repeats = 0
-        self._thread: threading.Thread | None = None
-        self.workers = WorkerBoard()
-        self.worker = this_process("local", str(models.device))
-        self.workers.register(self.worker)
+        self._cancel_next: str | None = None  # a job cancelled before its run began here
+        self._progress: dict[str, Any] | None = None
+        self._snapshots: list[dict[str, Any]] = []
 
-    # -- API side --------------------------------------------------------------------------------
-    def cache_key(self, image: bytes, params: SketchParams) -> str:
-        """The key under which identical submissions share one job."""
-        return cache_key(image, params, self.models_key)
-
-    def find_reusable(self, key: str, image: bytes | None = None) -> Job | None:
-        """An earlier identical job that is queued, running or succeeded, with its files whole."""
-        return self.store.find_reusable(key, image)
-
-    def submit(self, image: bytes, params: SketchParams, key: str, client: str = DEFAULT_CLIENT) -> Job:
-        """Queue ``client``'s job for a validated image (or return the identical one already known); wake the worker."""
-        job, created = self.store.submit(image, params, key, client)
-        if created:
-            log.info("job %s queued for %s (strokes %s, seeds %d, %d iterations; %d waiting or running)", job.id,
-                     client, ",".join(map(str, params.strokes)), params.seeds, params.iterations,
-                     self.queue_length())
-            self._wake.set()
-        else:
-            log.info("job %s reused for an identical submission (%s)", job.id, job.status)
-        return job
-
-    def cancel(self, job_id: str) -> Job | None:
-        """Cancel a queued job at once, or a running one (the optimizer stops within one step)."""
-        with self._lock:
-            before, job = self.store.cancel(job_id, CANCELLED_MESSAGE)
-            if job is None:
-                return None
-            if before == "running":
-                self._stop_running(job_id)
-                self._unsaved.pop(job_id, None)
-                live = self._progress.get(job_id)
-                if live is not None:
-                    self.store.save_progress(job_id, live)
-                    job = self.store.get(job_id) or job
-        if before == "queued":
-            log.info("job %s cancelled while queued (waited %.1f s)", job_id, time.time() - job.created_at)
-        elif before == "running":
-            log.info("job %s cancel requested while running", job_id)
-        return job
-
-    def _stop_running(self, job_id: str) -> None:
-        """Ask the running job ``job_id`` to stop after its current step (called with the lock held)."""
-        if self._current == job_id:
-            self._cancel.set()
-
-    def progress(self, job: Job) -> dict[str, Any] | None:
-        """The job's latest progress: live while it runs, else as stored."""
-        if job.status == "running":
-            unsaved = self._unsaved.get(job.id)
-            return unsaved[0].progress if unsaved else self._progress.get(job.id)
-        return job.progress
-
-    def unsaved(self, job_id: str) -> tuple[Outcome, dict[str, str]] | None:
-        """A finished job's outcome the store could not write yet and why (``{"code", "message"}``), or ``None``."""
-        return self._unsaved.get(job_id)
-
-    def unsaved_ids(self) -> list[str]:
-        """Ids of finished jobs whose outcome waits in memory for the store."""
-        return list(self._unsaved)
-
-    def queue_length(self) -> int:
-        """Jobs queued or running."""
-        return self.store.count("queued", "running")
-
-    def worker_state(self) -> WorkerState:
-        """Whether the worker thread lives, what it does, whether it is stuck and the last error it met."""
-        alive = self._thread is not None and self._thread.is_alive()
-        current = self._current
-        quiet = time.monotonic() - self._beat if current is not None else None
-        return WorkerState(
-            alive=alive, current_job=current, phase=self._phase if alive else "stopped",
-            seconds_since_progress=None if quiet is None else round(quiet, 1),
-            stuck=alive and quiet is not None and quiet > self.stuck_after_s,
-            last_error=self._last_error, unsaved_jobs=len(self._unsaved),
-        )
-
-    # -- worker side -----------------------------------------------------------------------------
-    def start(self) -> None:
-        """Put interrupted jobs back in the queue and start the worker thread."""
-        self.recover_interrupted()
-        self.purge_expired()
-        self._stopping.clear()
-        self._thread = threading.Thread(target=self._supervise, name="clipasso-worker", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> bool:
-        """Stop the worker; a running job is interrupted after its current step and stays queued for next time.
-
-        Returns whether the worker thread has ended (else it is still busy, e.g. loading models).
-        """
-        self._stopping.set()
-        with self._lock:
-            self._cancel.set()
-        self._wake.set()
-        if self._thread is None:
-            return True
-        self._thread.join(timeout)
-        if self._thread.is_alive():
-            log.warning("the worker is still busy; its job will run again at the next start")
-            return False
-        if self._unsaved and not self._flush_unsaved():
-            log.warning("%d finished job(s) could not be saved before the stop; they will run again at the next "
-                        "start", len(self._unsaved))
-        return True
-
-    def _supervise(self) -> None:
-        """The worker thread: claim → run → store, forever; no exception ends it, only :meth:`stop`."""
-        while not self._stopping.is_set():
+    def ready(self) -> Ready:
+        """Load the models if preloading (once) and say who this worker is."""
+        error = None
+        if self.preload:
             try:
-                if self._unsaved and not self._flush_unsaved():
-                    self._pause()  # storage still fails: finish saving before running more jobs
-                    continue
-                job = self._claim()
-                if not self._unsaved:
-                    self._recovered()
-            except Exception as error:
-                self._trouble("claiming the next job", error)
-                self._pause()
-                continue
-            if job is None:
-                self.purge_expired()
-                self._wake.wait(self._idle_poll_s)
-                self._wake.clear()
-                continue
-            try:
-                self.run_claimed(job)
-            except Exception as error:  # run_claimed records its own failures; this is a fault in that
-                self._trouble(f"running job {job.id}", error)
-                self._record(job, Outcome("failed", self._progress.get(job.id), code="internal_error",
-                                          message=INTERNAL_MESSAGE), time.monotonic())
-                self._pause()
-            finally:
-                with self._lock:
-                    self._current = None
-                    self._phase = "idle"
-                self._progress.pop(job.id, None)
-                self.models.release()
-                self.workers.done(self.worker.name, finished=not self._stopping.is_set())
+                self.models.get()
+            except ClipassoError as problem:
+                error = str(problem)
+        return Ready(this_process(self.name, str(self.models.device)).as_dict(), error)
 
-    def recover_interrupted(self) -> None:
-        """Put the jobs an earlier run left running back in the queue; a store fault is logged, never raised."""
-        try:
-            recovered = self.store.recover()
-        except Exception as error:  # the worker retries the store when it claims; the server still starts
-            self._trouble("putting interrupted jobs back in the queue", error)
-        else:
-            if recovered:
-                log.info("%d unfinished job(s) from an earlier run will run again", recovered)
-
-    def purge_expired(self) -> None:
-        """Delete finished jobs older than ``keep_days`` with their files, at most every ``PURGE_EVERY_S``.
-
-        ``keep_days`` 0 keeps everything. An error is logged (once) and the purge is tried again later.
-        """
-        now = time.monotonic()
-        if self.keep_days <= 0 or (self._purged_at is not None and now - self._purged_at < PURGE_EVERY_S):
-            return
-        self._purged_at = now
-        try:
-            removed = self.store.purge_finished(time.time() - self.keep_days * 86400)
-        except Exception as error:
-            self._trouble("deleting old finished jobs", error)
-            return
-        if removed:
-            log.info("deleted %d finished job(s) older than %g day(s) with their files", removed, self.keep_days)
-
-    def _claim(self) -> Job | None:
+    def run(self, job: JobInput) -> Report:
+        """Run ``job`` with :func:`run_job`; its progress and snapshots are kept for :meth:`poll`."""
         with self._lock:
-            job = self.store.claim_next(self.worker.as_dict())
-            if job is not None and self._stopping.is_set():  # stop() came between the loop test and the claim
-                self.store.requeue(job.id)
-                return None
-            if job is not None:
-                self._current = job.id
-                self._phase = "starting"
-                self._beat = time.monotonic()
-                self._cancel = threading.Event()
-                self.workers.busy(self.worker.name, job.id)
-            return job
-
-    def run_claimed(self, job: Job) -> None:
-        """Run one claimed (running) job to its end and record the outcome; records its own failures."""
+            cancel = threading.Event()
+            if self._cancel_next == job.id:
+                cancel.set()
+            self._job, self._phase, self._cancel, self._cancel_next = job.id, "starting", cancel, None
+            self._progress, self._snapshots = None, []
         started = time.monotonic()
-        waited = (job.started_at or time.time()) - job.created_at
-        log.info("job %s started on %s (client %s; waited %.1f s in the queue; run %d)", job.id, self.worker.name,
-                 job.client, waited, job.runs)
-        cancel = self._cancel
-        if job.params is None:
-            self._record(job, invalid_stored_outcome(job), started)
-            return
-
-        clock = JobClock()
-        snapshots = SnapshotRecorder(self.store, job.id, job.params.iterations)
-
-        def report(progress: Progress) -> None:
-            self._progress[job.id] = {**progress_body(progress), **clock.times(progress.iteration, progress.total)}
-            self._beat = time.monotonic()
-
         try:
-            self._phase = "loading_models"
-            models = self.models.get()
-            self._phase = "reading_image"
-            image = self._read_image(job)
-            if image is None:
-                self._record(job, IMAGE_MISSING_OUTCOME, started)
-                return
-            self._phase = "sketching"
-            self._beat = time.monotonic()
-            try:
-                result = sketch_image(image, job.params, models, progress=report, cancel=cancel,
-                                      snapshot=snapshots.record)
-            finally:
-                snapshots.finish()
-        except ClipassoError as error:
-            self._record(job, Outcome("failed", self._progress.get(job.id), code=error.code, message=str(error)),
-                         started)
-            return
-        except Exception as error:
-            if is_out_of_memory(error):
-                if self.models.device.type == "cuda":
-                    torch.cuda.empty_cache()
-                device = "GPU" if self.models.device.type == "cuda" else "computer"
-                self._record(job, Outcome("failed", self._progress.get(job.id), code="out_of_memory",
-                                          message=OUT_OF_MEMORY_MESSAGE.format(device=device)), started)
-                return
-            log.exception("job %s: unexpected error while sketching", job.id)
-            self._record(job, Outcome("failed", self._progress.get(job.id), code="internal_error",
-                                      message=INTERNAL_MESSAGE), started)
-            return
-        elapsed = time.monotonic() - started
-        progress = self._progress.get(job.id)
-        if result.cancelled or cancel.is_set():
-            if self._stopping.is_set() and self.store.requeue(job.id):
-                log.info("job %s interrupted by shutdown after %.1f s; it will run again at the next start",
-                         job.id, elapsed)
-            else:
-                self.store.save_progress(job.id, progress)
-                log.info("job %s cancelled (ran %.1f s, %d of %d steps)", job.id, elapsed, result.iterations,
-                         job.params.iterations)
-            return
-        self._phase = "saving"
-        self._record(job, Outcome("succeeded", progress, result=result_body(result)), started)
+            outcome = run_job(job, self.models, RunHooks(cancel, self._set_phase, self._report, self._snapshot))
+        finally:
+            with self._lock:
+                progress, snapshots = self._progress, self._snapshots
+                self._job, self._phase, self._progress, self._snapshots = None, "idle", None, []
+        return Report(outcome, progress, snapshots, time.monotonic() - started)
 
-    def _read_image(self, job: Job) -> Any:
-        """The job's decoded image, or ``None`` when its file is gone or damaged (it decoded when submitted)."""
-        try:
-            data = self.store.image_path(job).read_bytes()
-        except OSError:  # gone, or not a readable file any more
-            return None
-        try:
-            return read_image(data, self.max_pixels)
-        except ImageTooLargeError:  # whole, but over a lower limit this server was restarted with: say so
-            raise
-        except ImageError:
-            return None
+    def poll(self) -> Poll:
+        """The running job, its phase, its latest progress and the snapshots since the last poll."""
+        with self._lock:
+            snapshots, self._snapshots = self._snapshots, []
+            return Poll(self._job, self._phase, self._progress, snapshots)
 
-    def _record(self, job: Job, outcome: Outcome, started: float) -> None:
-        """Write ``outcome`` to the store, retrying a failing write; keep it in memory if storage still fails.
+    def cancel(self, job_id: str) -> bool:
+        """Ask job ``job_id`` to stop after its current step; a job not yet begun here stops before its first."""
+        with self._lock:
+            if self._job != job_id:
+                self._cancel_next = job_id
+                return False
+            self._cancel.set()
+            return True
 
-        A result the store refuses for another reason than a storage fault is recorded as an internal error.
-        """
-        elapsed = time.monotonic() - started
-        for attempt in range(3):
-            try:
-                written = self._write(job.id, outcome)
-            except Exception as error:
-                fault = storage_fault(error, self.store.data_dir)
-                self._trouble(f"storing the outcome of job {job.id}", error)
-                if fault is None and outcome.status == "succeeded":
-                    outcome = Outcome("failed", outcome.progress, code="internal_error", message=INTERNAL_MESSAGE)
-                elif attempt == 2:
-                    why = {"code": fault.code if fault else "internal_error",
-                           "message": fault.message if fault else INTERNAL_MESSAGE}
-                    self._unsaved[job.id] = (outcome, why)
-                    log.warning("job %s %s after %.1f s but cannot be saved yet; kept in memory and retried", job.id,
-                                outcome.status, elapsed)
-                    return
-                time.sleep(BACKOFF_FIRST_S * (attempt + 1))
-                continue
-            self._log_outcome(job.id, outcome, written, elapsed)
-            return
+    def _set_phase(self, phase: str) -> None:
+        with self._lock:
+            self._phase = phase
 
-    def _write(self, job_id: str, outcome: Outcome) -> bool:
-        if outcome.status == "succeeded":
-            assert outcome.result is not None
-            return self.store.succeed(job_id, outcome.result, outcome.progress)
-        return self.store.fail(job_id, outcome.code or "internal_error", outcome.message or INTERNAL_MESSAGE,
-                               outcome.progress)
+    def _report(self, progress: Progress) -> None:
+        body = progress_body(progress)
+        with self._lock:
+            self._progress = body
 
-    def _flush_unsaved(self) -> bool:
-        """Try to write every outcome kept in memory; ``False`` when storage still fails (run no more jobs yet)."""
-        blocked = False
-        for job_id, (outcome, _) in list(self._unsaved.items()):
-            try:
-                written = self._write(job_id, outcome)
-            except Exception as error:
-                self._trouble(f"storing the outcome of job {job_id}", error)
-                blocked = blocked or storage_fault(error, self.store.data_dir) is not None
-                continue
-            self._unsaved.pop(job_id, None)
-            self._log_outcome(job_id, outcome, written, None)
-        if not self._unsaved:
-            self._recovered()
-        return not blocked
+    def _snapshot(self, snapshot: SketchSnapshot) -> None:
+        body = snapshot.to_dict()
+        with self._lock:
+            self._snapshots = [*self._snapshots[-(MAX_PENDING_SNAPSHOTS - 1):], body]
 
-    def _log_outcome(self, job_id: str, outcome: Outcome, written: bool, elapsed: float | None) -> None:
-        ran = "" if elapsed is None else f" (ran {elapsed:.1f} s)"
-        if not written:
-            log.info("job %s ended after it was cancelled%s; its outcome is discarded", job_id, ran)
-        elif outcome.status == "succeeded":
-            log.info("job %s succeeded%s", job_id, ran)
-        else:
-            log.info("job %s failed%s: %s: %s", job_id, ran, outcome.code, outcome.message)
 
-    def _trouble(self, what: str, error: BaseException) -> None:
-        """Log an error of the worker once (a repeat of the same one is only counted) and remember it for health."""
-        fault = storage_fault(error, self.store.data_dir)
-        summary = fault.message if fault is not None else f"{type(error).__name__}: {error}"
-        self._last_error = f"{what}: {summary}"
-        key = (what.split(" job ")[0], summary)
-        if key == self._last_trouble:
-            self._repeats += 1
-            return
-        if self._repeats:
-            log.warning("the previous worker error repeated %d more time(s)", self._repeats)
-        self._last_trouble, self._repeats = key, 0
-        if fault is not None:
-            log.error("worker: %s", self._last_error)
-        else:
-            log.error("worker: error while %s", what, exc_info=error)
+class LocalWorkers:
+    """Workers in this server process on its own models (one by default, named ``local``).
 
-    def _recovered(self) -> None:
-        if self._last_trouble is not None:
-            if self._repeats:
-                log.warning("the previous worker error repeated %d more time(s)", self._repeats)
-            self._last_trouble, self._repeats = None, 0
-        self._backoff_s = 0.0
+    A ``run`` call gets a thread of its own, a daemon one, as the worker thread always was: a job that never
+    ends does not keep the server from exiting. The other calls are answered at once, in the caller's thread.
+    """
 
-    def _pause(self) -> None:
-        """Wait before trying again, longer each time in a row (up to the maximum), unless stopping."""
-        self._backoff_s = min(self._backoff_max_s, max(BACKOFF_FIRST_S, self._backoff_s * 2))
-        self._stopping.wait(self._backoff_s)
+    poll_interval_s = 0.05
+
+    def __init__(self, models: ModelCache, count: int = 1) -> None:
+        self.models = models
+        self.names = ["local"] if count == 1 else [f"local-{number}" for number in range(count)]
+        self._runs: list[futures.Future[Any]] = []
+
+    def planned(self) -> list[tuple[WorkerInfo, bool]]:
+        """Each worker's identity: this process, ready at once (the models load with the first job)."""
+        return [(this_process(name, str(self.models.device)), True) for name in self.names]
+
+    def launch(self) -> list[SketchWorker]:
+        """A worker on this process's models per name."""
+        return [SketchWorker(name, self.models) for name in self.names]
+
+    def call(self, worker: SketchWorker, method: str, *args: Any) -> futures.Future[Any]:
+        """Call ``method`` of ``worker``; its answer comes in the returned future."""
+        call: futures.Future[Any] = futures.Future()
+        if method != "run":
+            _answer(call, getattr(worker, method), args)
+            return call
+        self._runs = [*(run for run in self._runs if not run.done()), call]
+        threading.Thread(target=_answer, args=(call, worker.run, args), name=f"clipasso-{worker.name}",
+                         daemon=True).start()
+        return call
+
+    def wait(self, calls: list[futures.Future[Any]], timeout: float) -> list[futures.Future[Any]]:
+        """The calls answered within ``timeout`` s (at least one, unless none was)."""
+        done, _ = futures.wait(calls, timeout, return_when=futures.FIRST_COMPLETED)
+        return list(done)
+
+    def answer(self, call: futures.Future[Any]) -> Any:
+        """The call's value (a worker in this process never dies: an exception is a fault in its code)."""
+        return call.result()
+
+    def close(self, timeout: float) -> bool:
+        """Let running jobs end (a cancelled one stops within a step); whether they did within ``timeout`` s."""
+        _, running = futures.wait(self._runs, timeout)
+        return not running
+
+
+def _answer(call: futures.Future[Any], method: Any, args: tuple[Any, ...]) -> None:
+    """Settle ``call`` with what ``method(*args)`` returns or raises."""
+    try:
+        call.set_result(method(*args))
+    except Exception as error:
+        call.set_exception(error)

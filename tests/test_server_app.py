@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from clipasso_core.errors import ImageError
 from clipasso_core.params import SketchParams
 from clipasso_core.precision import Precision
-from clipasso_server import worker
+from clipasso_server import runner
 from clipasso_server.app import create_app
 from clipasso_server.config import ServerConfig
 from clipasso_server.store import JobStore, is_job_id
@@ -50,7 +50,7 @@ def test_job_errors_become_a_clear_job_error(client, monkeypatch, caplog, raised
     def explode(*args, **kwargs):
         raise raised
 
-    monkeypatch.setattr(worker, "sketch_image", explode)
+    monkeypatch.setattr(runner, "sketch_image", explode)
     state = run_job(client)
     assert state["status"] == "failed"
     assert state["error"]["code"] == code and message in state["error"]["message"]
@@ -101,11 +101,11 @@ def test_uploads_are_decoded_at_most_two_at_a_time(client, monkeypatch):
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    from clipasso_server import app as app_module
+    from clipasso_server import job_routes
 
     decoding, most = 0, 0
     lock = threading.Lock()
-    real_check = app_module.check_image
+    real_check = job_routes.check_image
 
     def counting_check(data: bytes, max_pixels: int) -> None:
         nonlocal decoding, most
@@ -119,7 +119,7 @@ def test_uploads_are_decoded_at_most_two_at_a_time(client, monkeypatch):
             with lock:
                 decoding -= 1
 
-    monkeypatch.setattr(app_module, "check_image", counting_check)
+    monkeypatch.setattr(job_routes, "check_image", counting_check)
 
     def submit(seed: int) -> int:
         image = base64.b64encode(png_bytes(30, 20, seed=seed)).decode()
@@ -128,7 +128,7 @@ def test_uploads_are_decoded_at_most_two_at_a_time(client, monkeypatch):
     with ThreadPoolExecutor(8) as pool:
         statuses = list(pool.map(submit, range(8)))
     assert statuses == [202] * 8
-    assert most == app_module.MAX_PARALLEL_DECODES == 2
+    assert most == job_routes.MAX_PARALLEL_DECODES == 2
 
 
 def test_a_phone_photo_turned_by_exif_is_sketched_as_shown(client):

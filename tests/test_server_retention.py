@@ -14,7 +14,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from clipasso_core.params import SketchParams
-from clipasso_server import worker
+from clipasso_server import dispatcher
 from clipasso_server.app import create_app
 from clipasso_server.config import ServerConfig
 from clipasso_server.store import JobStore
@@ -94,7 +94,7 @@ def wait_until(check: Callable[[], Any], timeout: float = 30.0) -> None:
 
 
 def test_a_running_server_deletes_jobs_as_they_expire(tiny_spec, tmp_path, monkeypatch):
-    monkeypatch.setattr(worker, "PURGE_EVERY_S", 0.05)
+    monkeypatch.setattr(dispatcher, "PURGE_EVERY_S", 0.05)
     data = tmp_path / "data"
     with TestClient(create_app(ServerConfig(data_dir=data, models=tiny_spec, keep_days=2)), base_url=LOCAL) as client:
         job_id = run_one(client)
@@ -107,7 +107,7 @@ def test_a_running_server_deletes_jobs_as_they_expire(tiny_spec, tmp_path, monke
 
 
 def test_keep_days_zero_keeps_everything(tiny_spec, tmp_path, monkeypatch):
-    monkeypatch.setattr(worker, "PURGE_EVERY_S", 0.05)
+    monkeypatch.setattr(dispatcher, "PURGE_EVERY_S", 0.05)
     data = tmp_path / "data"
     with TestClient(create_app(ServerConfig(data_dir=data, models=tiny_spec, keep_days=0)), base_url=LOCAL) as client:
         job_id = run_one(client)

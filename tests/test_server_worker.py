@@ -16,7 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from clipasso_core.params import SketchParams
-from clipasso_server import worker
+from clipasso_server import dispatcher, runner
 from clipasso_server.app import create_app
 from clipasso_server.config import ServerConfig
 from clipasso_server.store import JobStore
@@ -80,7 +80,7 @@ def test_errors_in_every_store_call_do_not_end_the_worker(client, monkeypatch, c
     faulty = Faulty(getattr(store, method), RuntimeError(f"injected fault in {method}"), times=4)
     monkeypatch.setattr(store, method, faulty)
     if method == "fail":  # fail() only runs when a job fails: make the first jobs fail
-        monkeypatch.setattr(worker, "sketch_image", _raise(ValueError("sketch broke")))
+        monkeypatch.setattr(runner, "sketch_image", _raise(ValueError("sketch broke")))
     job_id = submit(client, seed=1)
     first = finished(client, job_id)
     assert faulty.calls >= 1, "the fault was never met"
@@ -98,7 +98,7 @@ def test_errors_in_every_store_call_do_not_end_the_worker(client, monkeypatch, c
 
 def test_a_failure_while_recording_a_failure_does_not_wedge_the_job(client, monkeypatch):
     store = client.app.state.queue.store
-    monkeypatch.setattr(worker, "sketch_image", _raise(ValueError("sketch broke")))
+    monkeypatch.setattr(runner, "sketch_image", _raise(ValueError("sketch broke")))
     failing = Faulty(store.fail, OSError(errno.ENOSPC, "No space left on device"))
     monkeypatch.setattr(store, "fail", failing)
     job_id = submit(client)
@@ -158,7 +158,7 @@ def test_health_turns_degraded_when_the_worker_is_stuck(tiny_spec, tmp_path, mon
         release.wait(60)
         raise ValueError("released")
 
-    monkeypatch.setattr(worker, "sketch_image", hang)
+    monkeypatch.setattr(runner, "sketch_image", hang)
     with make_client(tiny_spec, tmp_path / "data", stuck_after_s=0.5) as client:
         assert client.get("/v1/health").status_code == 200
         job_id = submit(client)
@@ -176,9 +176,9 @@ def test_health_turns_degraded_when_the_worker_thread_is_dead(tiny_spec, tmp_pat
     def die(self: Any) -> None:  # the thread ends, as if killed by something outside the worker's control
         return None
 
-    monkeypatch.setattr(worker.JobQueue, "_supervise", die)
+    monkeypatch.setattr(dispatcher.Dispatcher, "_loop", die)
     with make_client(tiny_spec, tmp_path / "data") as client:
-        client.app.state.queue._thread.join(10)
+        client.app.state.queue.dispatcher._thread.join(10)
         answer = client.get("/v1/health")
         assert answer.status_code == 503
         assert answer.json()["error"]["code"] == "worker_dead" and answer.json()["worker"]["alive"] is False
@@ -186,11 +186,11 @@ def test_health_turns_degraded_when_the_worker_thread_is_dead(tiny_spec, tmp_pat
 
 def test_a_repeating_worker_error_is_logged_once(client, monkeypatch, caplog):
     store = client.app.state.queue.store
-    monkeypatch.setattr(client.app.state.queue, "_backoff_max_s", 0.05)
+    monkeypatch.setattr(client.app.state.queue.dispatcher, "_backoff_max_s", 0.05)
     faulty = Faulty(store.claim_next, sqlite3.OperationalError("disk I/O error"))
     monkeypatch.setattr(store, "claim_next", faulty)
     with caplog.at_level(logging.INFO, logger="clipasso_server"):
-        client.app.state.queue._wake.set()
+        client.app.state.queue.dispatcher.wake()
         wait_until(lambda: faulty.calls >= 20, what="20 failed claims")
         faulty.on.clear()
         assert finished(client, submit(client))["status"] == "succeeded"

@@ -21,7 +21,7 @@ from clipasso_core.level import StrokeLevel
 from clipasso_core.svg import read_sketch_document, sketch_document, stroke_paths
 from clipasso_core.svg_xml import SVG_NS
 from raster_reference import make_strokes
-from server.worker import result_body
+from server.runner import result_body
 
 
 def cup() -> Image.Image:

@@ -1,0 +1,105 @@
+"""The job queue as the routes see it: submit (or reuse an identical job), cancel, and a job's live state.
+
+Jobs wait in the :class:`~clipasso_server.store.JobStore`, which also decides what runs next (round-robin
+across clients); a :class:`~clipasso_server.dispatcher.Dispatcher` runs them on the workers of a pool
+(in this process, or Ray actors) and keeps their live progress and the outcomes the store could not
+write yet. Every job state change is logged as one line with the job id and timings.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from clipasso_core.params import SketchParams
+
+from .dispatcher import Dispatcher, WorkerState
+from .job_status import ACTIVE, JobStatus
+from .runner import Outcome
+from .store import DEFAULT_CLIENT, Job, JobStore, cache_key
+from .workers import WorkerBoard
+
+log = logging.getLogger("clipasso_server")
+
+CANCELLED_MESSAGE = "The job was cancelled."
+
+
+class JobQueue:
+    """Submits, cancels and reports the jobs of ``store``; ``dispatcher`` runs them."""
+
+    def __init__(self, store: JobStore, dispatcher: Dispatcher, models_key: str) -> None:
+        self.store = store
+        self.dispatcher = dispatcher
+        self.models_key = models_key
+
+    @property
+    def workers(self) -> WorkerBoard:
+        """The workers that run the jobs, with their state."""
+        return self.dispatcher.workers
+
+    def start(self) -> None:
+        """Put interrupted jobs back in the queue and start running jobs."""
+        self.dispatcher.start()
+
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Stop running jobs (a running one goes back to the queue); whether everything has ended."""
+        return self.dispatcher.stop(timeout)
+
+    def cache_key(self, image: bytes, params: SketchParams) -> str:
+        """The key under which identical submissions share one job."""
+        return cache_key(image, params, self.models_key)
+
+    def find_reusable(self, key: str, image: bytes | None = None) -> Job | None:
+        """An earlier identical job that is queued, running or succeeded, with its files whole."""
+        return self.store.find_reusable(key, image)
+
+    def submit(self, image: bytes, params: SketchParams, key: str, client: str = DEFAULT_CLIENT) -> Job:
+        """Queue ``client``'s job for a validated image (or return the identical one already known)."""
+        job, created = self.store.submit(image, params, key, client)
+        if created:
+            log.info("job %s queued for %s (strokes %s, seeds %d, %d iterations; %d waiting or running)", job.id,
+                     client, ",".join(map(str, params.strokes)), params.seeds, params.iterations,
+                     self.queue_length())
+            self.dispatcher.wake()
+        else:
+            log.info("job %s reused for an identical submission (%s)", job.id, job.status)
+        return job
+
+    def cancel(self, job_id: str) -> Job | None:
+        """Cancel a queued job at once, or a running one (the optimizer stops within one step)."""
+        before, job = self.dispatcher.cancel(job_id, CANCELLED_MESSAGE)
+        if job is None:
+            return None
+        if before == JobStatus.QUEUED:
+            log.info("job %s cancelled while queued (waited %.1f s)", job_id, time.time() - job.created_at)
+        elif before == JobStatus.RUNNING:
+            log.info("job %s cancel requested while running", job_id)
+        return job
+
+    def progress(self, job: Job) -> dict[str, Any] | None:
+        """The job's latest progress: live while it runs, else as stored."""
+        if job.status != JobStatus.RUNNING:
+            return job.progress
+        unsaved = self.dispatcher.unsaved(job.id)
+        return unsaved[0].progress if unsaved else self.dispatcher.live_progress(job.id)
+
+    def unsaved(self, job: Job) -> tuple[Outcome, dict[str, str]] | None:
+        """A finished job's outcome the store could not write yet and why (``{"code", "message"}``), or ``None``."""
+        return self.dispatcher.unsaved(job.id) if job.status == JobStatus.RUNNING else None
+
+    def queue_length(self) -> int:
+        """Jobs queued or running."""
+        return self.store.count(*ACTIVE)
+
+    def worker_state(self) -> WorkerState:
+        """Whether the job worker lives, what it does, whether it is stuck and the last error it met."""
+        return self.dispatcher.state()
+
+    def unsaved_problem(self) -> dict[str, str] | None:
+        """Why a finished job waits in memory for the store (``{"code", "message"}``), or ``None`` when none waits."""
+        for job_id in self.dispatcher.unsaved_ids():
+            unsaved = self.dispatcher.unsaved(job_id)
+            if unsaved is not None:
+                return unsaved[1]
+        return None
