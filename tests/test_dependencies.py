@@ -1,4 +1,7 @@
-"""Dependencies point one way: inkscape_ext → HTTP → server → clipasso_core, never back (a scan of the imports)."""
+"""Dependencies point one way (a scan of the imports).
+
+inkscape_ext → HTTP → server → clipasso_core, never back; tests and bench → testkit, never to each other.
+"""
 
 from __future__ import annotations
 
@@ -68,3 +71,36 @@ def test_the_extension_uses_only_the_standard_library_and_inkex():
     siblings = {path.stem for path in sources("inkscape_ext")}
     allowed = set(sys.stdlib_module_names) | {"inkex", "lxml"} | siblings
     assert offenders("inkscape_ext", lambda name: top(name) not in allowed) == {}
+
+
+def test_nothing_of_ours_imports_the_tests_the_benchmarks_or_their_kit():
+    """The installed packages stand alone: ``tests/``, ``bench/`` and ``testkit/`` are not shipped."""
+    for package in ("clipasso_core", "server", "inkscape_ext"):
+        assert offenders(package, lambda name: top(name) in {"tests", "bench", "testkit"}) == {}, package
+
+
+def test_the_benchmarks_use_testkit_not_the_tests():
+    assert offenders("bench", lambda name: top(name) == "tests") == {}
+
+
+def test_testkit_imports_neither_the_tests_the_benchmarks_nor_pytest():
+    assert offenders("testkit", lambda name: top(name) in {"tests", "bench", "pytest"}) == {}
+
+
+def test_no_test_module_imports_another():
+    """Shared helpers live in tests/support/ (imported as ``tests.support.…``), shared fixtures in tests/conftest.py."""
+    test_modules = {path.stem for path in sources("tests") if path.stem.startswith("test_")}
+
+    def a_test_module(name: str) -> bool:
+        parts = name.split(".")
+        return parts[0] in test_modules or (parts[0] == "tests" and len(parts) > 1 and parts[1] in test_modules)
+
+    assert offenders("tests", a_test_module) == {}
+
+
+def test_fixtures_are_defined_in_conftest_or_test_modules_only():
+    """A fixture in a helper module would have to be imported by name, which hides where it comes from."""
+    helpers = [path for folder in ("tests", "testkit") for path in sources(folder)
+               if not path.stem.startswith("test_") and path.name != "conftest.py"]
+    with_fixtures = [str(path.relative_to(ROOT)) for path in helpers if "pytest.fixture" in path.read_text(encoding="utf-8")]
+    assert with_fixtures == []

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from server_process import FAST_PARAMS, png_bytes, start_server, submit_image, wait_for_status
+from tests.support.server_process import FAST_PARAMS, png_bytes, start_server, submit_image, wait_for_status
 
 pytestmark = pytest.mark.browser
 

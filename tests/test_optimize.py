@@ -6,25 +6,12 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from clipasso_core.image import to_canvas
 from clipasso_core.loss import ClipConvLoss
 from clipasso_core.models import load_models
 from clipasso_core.optimize import optimize_sketches, render
 from clipasso_core.params import SketchParams
 from clipasso_core.sketch import initial_points, sketch_image
-
-
-def cup(width: int = 300, height: int = 200) -> Image.Image:
-    image = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(image)
-    draw.ellipse((width * 0.2, height * 0.2, width * 0.8, height * 0.9), outline="black", width=6)
-    draw.rectangle((width * 0.4, height * 0.4, width * 0.6, height * 0.7), fill="red")
-    return image
-
-
-@pytest.fixture(scope="module")
-def target() -> torch.Tensor:
-    return to_canvas(cup())[0]
+from tests.support.pictures import cup
 
 
 def run(tiny_models, target, params, **kwargs):

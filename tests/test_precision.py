@@ -6,21 +6,14 @@ import pytest
 import torch
 
 from clipasso_core import precision as precision_module
-from clipasso_core.image import to_canvas
 from clipasso_core.loss import ClipConvLoss
 from clipasso_core.models import load_models
 from clipasso_core.optimize import optimize_sketches, render
 from clipasso_core.params import SketchParams
 from clipasso_core.precision import Precision, autocast, cpuinfo_has_native_bf16, resolve_precision
 from clipasso_core.sketch import initial_points
-from test_optimize import cup
 
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(scope="module")
-def target() -> torch.Tensor:
-    return to_canvas(cup())[0]
 
 
 @pytest.mark.parametrize("native", [True, False])

@@ -14,15 +14,10 @@ from fastapi.testclient import TestClient
 from clipasso_server import cli
 from clipasso_server.app import create_app
 from clipasso_server.config import ServerConfig
-from server_process import LOCAL, png_bytes, start_server
+from tests.support.server_process import LOCAL, png_bytes, start_server
 
 TOKEN = "s3cret-token"
-
-
-@pytest.fixture(autouse=True)
-def _keep_pytest_logging(monkeypatch):
-    """``main()`` runs in this process here; keep it from replacing pytest's log handlers."""
-    monkeypatch.setattr(cli, "setup_logging", lambda access_log: None)
+pytestmark = pytest.mark.usefixtures("keep_pytest_logging")  # main() runs in this process here
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from clipasso_server.log_limit import RepeatLimitFilter
-from server_process import ServerProcess, png_bytes, start_server
+from tests.support.server_process import ServerProcess, png_bytes, start_server
 
 READ_TIMEOUT_S = 1
 MAX_REQUESTS = 3

@@ -22,7 +22,7 @@ from schemathesis.specs.openapi.checks import (content_type_conformance, negativ
 
 from clipasso_server.app import create_app
 from clipasso_server.config import ServerConfig
-from server_process import live_server, png_bytes  # noqa: F401  (live_server is a fixture)
+from tests.support.server_process import png_bytes
 
 pytestmark = pytest.mark.fuzz
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from server_process import png_bytes, start_server, submit_image, wait_for_progress, wait_for_status
+from tests.support.server_process import png_bytes, start_server, submit_image, wait_for_progress, wait_for_status
 
 
 def test_restart_after_sigkill_or_sigterm_mid_job_loses_nothing(tiny_spec, tmp_path):
