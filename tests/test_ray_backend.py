@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 
 from clipasso_core.svg import read_sketch_document
-from tests.support.server_process import (ServerProcess, png_bytes, start_server, submit_image, wait_for_progress,
-                            wait_for_status)
 from tests.support.job_views import fetch, layers, wait_for_preview
+from tests.support.server_process import (ServerProcess, png_bytes, start_server, submit_image, wait_for_progress,
+                                          wait_for_status)
 
 pytestmark = pytest.mark.ray
 

@@ -25,7 +25,8 @@ def fetch(server: ServerProcess, path: str, binary: bool = False) -> tuple[int, 
 def layers(svg_text: str) -> list[tuple[str | None, int, bool]]:
     """(label, number of paths, visible) of each layer of an SVG document."""
     root = ET.fromstring(svg_text)
-    return [(g.get(f"{{{INKSCAPE_NS}}}label"), len(g.findall(f"{{{SVG_NS}}}path")), "display:none" not in (g.get("style") or ""))
+    return [(g.get(f"{{{INKSCAPE_NS}}}label"), len(g.findall(f"{{{SVG_NS}}}path")),
+             "display:none" not in (g.get("style") or ""))
             for g in root.iter(f"{{{SVG_NS}}}g") if g.get(f"{{{INKSCAPE_NS}}}groupmode") == "layer"]
 
 
