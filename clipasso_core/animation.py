@@ -90,17 +90,21 @@ def animation_file(snapshots: Sequence[SketchSnapshot], suffix: str) -> bytes:
     raise AnimationError(f"Unknown animation format {suffix!r}; use .gif, .svg or .mp4.")
 
 
-def animation_svg(snapshots: Sequence[SketchSnapshot]) -> str:
-    """An SVG replaying ``snapshots`` with SMIL: each stroke's path data animates from snapshot to snapshot."""
+def animation_svg(snapshots: Sequence[SketchSnapshot], fit_window: bool = False) -> str:
+    """An SVG replaying ``snapshots`` with SMIL: each stroke's path data animates from snapshot to snapshot.
+
+    Sized in pixels (each panel at the source image's size), or with ``fit_window`` 100 % wide and without a
+    height, so that a browser scales the whole animation into its window (or into the box of an ``<img>``).
+    """
     first, last = _check(snapshots)
     layout = Layout(float(first.width), float(first.height), len(first.levels))
     play = play_seconds(len(snapshots))
     duration = play + HOLD_S
     steps = max(1, len(snapshots) - 1)
     key_times = ";".join(_num(play / duration * index / steps) for index in range(len(snapshots))) + ";1"
+    size = {"width": "100%"} if fit_window else {"width": _num(layout.total_width), "height": _num(layout.total_height)}
     root = ET.Element(f"{{{SVG_NS}}}svg", {
-        "width": _num(layout.total_width), "height": _num(layout.total_height), "version": "1.1",
-        "viewBox": f"0 0 {_num(layout.total_width)} {_num(layout.total_height)}",
+        **size, "version": "1.1", "viewBox": f"0 0 {_num(layout.total_width)} {_num(layout.total_height)}",
     })
     ET.SubElement(root, f"{{{SVG_NS}}}title").text = f"CLIPasso sketch: {last.iteration} optimisation steps"
     ET.SubElement(root, f"{{{SVG_NS}}}rect", {"width": "100%", "height": "100%", "fill": "#ffffff"})

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from .animation import animation_file, check_format
 from .errors import ClipassoError, SketchFileError
-from .files import write_atomically
+from .files import write_output_file
 from .image import CanvasFrame, embeddable, read_image, to_canvas
 from .loss import LossWeights
 from .mask import mask_coverage
@@ -323,9 +323,9 @@ def check_writable(path: Path) -> None:
 
 
 def write_output(path: Path, data: bytes) -> None:
-    """Write an output file atomically; a failure is one sentence naming the file."""
+    """Write an output file (atomically, unless it is a FIFO or a device); a failure is one sentence naming the file."""
     try:
-        write_atomically(path, data)
+        write_output_file(path, data)
     except OSError as error:
         raise ClipassoError(f"Cannot write '{path}': {error.strerror or error}.") from None
 

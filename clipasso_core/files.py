@@ -2,6 +2,8 @@
 
 The new file gets the permissions a plain ``open(path, "w")`` would give it: an existing file keeps its
 mode, a new one follows the umask; a path that is a symbolic link is written through to its target.
+An output that exists and is not a regular file (a FIFO, a character device such as ``/dev/null``, or a
+link to one) is written in place, as ``cat > X`` would, and never renamed over.
 """
 
 from __future__ import annotations
@@ -47,3 +49,17 @@ def write_atomically(path: Path, data: bytes, mode: int | None = None) -> None:
             os.unlink(handle.name)
             raise
     os.replace(handle.name, target)
+
+
+def write_output_file(path: Path, data: bytes) -> None:
+    """Write an output the way a user expects: a regular (or new) file atomically, a special file in place."""
+    target = Path(os.path.realpath(path))
+    try:
+        special = not stat.S_ISREG(os.stat(target).st_mode)
+    except FileNotFoundError:
+        special = False
+    if not special:
+        write_atomically(path, data)
+        return
+    with open(target, "wb") as stream:  # a FIFO or a device takes the bytes; nothing is replaced
+        stream.write(data)

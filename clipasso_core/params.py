@@ -15,6 +15,7 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, Strict, Val
 
 from .joined_paths import read_paths
 from .path_data import PathDataError, parse_path
+from .prompt import prompt_problem
 
 CANVAS_SIZE = 224
 """Side of the square canvas the optimizer draws on, in pixels (the paper's ``image_scale``)."""
@@ -29,6 +30,8 @@ MAX_COORDINATE = 1e6
 REFINE_ITERATIONS = 300
 """Steps of a job that starts from ``init_paths`` when the caller names none (a refine needs far fewer than 2000)."""
 MAX_LOSS_WEIGHT = 1000.0
+MIN_LOSS_WEIGHT = 1e-6
+"""A loss weight below this moves no stroke (the terms are of order 0.01–1): it counts as zero."""
 MAX_SEED = 2**31 - 1
 MAX_TEXT_LENGTH = 1000
 WIDTH_RANGE = (0.5, 3.0)
@@ -206,18 +209,26 @@ class SketchParams(BaseModel):
                 data = {**preset, **data}
         return data
 
+    @field_validator(*LAYER_WEIGHTS, "fc_weight", "text_weight")
+    @classmethod
+    def _weight_floor(cls, weight: float) -> float:
+        """A weight too small to move a stroke counts as zero (1e-300 would pass as 'some loss' and do nothing)."""
+        return 0.0 if weight < MIN_LOSS_WEIGHT else weight
+
     @model_validator(mode="after")
     def _check_some_loss(self) -> SketchParams:
         if not any(getattr(self, name) > 0 for name in (*LAYER_WEIGHTS, "fc_weight")) and not (
                 self.text and self.text_weight > 0):
-            raise ValueError("at least one loss weight (layer1_weight … layer4_weight, fc_weight) must be above 0")
+            raise ValueError(f"at least one loss weight (layer1_weight … layer4_weight, fc_weight) must be at least "
+                             f"{MIN_LOSS_WEIGHT:g}")
         return self
 
     @field_validator("text")
     @classmethod
     def _check_text(cls, text: str | None) -> str | None:
-        if text is not None and not text.strip():
-            raise ValueError("give a prompt of at least one word (e.g. 'a cat'), or leave text out")
+        problem = None if text is None else prompt_problem(text)
+        if problem is not None:
+            raise ValueError(problem)
         return text
 
     @field_validator("mask")

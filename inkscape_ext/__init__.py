@@ -1,1 +1,1 @@
-"""The Inkscape extension: Sketch…, Insert finished sketches and Refine; standard library and inkex only."""
+"""The Inkscape extension: New sketch…, Refine… and Update waiting sketches…; standard library and inkex only."""

@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
-"""Extensions → CLIPasso → Sketch…: sketch the selected images on the sketch server, insert the strokes.
+"""Extensions → CLIPasso → New sketch…: sketch the selected images on the sketch server, insert the strokes.
 
-A successful run prints nothing; the one exception is a job that outlives the wait, which is noted
-on its image (saved with the document) and reported in one sentence on stderr. Two extension-only
-options: *Show the live view* opens each job's page on the server in the browser, and *Don't wait*
-notes every unfinished job on its image at once, silently, for Insert finished sketches to add later.
-Closed shapes selected with an image (or the image's own clip-path) become the job's mask, in the
-picture's pixels (drawing_mask.py).
+A successful run prints nothing; the one exception is a job that outlives the wait, which gets a
+placeholder layer where its strokes will go (see pending_note.py) and is reported in one sentence on
+stderr. Two extension-only options: *Show the live view* opens each job's page on the server in the
+browser, and *Don't wait* puts a placeholder for every unfinished job at once, silently, for Update
+waiting sketches to fill later. Closed shapes selected with an image (or the image's own clip-path)
+become the job's mask, in the picture's pixels (drawing_mask.py). The dialog's words become the API's
+params in dialog_params.py; the Server tab's URL and token are shared with the other dialogs
+(extension_settings.py).
 """
 
 import time
@@ -14,15 +16,18 @@ from typing import List, Optional, Union
 
 import inkex
 
+from dialog_params import (LEVEL_TICKS, canvas_size, expected_time, pen_width_param, prompt_weight, quality_params,
+                           stroke_counts)
 from drawing_mask import clip_mask, closed_shapes, selection_mask
+from extension_settings import DEFAULT_URL, server_choice
 from image_source import image_name, read_raster
 from live_view import open_live_view
-from pending_note import write_note
+from pending_note import UPDATE_MENU, add_placeholder
 from picture_size import picture_size
-from sketch_client import DEFAULT_URL, FINISHED, SketchClient, ServerError, job_error_text, progress_text
+from sketch_client import FINISHED, job_error_text, open_server, progress_text
 from sketch_layers import SketchJob, SketchStyle, add_sketch_layers
 
-INSERT_MENU = "Extensions → CLIPasso → Insert finished sketches"
+DIALOG_ID = "org.clipasso.sketch"
 
 
 class Sketch(inkex.EffectExtension):
@@ -31,60 +36,65 @@ class Sketch(inkex.EffectExtension):
     def add_arguments(self, pars):
         """Declare the dialog's params (clipasso.inx), each --name=value from Inkscape."""
         pars.add_argument("--tab", default="sketch")
-        pars.add_argument("--strokes", default="4,8,16,32")
-        pars.add_argument("--iterations", type=int, default=2000)
-        pars.add_argument("--seeds", type=int, default=3)
-        pars.add_argument("--seed", type=int, default=0)
-        pars.add_argument("--stroke_width", type=float, default=3.0)
+        pars.add_argument("--quality", default="auto")
+        for count in LEVEL_TICKS:
+            pars.add_argument(f"--level_{count}", type=inkex.Boolean, default=True)
+        pars.add_argument("--pen_width", type=float, default=0.0)
         pars.add_argument("--color", type=inkex.Color, default=inkex.Color("black"))
         pars.add_argument("--visible", type=int, default=0)
+        pars.add_argument("--live_view", type=inkex.Boolean, default=True)
+        pars.add_argument("--dont_wait", type=inkex.Boolean, default=False)
         pars.add_argument("--text", default="")
-        pars.add_argument("--text_weight", type=float, default=0.1)
+        pars.add_argument("--prompt_strength", default="gentle")
         pars.add_argument("--fidelity", default="paper")
         pars.add_argument("--optimize_width", type=inkex.Boolean, default=False)
         pars.add_argument("--optimize_opacity", type=inkex.Boolean, default=False)
+        pars.add_argument("--other_strokes", default="")
+        pars.add_argument("--iterations", type=int, default=2000)
+        pars.add_argument("--seeds", type=int, default=3)
+        pars.add_argument("--seed", type=int, default=0)
         pars.add_argument("--url", default=DEFAULT_URL)
         pars.add_argument("--token", default="")
         pars.add_argument("--wait", type=int, default=300)
-        pars.add_argument("--live_view", type=inkex.Boolean, default=True)
-        pars.add_argument("--dont_wait", type=inkex.Boolean, default=False)
 
     def effect(self):
-        """Sketch every selected image; insert finished sketches, note unfinished jobs."""
-        params = {
-            "strokes": parse_stroke_counts(self.options.strokes),
-            "iterations": self.options.iterations,
-            "seeds": self.options.seeds,
-            "seed": self.options.seed,
-            "stroke_width": self.options.stroke_width,
-            **steer_params(self.options),
-        }
-        if self.options.visible and self.options.visible not in params["strokes"]:
+        """Sketch every selected image; insert finished sketches, a placeholder for each unfinished one."""
+        options = self.options
+        strokes = stroke_counts([count for count in LEVEL_TICKS if getattr(options, f"level_{count}")],
+                                options.other_strokes)
+        if options.visible and options.visible not in strokes:
             raise inkex.AbortExtension(
-                f"The visible level ({self.options.visible} strokes) is not one of the stroke counts "
-                f"{self.options.strokes}; pick one of them, or 0 for the most detailed."
+                f"The level left visible ({options.visible} strokes) is not one of the levels sketched "
+                f"({', '.join(map(str, strokes))}); tick it, or leave the most detailed one visible."
             )
-        style = SketchStyle.from_color(self.options.color, self.options.visible)
+        style = SketchStyle.from_color(options.color, options.visible)
         images = self.selected_images()
-        input_file = self.options.input_file if isinstance(self.options.input_file, str) else None
+        input_file = options.input_file if isinstance(options.input_file, str) else None
         pictures = [read_raster(image, input_file, self.document_path()) for image in images]
         masks = self.drawing_masks(images, pictures)
-        job_params = [params if mask is None else {**params, "mask": mask} for mask in masks]
 
-        client = SketchClient(self.options.url, self.options.token)
-        health = client.health()
-        if health.get("models_error"):
-            raise ServerError(f"The sketch server cannot sketch: {health['models_error']}")
+        client, health = open_server(server_choice(DIALOG_ID, options.url, options.token), "sketch")
+        params = {"strokes": strokes, **quality_params(options.quality, health, options.iterations, options.seeds),
+                  "seed": options.seed, **steer_params(options)}
+        job_params = []
+        for image, picture, mask in zip(images, pictures, masks):
+            sent = dict(params)
+            if options.pen_width > 0:
+                sent["stroke_width"] = pen_width_param(options.pen_width, image, picture_size(picture),
+                                                       canvas_size(health), image_name(image))
+            if mask is not None:
+                sent["mask"] = mask
+            job_params.append(sent)
         for image, picture, sent in zip(images, pictures, job_params):  # every upload checked before the first is sent
             client.check_upload(picture, sent, f"The picture of “{image_name(image)}”")
-        deadline = time.monotonic() + max(0, self.options.wait)
+        deadline = time.monotonic() + max(0, options.wait)
         submitted = [client.submit(picture, sent) for picture, sent in zip(pictures, job_params)]
         jobs = [SketchJob(answer["id"], client.url, sent, style) for answer, sent in zip(submitted, job_params)]
-        if self.options.live_view:
+        if options.live_view:
             for answer in submitted:
                 if answer.get("status") not in FINISHED:
                     open_live_view(client.url, answer["id"])
-        if self.options.dont_wait:
+        if options.dont_wait:
             states = {answer["id"]: answer for answer in submitted}
         else:
             states = client.wait([job.job_id for job in jobs], deadline)
@@ -97,20 +107,24 @@ class Sketch(inkex.EffectExtension):
         if failures:
             raise inkex.AbortExtension(" ".join(failures))
         results = {
-            job.job_id: client.result(job.job_id, params["strokes"]) for job in jobs if states[job.job_id]["status"] == "succeeded"
+            job.job_id: client.result(job.job_id, strokes) for job in jobs if states[job.job_id]["status"] == "succeeded"
         }
 
-        pending = []
+        version = str(health.get("version", ""))
+        pending, waiting_layers = [], []
         for image, job in zip(images, jobs):
             if job.job_id in results:
-                add_sketch_layers(self.svg, image, results[job.job_id], job, str(health.get("version", "")))
+                add_sketch_layers(self.svg, image, results[job.job_id], job, version)
             else:
-                write_note(image, job)
+                placeholder = add_placeholder(self.svg, image, job, version)
+                waiting_layers.append(f"“{placeholder.getparent().get('inkscape:label')}”")
                 pending.append(f"“{image_name(image)}” ({progress_text(states[job.job_id])})")
-        if pending and not self.options.dont_wait:
+        if pending and not options.dont_wait:
+            expected = expected_time(health, params.get("preset"))
             self.msg(
-                f"Still sketching after {max(0, self.options.wait)} s: {', '.join(pending)}; the job is noted "
-                f"on its image, and {INSERT_MENU} adds the strokes once the server is done."
+                f"Still sketching after {max(0, options.wait)} s: {', '.join(pending)}"
+                f"{f'; {expected}' if expected else ''}. The layer {', '.join(waiting_layers)} waits for the "
+                f"strokes: {UPDATE_MENU} fills it once the server is done."
             )
 
     def drawing_masks(self, images: List[inkex.Image], pictures: List[bytes]) -> List[Optional[Union[str, List[str]]]]:
@@ -147,7 +161,7 @@ class Sketch(inkex.EffectExtension):
     def selected_images(self) -> List[inkex.Image]:
         """The selected images, also those inside selected groups; AbortExtension when there are none."""
         if not self.svg.selection:
-            raise inkex.AbortExtension("Nothing is selected: select an image to sketch, then run Sketch again.")
+            raise inkex.AbortExtension("Nothing is selected: select an image to sketch, then run New sketch again.")
         images = list(self.svg.selection.get(inkex.Image))
         if not images:
             raise inkex.AbortExtension(
@@ -168,7 +182,7 @@ def steer_params(options) -> dict:
     """The Steer tab's choices that differ from the paper's run (the run stays the paper's when none do)."""
     params = {}
     if options.text.strip():
-        params.update(text=options.text.strip(), text_weight=options.text_weight)
+        params.update(text=options.text.strip(), text_weight=prompt_weight(options.prompt_strength))
     if options.fidelity != "paper":
         params["fidelity"] = options.fidelity
     if options.optimize_width:
@@ -182,19 +196,6 @@ def sentence(text: str) -> str:
     """text ending with one full stop (the server's messages bring their own)."""
     text = text.strip()
     return text if text.endswith((".", "!", "?")) else text + "."
-
-
-def parse_stroke_counts(text: str) -> List[int]:
-    """Parse "4,8,16,32" into sorted distinct positive stroke counts; AbortExtension on anything else."""
-    try:
-        counts = sorted({int(part) for part in text.replace(",", " ").split()})
-    except ValueError:
-        counts = []
-    if not counts or counts[0] < 1:
-        raise inkex.AbortExtension(
-            f"The stroke counts “{text}” are not a list of whole numbers like 4,8,16,32."
-        )
-    return counts
 
 
 if __name__ == "__main__":

@@ -8,20 +8,32 @@ writes it; a dialog's Server tab may change it. Keys (all optional):
 
 - ``server_url``: the sketch server's base URL (default ``http://127.0.0.1:8765``);
 - ``token``: its bearer token (default none);
-- ``server_command``: the absolute command line (a list of strings) that starts the server.
+- ``server_command``: the absolute command line (a list of strings) that starts the server;
+- ``dialogs``: per dialog (by extension id), the Server tab's values at its last run (the token only as
+  a SHA-256 digest), so that a dialog tells a value typed into it from one Inkscape merely remembered.
 
 A missing or unreadable file means the defaults; it is never an error.
+
+Inkscape remembers each dialog's field values on its own, and an extension cannot change what a dialog
+shows. So a dialog's Server tab counts as a change only where it differs from what that same dialog
+sent at its last run (the .inx default before its first): then the typed value becomes the shared one.
+Otherwise the dialog shows a value it remembered, perhaps stale since another dialog (or ``clipasso
+install-extension``) changed the shared one, and the shared value is used.
 """
 
+import hashlib
 import json
 import os
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 SETTINGS_FILE = "inkscape.json"
 APP_NAME = "clipasso"
+DEFAULT_URL = "http://127.0.0.1:8765"
+"""The sketch server's URL when none is set: the server's default address (and the dialogs' .inx default)."""
 
 
 def config_dir() -> Path:
@@ -64,3 +76,44 @@ def save_settings(**changes: Any) -> Path:
         if os.path.exists(temporary):
             os.unlink(temporary)
     return path
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.strip().encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class ServerChoice:
+    """The server a dialog's run talks to, and what its Server tab changed of the shared settings."""
+
+    url: str
+    token: str
+    dialog: str
+    shown: Dict[str, str]  # the dialog's values as the file remembers them: server_url and token_sha256
+    changes: Dict[str, Optional[str]]  # shared keys the dialog changed (None: remove the key)
+
+    def remember(self) -> None:
+        """Save the dialog's changes as the shared values, and what the dialog showed, for its next run."""
+        settings = load_settings()
+        dialogs = settings.get("dialogs") if isinstance(settings.get("dialogs"), dict) else {}
+        if not self.changes and dialogs.get(self.dialog) == self.shown:
+            return
+        save_settings(**self.changes, dialogs={**dialogs, self.dialog: self.shown})
+
+
+def server_choice(dialog: str, url: str, token: str) -> ServerChoice:
+    """The shared server URL and token, with what the dialog ``dialog`` (an extension id) shows taken as a change
+    where it differs from what that dialog showed at its last run; call ``remember()`` once the URL is known good."""
+    settings = load_settings()
+    dialogs = settings.get("dialogs") if isinstance(settings.get("dialogs"), dict) else {}
+    last = dialogs.get(dialog) if isinstance(dialogs.get(dialog), dict) else {}
+    shown = {"server_url": url.strip(), "token_sha256": _digest(token)}
+    changes: Dict[str, Optional[str]] = {}
+    if shown["server_url"] != last.get("server_url", DEFAULT_URL):
+        changes["server_url"] = shown["server_url"] or None
+    if shown["token_sha256"] != last.get("token_sha256", _digest("")):
+        changes["token"] = token.strip() or None
+    merged = {**settings, **changes}
+    shared_url = merged.get("server_url") if isinstance(merged.get("server_url"), str) else None
+    shared_token = merged.get("token") if isinstance(merged.get("token"), str) else None
+    return ServerChoice(shared_url or DEFAULT_URL, shared_token or "", dialog, shown, changes)

@@ -4,7 +4,8 @@ Standard library only. The installed folder mirrors a checkout, so the same .inx
 ``clipasso/clipasso.inx`` (the Sketch dialog, at the repository's top level) runs
 ``inkscape_ext/clipasso_sketch.py``, and ``clipasso/inkscape_ext/`` holds the scripts and the other
 .inx files. In a checkout (or an editable install) the top-level .inx lies beside this package; a
-wheel carries it inside the package (``setup.py`` puts it there).
+wheel carries it inside the package (``setup.py`` puts it there). ``--server-url`` and ``--token`` set
+the server every dialog uses, in the settings the dialogs share (extension_settings.py).
 """
 
 import argparse
@@ -12,8 +13,11 @@ import os
 import shutil
 import sys
 import tempfile
+import urllib.parse
 from pathlib import Path
 from typing import Optional
+
+from .extension_settings import DEFAULT_URL, load_settings, save_settings
 
 EXTENSION_FOLDER = "clipasso"
 PACKAGE_FOLDER = "inkscape_ext"
@@ -87,18 +91,47 @@ def add_command(commands: "argparse._SubParsersAction") -> None:
     """Add ``clipasso install-extension`` (the ``clipasso.commands`` entry point of this package)."""
     parser = commands.add_parser("install-extension", help="copy the Inkscape extension into Inkscape's extensions folder")
     parser.add_argument("--dest", type=Path, help="extensions folder to install into (default: your Inkscape's user folder)")
+    parser.add_argument("--server-url", help="the sketch server every dialog talks to (default: the one set before, "
+                                             f"else {DEFAULT_URL})")
+    parser.add_argument("--token", help="the server's token, for every dialog (an empty one removes it)")
     parser.set_defaults(run=run_command)
 
 
-def run_command(args: argparse.Namespace) -> int:
-    """``clipasso install-extension``: copy the extension and say where it went; one sentence on failure."""
+def check_server_url(url: str) -> str:
+    """The URL without blanks and trailing slash; InstallError when it is not an http(s) address with a host."""
+    text = url.strip().rstrip("/")
     try:
+        parts = urllib.parse.urlsplit(text)
+        parts.port  # noqa: B018  (raises on a port that is not a number from 0 to 65535)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise InstallError(f"The server URL “{url[:200]}” is not a web address like {DEFAULT_URL}.")
+    return text
+
+
+def save_server(url: Optional[str], token: Optional[str]) -> Path:
+    """Write the server URL every dialog uses (url, checked, else the one set before, else the default) and,
+    when given, its token (an empty one removes it) into the extension's shared settings."""
+    changes = {"server_url": url or load_settings().get("server_url") or DEFAULT_URL}
+    if token is not None:
+        changes["token"] = token.strip() or None
+    return save_settings(**changes)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """``clipasso install-extension``: copy the extension, set its server, say where; one sentence on failure."""
+    try:
+        url = check_server_url(args.server_url) if args.server_url is not None else None
         where = install_extension(args.dest)
+        settings = save_server(url, args.token)
     except InstallError as error:
         return _fail(str(error))
     except OSError as error:
         return _fail(f"Cannot install the extension: {error.strerror or error}.")
-    print(f"Installed the CLIPasso extension into {where}. Restart Inkscape, then use Extensions → CLIPasso → Sketch….")
+    server = load_settings().get("server_url")
+    print(f"Installed the CLIPasso extension into {where}; its dialogs use the sketch server at {server} "
+          f"(set in {settings}). Restart Inkscape, then use Extensions → CLIPasso → New sketch….")
     return 0
 
 

@@ -52,7 +52,7 @@ def sketch_layer_of(selection: List[inkex.BaseElement], current: Optional[inkex.
             layers.append(layer)
     if not selection:
         if not is_layer(current) or _sketch_ancestor(current) is None:
-            raise RefineError("Nothing is selected: select strokes of a sketch layer made by CLIPasso → Sketch, "
+            raise RefineError("Nothing is selected: select strokes of a sketch layer made by CLIPasso → New sketch, "
                               "then run Refine again.")
         layers = [current]
     if len(layers) != 1:
@@ -73,7 +73,7 @@ def sketch_parent(layer: inkex.BaseElement) -> inkex.BaseElement:
     if node is None:
         label = layer.get("inkscape:label") or layer.get_id()
         hint = " (choose one of its stroke sublayers)" if layer.get(clipasso_attribute("source")) else ""
-        raise RefineError(f"The layer “{label}” is not a level of a sketch made by CLIPasso → Sketch{hint}, so the "
+        raise RefineError(f"The layer “{label}” is not a level of a sketch made by CLIPasso → New sketch{hint}, so the "
                           "image its strokes belong to is unknown.")
     return node
 
@@ -174,8 +174,9 @@ def path_data(path: inkex.Path) -> str:
     return " ".join(" ".join([segment.letter, *(_number(v) for v in segment.args)]) for segment in path)
 
 
-def add_refined_layer(strokes: SketchStrokes, level: dict, job_id: str) -> inkex.Layer:
-    """Insert the server's refined level right above the old sketch layer, and hide the old one."""
+def add_refined_layer(strokes: SketchStrokes, level: dict, job_id: str, preset: str) -> inkex.Layer:
+    """Insert the server's refined level right above the old sketch layer, and hide the old one; the new
+    layer records the job and its quality preset (or "custom")."""
     layer = strokes.layer
     parent = layer.getparent()
     to_parent = -composed_transform(parent) @ strokes.placement
@@ -185,6 +186,7 @@ def add_refined_layer(strokes: SketchStrokes, level: dict, job_id: str) -> inkex
     refined.set("id", _unique_id(f"{layer.get_id()}-refined", taken))
     refined.set(clipasso_attribute("strokes"), str(len(level["paths"])))
     refined.set(clipasso_attribute("job"), job_id)
+    refined.set(clipasso_attribute("preset"), preset)
     refined.set(clipasso_attribute("refined-from"), layer.get_id())
     if isinstance(level.get("loss"), (int, float)):
         refined.set(clipasso_attribute("loss"), f"{level['loss']:.6g}")

@@ -1,4 +1,9 @@
-"""HTTP client of the CLIPasso sketch server API (v1), standard library only."""
+"""HTTP client of the CLIPasso sketch server API (v1), standard library only.
+
+``open_server`` is the one door of the three dialogs: it reaches the server (every failure to connect
+becomes one sentence in ``SketchClient._connection_error``), reads its health and refuses a server whose
+models cannot load.
+"""
 
 import base64
 import http.client
@@ -11,13 +16,13 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import inkex
 
+from extension_settings import DEFAULT_URL, ServerChoice
 from picture_size import picture_size
 
-DEFAULT_URL = "http://127.0.0.1:8765"
 START_HINT = "Start it with the command clipasso-server, then run the extension again."
 FINISHED = ("succeeded", "failed", "cancelled")
 HEALTH_TIMEOUT_S = 5.0
@@ -180,6 +185,20 @@ class SketchClient:
         if isinstance(reason, ConnectionRefusedError):
             return ServerError(f"No CLIPasso sketch server is running at {self.url}. {START_HINT}")
         return ServerError(f"Could not reach the sketch server at {self.url} ({reason}). {START_HINT}")
+
+
+def open_server(choice: ServerChoice, work: str = "sketch") -> Tuple["SketchClient", dict]:
+    """A client of the chosen server and its health report; ServerError (one sentence) when it cannot ``work``.
+
+    A URL typed into the dialog becomes the shared one once it is seen to be well-formed, even if no server
+    answers there yet.
+    """
+    client = SketchClient(choice.url, choice.token)
+    choice.remember()
+    health = client.health()
+    if health.get("models_error"):
+        raise ServerError(f"The sketch server cannot {work}: {health['models_error']}")
+    return client, health
 
 
 _CUT = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)

@@ -115,6 +115,8 @@ def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAP
             finished_at=iso_time(job.finished_at),
             client=job.client,
             worker=job.worker,
+            queue_position=queue.store.queue_position(job.id) if job.status == "queued" else None,
+            settings=job_settings(job),
         )
 
     def find_job(job_id: str) -> Job:
@@ -208,6 +210,17 @@ def worker_problem(worker: WorkerState, queue: JobQueue) -> ErrorInfo | None:
             if unsaved is not None:
                 return ErrorInfo(**unsaved[1])
     return None
+
+
+PATH_DATA_PARAMS = {"mask", "init_paths", "locked"}
+"""Parameters left out of a job's ``settings``: path data, which can be long and means nothing to read."""
+
+
+def job_settings(job: Job) -> dict[str, Any] | None:
+    """The job's parameters as it runs them, without its path data; ``None`` when they no longer read."""
+    if job.params is None:
+        return None
+    return job.params.model_dump(mode="json", exclude=PATH_DATA_PARAMS)
 
 
 def token_client(authorization: str | None) -> str:

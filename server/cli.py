@@ -151,6 +151,8 @@ def check_options(args: argparse.Namespace) -> str | None:
         return "--token must not be empty."
     if args.token is not None and any(c.isspace() or not c.isprintable() for c in args.token):
         return "--token must not contain spaces or control characters."
+    if args.token is not None and not args.token.isascii():
+        return "--token must be ASCII letters, digits and punctuation: an HTTP header cannot carry other characters."
     if not args.token and not is_loopback(args.host):
         return (f"refusing to listen on {args.host} without a token: anyone who can reach this computer could "
                 f"use it. Pass --token SECRET (clients send 'Authorization: Bearer SECRET'), or use "

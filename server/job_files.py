@@ -1,5 +1,6 @@
 """A job as files: the live preview and the result as layered SVG documents (``clipasso sketch``'s format),
-and the run replayed from its snapshots as an animated SVG (SMIL, no script) or GIF.
+the run replayed from its snapshots as an animated SVG (SMIL, no script) or GIF, and the submitted picture
+as a PNG (for the live page, which draws the strokes over it).
 
 Routes of an :class:`fastapi.APIRouter`; the app includes it. They read the job store only, so they
 work the same whichever worker runs the job.
@@ -7,6 +8,7 @@ work the same whichever worker runs the job.
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import numpy as np
@@ -14,6 +16,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from clipasso_core.animation import animation_gif, animation_svg
+from clipasso_core.errors import ImageError
+from clipasso_core.image import read_image
 from clipasso_core.snapshot import SnapshotHistory
 from clipasso_core.svg import SketchLayer, sketch_document
 
@@ -24,6 +28,9 @@ from .worker import JobQueue
 
 SVG_TYPE = "image/svg+xml"
 GIF_TYPE = "image/gif"
+PNG_TYPE = "image/png"
+PICTURE_SIDE = 1024
+"""Longest side of the picture ``GET /v1/jobs/{id}/image`` sends, in pixels (larger ones are scaled down)."""
 
 router = APIRouter()
 
@@ -117,12 +124,14 @@ def get_result_svg(job_id: str, request: Request) -> Response:
 
 
 @router.get("/v1/jobs/{job_id}/animation.svg", response_class=Response, responses={
-    **file_response(SVG_TYPE, "The run replayed with SMIL animation (no script): every level's strokes moving."),
+    **file_response(SVG_TYPE, "The run replayed with SMIL animation (no script): every level's strokes moving; "
+                              "100 % wide, so that a browser fits it into its window."),
     **error_responses(404, 409)}, summary="The job's run replayed as an animated SVG, up to now or to its result")
 def get_animation_svg(job_id: str, request: Request) -> Response:
     queue = queue_of(request)
     history = snapshot_history(queue, find_job(queue, job_id))
-    return Response(animation_svg(history.snapshots()), media_type=SVG_TYPE, headers={"Cache-Control": "no-store"})
+    return Response(animation_svg(history.snapshots(), fit_window=True), media_type=SVG_TYPE,
+                    headers={"Cache-Control": "no-store"})
 
 
 @router.get("/v1/jobs/{job_id}/animation.gif", response_class=Response, responses={
@@ -132,3 +141,20 @@ def get_animation_gif(job_id: str, request: Request) -> Response:
     queue = queue_of(request)
     history = snapshot_history(queue, find_job(queue, job_id))
     return Response(animation_gif(history.snapshots()), media_type=GIF_TYPE, headers={"Cache-Control": "no-store"})
+
+
+@router.get("/v1/jobs/{job_id}/image", response_class=Response, responses={
+    **file_response(PNG_TYPE, "The submitted picture as the sketcher sees it (turned by its EXIF orientation, "
+                              f"transparency on white), at most {PICTURE_SIDE} pixels on its longest side."),
+    **error_responses(404, 409)}, summary="The job's picture, to show under its strokes")
+def get_image(job_id: str, request: Request) -> Response:
+    queue = queue_of(request)
+    job = find_job(queue, job_id)
+    try:
+        picture = read_image(queue.store.image_path(job).read_bytes(), request.app.state.config.max_pixels)
+    except (OSError, ImageError):
+        raise ApiError(409, "image_missing", "The picture of this job is missing or damaged on the server.") from None
+    picture.thumbnail((PICTURE_SIDE, PICTURE_SIDE))
+    encoded = io.BytesIO()
+    picture.save(encoded, format="PNG")
+    return Response(encoded.getvalue(), media_type=PNG_TYPE, headers={"Cache-Control": "private, max-age=3600"})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -10,7 +10,8 @@ from clipasso_core.params import SketchParams
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 WorkerStatus = Literal["starting", "idle", "busy"]
-CLIENT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 ._@+-]*$"
+CLIENT_PATTERN = r"^[^\W_][\w .@+-]*$"
+"""A client name: letters (any script, e.g. Zoë), digits, spaces and ``. _ @ + -``, starting with a letter or digit."""
 MAX_CLIENT_LENGTH = 64
 
 
@@ -87,6 +88,13 @@ class JobState(BaseModel):
     finished_at: str | None = Field(description="When it finished (ISO 8601, UTC).")
     client: str = Field(description="Who submitted it (the queue takes turns between clients).")
     worker: WorkerRef | None = Field(description="The worker running it or that ran it last, or null.")
+    queue_position: int | None = Field(default=None, description="For a queued job, how many queued jobs start "
+                                                                  "before it (0: it is next), in the queue's fair "
+                                                                  "order; null otherwise.")
+    settings: dict[str, Any] | None = Field(default=None, description="The job's parameters (preset, strokes, seeds, "
+                                                                       "iterations, …) as the server runs them, "
+                                                                       "without the path data of mask, init_paths "
+                                                                       "and locked; null when they no longer read.")
 
 
 class LevelResult(BaseModel):

@@ -244,6 +244,14 @@ class JobStore:
             marks = ",".join("?" * len(statuses))
             return int(self._db.execute(f"SELECT COUNT(*) FROM jobs WHERE status IN ({marks})", statuses).fetchone()[0])
 
+    def queue_position(self, job_id: str) -> int | None:
+        """How many queued jobs start before the queued job ``job_id`` (0: it starts next), in the order
+        :meth:`claim_next` takes them; ``None`` when that job is not queued."""
+        with self._lock:
+            queued = self._db.execute("SELECT id, client FROM jobs WHERE status = 'queued' ORDER BY seq").fetchall()
+            last = dict(self._db.execute("SELECT client, COALESCE(MAX(claim_no), 0) FROM jobs GROUP BY client").fetchall())
+        return fair_position([(row["id"], row["client"]) for row in queued], last, job_id)
+
     def image_path(self, job: Job) -> Path:
         """Where the job's uploaded image is stored."""
         return self.images / f"{_checked(job.id)}.image"
@@ -396,6 +404,26 @@ class JobStore:
             "WHERE id = ? AND status = 'running'",
             (status, time.time(), None if progress is None else canonical_json(progress), code, message, job_id))
         return cursor.rowcount == 1
+
+
+def fair_position(queued: list[tuple[str, str]], last_claim: dict[str, int], job_id: str) -> int | None:
+    """The place of ``job_id`` among ``queued`` (``(id, client)`` in submission order) when they are claimed
+    one by one as :meth:`JobStore.claim_next` does: the client whose last claim is oldest goes first, ties
+    and a client's own jobs by submission order. ``last_claim``: each client's latest claim number (0: none)."""
+    pending: dict[str, list[str]] = {}
+    for queued_id, client in queued:
+        pending.setdefault(client, []).append(queued_id)
+    first_seen = {client: number for number, client in enumerate(dict.fromkeys(client for _, client in queued))}
+    turn = max(last_claim.values(), default=0)
+    for position in range(len(queued)):
+        client = min(pending, key=lambda name: (last_claim.get(name, 0), first_seen[name]))
+        if pending[client].pop(0) == job_id:
+            return position
+        if not pending[client]:
+            del pending[client]
+        turn += 1
+        last_claim = {**last_claim, client: turn}
+    return None
 
 
 def _changed_before(entry: Path, moment: float) -> bool:

@@ -9,6 +9,8 @@ The helpers behind these fixtures are in ``tests/support/`` (test-only) and ``te
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from clipasso_core.precision import Precision
 from clipasso_server import cli as server_cli
 from testkit.ray_cluster import RAY_MISSING, local_ray_cluster, short_temp_dir
 from testkit.tiny_models import make_tiny_models, model_options
+from tests.support.extension_runs import open_browsers
 from tests.support.fake_sketch_server import FakeSketchServer
 from tests.support.pictures import cup
 from tests.support.server_process import ServerProcess, start_server
@@ -93,6 +96,14 @@ def ray_cluster() -> Iterator[str]:
     pytest.importorskip("ray", reason=RAY_MISSING)
     with short_temp_dir("ray") as folder, local_ray_cluster(folder, cpus=4) as address:
         yield address
+
+
+@pytest.fixture
+def browsers_ended(tmp_path: Path) -> Iterator[None]:
+    """Ends the browser stand-ins (tests/support/extension_runs.py: desktop_browser) a test started in tmp_path."""
+    yield
+    for pid in open_browsers(tmp_path):
+        os.kill(pid, signal.SIGTERM)
 
 
 @pytest.fixture

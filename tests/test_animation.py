@@ -48,6 +48,15 @@ def test_svg_animates_every_stroke_from_the_first_snapshot_to_the_result_without
     assert [t.text for t in root.findall(f"{{{SVG_NS}}}text")] == ["1 strokes", "2 strokes"]
 
 
+def test_svg_for_a_browser_fits_its_window_and_a_file_keeps_its_pixel_size():
+    in_pixels = ET.fromstring(animation_svg(run()))
+    fitted = ET.fromstring(animation_svg(run(), fit_window=True))
+    width, height = (float(in_pixels.get(name)) for name in ("width", "height"))
+    assert in_pixels.get("viewBox") == fitted.get("viewBox") == f"0 0 {width:g} {height:g}"
+    assert fitted.get("width") == "100%" and fitted.get("height") is None, "scaled to the window, aspect kept"
+    assert ET.tostring(fitted.find(f"{{{SVG_NS}}}g")) == ET.tostring(in_pixels.find(f"{{{SVG_NS}}}g"))
+
+
 def ink_at(image: Image.Image, x: float, y: float, radius: int = 2) -> bool:
     grey = np.asarray(image.convert("L"))
     x, y = round(x), round(y)

@@ -4,8 +4,10 @@ import json
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
+import threading
 import time
 import xml.etree.ElementTree as ET
 
@@ -162,6 +164,19 @@ def test_outputs_are_written_through_a_link_with_the_files_mode(images, tmp_path
     assert main(["sketch", str(images / "cup.png"), "-o", str(tmp_path / "link.svg"), *tiny_model_args, *args]) == 0
     assert (tmp_path / "link.svg").is_symlink() and real.read_text().startswith("<?xml")
     assert os.stat(real).st_mode & 0o777 == 0o664
+
+
+def test_a_fifo_given_as_an_output_gets_the_file_and_stays_a_fifo(images, tmp_path, tiny_model_args):
+    fifo = tmp_path / "preview-pipe"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    args = ["--strokes", "2", "--seeds", "1", "--iterations", "1", "--preview", str(fifo)]
+    assert main(["sketch", str(images / "cup.png"), "-o", str(tmp_path / "out.svg"), *tiny_model_args, *args]) == 0
+    reader.join(10)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert received and received[0].startswith(b"\x89PNG")
 
 
 def independent_score(spec, target_path, sketch_path):

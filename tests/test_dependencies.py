@@ -20,7 +20,7 @@ CORE_LAYERS = [
     ("errors, files, precision", ["errors", "files", "precision"]),
     ("paths and SVG documents", ["path_data", "joined_paths", "svg", "svg_transform", "snapshot", "refine_svg",
                                  "animation"]),
-    ("the parameter object", ["params"]),
+    ("the parameter object and its checks", ["params", "prompt"]),
     ("pictures and masks", ["image", "mask", "mask_svg"]),
     ("differentiable drawing", ["raster", "augment", "graphed_step"]),
     ("the CLIP networks and the loss", ["frozen", "models", "model_options", "saliency", "loss"]),

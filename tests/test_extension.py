@@ -31,7 +31,6 @@ from lxml import etree
 
 from testkit.ray_cluster import free_port
 from tests.support.extension_runs import (
-    BROWSER_LOG,
     CLIPASSO_NS,
     INKSCAPE,
     INTERPRETERS,
@@ -43,8 +42,10 @@ from tests.support.extension_runs import (
     assert_near,
     assert_silent_success,
     clip,
+    levels,
     linked_project,
     needs_inkscape,
+    open_browsers,
     opened_urls,
     png_data_uri,
     run_extension,
@@ -62,8 +63,13 @@ from tests.support.server_process import (
     wait_for_status,
 )
 
-# What the dialog sends when nothing is changed (the paper's run; far too slow to finish here).
-DIALOG_DEFAULTS = {"strokes": [4, 8, 16, 32], "iterations": 2000, "seeds": 3, "seed": 0, "stroke_width": 3.0}
+
+
+
+
+
+# What the dialog sends when nothing is changed: Automatic, which is Quick look on the test server's CPU.
+DIALOG_DEFAULTS = {"strokes": [4, 8, 16, 32], "preset": "quick", "seed": 0}
 
 
 
@@ -213,7 +219,7 @@ def test_embedded_image_gets_one_layer_per_level_above_its_layer(tmp_path, live_
         </g>""",
     )
     run = run_extension(
-        "clipasso_sketch.py", document, "--id=photo", f"--url={live_server.url}", *QUICK, "--strokes=4,8,16,32",
+        "clipasso_sketch.py", document, "--id=photo", f"--url={live_server.url}", *QUICK, *levels(4, 8, 16, 32),
         interpreter=interpreter,
     )  # fmt: skip
     assert_silent_success(run)
@@ -319,7 +325,7 @@ def test_every_preserve_aspect_ratio_places_strokes_on_the_drawn_picture(tmp_pat
     )
     # Every image shows the same photo with the same params: the server runs one job for all of them.
     ids = [f"--id={image_id}" for image_id, *_ in images]
-    run = run_extension("clipasso_sketch.py", document, *ids, *QUICK, "--strokes=8", f"--url={live_server.url}")
+    run = run_extension("clipasso_sketch.py", document, *ids, *QUICK, *levels(8), f"--url={live_server.url}")
     assert_silent_success(run)
 
     layers = sketch_layers(run.svg)
@@ -337,33 +343,35 @@ def test_every_preserve_aspect_ratio_places_strokes_on_the_drawn_picture(tmp_pat
 def test_dialog_params_reach_the_server_and_style_the_strokes(tmp_path, live_server):
     document = one_image_document(tmp_path)
     run = run_extension(
-        "clipasso_sketch.py", document, "--id=photo", f"--url={live_server.url}/", "--strokes=16, 4",
-        "--iterations=3", "--seeds=1", "--seed=7", "--stroke_width=2.5", "--color=4278190208", "--visible=4",
-        "--tab=server",
+        "clipasso_sketch.py", document, "--id=photo", f"--url={live_server.url}/", *levels(4, 16),
+        "--quality=custom", "--iterations=3", "--seeds=1", "--seed=7", "--pen_width=2.5", "--color=4278190208",
+        "--visible=4", "--tab=server",
     )  # fmt: skip
     assert_silent_success(run)
     layer = sketch_layers(run.svg)["photo"]
-    params = {"strokes": [4, 16], "iterations": 3, "seeds": 1, "seed": 7, "stroke_width": 2.5}
+    # A pen 2.5 mm wide (the document's units) on a picture 40 px wide placed 40 mm wide: 14 px of 224.
+    params = {"strokes": [4, 16], "iterations": 3, "seeds": 1, "seed": 7, "stroke_width": 14.0}
     assert same_job(live_server, PHOTO.read_bytes(), params) == layer.get(clip("job"))
     assert layer.get(clip("server")) == live_server.url, "the URL is recorded without its trailing slash"
     assert layer.get("inkscape:label") == "CLIPasso: photo"
     assert visible_sublayer(layer).get("inkscape:label") == "4 strokes"
-    style = layer[0][0].style
+    style = sublayers(layer)[0][0].style
     assert style["stroke"] == "#ff0000" and float(style["stroke-opacity"]) == pytest.approx(0.502, abs=1e-3)
     result = assert_strokes_are_the_servers(layer, live_server, inkex.Transform())
-    assert [level["stroke_width"] for level in result["levels"]] == pytest.approx([2.5 * 40 / 224] * 2, rel=1e-4)
+    assert [level["stroke_width"] for level in result["levels"]] == pytest.approx([2.5] * 2, rel=1e-4)
+    assert [float(path.style["stroke-width"]) for path in layer.xpath(".//svg:path")] == pytest.approx([2.5] * 20)
 
 
 def test_steer_tab_reaches_the_server_and_each_stroke_keeps_its_width_and_ink(tmp_path, live_server):
     document = one_image_document(tmp_path)
     run = run_extension(
-        "clipasso_sketch.py", document, "--id=photo", f"--url={live_server.url}", *QUICK, "--strokes=4",
-        "--text=a round cup", "--text_weight=0.3", "--fidelity=loose", "--optimize_width=true",
+        "clipasso_sketch.py", document, "--id=photo", f"--url={live_server.url}", *QUICK, *levels(4),
+        "--text=a round cup", "--prompt_strength=strong", "--fidelity=loose", "--optimize_width=true",
         "--optimize_opacity=true", "--color=4278190335", "--tab=steer",
     )  # fmt: skip
     assert_silent_success(run)
     layer = sketch_layers(run.svg)["photo"]
-    params = {**QUICK_PARAMS, "strokes": [4], "text": "a round cup", "text_weight": 0.3, "fidelity": "loose",
+    params = {**QUICK_PARAMS, "strokes": [4], "text": "a round cup", "text_weight": 1.0, "fidelity": "loose",
               "optimize_width": True, "optimize_opacity": True}
     assert same_job(live_server, PHOTO.read_bytes(), params) == layer.get(clip("job"))
     assert json.loads(layer.get(clip("params"))) == params
@@ -544,8 +552,10 @@ ERROR_CASES = {
     "svg data uri": ({"href": "data:image/svg+xml;base64,PHN2Zy8+"}, ["--id=photo"], ["not a raster"]),
     "damaged base64": ({"href": "data:image/png;base64,iVBORw0K!!"}, ["--id=photo"], ["cannot be decoded"]),
     "not a raster file": ({"href": "notes.txt"}, ["--id=photo"], ["notes.txt", "not a PNG, JPEG, WebP, GIF or TIFF"]),
-    "bad stroke counts": ({}, ["--id=photo", "--strokes=4,eight"], ["4,8,16,32"]),
-    "visible level not sketched": ({}, ["--id=photo", "--visible=5"], ["visible level (5 strokes)"]),
+    "bad stroke counts": ({}, ["--id=photo", "--other_strokes=4,eight"], ["“4,eight”", "like 2, 64"]),
+    "no level ticked": ({}, ["--id=photo", *levels()], ["No level is ticked"]),
+    "visible level not sketched": ({}, ["--id=photo", "--visible=16"], ["level left visible (16 strokes)"]),
+    "pen wider than the sketcher draws": ({}, ["--id=photo", "--pen_width=10"], ["too wide for “photo”", "at most 8.93"]),
     "url without scheme": ({"url": "localhost:8765"}, ["--id=photo"], ["not a web address"]),
     "url with a broken IPv6 host": ({"url": "http://[::1:8765"}, ["--id=photo"], ["not a web address", "as the Server URL"]),
     "url with a port out of range": ({"url": "http://127.0.0.1:87650"}, ["--id=photo"], ["not a web address", "65535"]),
@@ -695,8 +705,10 @@ def test_connection_cut_during_an_upload_says_it_may_be_too_large(tmp_path, sket
 
 
 # --------------------------------------------------------------------------------------------
-# Jobs that outlive the wait: a note now, Insert finished sketches later
+# Jobs that outlive the wait: a placeholder layer now, Update waiting sketches fills it later
 # --------------------------------------------------------------------------------------------
+
+UPDATE_MENU = "Extensions → CLIPasso → Update waiting sketches"
 
 
 def original_part(svg_bytes: bytes) -> bytes:
@@ -711,14 +723,30 @@ def original_part(svg_bytes: bytes) -> bytes:
     return etree.tostring(root, method="c14n")
 
 
-def noted_job(svg: inkex.SvgDocumentElement) -> str:
-    """The job id noted on the document's one image."""
-    (image,) = svg.xpath("//svg:image")
-    return image.get(clip("job"))
+def placeholders(svg: inkex.SvgDocumentElement) -> List[inkex.BaseElement]:
+    """The document's layers that wait for the strokes of a running job."""
+    return svg.xpath("//svg:g[@clipasso:placeholder='true']", namespaces={**inkex.NSS, "clipasso": CLIPASSO_NS})
+
+
+def noted_job(svg: inkex.SvgDocumentElement) -> Optional[str]:
+    """The job id of the document's one waiting note (a placeholder, or an earlier version's note on an image)."""
+    notes = placeholders(svg) + svg.xpath("//svg:image[@clipasso:job]", namespaces={**inkex.NSS, "clipasso": CLIPASSO_NS})
+    assert len(notes) <= 1, notes
+    return notes[0].get(clip("job")) if notes else None
+
+
+def assert_waiting_layer(svg: inkex.SvgDocumentElement, image_id: str, label: str) -> inkex.BaseElement:
+    """The image's sketch layer holds just a visible, empty placeholder naming the image and the Update menu."""
+    layer = sketch_layers(svg)[image_id]
+    (placeholder,) = sublayers(layer)
+    assert placeholder.get("inkscape:label") == f"{label}: sketching… ({UPDATE_MENU})"
+    assert "display:none" not in (placeholder.get("style") or "") and len(placeholder) == 0
+    assert placeholders(svg) == [placeholder]
+    return layer
 
 
 @pytest.mark.parametrize("interpreter", INTERPRETERS)
-def test_slow_job_is_noted_then_inserted_later(tmp_path, live_server, interpreter):
+def test_slow_job_waits_in_a_placeholder_then_update_fills_it(tmp_path, live_server, interpreter):
     body = f"""<g id="layer1" inkscape:groupmode="layer" inkscape:label="Photos" transform="translate(5, 0)">
       <g id="group1" transform="rotate(90) translate(0 -200)" style="opacity:0.9">
         <image id="photo" x="50" y="40" width="80" height="60" xlink:href="{png_data_uri()}"/>
@@ -733,12 +761,13 @@ def test_slow_job_is_noted_then_inserted_later(tmp_path, live_server, interprete
             "--wait=1", "--visible=8", "--color=16711935", interpreter=interpreter,
         )  # fmt: skip
         assert run.returncode == 0
-        assert run.stderr.count("\n") == 1 and "Insert finished sketches" in run.stderr
-        assert "Still sketching after 1 s: “photo” (queued)" in run.stderr
-        assert original_part(run.stdout) == original_part(document.read_bytes()), "the note is the only change"
-        (image,) = run.svg.xpath("//svg:image")
-        job_id = image.get(clip("job"))
-        assert image.get(clip("server")) == live_server.url
+        assert run.stderr.count("\n") == 1 and UPDATE_MENU in run.stderr
+        assert "Still sketching after 1 s: “photo” (queued). The layer “CLIPasso: photo” waits" in run.stderr
+        assert original_part(run.stdout) == original_part(document.read_bytes()), "the layer is the only change"
+        waiting = assert_waiting_layer(run.svg, "photo", "photo")
+        assert waiting.getprevious().get("id") == "layer1", "where the strokes will go"
+        job_id = noted_job(run.svg)
+        assert placeholders(run.svg)[0].get(clip("server")) == live_server.url
         assert same_job(live_server, PHOTO.read_bytes(), {**QUICK_PARAMS, "seed": seed}) == job_id
 
         noted.write_bytes(run.stdout)
@@ -750,13 +779,14 @@ def test_slow_job_is_noted_then_inserted_later(tmp_path, live_server, interprete
     inserted = run_extension("clipasso_insert.py", noted, interpreter=interpreter)
     assert_silent_success(inserted)
     svg = inserted.svg
-    (image,) = svg.xpath("//svg:image")
-    assert not [name for name in image.attrib if name.startswith(f"{{{CLIPASSO_NS}}}")], "the note is removed"
+    assert noted_job(svg) is None and not placeholders(svg), "the placeholder is gone"
     layer = sketch_layers(svg)["photo"]
+    assert layer.get("id") == waiting.get("id") and layer.get("inkscape:label") == "CLIPasso: photo", "filled in place"
     assert original_part(inserted.stdout) == original_part(document.read_bytes()), "only layers are added"
     assert layer.get(clip("job")) == job_id and layer.getprevious().get("id") == "layer1"
+    assert [sub.get("inkscape:label") for sub in sublayers(layer)] == ["4 strokes", "8 strokes"]
     assert visible_sublayer(layer).get("inkscape:label") == "8 strokes"
-    assert layer[0][0].style["stroke"] == "#00ff00"
+    assert sublayers(layer)[0][0].style["stroke"] == "#00ff00"
     placement = inkex.Transform("translate(5,0) rotate(90) translate(0,-200) translate(50,40) scale(2)")
     assert_strokes_are_the_servers(layer, live_server, placement)
 
@@ -766,7 +796,7 @@ def test_live_view_opens_the_jobs_page_then_waits_as_before(tmp_path, live_serve
     run = run_extension("clipasso_sketch.py", document, "--id=photo", f"--url={live_server.url}", *QUICK, "--seed=301")
     assert_silent_success(run)
     job_id = sketch_layers(run.svg)["photo"].get(clip("job"))
-    assert opened_urls(document) == [f"{live_server.url}/jobs/{job_id}"]
+    assert opened_urls(document, 1) == [f"{live_server.url}/jobs/{job_id}"]
     status, page = live_server.request("GET", f"/jobs/{job_id}")
     assert status == 200 and f'data-job="{job_id}"' in page
 
@@ -778,15 +808,16 @@ def test_live_view_opens_the_jobs_page_then_waits_as_before(tmp_path, live_serve
     assert sketch_layers(run.svg)["photo"] is not None and opened_urls(document) == []
 
 
-def test_dont_wait_leaves_only_the_note_and_insert_adds_the_layers(tmp_path, live_server):
+def test_dont_wait_leaves_only_a_placeholder_and_update_fills_it(tmp_path, live_server):
     document = one_image_document(tmp_path)
     with queue_blocked(live_server) as release:  # waiting (300 s by default) would outlast the test
         run = run_extension("clipasso_sketch.py", document, "--id=photo", f"--url={live_server.url}", *QUICK,
                             "--seed=303", "--dont_wait=true")  # fmt: skip
         assert_silent_success(run)
-        assert original_part(run.stdout) == original_part(document.read_bytes()), "the note is the only change"
+        assert original_part(run.stdout) == original_part(document.read_bytes()), "the layer is the only change"
+        assert_waiting_layer(run.svg, "photo", "photo")
         job_id = noted_job(run.svg)
-        assert job_id and opened_urls(document) == [f"{live_server.url}/jobs/{job_id}"]
+        assert job_id and opened_urls(document, 1) == [f"{live_server.url}/jobs/{job_id}"]
         release()
     assert wait_for_status(live_server, job_id)["status"] == "succeeded"
     noted = tmp_path / "noted.svg"
@@ -798,12 +829,47 @@ def test_dont_wait_leaves_only_the_note_and_insert_adds_the_layers(tmp_path, liv
     assert [sub.get("inkscape:label") for sub in sublayers(layer)] == ["4 strokes", "8 strokes"]
 
 
+def test_the_untouched_dialog_asks_for_the_servers_recommended_quality_and_says_so_on_the_layer(tmp_path, live_server):
+    document = one_image_document(tmp_path)
+    with queue_blocked(live_server):
+        run = run_extension("clipasso_sketch.py", document, "--id=photo", f"--url={live_server.url}", "--dont_wait=true")
+        assert_silent_success(run)
+        job_id = noted_job(run.svg)
+        try:
+            layer = sketch_layers(run.svg)["photo"]
+            assert json.loads(layer.get(clip("params"))) == DIALOG_DEFAULTS
+            assert same_job(live_server, PHOTO.read_bytes(), DIALOG_DEFAULTS) == job_id
+            assert layer.get(clip("preset")) == "quick"
+            (description,) = layer.xpath("svg:desc")
+            assert description.text.startswith("Quality: Quick look. Levels: 4, 8, 16, 32 strokes.")
+        finally:
+            live_server.request("DELETE", f"/v1/jobs/{job_id}")
+
+
+def test_a_second_sketch_of_an_image_gets_its_own_layer_name_and_settings(tmp_path, live_server):
+    document = one_image_document(tmp_path)
+    first = run_extension("clipasso_sketch.py", document, "--id=photo", f"--url={live_server.url}", *QUICK, "--seed=305")
+    assert_silent_success(first)
+    document.write_bytes(first.stdout)
+    second = run_extension("clipasso_sketch.py", document, "--id=photo", f"--url={live_server.url}", *QUICK,
+                           *levels(4), "--seed=306",
+                           "--quality=custom", "--text=a cup", "--fidelity=precise")
+    assert_silent_success(second)
+    layers = second.svg.xpath("//svg:g[@clipasso:source='photo']", namespaces={**inkex.NSS, "clipasso": CLIPASSO_NS})
+    assert [layer.get("inkscape:label") for layer in layers] == ["CLIPasso: photo (2)", "CLIPasso: photo"]
+    newest = layers[0]
+    assert json.loads(newest.get(clip("params")))["seed"] == 306 and newest.get(clip("preset")) == "custom"
+    assert newest.xpath("svg:desc")[0].text == (
+        "Quality: custom, 5 steps, 1 attempt per level. Levels: 4 strokes. Pen: 3 px on the optimizer's canvas. "
+        "Seed: 306. Prompt: “a cup” (weight 0.1). Fidelity: closer to the picture.")
+
+
 def test_job_cancelled_from_its_page_ends_the_sketch_with_one_sentence(tmp_path, live_server):
     document = one_image_document(tmp_path)
     runs: List[Run] = []
     waiting = threading.Thread(target=lambda: runs.append(run_extension(
-        "clipasso_sketch.py", document, "--id=photo", f"--url={live_server.url}", "--strokes=4,8", "--seeds=1",
-        "--iterations=100000", "--seed=304", "--wait=100")))  # fmt: skip
+        "clipasso_sketch.py", document, "--id=photo", f"--url={live_server.url}", *levels(4, 8), "--seeds=1",
+        "--quality=custom", "--iterations=100000", "--seed=304", "--wait=100")))  # fmt: skip
     waiting.start()
     try:
         deadline = time.monotonic() + 60
@@ -821,34 +887,29 @@ def test_job_cancelled_from_its_page_ends_the_sketch_with_one_sentence(tmp_path,
     assert wait_for_status(live_server, job_id)["status"] == "cancelled"
 
 
-def test_running_job_reports_progress_then_a_cancelled_one_loses_its_note(tmp_path, live_server):
+def test_running_job_reports_progress_then_a_cancelled_one_loses_its_placeholder(tmp_path, live_server):
     document = one_image_document(tmp_path)
     noted = tmp_path / "noted.svg"
-    sketch = run_extension("clipasso_sketch.py", document, "--id=photo", f"--url={live_server.url}", "--wait=0")
-    assert sketch.returncode == 0 and "Insert finished sketches" in sketch.stderr
+    sketch = run_extension("clipasso_sketch.py", document, "--id=photo", f"--url={live_server.url}", *levels(4, 8),
+                           "--quality=custom", "--seeds=1", "--iterations=100000", "--wait=0", "--live_view=false")
+    assert sketch.returncode == 0 and UPDATE_MENU in sketch.stderr
     job_id = noted_job(sketch.svg)
-    jobs = [job_id]  # cancelled in the end whatever happens: each would keep the worker busy for long
     try:
-        (image,) = sketch.svg.xpath("//svg:image")
-        assert json.loads(image.get(clip("params"))) == DIALOG_DEFAULTS
-        jobs.append(same_job(live_server, PHOTO.read_bytes(), {}))
-        assert jobs[-1] == job_id, "the dialog's defaults are the server's"
         noted.write_bytes(sketch.stdout)
         wait_for_progress(live_server, job_id)
         running = run_extension("clipasso_insert.py", noted)
         assert_aborted(running, "“photo” is not finished yet (running, iteration ")
-        assert re.search(r"running, iteration [1-9][0-9]* of 2000\)", running.stderr)
+        assert re.search(r"running, iteration [1-9][0-9]* of 100000\)", running.stderr)
     finally:
-        for job in jobs:
-            live_server.request("DELETE", f"/v1/jobs/{job}")
+        live_server.request("DELETE", f"/v1/jobs/{job_id}")
     assert wait_for_status(live_server, job_id)["status"] == "cancelled"
 
     run = run_extension("clipasso_insert.py", noted)
     assert run.returncode == 0
     assert "“photo” cancelled on the server (The job was cancelled.)" in run.stderr
-    assert "note was removed" in run.stderr
+    assert "waiting note was removed" in run.stderr
     assert noted_job(run.svg) is None
-    assert not sketch_layers(run.svg)
+    assert not sketch_layers(run.svg), "the empty layer goes with its placeholder"
 
 
 def test_insert_of_a_failed_job_removes_its_note_and_says_so(tmp_path, broken_server):
@@ -868,6 +929,22 @@ def test_insert_of_a_failed_job_removes_its_note_and_says_so(tmp_path, broken_se
     assert "does not exist" in run.stderr and "note was removed" in run.stderr
     assert noted_job(run.svg) is None
     assert not sketch_layers(run.svg)
+
+
+def test_the_server_and_token_typed_in_one_dialog_serve_the_others(tmp_path, broken_server):
+    server = broken_server.untried()
+    document = one_image_document(tmp_path)
+    sketch = run_extension("clipasso_sketch.py", document, "--id=photo", f"--url={server.url}", TOKEN, *QUICK,
+                           "--seed=307", "--dont_wait=true", "--live_view=false")
+    assert_silent_success(sketch)
+    job_id = noted_job(sketch.svg)
+    assert wait_for_status(server, job_id)["status"] == "failed"
+    noted = tmp_path / "noted.svg"
+    noted.write_bytes(sketch.stdout)
+    update = run_extension("clipasso_insert.py", noted)  # its own Server tab still shows the default URL, no token
+    assert update.returncode == 0, update.stderr
+    assert "The sketch of “photo” failed on the server" in update.stderr, "the shared server got the shared token"
+    assert noted_job(update.svg) is None
 
 
 def noted_document(directory: Path, notes: Dict[str, Tuple[str, str]]) -> Path:
@@ -900,7 +977,7 @@ def test_insert_keeps_the_token_from_a_server_the_dialog_does_not_name(tmp_path,
     document = noted_document(tmp_path, {"photo": (failed["id"], broken_server.server.url)})
     before = document.read_bytes()
     run = run_extension("clipasso_insert.py", document, f"--url={live_server.url}", TOKEN)
-    assert_aborted(run, "“photo” was left waiting: its job is on the server at", f"not the one this dialog names "
+    assert_aborted(run, "“photo” was left waiting: its job is on the server at", f"not the one the dialogs use "
                    f"({live_server.url}), so your token was not sent to it; to insert it, enter "
                    f"{broken_server.server.url} as the Server URL.")
     assert document.read_bytes() == before
@@ -961,9 +1038,18 @@ def test_insert_without_pending_jobs_says_so(tmp_path):
 
 
 
+
+
+
+
+
+
+
+
 def quick_sketch_prefs(url: str, seed: int) -> dict[str, str]:
     """Inkscape preferences for a quick Sketch run (levels 4 and 8, 5 steps, one attempt) on ``url``."""
-    prefs = {"url": url, "strokes": "4,8", "iterations": "5", "seeds": "1", "seed": str(seed)}
+    prefs = {"url": url, "quality": "custom", "level_16": "false", "level_32": "false", "iterations": "5", "seeds": "1",
+             "seed": str(seed)}
     return {f"org.clipasso.sketch.{name}": value for name, value in prefs.items()}
 
 
@@ -971,7 +1057,7 @@ LINKED_PHOTO_TRANSFORM = "translate(12,-8) rotate(-15,80,70) scale(1.25) transla
 
 
 @needs_inkscape
-def test_real_inkscape_runs_the_installed_sketch(tmp_path, live_server):
+def test_real_inkscape_runs_the_installed_sketch(tmp_path, live_server, browsers_ended):
     prefs = quick_sketch_prefs(live_server.url, seed=201)  # a job of its own, which Inkscape waits for
     svg = run_inkscape(tmp_path, linked_project(tmp_path), "select-by-id:photo;org.clipasso.sketch.noprefs", prefs)
     layer = sketch_layers(svg)["photo"]
@@ -980,12 +1066,14 @@ def test_real_inkscape_runs_the_installed_sketch(tmp_path, live_server):
     assert [sub.get("inkscape:label") for sub in sublayers(layer)] == ["4 strokes", "8 strokes"]
     assert visible_sublayer(layer).get("inkscape:label") == "8 strokes"
     assert same_job(live_server, PHOTO.read_bytes(), {**QUICK_PARAMS, "seed": 201}) == layer.get(clip("job"))
-    assert (tmp_path / BROWSER_LOG).read_text().split() == [f"{live_server.url}/jobs/{layer.get(clip('job'))}"]
+    assert opened_urls(tmp_path, 1) == [f"{live_server.url}/jobs/{layer.get(clip('job'))}"]
+    # The browser was started detached: Inkscape ended while it still ran, and nothing reached stderr (run_inkscape).
+    assert len(open_browsers(tmp_path)) == 1, "Inkscape waited for the browser to close"
     assert_strokes_are_the_servers(layer, live_server, inkex.Transform(LINKED_PHOTO_TRANSFORM))
 
 
 @needs_inkscape
-def test_real_inkscape_runs_the_sketch_from_a_checkout(tmp_path, live_server):
+def test_real_inkscape_runs_the_sketch_from_a_checkout(tmp_path, live_server, browsers_ended):
     """An extensions folder pointing at the repository finds the top-level clipasso.inx and its scripts."""
     prefs = quick_sketch_prefs(live_server.url, seed=211)
     svg = run_inkscape(tmp_path, linked_project(tmp_path), "select-by-id:photo;org.clipasso.sketch.noprefs", prefs,
@@ -997,24 +1085,23 @@ def test_real_inkscape_runs_the_sketch_from_a_checkout(tmp_path, live_server):
 
 
 @needs_inkscape
-def test_real_inkscape_inserts_a_noted_job(tmp_path, live_server):
-    # The note is written by a Sketch run outside Inkscape: inside, its one-sentence report opens a
-    # modal "additional data" dialog, which a batch run cannot close.
+def test_real_inkscape_sketches_without_waiting_then_updates_the_waiting_layer(tmp_path, live_server, browsers_ended):
     document = linked_project(tmp_path)
+    prefs = {**quick_sketch_prefs(live_server.url, seed=202), "org.clipasso.sketch.dont_wait": "true"}
+    (tmp_path / "sketch").mkdir()
     with queue_blocked(live_server) as release:
-        noted = run_extension(
-            "clipasso_sketch.py", document, "--id=photo", f"--url={live_server.url}", *QUICK, "--seed=202",
-            "--wait=0", rebase_links=False,  # its output is saved in the document's place, so links stay as they were
-        )  # fmt: skip
-        assert noted.returncode == 0 and "(queued)" in noted.stderr
-        job_id = noted_job(noted.svg)
-        document.write_bytes(noted.stdout)
+        svg = run_inkscape(tmp_path / "sketch", document, "select-by-id:photo;org.clipasso.sketch.noprefs", prefs)
+        assert_waiting_layer(svg, "photo", "Cat photo")
+        job_id = noted_job(svg)
+        assert opened_urls(tmp_path / "sketch", 1) == [f"{live_server.url}/jobs/{job_id}"]
         release()
         assert wait_for_status(live_server, job_id)["status"] == "succeeded"
-    svg = run_inkscape(tmp_path, document, "org.clipasso.insert.noprefs", {})  # nothing selected: all notes
+    document.write_bytes(svg.tostring())
+    (tmp_path / "update").mkdir()
+    svg = run_inkscape(tmp_path / "update", document, "org.clipasso.insert.noprefs", {})  # nothing selected: all
     assert noted_job(svg) is None
     layer = sketch_layers(svg)["photo"]
-    assert layer.get(clip("job")) == job_id
+    assert layer.get(clip("job")) == job_id and layer.get("inkscape:label") == "CLIPasso: Cat photo"
     assert [sub.get("inkscape:label") for sub in sublayers(layer)] == ["4 strokes", "8 strokes"]
     assert_strokes_are_the_servers(layer, live_server, inkex.Transform(LINKED_PHOTO_TRANSFORM))
 

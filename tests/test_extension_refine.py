@@ -22,8 +22,10 @@ from tests.support.extension_runs import (
     assert_near,
     assert_silent_success,
     clip,
+    levels,
     linked_project,
     needs_inkscape,
+    opened_urls,
     png_data_uri,
     run_extension,
     run_inkscape,
@@ -47,7 +49,7 @@ def sketched(tmp_path: Path, server, seed: int) -> inkex.SvgDocumentElement:
         </g>""",
     )
     run = run_extension("clipasso_sketch.py", document, "--id=photo", f"--url={server.url}", *QUICK,
-                        "--strokes=4", f"--seed={seed}")
+                        *levels(4), f"--seed={seed}")
     assert_silent_success(run)
     return run.svg
 
@@ -63,8 +65,8 @@ def save(svg: inkex.SvgDocumentElement, path: Path) -> Path:
 
 
 def refine(path: Path, server, *args: str, interpreter: str = "inkex-pypi"):
-    return run_extension("clipasso_refine.py", path, f"--url={server.url}", "--iterations=3", *args,
-                         interpreter=interpreter)
+    return run_extension("clipasso_refine.py", path, f"--url={server.url}", "--quality=custom", "--iterations=3",
+                         *args, interpreter=interpreter)
 
 
 def precise(path: inkex.Path) -> str:
@@ -90,6 +92,7 @@ def test_refine_inserts_the_refined_level_above_the_old_one_and_keeps_locked_str
                  "--lock_selected=true", interpreter=interpreter)
     assert_silent_success(run)
     parent = sketch_layers(run.svg)["photo"]
+    assert sublayers(parent)[1].get(clip("preset")) == "custom"
     labels = [sub.get("inkscape:label") for sub in sublayers(parent)]
     assert labels == ["4 strokes", "4 strokes (refined)"]
     old, new = sublayers(parent)
@@ -108,6 +111,8 @@ def test_refine_lands_exactly_over_an_image_moved_together_with_its_strokes(tmp_
     list(level(svg))[0].set(SODIPODI_INSENSITIVE, "true")
     still = refine(save(svg, tmp_path / "still.svg"), live_server, f"--id={list(level(svg))[1].get_id()}")
     assert_silent_success(still)
+    page = f"{live_server.url}/jobs/{level(still.svg, '4 strokes (refined)').get(clip('job'))}"
+    assert page in opened_urls(tmp_path, including=page), "the refine's live view"
     # Move, rotate and scale the image and its strokes together (Inkscape bakes the move into the paths).
     image = svg.getElementById("photo")
     image.set("transform", str(MOVE))
@@ -187,18 +192,21 @@ def test_refine_checks_the_upload_limit_before_sending_and_refuses_a_result_of_o
 
 
 @needs_inkscape
-def test_real_inkscape_runs_the_installed_refine(tmp_path, live_server):
+def test_real_inkscape_runs_the_installed_refine(tmp_path, live_server, browsers_ended):
     document = linked_project(tmp_path)
     sketch = run_extension("clipasso_sketch.py", document, "--id=photo", f"--url={live_server.url}", *QUICK,
-                           "--strokes=4", "--seed=304", rebase_links=False)
+                           *levels(4), "--seed=304", rebase_links=False)
     assert_silent_success(sketch)
     document.write_bytes(sketch.stdout)
     stroke = list(level(sketch.svg))[0].get_id()
-    prefs = {"org.clipasso.refine.url": live_server.url, "org.clipasso.refine.iterations": "3"}
+    prefs = {"org.clipasso.refine.url": live_server.url, "org.clipasso.refine.quality": "custom",
+             "org.clipasso.refine.iterations": "3"}
     svg = run_inkscape(tmp_path, document, f"select-by-id:{stroke};org.clipasso.refine.noprefs", prefs)
     labels = [sub.get("inkscape:label") for sub in sublayers(sketch_layers(svg)["photo"])]
     assert labels == ["4 strokes", "4 strokes (refined)"]
     assert "display:none" in level(svg).get("style") and len(level(svg, "4 strokes (refined)")) == 4
+    refined = level(svg, "4 strokes (refined)")
+    assert opened_urls(tmp_path, 1) == [f"{live_server.url}/jobs/{refined.get(clip('job'))}"], "the live view, quietly"
 
 
 def test_the_dialog_starts_from_the_library_refine_defaults():

@@ -1,17 +1,23 @@
 """The extension's .inx files, its installer, and its geometry helpers, tested in-process."""
 
+import gc
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import unittest
+import warnings
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import List
 
 import pytest
 from inkex.inx import InxFile
 from inkex.tester.inx import InxMixin
 
-from clipasso_core.params import FIDELITY_PRESETS, SketchParams
+from clipasso_core.params import FIDELITY_PRESETS, REFINE_ITERATIONS, SketchParams
 from inkscape_ext import install
 from inkscape_ext.install import default_extensions_dir, install_extension
 
@@ -61,41 +67,74 @@ def test_inx_passes_inkex_checks(inx, extension_imports, inx_folder):
 def test_menu_entries_and_ids():
     entries = {InxFile(str(inx)).ident: InxFile(str(inx)).menu for inx in INX_FILES}
     assert entries == {
-        "org.clipasso.sketch": ["CLIPasso", "Sketch"],
-        "org.clipasso.insert": ["CLIPasso", "Insert finished sketches"],
+        "org.clipasso.sketch": ["CLIPasso", "New sketch"],
         "org.clipasso.refine": ["CLIPasso", "Refine"],
+        "org.clipasso.insert": ["CLIPasso", "Update waiting sketches"],
     }
 
 
+def test_the_menu_lists_the_entries_in_the_order_of_the_work():
+    """Inkscape sorts a submenu's entries by name: 1.2 with the locale's collation (Glib::ustring's <), 1.3 and
+    later by bytes. Names whose first letters rise in the alphabet keep the order sketch, refine, insert in both."""
+    names = [InxFile(str(inx)).menu[-1] for inx in (SKETCH_INX, EXT_DIR / "clipasso_refine.inx",
+                                                   EXT_DIR / "clipasso_insert.inx")]
+    assert sorted(names) == names
+    assert sorted(names, key=lambda name: [c for c in name.casefold() if c.isalnum()]) == names
+    assert len({name[0].casefold() for name in names}) == len(names), "the first letters alone decide"
+
+
+def _inx_params(inx: Path) -> dict:
+    ns = "{http://www.inkscape.org/namespace/inkscape/extension}"
+    return {p.get("name"): p for p in ET.parse(inx).getroot().iter(f"{ns}param")}
+
+
+def _options(param) -> List[str]:
+    return [option.get("value") for option in param.iter("{http://www.inkscape.org/namespace/inkscape/extension}option")]
+
+
 def test_dialog_defaults_and_limits_are_the_sketch_parameters():
-    """The dialog offers what the server accepts, starting from the same published defaults."""
-    root = ET.parse(SKETCH_INX).getroot()
-    params = {p.get("name"): p for p in root.iter("{http://www.inkscape.org/namespace/inkscape/extension}param")}
+    """The dialog offers what the server accepts: its levels and its Custom steps and attempts start from the
+    published defaults, and the quality starts on Automatic."""
+    params = _inx_params(SKETCH_INX)
     defaults = SketchParams()
-    assert SketchParams(strokes=params["strokes"].text).strokes == defaults.strokes
-    for name in ("iterations", "seeds", "seed", "stroke_width"):
+    assert [count for count in (4, 8, 16, 32) if params[f"level_{count}"].text == "true"] == defaults.strokes
+    assert _options(params["quality"]) == ["auto", "quick", "balanced", "paper", "custom"]
+    assert all(SketchParams(preset=preset).preset == preset for preset in _options(params["quality"])[1:4])
+    assert float(params["pen_width"].text) == 0.0, "0 is the paper's pen"
+    for name in ("iterations", "seeds", "seed"):
         value = float(params[name].text)
         assert value == getattr(defaults, name), name
         limits = SketchParams.model_fields[name].metadata
         for bound in limits:
             if hasattr(bound, "ge"):
                 assert float(params[name].get("min")) >= bound.ge, name
-            if hasattr(bound, "gt"):
-                assert float(params[name].get("min")) > bound.gt, name
             if hasattr(bound, "le"):
                 assert float(params[name].get("max")) <= bound.le, name
 
 
-def test_steer_tab_starts_from_the_papers_run():
+def test_refine_dialog_offers_the_same_quality_and_the_refine_defaults():
+    params = _inx_params(EXT_DIR / "clipasso_refine.inx")
+    assert _options(params["quality"]) == _options(_inx_params(SKETCH_INX)["quality"])
+    assert params["live_view"].text == "true"
+    assert (int(params["iterations"].text), int(params["seeds"].text)) == (REFINE_ITERATIONS, 1)
+
+
+def test_every_dialog_has_the_same_server_fields():
+    servers = [{name: (p.text or "") for name, p in _inx_params(inx).items() if name in ("url", "token")}
+               for inx in INX_FILES]
+    assert servers == [{"url": "http://127.0.0.1:8765", "token": ""}] * 3
+
+
+def test_steer_tab_starts_from_the_papers_run(extension_imports):
     """Every Steer control starts off (or at the parameter's default), so an untouched dialog runs the paper."""
-    root = ET.parse(SKETCH_INX).getroot()
-    ns = "{http://www.inkscape.org/namespace/inkscape/extension}"
-    params = {p.get("name"): p for p in root.iter(f"{ns}param")}
+    from dialog_params import PROMPT_WEIGHTS
+
+    params = _inx_params(SKETCH_INX)
     defaults = SketchParams()
     assert (params["text"].text or "") == ""
-    assert float(params["text_weight"].text) == defaults.text_weight
-    assert float(params["text_weight"].get("min")) >= 0.0
-    options = [option.get("value") for option in params["fidelity"].iter(f"{ns}option")]
+    assert PROMPT_WEIGHTS[_options(params["prompt_strength"])[0]] == defaults.text_weight
+    assert all(0 < weight <= 1000 for weight in PROMPT_WEIGHTS.values())
+    options = _options(params["fidelity"])
     assert options[0] == defaults.fidelity and set(options) == set(FIDELITY_PRESETS)
     for name in ("optimize_width", "optimize_opacity"):
         assert params[name].text == "false" and getattr(defaults, name) is False, name
@@ -106,11 +145,13 @@ def test_steer_params_send_only_what_departs_from_the_paper(extension_imports):
 
     from clipasso_sketch import steer_params
 
-    untouched = Namespace(text="  ", text_weight=0.1, fidelity="paper", optimize_width=False, optimize_opacity=False)
+    untouched = Namespace(text="  ", prompt_strength="gentle", fidelity="paper", optimize_width=False,
+                          optimize_opacity=False)
     assert steer_params(untouched) == {}
-    steered = Namespace(text=" a cup ", text_weight=0.3, fidelity="loose", optimize_width=True, optimize_opacity=True)
+    steered = Namespace(text=" a cup ", prompt_strength="strong", fidelity="loose", optimize_width=True,
+                        optimize_opacity=True)
     sent = steer_params(steered)
-    assert sent == {"text": "a cup", "text_weight": 0.3, "fidelity": "loose", "optimize_width": True,
+    assert sent == {"text": "a cup", "text_weight": 1.0, "fidelity": "loose", "optimize_width": True,
                     "optimize_opacity": True}
     SketchParams(**sent)  # the server accepts it
 
@@ -202,14 +243,43 @@ def test_preserve_aspect_ratio_parsing(extension_imports, value, expected):
     assert parse_preserve_aspect_ratio(value) == expected
 
 
-def test_stroke_count_parsing(extension_imports):
+def test_levels_are_the_ticked_ones_and_the_other_counts(extension_imports):
     import inkex
-    from clipasso_sketch import parse_stroke_counts
+    from dialog_params import stroke_counts
 
-    assert parse_stroke_counts("32, 4,8 8 16") == [4, 8, 16, 32]
-    for bad in ("", "four", "0,4", "-4"):
+    assert stroke_counts([4, 8, 16, 32], "") == [4, 8, 16, 32]
+    assert stroke_counts([16, 4], "64, 2 16") == [2, 4, 16, 64]
+    assert stroke_counts([], "12") == [12]
+    for ticked, others in (([], ""), ([4], "four"), ([4], "0"), ([4], "-4")):
         with pytest.raises(inkex.AbortExtension):
-            parse_stroke_counts(bad)
+            stroke_counts(ticked, others)
+
+
+@pytest.mark.parametrize("health, expected", [
+    ({"recommended_preset": "balanced", "device": "cpu"}, "balanced"),
+    ({"recommended_preset": "paper", "device": "cpu"}, "paper"),
+    ({"device": "cpu"}, "quick"),
+    ({"device": "cuda:0"}, "paper"),
+    ({"recommended_preset": "warp", "device": "mps"}, "paper"),
+    ({}, "paper"),
+])
+def test_automatic_quality_is_the_servers_recommendation(extension_imports, health, expected):
+    from dialog_params import quality_params
+
+    assert quality_params("auto", health, 2000, 3) == {"preset": expected}
+    assert quality_params("balanced", health, 2000, 3) == {"preset": "balanced"}
+    assert quality_params("custom", health, 50, 2) == {"iterations": 50, "seeds": 2}
+
+
+def test_expected_time_is_stated_only_when_the_server_says_it(extension_imports):
+    from dialog_params import expected_time
+
+    health = {"preset_seconds": {"quick": 150, "balanced": None, "paper": 7300}}
+    assert expected_time(health, "quick") == "a four-level sketch at Quick look quality takes about 2 min on this server"
+    assert expected_time(health, "paper").endswith("about 2 h 02 min on this server")
+    for unknown in ({}, {"preset_seconds": None}, {"preset_seconds": {"quick": "soon"}}, health):
+        assert expected_time(unknown, "balanced") is None
+    assert expected_time(health, None) is None
 
 
 def test_job_failure_sentences_end_with_one_full_stop(extension_imports):
@@ -354,9 +424,11 @@ def test_a_result_with_other_levels_than_asked_for_is_refused(extension_imports)
     assert "where [1] were asked for" in result_problem(_sound_result(), [1])
 
 
-def test_clipasso_install_extension_comes_from_the_extension(tmp_path, capsys):
+def test_clipasso_install_extension_comes_from_the_extension(tmp_path, capsys, monkeypatch):
     """``clipasso install-extension`` is the extension's subcommand (an entry point), not the core's."""
     from importlib.metadata import entry_points
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
 
     from clipasso_core.cli import PLUGIN_GROUP, main
 
@@ -368,6 +440,33 @@ def test_clipasso_install_extension_comes_from_the_extension(tmp_path, capsys):
     assert main(["install-extension", "--dest", str(tmp_path / "typo")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("clipasso: error: The folder") and err.count("\n") == 1
+
+
+def test_install_extension_sets_the_server_of_every_dialog(tmp_path, capsys, monkeypatch):
+    import json
+
+    from clipasso_core.cli import main
+    from inkscape_ext.extension_settings import server_choice, settings_path
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    (tmp_path / "extensions").mkdir()
+    dest = ["--dest", str(tmp_path / "extensions")]
+    assert main(["install-extension", *dest]) == 0
+    assert json.loads(settings_path().read_text()) == {"server_url": "http://127.0.0.1:8765"}
+    assert "its dialogs use the sketch server at http://127.0.0.1:8765" in capsys.readouterr().out
+    assert main(["install-extension", *dest, "--server-url", "http://gpu-box:9000/", "--token", "s3cret"]) == 0
+    for dialog in ("org.clipasso.sketch", "org.clipasso.refine", "org.clipasso.insert"):  # untouched dialogs
+        choice = server_choice(dialog, "http://127.0.0.1:8765", "")
+        assert (choice.url, choice.token) == ("http://gpu-box:9000", "s3cret")
+    assert main(["install-extension", *dest]) == 0, "an upgrade keeps the server set before"
+    assert json.loads(settings_path().read_text()) == {"server_url": "http://gpu-box:9000", "token": "s3cret"}
+    assert main(["install-extension", *dest, "--token", ""]) == 0
+    assert "token" not in json.loads(settings_path().read_text())
+    capsys.readouterr()
+    for bad in ("gpu-box:9000", "http://", "ftp://gpu-box", "http://gpu-box:99999"):
+        assert main(["install-extension", *dest, "--server-url", bad]) == 1, bad
+        err = capsys.readouterr().err
+        assert "is not a web address like http://127.0.0.1:8765" in err and err.count("\n") == 1
 
 
 def test_a_built_package_carries_the_top_level_inx_and_installs_it(tmp_path):
@@ -405,37 +504,98 @@ def test_same_server_compares_scheme_host_port_and_path(extension_imports):
     assert not any(same_server(a, b) or same_server(b, a) for a, b in other)
 
 
-def test_live_view_opens_the_jobs_page_in_a_new_tab(extension_imports, monkeypatch):
-    import webbrowser
+def _browser_stand_in(folder: Path, name: str) -> Path:
+    """A program called name in folder that records its arguments, its standard streams, its session and its
+    process id in name.log, then stays open for a minute like a browser."""
+    program = folder / name
+    program.write_text(
+        "#!/bin/sh\n"
+        f'log="{folder}/{name}.log"\n'
+        'echo "args $*" >>"$log"\n'
+        'for fd in 0 1 2; do echo "fd$fd $(readlink /proc/$$/fd/$fd)" >>"$log"; done\n'
+        'echo "session $(ps -o sid= -p $$ | tr -d " ")" >>"$log"\n'
+        'echo "pid $$" >>"$log"\n'
+        "exec sleep 60\n"
+    )
+    program.chmod(0o755)
+    return program
 
+
+def _stand_in_log(folder: Path, name: str) -> dict:
+    """What the stand-in recorded, once it has (it starts in the background): {"args": ..., "fd0": ..., ...}."""
+    log = folder / f"{name}.log"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and "pid " not in (log.read_text() if log.exists() else ""):
+        time.sleep(0.05)
+    return dict(line.split(" ", 1) for line in log.read_text().splitlines())
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="reads the stand-in's streams from /proc")
+def test_live_view_starts_the_desktops_browser_detached_and_leaves_nothing_to_warn_about(
+        extension_imports, monkeypatch, tmp_path):
     import live_view
 
-    opened = []
-    monkeypatch.setattr(webbrowser, "open", lambda url, new=0: opened.append((url, new)) or True)
+    _browser_stand_in(tmp_path, "xdg-open")
+    monkeypatch.setattr(live_view.sys, "platform", "linux")
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("DISPLAY", ":0")
-    assert live_view.open_live_view("http://127.0.0.1:8765/", "0123abcd")
-    assert opened == [("http://127.0.0.1:8765/jobs/0123abcd", 2)]
+    monkeypatch.delenv("BROWSER", raising=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # as inkex does (it shows them); an unreaped Popen would warn on collection
+        assert live_view.open_live_view("http://127.0.0.1:8765/", "0123abcd")
+        gc.collect()
+    seen = _stand_in_log(tmp_path, "xdg-open")
+    try:
+        assert seen["args"] == "http://127.0.0.1:8765/jobs/0123abcd"
+        assert [seen[f"fd{fd}"] for fd in range(3)] == ["/dev/null"] * 3, "Inkscape waits for its pipes to close"
+        assert seen["session"] != str(os.getsid(0)), "the browser runs in a session of its own"
+        os.kill(int(seen["pid"]), 0)  # still open: nothing waited for it
+    finally:
+        os.kill(int(seen["pid"]), signal.SIGTERM)
+
+
+def test_live_view_honours_browser_then_the_platforms_opener(extension_imports, monkeypatch, tmp_path):
+    import live_view
+
+    _browser_stand_in(tmp_path, "my-browser")
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    url = "http://h:1/jobs/j"
+    monkeypatch.setenv("BROWSER", f"no-such-browser-here{os.pathsep}my-browser --new-tab %s --x")
+    assert live_view.browser_command(url) == ["my-browser", "--new-tab", url, "--x"]
+    monkeypatch.setenv("BROWSER", "my-browser")
+    assert live_view.browser_command(url) == ["my-browser", url]
+    monkeypatch.setenv("BROWSER", "")
+    monkeypatch.setattr(live_view.sys, "platform", "darwin")
+    assert live_view.browser_command(url) == ["open", url]
+    monkeypatch.setattr(live_view.sys, "platform", "linux")
+    monkeypatch.setattr(live_view, "OPENERS", (["no-such-opener"], ["my-browser", "open"]))
+    assert live_view.browser_command(url) == ["my-browser", "open", url]
     assert live_view.live_view_url("http://h:1", "a/b?c") == "http://h:1/jobs/a%2Fb%3Fc"
 
 
-def test_live_view_without_a_graphical_session_or_browser_opens_nothing(extension_imports, monkeypatch):
-    import webbrowser
-
+def test_live_view_on_windows_hands_the_url_to_the_shell(extension_imports, monkeypatch):
     import live_view
 
     opened = []
-    monkeypatch.setattr(webbrowser, "open", lambda url, new=0: opened.append(url) or True)
+    monkeypatch.setattr(live_view.sys, "platform", "win32")
+    monkeypatch.setattr(live_view.os, "startfile", opened.append, raising=False)
+    assert live_view.open_live_view("http://127.0.0.1:8765", "job")
+    assert opened == ["http://127.0.0.1:8765/jobs/job"]
+
+
+def test_live_view_without_a_graphical_session_or_browser_opens_nothing(extension_imports, monkeypatch, tmp_path):
+    import live_view
+
+    _browser_stand_in(tmp_path, "xdg-open")
+    monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setattr(live_view.sys, "platform", "linux")
     for name in ("DISPLAY", "WAYLAND_DISPLAY", "BROWSER"):
         monkeypatch.delenv(name, raising=False)
     assert not live_view.open_live_view("http://127.0.0.1:8765", "job")  # a console browser would block Inkscape
-    assert opened == []
-
-    def broken(url, new=0):
-        raise webbrowser.Error("could not locate runnable browser")
+    assert not (tmp_path / "xdg-open.log").exists()
 
     monkeypatch.setenv("DISPLAY", ":0")
-    monkeypatch.setattr(webbrowser, "open", broken)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     assert not live_view.open_live_view("http://127.0.0.1:8765", "job")
 
 

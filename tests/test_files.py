@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 
 import pytest
 
-from clipasso_core.files import write_atomically
+from clipasso_core.files import write_atomically, write_output_file
 
 
 def mode_of(path) -> int:
@@ -61,3 +62,38 @@ def test_a_fixed_mode_wins(tmp_path, umask):
     umask(0o022)
     write_atomically(tmp_path / "private.image", b"x", mode=0o600)
     assert mode_of(tmp_path / "private.image") == 0o600
+
+
+def _read_fifo(path, into: list) -> threading.Thread:
+    """Read everything written to the FIFO at ``path`` in a thread (as ``cat path`` would)."""
+    def read() -> None:
+        with open(path, "rb") as stream:
+            into.append(stream.read())
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    return reader
+
+
+@pytest.mark.parametrize("through_link", [False, True])
+def test_a_fifo_gets_the_bytes_and_stays_a_fifo(tmp_path, through_link):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    output = fifo
+    if through_link:
+        output = tmp_path / "link.svg"
+        output.symlink_to(fifo)
+    received: list = []
+    reader = _read_fifo(fifo, received)
+    write_output_file(output, b"<svg/>")
+    reader.join(10)
+    assert received == [b"<svg/>"]
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert not through_link or output.is_symlink()
+    assert [entry.name for entry in tmp_path.iterdir() if entry.name.startswith(".")] == []
+
+
+def test_a_regular_output_is_still_replaced_whole(tmp_path):
+    target = tmp_path / "out.svg"
+    target.write_bytes(b"old")
+    write_output_file(target, b"new")
+    assert target.read_bytes() == b"new"

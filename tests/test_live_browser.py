@@ -1,7 +1,9 @@
 """The live page in a real headless Chromium against the real sketch server (tiny models).
 
-Strokes appear and move on the page while a job runs, Cancel on the page cancels the job, a finished
-job links its files, and with a server token the page asks for it once and never puts it in a URL.
+Strokes appear and move on the page over the job's picture (a toggle hides it) while a job runs, with the
+job's settings and without loss figures; a waiting job tells its place in the queue; Cancel on the page
+cancels the job; a finished job says how long it took, replays the run within the window and links its
+files; and with a server token the page asks for it once and never puts it in a URL.
 Needs Chromium (``chromium`` on PATH, or ``$CHROMIUM``) and playwright's Python package
 (``pip install -e '.[browser]'``); no ``playwright install`` — the system Chromium is driven directly.
 """
@@ -9,6 +11,7 @@ Needs Chromium (``chromium`` on PATH, or ``$CHROMIUM``) and playwright's Python 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Iterator
 
@@ -88,8 +91,22 @@ def test_strokes_appear_and_move_while_the_job_runs_and_cancel_stops_it(server, 
     page.wait_for_function("d => document.querySelector('figure.level svg path').getAttribute('d') !== d",
                            arg=first, timeout=WAIT_MS)
     page.wait_for_function("() => document.querySelector('#steps').textContent.startsWith('step ')", timeout=WAIT_MS)
-    assert "loss" in page.text_content("figure.level figcaption")
     page.wait_for_function("() => document.querySelector('#eta').textContent.includes('left')", timeout=WAIT_MS)
+    assert page.text_content("#settings") == "Quality: custom · 2, 4 strokes · 1 attempt per level · 100000 steps · seed 0"
+    assert page.text_content("#elapsed").endswith("so far")
+    assert [page.text_content(f"figure.level[data-strokes='{n}'] figcaption") for n in (2, 4)] == ["2 strokes", "4 strokes"]
+    assert not re.search(r"loss|\d\.\d{3}", page.inner_text("main")), "no raw loss figures on the page"
+
+    # The picture lies under the strokes of every level, as big as the drawing; the toggle hides it.
+    page.wait_for_function("() => document.querySelectorAll('figure.level svg image.picture').length === 2",
+                           timeout=WAIT_MS)
+    assert page.get_attribute("figure.level svg image.picture", "width") == "64"
+    assert page.get_attribute("figure.level svg image.picture", "href").startswith("blob:")
+    assert page.is_visible("figure.level svg image.picture")
+    page.uncheck("#show-picture")
+    assert page.is_hidden("figure.level svg image.picture")
+    page.check("#show-picture")
+    assert page.is_visible("figure.level svg image.picture")
 
     page.click("#cancel")
     state = wait_for_status(server, job["id"], timeout=60)
@@ -99,14 +116,40 @@ def test_strokes_appear_and_move_while_the_job_runs_and_cancel_stops_it(server, 
     assert csp_violations(watched.errors) == [], watched.errors
 
 
-def test_a_finished_job_shows_its_strokes_and_links_its_files(server, watched):
-    _, job = submit_image(server, png_bytes(64, 48, seed=12), **FAST_PARAMS)
+def test_a_waiting_job_tells_its_place_in_the_queue(server, watched):
+    _, running = submit_image(server, png_bytes(64, 48, seed=14), **LONG)
+    _, waiting = submit_image(server, png_bytes(64, 48, seed=15), **{**LONG, "preset": "balanced"})
+    try:
+        page = watched.page
+        page.goto(f"{server.url}/jobs/{waiting['id']}")
+        page.wait_for_function("() => document.querySelector('#status').textContent === 'queued'", timeout=WAIT_MS)
+        page.wait_for_function("() => document.querySelector('#queue').textContent === '— it starts next'",
+                               timeout=WAIT_MS)
+        assert page.text_content("#settings").startswith("Quality: Balanced · 2, 4 strokes · 1 attempt per level")
+    finally:
+        for job in (waiting, running):
+            server.request("DELETE", f"/v1/jobs/{job['id']}")
+    assert csp_violations(watched.errors) == [], watched.errors
+
+
+def test_a_finished_job_shows_its_strokes_how_long_it_took_and_its_replay_within_the_window(server, watched):
+    _, job = submit_image(server, png_bytes(640, 480, seed=12), **FAST_PARAMS)
     wait_for_status(server, job["id"], statuses=("succeeded",))
     page = watched.page
+    page.set_viewport_size({"width": 1200, "height": 800})
     page.goto(f"{server.url}/jobs/{job['id']}")
     page.wait_for_function("() => document.querySelectorAll('figure.level svg path').length >= 6", timeout=WAIT_MS)
     assert page.text_content("#status") == "succeeded"
+    assert re.fullmatch(r"took \d+ s", page.text_content("#elapsed")), page.text_content("#elapsed")
     assert page.is_visible("#links")
+    page.wait_for_function("() => document.querySelector('#animation').naturalWidth > 0", timeout=WAIT_MS)
+    box = page.eval_on_selector("#animation", "img => img.getBoundingClientRect().toJSON()")
+    assert 0 < box["width"] <= 1200 and box["height"] > 0
+    assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth"), "nothing overflows"
+    page.goto(f"{server.url}/v1/jobs/{job['id']}/animation.svg")  # opened on its own, it fits the window too
+    assert page.evaluate("() => document.documentElement.getBoundingClientRect().width <= window.innerWidth")
+    page.goto(f"{server.url}/jobs/{job['id']}")
+    page.wait_for_function("() => document.querySelectorAll('figure.level svg path').length >= 6", timeout=WAIT_MS)
     href = page.get_attribute("#result-svg", "href")
     assert href == f"/v1/jobs/{job['id']}/result.svg"
     status, text = server.request("GET", href)

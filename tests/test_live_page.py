@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import io
 import re
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -28,8 +30,8 @@ def client(tiny_spec, tmp_path) -> Iterator[TestClient]:
         yield test_client
 
 
-def submit(client: TestClient, headers=None) -> str:
-    image = base64.b64encode(png_bytes(30, 20)).decode()
+def submit(client: TestClient, headers=None, seed: int = 0) -> str:
+    image = base64.b64encode(png_bytes(30, 20, seed=seed)).decode()
     created = client.post("/v1/jobs", json={"image": image, "params": LONG}, headers=headers or {})
     assert created.status_code == 202, created.text
     return created.json()["id"]
@@ -114,3 +116,44 @@ def test_with_a_token_the_page_does_not_tell_strangers_which_jobs_exist(tiny_spe
         assert real.status_code == unknown.status_code == 200
         assert real.text.replace(job_id, "0" * 32) == unknown.text
         assert client.get("/jobs/not-a-job-id").status_code == 404
+
+
+def wait_until_running(client: TestClient, job_id: str) -> None:
+    deadline = time.monotonic() + 60
+    while client.get(f"/v1/jobs/{job_id}").json()["status"] != "running":
+        assert time.monotonic() < deadline, "the job never started"
+        time.sleep(0.05)
+
+
+def test_a_job_tells_its_place_in_the_queue_and_its_settings_without_path_data(client):
+    first = submit(client)
+    wait_until_running(client, first)
+    image = base64.b64encode(png_bytes(30, 20, seed=3)).decode()
+    masked = {**LONG, "preset": "balanced", "mask": "M 0 0 H 20 V 20 H 0 Z"}
+    second = client.post("/v1/jobs", json={"image": image, "params": masked}).json()["id"]
+    third = submit(client, seed=4)
+    try:
+        states = [client.get(f"/v1/jobs/{job_id}").json() for job_id in (first, second, third)]
+        assert [state["queue_position"] for state in states] == [None, 0, 1]
+        settings = states[1]["settings"]
+        assert settings["preset"] == "balanced" and settings["strokes"] == [2] and settings["pick_seed_at"] == 250
+        assert "mask" not in settings and "init_paths" not in settings
+    finally:
+        for job_id in (third, second, first):
+            client.delete(f"/v1/jobs/{job_id}")
+
+
+def test_the_jobs_picture_is_served_as_a_png_for_its_page(tiny_spec, tmp_path):
+    from PIL import Image
+
+    with make_client(tiny_spec, tmp_path, token=TOKEN) as client:
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        job_id = submit(client, auth)
+        assert client.get(f"/v1/jobs/{job_id}/image").status_code == 401, "the picture is data: it needs the token"
+        answer = client.get(f"/v1/jobs/{job_id}/image", headers=auth)
+        assert answer.status_code == 200 and answer.headers["content-type"] == "image/png"
+        picture = Image.open(io.BytesIO(answer.content))
+        assert picture.size == (30, 20)
+        assert list(picture.convert("RGB").getdata()) == list(Image.open(io.BytesIO(png_bytes(30, 20))).convert("RGB").getdata())
+        assert client.get(f"/v1/jobs/{'0' * 32}/image", headers=auth).status_code == 404
+        client.delete(f"/v1/jobs/{job_id}", headers=auth)

@@ -120,3 +120,30 @@ def test_bad_presets_and_picks_are_refused_in_words(values, fragment):
     with pytest.raises(ValidationError) as caught:
         SketchParams(**values)
     assert fragment in describe_validation_errors(caught.value.errors())
+
+
+@pytest.mark.parametrize("text", ["\x00", "\u200b", " \u200b\t", "\u2060\ufeff"])
+def test_a_prompt_without_a_visible_character_is_refused_like_an_empty_one(text):
+    with pytest.raises(ValidationError) as caught:
+        SketchParams(text=text)
+    assert describe_validation_errors(caught.value.errors()).startswith("text: give a prompt of at least one word")
+
+
+def test_a_prompt_clip_would_cut_is_refused_in_words_and_one_it_reads_whole_is_kept():
+    kept = " ".join(["cat"] * 75)
+    assert SketchParams(text=kept).text == kept
+    with pytest.raises(ValidationError) as caught:
+        SketchParams(text=kept + " cat")
+    message = describe_validation_errors(caught.value.errors())
+    assert message.startswith("text: the prompt is 76 CLIP tokens long and CLIP reads at most 75")
+
+
+@pytest.mark.parametrize("name", ["layer1_weight", "layer3_weight", "fc_weight"])
+def test_a_weight_too_small_to_move_a_stroke_counts_as_zero(name):
+    others = {weight: 0.0 for weight in ("layer1_weight", "layer2_weight", "layer3_weight", "layer4_weight",
+                                         "fc_weight")}
+    with pytest.raises(ValidationError) as caught:
+        SketchParams(**{**others, name: 1e-300})
+    assert "must be at least 1e-06" in describe_validation_errors(caught.value.errors())
+    assert getattr(SketchParams(**{name: 1e-300}), name) == 0.0
+    assert getattr(SketchParams(**{**others, name: 1e-6}), name) == 1e-6

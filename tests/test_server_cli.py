@@ -55,6 +55,7 @@ def test_a_second_server_on_the_same_data_dir_is_refused(token_server, capsys):
     (["--max-pixels", "0"], "--max-pixels"),
     (["--max-body-mb", "-1"], "--max-body-mb"),
     (["--token", " "], "--token"),
+    (["--token", "clé-secrète"], "--token must be ASCII"),
     (["--keep-days", "-1"], "--keep-days"),
     (["--keep-days", "nan"], "--keep-days"),
 ])

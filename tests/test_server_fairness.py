@@ -144,11 +144,17 @@ def test_health_lists_the_worker_and_counts_its_jobs(client):
     assert worker["jobs_done"] == 2 and worker["status"] == "idle" and worker["job"] is None
 
 
-@pytest.mark.parametrize("name", ["", "x" * 65, "-starts-with-a-dash", "new\nline", "tab\there", 7])
+@pytest.mark.parametrize("name", ["", "x" * 65, "-starts-with-a-dash", "_underscore", "new\nline", "tab\there",
+                                  "zero\u200bwidth", 7])
 def test_a_bad_client_name_is_a_422_naming_the_field(client, name):
     image = base64.b64encode(png_bytes(30, 20)).decode()
     answer = client.post("/v1/jobs", json={"image": image, "params": PARAMS, "client": name})
     assert answer.status_code == 422 and "client" in answer.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("name", ["Zoë", "Łukasz Nowak", "王芳", "anna.b@studio"])
+def test_a_name_in_any_script_is_a_client(client, name):
+    assert wait_done(client, submit(client, 5, client=name)["id"])["client"] == name
 
 
 def test_one_designers_burst_does_not_keep_another_waiting(client):
@@ -157,3 +163,16 @@ def test_one_designers_burst_does_not_keep_another_waiting(client):
     started = {job: wait_done(client, job)["started_at"] for job in [*a, b]}
     assert started[b] < started[a[2]], started
     assert [started[job] for job in a] == sorted(started[job] for job in a)
+
+
+def test_a_queued_jobs_position_is_its_place_in_the_fair_order(tmp_path):
+    store = JobStore(tmp_path)
+    a = queue_jobs(store, "AAA")
+    running = store.claim_next()  # A's first job runs: A's turn is the latest
+    b = queue_jobs(store, "BBCA")  # B and C arrive, then more of A's
+    queued = [job_id for job_id in a + b if job_id != running.id]
+    positions = {job_id: store.queue_position(job_id) for job_id in queued}
+    assert store.queue_position(running.id) is None and store.queue_position("no-such-job") is None
+    assert sorted(positions.values()) == list(range(len(queued)))
+    assert sorted(queued, key=positions.get) == claim_all(store), "the position is where claim_next takes it"
+    store.close()

@@ -1,5 +1,7 @@
-// The live page of one sketch job: polls the job and its preview about once a second, draws every level's
-// strokes as SVG, shows progress, ETA and loss, cancels, and links the result and the animation when done.
+// The live page of one sketch job: polls the job and its preview about once a second and draws every level's
+// strokes as SVG over the job's picture (a toggle hides it); shows the settings, the place in the queue, the
+// progress, the time so far and left (or taken, once finished) and the server's usual time for the quality;
+// cancels; once finished, replays the run and links the files. No loss figures: they are in the API.
 // With a server token it asks for the token once, keeps it in sessionStorage and sends it as a Bearer header.
 "use strict";
 (() => {
@@ -8,10 +10,14 @@
   const TOKEN_KEY = "clipasso-server-token";
   const POLL_MS = 1000;
   const FINISHED = ["succeeded", "failed", "cancelled"];
+  const QUALITY = { quick: "Quick look", balanced: "Balanced", paper: "Best, as in the paper" };
   const jobId = document.body.dataset.job;
   const $ = (id) => document.getElementById(id);
   let token = sessionStorage.getItem(TOKEN_KEY);
-  let losses = {};
+  let health = null;
+  let picture = null; // blob URL of the job's picture, once fetched
+  let pictureAsked = false;
+  let animationShown = false;
 
   function headers() {
     return token ? { Authorization: "Bearer " + token } : {};
@@ -21,10 +27,17 @@
     return fetch(path, { method, headers: headers(), cache: "no-store", credentials: "omit" });
   }
 
+  async function blobUrl(path) {
+    const response = await request("GET", path);
+    return response.ok ? URL.createObjectURL(await response.blob()) : null;
+  }
+
   function seconds(value) {
-    if (value === null || value === undefined) return "";
-    const total = Math.round(value);
-    const minutes = Math.floor(total / 60);
+    if (value === null || value === undefined || !isFinite(value)) return "";
+    const total = Math.max(0, Math.round(value));
+    const hours = Math.floor(total / 3600);
+    const minutes = Math.floor((total % 3600) / 60);
+    if (hours) return `${hours} h ${String(minutes).padStart(2, "0")} min`;
     return minutes ? `${minutes} min ${String(total % 60).padStart(2, "0")} s` : `${total} s`;
   }
 
@@ -50,31 +63,65 @@
     }
   }
 
+  function settingsText(settings) {
+    if (!settings) return "";
+    const parts = [settings.preset ? `Quality: ${QUALITY[settings.preset] || settings.preset}` : "Quality: custom"];
+    parts.push(`${settings.strokes.join(", ")} strokes`);
+    let attempts = `${settings.seeds} attempt${settings.seeds === 1 ? "" : "s"} per level`;
+    if (settings.seeds > 1 && settings.pick_seed_at) attempts += `, the best goes on after step ${settings.pick_seed_at}`;
+    parts.push(attempts, `${settings.iterations} steps`);
+    if (settings.text) parts.push(`prompt “${settings.text}”`);
+    if (settings.fidelity === "precise") parts.push("closer to the picture");
+    if (settings.fidelity === "loose") parts.push("freer");
+    parts.push(`seed ${settings.seed}`);
+    return parts.join(" · ");
+  }
+
+  function queueText(job) {
+    if (job.status !== "queued" || job.queue_position === null || job.queue_position === undefined) return "";
+    const ahead = job.queue_position;
+    return ahead === 0 ? "— it starts next" : `— ${ahead} job${ahead === 1 ? "" : "s"} start before it`;
+  }
+
+  function duration(job) {
+    const progress = job.progress || {};
+    if (FINISHED.includes(job.status)) {
+      const taken = job.started_at && job.finished_at
+        ? (Date.parse(job.finished_at) - Date.parse(job.started_at)) / 1000 : progress.elapsed_s;
+      return taken === null || taken === undefined ? "" : `took ${seconds(taken)}`;
+    }
+    return job.status === "running" && progress.elapsed_s !== null && progress.elapsed_s !== undefined
+      ? `${seconds(progress.elapsed_s)} so far` : "";
+  }
+
+  function expectedText(job) {
+    const preset = job.settings && job.settings.preset;
+    const times = health && health.preset_seconds;
+    if (FINISHED.includes(job.status) || !preset || !times || typeof times[preset] !== "number") return "";
+    return `(a four-level sketch at ${QUALITY[preset] || preset} quality takes about ${seconds(times[preset])} here)`;
+  }
+
   function showJob(job) {
     $("token-form").hidden = true;
     $("job").hidden = false;
     $("status").textContent = job.status;
     $("status").dataset.status = job.status;
+    $("settings").textContent = settingsText(job.settings);
+    $("queue").textContent = queueText(job);
     const progress = job.progress;
     if (progress) {
       $("bar").max = Math.max(progress.total, 1);
       $("bar").value = job.status === "succeeded" ? progress.total : progress.iteration;
       $("steps").textContent = `step ${progress.iteration} of ${progress.total}`;
-      $("elapsed").textContent = progress.elapsed_s === null ? "" : `${seconds(progress.elapsed_s)} so far`;
-      const eta = job.status === "running" && progress.eta_s !== null ? `, about ${seconds(progress.eta_s)} left` : "";
-      $("eta").textContent = eta;
-      losses = progress.best_loss || {};
     }
+    $("elapsed").textContent = duration(job);
+    const eta = progress && job.status === "running" && progress.eta_s !== null ? `, about ${seconds(progress.eta_s)} left` : "";
+    $("eta").textContent = eta;
+    $("expected").textContent = expectedText(job);
     showMessage(job.error ? job.error.message : "");
     $("cancel").hidden = FINISHED.includes(job.status);
-    $("links").hidden = job.status !== "succeeded";
-    for (const level of document.querySelectorAll("figure.level")) caption(level);
-  }
-
-  function caption(figure) {
-    const loss = losses[figure.dataset.strokes];
-    const text = loss === undefined || loss === null ? "" : ` — loss ${Number(loss).toFixed(4)}`;
-    figure.querySelector("figcaption").textContent = figure.dataset.label + text;
+    $("picture-toggle").hidden = !picture || job.status === "queued";
+    $("finished").hidden = job.status !== "succeeded";
   }
 
   function figureFor(label, strokes) {
@@ -83,12 +130,26 @@
       figure = document.createElement("figure");
       figure.className = "level";
       figure.dataset.strokes = strokes;
-      figure.dataset.label = label;
       figure.appendChild(document.createElementNS(SVG_NS, "svg"));
-      figure.appendChild(document.createElement("figcaption"));
+      const caption = document.createElement("figcaption");
+      caption.textContent = label;
+      figure.appendChild(caption);
       $("levels").appendChild(figure);
     }
     return figure;
+  }
+
+  function pictureUnder(viewBox) {
+    const [, , width, height] = (viewBox || "0 0 224 224").split(/[\s,]+/);
+    const image = document.createElementNS(SVG_NS, "image");
+    image.setAttribute("class", "picture");
+    image.setAttribute("href", picture);
+    image.setAttribute("x", "0");
+    image.setAttribute("y", "0");
+    image.setAttribute("width", width);
+    image.setAttribute("height", height);
+    image.setAttribute("preserveAspectRatio", "none");
+    return image;
   }
 
   function draw(svgText) {
@@ -101,8 +162,9 @@
       const label = layer.getAttributeNS(INKSCAPE_NS, "label") || "";
       const figure = figureFor(label, String(parseInt(label, 10)));
       const svg = figure.querySelector("svg");
-      svg.setAttribute("viewBox", root.getAttribute("viewBox") || "0 0 224 224");
-      const paths = [];
+      const viewBox = root.getAttribute("viewBox") || "0 0 224 224";
+      svg.setAttribute("viewBox", viewBox);
+      const children = picture ? [pictureUnder(viewBox)] : [];
       for (const source of layer.getElementsByTagNameNS(SVG_NS, "path")) {
         const width = /stroke-width:\s*([\d.eE+-]+)/.exec(source.getAttribute("data-style") || "");
         const path = document.createElementNS(SVG_NS, "path");
@@ -112,10 +174,9 @@
         path.setAttribute("stroke-width", width ? width[1] : "3");
         path.setAttribute("stroke-linecap", "round");
         path.setAttribute("stroke-linejoin", "round");
-        paths.push(path);
+        children.push(path);
       }
-      svg.replaceChildren(...paths);
-      caption(figure);
+      svg.replaceChildren(...children);
     }
   }
 
@@ -124,6 +185,25 @@
     const file = status === "succeeded" ? "result.svg" : "preview.svg";
     const response = await request("GET", `/v1/jobs/${jobId}/${file}`);
     if (response.ok) draw(await response.text());
+  }
+
+  async function fetchOnce(job) {
+    // The server's usual times, the job's picture and, once it has succeeded, its replay: fetched once each.
+    if (health === null) {
+      health = {};
+      const response = await request("GET", "/v1/health");
+      if (response.ok) health = await response.json();
+    }
+    if (!pictureAsked) {
+      pictureAsked = true;
+      picture = await blobUrl(`/v1/jobs/${jobId}/image`);
+    }
+    if (job.status === "succeeded" && !animationShown) {
+      animationShown = true;
+      const replay = await blobUrl(`/v1/jobs/${jobId}/animation.svg`);
+      if (replay) $("animation").src = replay;
+      else $("animation").hidden = true;
+    }
   }
 
   async function poll() {
@@ -146,6 +226,11 @@
       return;
     }
     const job = await response.json();
+    try {
+      await fetchOnce(job);
+    } catch (_) {
+      // what cannot be fetched now is left out; the strokes and the progress still show
+    }
     showJob(job);
     try {
       if (job.status !== "queued") await drawSketch(job.status);
@@ -190,6 +275,9 @@
       link.addEventListener("click", download);
     }
     $("cancel").addEventListener("click", cancel);
+    $("show-picture").addEventListener("change", () => {
+      $("levels").classList.toggle("no-picture", !$("show-picture").checked);
+    });
     $("token-form").addEventListener("submit", (event) => {
       event.preventDefault();
       token = $("token").value;

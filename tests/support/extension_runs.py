@@ -3,7 +3,8 @@
 ``run_extension(script, document, *args)`` runs a script of ``inkscape_ext/`` the way Inkscape does (cwd = the
 script's folder, ``DOCUMENT_PATH`` = the saved file, the document handed over as a temporary copy whose relative
 links Inkscape has rebased), with this test's Python and PyPI inkex or, where it works, the system python3 with
-the inkex that ships with Inkscape (``INTERPRETERS``); ``run_inkscape`` drives the real Inkscape headless.
+the inkex that ships with Inkscape (``INTERPRETERS``); ``run_inkscape`` drives the real Inkscape headless, with a
+browser stand-in (``desktop_browser``; the ``browsers_ended`` fixture ends what it started).
 """
 
 import base64
@@ -12,9 +13,10 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import inkex
 import pytest
@@ -28,9 +30,17 @@ CLIPASSO_NS = "https://clipasso.org/ns/inkscape-extension"
 XLINK_HREF = "{http://www.w3.org/1999/xlink}href"
 BUNDLED_INKEX = Path("/usr/share/inkscape/extensions")  # where Debian's Inkscape keeps its inkex
 
-# Dialog options for a quick job with the tiny models (a second or two on a CPU).
-QUICK = ("--strokes=4,8", "--seeds=1", "--iterations=5")
-QUICK_PARAMS = {"strokes": [4, 8], "iterations": 5, "seeds": 1, "seed": 0, "stroke_width": 3.0}
+
+def levels(*counts: int) -> Tuple[str, ...]:
+    """Dialog options that sketch exactly these stroke counts: the four ticks, and the others on the Advanced tab."""
+    ticks = (4, 8, 16, 32)
+    others = ",".join(str(count) for count in counts if count not in ticks)
+    return (*(f"--level_{tick}={str(tick in counts).lower()}" for tick in ticks), f"--other_strokes={others}")
+
+
+# Dialog options for a quick job with the tiny models (a second or two on a CPU): Quality Custom.
+QUICK = ("--quality=custom", "--seeds=1", "--iterations=5", *levels(4, 8))
+QUICK_PARAMS = {"strokes": [4, 8], "iterations": 5, "seeds": 1, "seed": 0}
 
 
 def _bundled_inkex_works() -> bool:
@@ -54,6 +64,8 @@ def clip(name: str) -> str:
 
 
 @dataclass
+
+
 class Run:
     """One extension run: exit code, output streams, and the output document when one was written."""
 
@@ -85,6 +97,7 @@ def run_extension(
     env = {key: value for key, value in os.environ.items() if key not in ("DOCUMENT_PATH", "PYTHONPATH")}
     env["PYTHONPATH"] = os.pathsep.join(str(p) for p in paths)
     env["DOCUMENT_PATH"] = str(document) if document_path is None else document_path
+    env["XDG_CONFIG_HOME"] = str(document.parent / "xdg-config")  # the dialogs' shared settings, this test's own
     env["BROWSER"] = browser_recorder(temp_dir, document.parent / BROWSER_LOG)
     proc = subprocess.run(
         [python, str(EXT_DIR / script), *args, str(copy)],
@@ -108,10 +121,17 @@ def browser_recorder(folder: Path, log: Path) -> str:
     return str(script)
 
 
-def opened_urls(document: Path) -> List[str]:
-    """The URLs the extension runs on document (run_extension) opened in the web browser."""
-    log = document.parent / BROWSER_LOG
-    return log.read_text().split() if log.exists() else []
+def opened_urls(document: Path, expected: int = 0, including: str = "") -> List[str]:
+    """The URLs the extension runs on document (run_extension; or Inkscape runs in the folder document) opened in
+    the web browser; waits up to 20 s for ``expected`` of them, or for the URL ``including``: the browser starts
+    in the background."""
+    log = (document if document.is_dir() else document.parent) / BROWSER_LOG
+    deadline = time.monotonic() + 20
+    while True:
+        urls = log.read_text().split() if log.exists() else []
+        if (len(urls) >= expected and (not including or including in urls)) or time.monotonic() > deadline:
+            return urls
+        time.sleep(0.1)
 
 
 def rebased(document: Path, folder: Path) -> bytes:
@@ -152,7 +172,7 @@ def svg_document(body: str) -> str:
      xmlns:inkscape="http://www.inkscape.org/namespaces/inkscape"
      xmlns:sodipodi="http://sodipodi.sourceforge.net/DTD/sodipodi-0.dtd"
      width="297mm" height="210mm" viewBox="0 0 297 210" id="svg1">
-  <sodipodi:namedview id="namedview1" inkscape:current-layer="layer1"/>
+  <sodipodi:namedview id="namedview1" inkscape:current-layer="layer1" inkscape:document-units="mm"/>
   <g id="layer0" inkscape:groupmode="layer" inkscape:label="Background">
     <rect id="rect1" x="0" y="0" width="297" height="210" style="fill:#eeeeee"/>
   </g>
@@ -222,7 +242,9 @@ def run_inkscape(tmp_path: Path, document: Path, actions: str, prefs: Dict[str, 
     out = tmp_path / "out.svg"
     env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "DOCUMENT_PATH")}
     env["INKSCAPE_PROFILE_DIR"] = str(profile)
-    env["BROWSER"] = browser_recorder(tmp_path, tmp_path / BROWSER_LOG)
+    for name in ("BROWSER", "XDG_CURRENT_DESKTOP", "DESKTOP_SESSION", "KDE_FULL_SESSION", "GNOME_DESKTOP_SESSION_ID"):
+        env.pop(name, None)
+    env.update(desktop_browser(tmp_path, tmp_path / BROWSER_LOG))
     proc = subprocess.run(
         ["timeout", "-k", "5", "90", XVFB_RUN, "-a", INKSCAPE, "--with-gui", "--batch-process",
          f"--actions={actions};export-filename:{out};export-do", str(document)],
@@ -234,6 +256,43 @@ def run_inkscape(tmp_path: Path, document: Path, actions: str, prefs: Dict[str, 
         pytest.fail(f"inkscape exited {proc.returncode}\n{proc.stderr.decode()[-2000:]}\n{details}")
     assert not stderr_log.exists() or stderr_log.read_text() == "", "stderr would open a dialog in Inkscape"
     return inkex.load_svg(str(out)).getroot()
+
+
+BROWSER_PIDS = "browser-pids.txt"
+
+
+def desktop_browser(folder: Path, log: Path) -> Dict[str, str]:
+    """Environment changes that make a browser stand-in this desktop's browser, reached as desktops reach it: the
+    web handler of the freedesktop settings (mimeapps.list) that ``xdg-open`` and ``gio`` read, and ``xdg-open``
+    itself where the system has none (Inkscape puts its own bin folder first on PATH, so a system ``xdg-open``
+    wins). No ``$BROWSER``, no desktop name. The stand-in appends the URL it is asked to open to log and its
+    process id to browser-pids.txt beside log, and stays open for a minute, like a browser that keeps running
+    after the extension has ended (the browsers_ended fixture ends it)."""
+    bin_dir, config, applications = folder / "desktop-bin", folder / "xdg-config", folder / "xdg-data" / "applications"
+    for directory in (bin_dir, config, applications):
+        directory.mkdir(parents=True, exist_ok=True)
+    browser = bin_dir / "xdg-open"
+    browser.write_text(f'#!/bin/sh\necho "$1" >>"{log}"\necho $$ >>"{log.parent / BROWSER_PIDS}"\nexec sleep 60\n')
+    browser.chmod(0o755)
+    (applications / "test-browser.desktop").write_text(
+        f"[Desktop Entry]\nType=Application\nName=Test browser\nExec={browser} %u\n"
+        "MimeType=x-scheme-handler/http;x-scheme-handler/https;\n")
+    (config / "mimeapps.list").write_text(
+        "[Default Applications]\nx-scheme-handler/http=test-browser.desktop\nx-scheme-handler/https=test-browser.desktop\n")
+    return {"PATH": os.pathsep.join([str(bin_dir), os.environ.get("PATH", "")]), "XDG_CONFIG_HOME": str(config),
+            "XDG_DATA_HOME": str(folder / "xdg-data")}
+
+
+def open_browsers(folder: Path) -> List[int]:
+    """The process ids of the desktop_browser stand-ins started in folder (or below) that are still running."""
+    running = []
+    for pid in (int(line) for log in folder.rglob(BROWSER_PIDS) for line in log.read_text().split()):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            continue
+        running.append(pid)
+    return running
 
 
 def linked_project(tmp_path: Path) -> Path:
