@@ -76,10 +76,21 @@ def score_pictures(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 # -- servers ------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def live_server(tiny_spec: ModelSpec, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """One real sketch server (tiny models, no token, fresh data dir) shared by a test module."""
+    """One real sketch server (tiny models, no token, default options) for every test that only submits jobs.
+
+    Tests that use it leave it as they found it: they cancel what they leave running and change no setting.
+    A test that kills, restarts, fills or locks a server, or needs other options, starts its own.
+    """
     with start_server(tmp_path_factory.mktemp("server-data"), tiny_spec) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def token_server(tiny_spec: ModelSpec, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A real sketch server that wants a token (``token_server.token``), for the tests of that rule."""
+    with start_server(tmp_path_factory.mktemp("token-data"), tiny_spec, token="s3cret-token") as server:
         yield server
 
 

@@ -51,9 +51,15 @@ def models_in(tiny_spec, chosen):
     return load_models(dataclasses.replace(tiny_spec, precision=chosen), CPU)
 
 
+@pytest.fixture(scope="module")
+def fp32_job(tiny_spec, target):
+    """The fp32 run that each reduced precision is compared with (the same for both)."""
+    return job(models_in(tiny_spec, Precision.FP32), target, 12)
+
+
 @pytest.mark.parametrize("reduced", [Precision.BF16, Precision.FP16])
-def test_reduced_precision_computes_the_same_loss_and_still_improves_the_sketch(tiny_spec, target, reduced):
-    fp32_loss, fp32_run, _ = job(models_in(tiny_spec, Precision.FP32), target, 12)
+def test_reduced_precision_computes_the_same_loss_and_still_improves_the_sketch(tiny_spec, target, fp32_job, reduced):
+    fp32_loss, fp32_run, _ = fp32_job
     low_models = models_in(tiny_spec, reduced)
     assert low_models.loss.precision is reduced and low_models.saliency.precision is reduced
     low_loss, low_run, history = job(low_models, target, 12)
