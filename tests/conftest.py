@@ -22,12 +22,19 @@ from clipasso_core.image import to_canvas
 from clipasso_core.models import LoadedModels, ModelSpec, load_models
 from clipasso_core.precision import Precision
 from clipasso_server import cli as server_cli
+from testkit import STEADY_ENV
 from testkit.ray_cluster import RAY_MISSING, local_ray_cluster, short_temp_dir
 from testkit.tiny_models import make_tiny_models, model_options
 from tests.support.extension_runs import open_browsers
 from tests.support.fake_sketch_server import FakeSketchServer
 from tests.support.pictures import cup
 from tests.support.server_process import ServerProcess, start_server
+
+# One torch thread in this process and in the commands it starts, as in the servers (testkit.STEADY_ENV): the tiny
+# models gain little from a second one, and on a busy machine threads that wait for each other cost several
+# times the work (a CPU-bound test module took 4 times the CPU and 3 to 4 times as long with two).
+os.environ.update(STEADY_ENV)
+torch.set_num_threads(1)
 
 
 # -- tiny models --------------------------------------------------------------------------------

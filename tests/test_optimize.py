@@ -28,7 +28,7 @@ def test_loss_goes_down(tiny_models, target):
 
 
 def test_identical_seeds_give_identical_strokes(tiny_models, target):
-    params = SketchParams(strokes=[4, 8], seeds=2, iterations=12, seed=3)
+    params = SketchParams(strokes=[4, 8], seeds=2, iterations=4, eval_interval=2, seed=3)
     first, second = run(tiny_models, target, params), run(tiny_models, target, params)
     for a, b in zip(first.levels, second.levels):
         assert torch.equal(a.points, b.points) and a.seed == b.seed
@@ -50,7 +50,7 @@ def test_cancel_stops_within_one_iteration_and_keeps_the_best(tiny_models, targe
 
 
 def test_the_winning_seed_has_the_lowest_eval_loss(tiny_models, target):
-    params = SketchParams(strokes=[4, 16], seeds=3, iterations=21)
+    params = SketchParams(strokes=[4, 16], seeds=3, iterations=5, eval_interval=2)
     result = run(tiny_models, target, params)
     loss = ClipConvLoss(tiny_models.loss, target)
     for level in result.levels:

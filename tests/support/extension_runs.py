@@ -209,6 +209,13 @@ XVFB_RUN = shutil.which("xvfb-run")
 needs_inkscape = pytest.mark.skipif(not (INKSCAPE and XVFB_RUN), reason="needs the inkscape and xvfb-run programs")
 
 
+def first_display() -> int:
+    """Where ``xvfb-run -a`` starts looking for a free X display: a range of its own per pytest-xdist worker, so
+    that two workers starting Inkscape at once do not pick the same one."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return 99 + 100 * int(worker.removeprefix("gw") or 0)
+
+
 def run_inkscape(tmp_path: Path, document: Path, actions: str, prefs: Dict[str, str],
                  from_checkout: bool = False) -> inkex.SvgDocumentElement:
     """Run Inkscape headless on the document with the installed extension; return the exported SVG.
@@ -246,8 +253,8 @@ def run_inkscape(tmp_path: Path, document: Path, actions: str, prefs: Dict[str, 
         env.pop(name, None)
     env.update(desktop_browser(tmp_path, tmp_path / BROWSER_LOG))
     proc = subprocess.run(
-        ["timeout", "-k", "5", "90", XVFB_RUN, "-a", INKSCAPE, "--with-gui", "--batch-process",
-         f"--actions={actions};export-filename:{out};export-do", str(document)],
+        ["timeout", "-k", "5", "90", XVFB_RUN, "-a", "-n", str(first_display()), INKSCAPE, "--with-gui",
+         "--batch-process", f"--actions={actions};export-filename:{out};export-do", str(document)],
         env=env, capture_output=True, timeout=120,
     )  # fmt: skip
     if proc.returncode != 0 or not out.exists():
