@@ -19,7 +19,7 @@ from collections.abc import Callable
 import torch
 
 from clipasso_core.raster import rasterize
-from tests.raster_reference import make_strokes, reference_render
+from testkit.raster_reference import make_strokes, reference_render
 
 try:  # optional: diffvg is not on PyPI
     import pydiffvg

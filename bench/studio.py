@@ -24,7 +24,6 @@ import argparse
 import io
 import os
 import secrets
-import shutil
 import statistics
 import sys
 import tempfile
@@ -38,7 +37,7 @@ from PIL import Image, ImageDraw
 
 from clipasso_core.image import DEFAULT_MAX_PIXELS
 from clipasso_core.model_options import add_model_options, model_spec
-from clipasso_core.models import ModelSpec, resolve_device
+from clipasso_core.models import resolve_device
 from clipasso_core.params import SketchParams
 from clipasso_server.dispatcher import Dispatcher, WorkerPool
 from clipasso_server.job_queue import JobQueue
@@ -46,10 +45,10 @@ from clipasso_server.model_cache import ModelCache, models_identity
 from clipasso_server.ray_backend import RayWorkers, import_ray
 from clipasso_server.store import JobStore
 from clipasso_server.worker import LocalWorkers
+from testkit.ray_cluster import local_ray_cluster, short_temp_dir
+from testkit.tiny_models import make_tiny_models
 
 TICK_S = 0.01
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # tiny models, the local test cluster
 
 
 def picture(number: int) -> bytes:
@@ -113,30 +112,16 @@ def ray_burst(folder: Path, models: ModelCache, workers: int, gpus: int, burst: 
         queue.store.close()
 
 
-def tiny_spec(folder: Path) -> ModelSpec:
-    """Tiny random-weight models written into ``folder`` (the tests' models)."""
-    from tiny_models import make_tiny_models
-
-    return make_tiny_models(folder)
-
-
 @contextmanager
 def cluster(address: str | None, cpus: int) -> Iterator[str]:
     """``address`` as given, or the address of a one-node CPU cluster with its own token, ended afterwards."""
     if address:
         yield address
         return
-    from ray_cluster import local_ray_cluster
-
     token = secrets.token_hex(32)
     os.environ.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token})  # read when Ray is first imported
-    folder = Path(f"/tmp/bench-ray-{os.getpid()}")  # Ray's socket paths must stay short
-    folder.mkdir()
-    try:
-        with local_ray_cluster(folder, cpus, token) as started:
-            yield started
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    with short_temp_dir("bench-ray") as folder, local_ray_cluster(folder, cpus, token) as started:
+        yield started
 
 
 def waits(run: dict[str, Any]) -> dict[str, list[float]]:
@@ -164,7 +149,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-studio-") as scratch, \
             cluster(args.ray, args.workers + 1) as address:
         root = Path(scratch)
-        spec = tiny_spec(root / "models") if args.tiny else model_spec(args)
+        spec = make_tiny_models(root / "models") if args.tiny else model_spec(args)
         device = resolve_device(args.device)
         models = ModelCache(spec, device)
         models.get()

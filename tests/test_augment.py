@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from augment_reference import torchvision_apply, torchvision_parameters, torchvision_pipeline
+from tests.support.augment_reference import torchvision_apply, torchvision_parameters, torchvision_pipeline
 from clipasso_core.augment import corner_points, sample_augmentations
 
 SIZE = 224

@@ -20,7 +20,7 @@ from clipasso_server.model_cache import ModelCache, models_identity
 from clipasso_server.runner import JobInput, run_job
 from clipasso_server.store import Job, JobStore
 from clipasso_server.worker import LocalWorkers, Report, SketchWorker
-from server_process import png_bytes
+from tests.support.server_process import png_bytes
 
 QUICK = SketchParams(strokes=[2], seeds=1, iterations=1, augmentations=0)
 ENDLESS = SketchParams(strokes=[2], seeds=1, iterations=100_000, augmentations=0)

@@ -12,7 +12,6 @@ from huggingface_hub import constants as hub_constants
 
 from clipasso_core.cli import main
 from clipasso_core.doctor import DOCTOR_GROUP
-from server_process import live_server  # noqa: F401 (a fixture)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "inkscape_ext"))
 

@@ -18,7 +18,7 @@ from clipasso_core.svg_xml import CLIPASSO_NS, INKSCAPE_NS, SVG_NS
 from clipasso_server.app import create_app
 from clipasso_server.config import ServerConfig
 from clipasso_server.store import JobStore
-from server_process import LOCAL, png_bytes
+from tests.support.server_process import LOCAL, png_bytes
 
 OLD_RESULT = {  # as a server stored it before levels had one type: no widths / opacities keys when not optimized
     "width": 60, "height": 40, "levels": [

@@ -14,29 +14,26 @@ import pytest
 
 from clipasso_core.params import REFINE_ITERATIONS, SketchParams
 from clipasso_core.path_data import parse_path
-from fake_sketch_server import sketch_server  # noqa: F401  (a fixture, used by name)
-from test_extension import (  # noqa: F401  (live_server: a fixture, used by name)
+from tests.support.extension_runs import (
     EXT_DIR,
     INTERPRETERS,
     QUICK,
     assert_aborted,
-    browsers_ended,
     assert_near,
     assert_silent_success,
     clip,
-    linked_project,
     levels,
-    live_server,
+    linked_project,
     needs_inkscape,
     opened_urls,
     png_data_uri,
-    queue_blocked,
     run_extension,
     run_inkscape,
     sketch_layers,
     sublayers,
     write_document,
 )
+from tests.support.server_process import queue_blocked
 
 SODIPODI_INSENSITIVE = "{http://sodipodi.sourceforge.net/DTD/sodipodi-0.dtd}insensitive"
 # Moving, rotating and scaling the image and its strokes together, as a designer does in Inkscape.

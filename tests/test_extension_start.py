@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from fake_sketch_server import FakeSketchServer
+from tests.support.fake_sketch_server import FakeSketchServer
 
 ROOT = Path(__file__).resolve().parents[1]
 EXT_DIR = ROOT / "inkscape_ext"

@@ -23,9 +23,8 @@ from clipasso_core.params import SketchParams
 from clipasso_core.precision import Precision
 from clipasso_core.raster import pair_capacity, rasterize_within
 from clipasso_core.sketch import SketchResult, sketch_image
-from test_optimize import cup
-from raster_reference import make_strokes
-from test_refine import CLOSED, CURVE, EDITED, LOCKED, picture
+from testkit.raster_reference import make_strokes
+from tests.support.pictures import CLOSED, CURVE, EDITED, LOCKED, cup, picture
 
 SIZE = 64
 

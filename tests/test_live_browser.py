@@ -17,8 +17,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from server_process import FAST_PARAMS, ServerProcess, png_bytes, start_server, submit_image, wait_for_status
-from stand_in_hub import StandInHub
+from tests.support.server_process import FAST_PARAMS, ServerProcess, png_bytes, start_server, submit_image, wait_for_status
+from tests.support.stand_in_hub import StandInHub
 
 pytestmark = pytest.mark.browser
 

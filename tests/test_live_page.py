@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from clipasso_server.app import create_app
 from clipasso_server.config import ServerConfig
-from server_process import LOCAL, png_bytes
+from tests.support.server_process import LOCAL, png_bytes
 
 LONG = {"strokes": [2], "seeds": 1, "iterations": 100_000, "augmentations": 0}
 TOKEN = "s3cret-page-token"

@@ -20,7 +20,7 @@ from clipasso_server.service import (LaunchAgent, StartupLauncher, SystemdUnit, 
                                      uninstall)
 from clipasso_server.service_files import (agent_command, launch_agent, launcher_command, systemd_unit, unit_command,
                                            windows_launcher)
-from server_process import STEADY_ENV
+from testkit import STEADY_ENV
 
 PYTHON = sys.executable
 

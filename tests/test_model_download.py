@@ -16,7 +16,7 @@ from huggingface_hub import constants as hub_constants
 from clipasso_core import weights
 from clipasso_core.errors import WeightsUnavailableError
 from clipasso_core.models import ModelSpec, load_models
-from stand_in_hub import StandInHub
+from tests.support.stand_in_hub import StandInHub
 
 RN101 = ("timm/resnet101_clip.openai", "open_clip_model.safetensors")
 VIT = ("timm/vit_base_patch32_clip_224.openai", "open_clip_model.safetensors")

@@ -27,8 +27,8 @@ from clipasso_server.app import create_app
 from clipasso_server.config import ServerConfig
 from clipasso_server.idle import IdleWatch
 from clipasso_server.model_cache import ModelCache
-from server_process import FAST_PARAMS, LOCAL, png_bytes, start_server
-from stand_in_hub import StandInHub
+from tests.support.server_process import FAST_PARAMS, LOCAL, png_bytes, start_server
+from tests.support.stand_in_hub import StandInHub
 
 
 def wait_until(condition, timeout: float = 120.0, every: float = 0.05):

@@ -7,26 +7,13 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from clipasso_core.image import to_canvas
 from clipasso_core.loss import ClipConvLoss
 from clipasso_core.models import load_models
 from clipasso_core.optimize import optimize_sketches, render
 from clipasso_core.params import SketchParams
 from clipasso_core.sketch import initial_points, sketch_image
 from clipasso_core.svg import parse_path_data
-
-
-def cup(width: int = 300, height: int = 200) -> Image.Image:
-    image = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(image)
-    draw.ellipse((width * 0.2, height * 0.2, width * 0.8, height * 0.9), outline="black", width=6)
-    draw.rectangle((width * 0.4, height * 0.4, width * 0.6, height * 0.7), fill="red")
-    return image
-
-
-@pytest.fixture(scope="module")
-def target() -> torch.Tensor:
-    return to_canvas(cup())[0]
+from tests.support.pictures import cup
 
 
 def run(tiny_models, target, params, **kwargs):
@@ -43,7 +30,7 @@ def test_loss_goes_down(tiny_models, target):
 
 
 def test_identical_seeds_give_identical_strokes(tiny_models, target):
-    params = SketchParams(strokes=[4, 8], seeds=2, iterations=12, seed=3)
+    params = SketchParams(strokes=[4, 8], seeds=2, iterations=4, eval_interval=2, seed=3)
     first, second = run(tiny_models, target, params), run(tiny_models, target, params)
     for a, b in zip(first.levels, second.levels):
         assert torch.equal(a.points, b.points) and a.seed == b.seed
@@ -65,7 +52,7 @@ def test_cancel_stops_within_one_iteration_and_keeps_the_best(tiny_models, targe
 
 
 def test_the_winning_seed_has_the_lowest_eval_loss(tiny_models, target):
-    params = SketchParams(strokes=[4, 16], seeds=3, iterations=21)
+    params = SketchParams(strokes=[4, 16], seeds=3, iterations=5, eval_interval=2)
     result = run(tiny_models, target, params)
     loss = ClipConvLoss(tiny_models.loss, target)
     for level in result.levels:

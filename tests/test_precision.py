@@ -6,21 +6,14 @@ import pytest
 import torch
 
 from clipasso_core import precision as precision_module
-from clipasso_core.image import to_canvas
 from clipasso_core.loss import ClipConvLoss
 from clipasso_core.models import load_models
 from clipasso_core.optimize import optimize_sketches, render
 from clipasso_core.params import SketchParams
 from clipasso_core.precision import Precision, autocast, cpuinfo_has_native_bf16, resolve_precision
 from clipasso_core.sketch import initial_points
-from test_optimize import cup
 
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(scope="module")
-def target() -> torch.Tensor:
-    return to_canvas(cup())[0]
 
 
 @pytest.mark.parametrize("native", [True, False])
@@ -58,9 +51,15 @@ def models_in(tiny_spec, chosen):
     return load_models(dataclasses.replace(tiny_spec, precision=chosen), CPU)
 
 
+@pytest.fixture(scope="module")
+def fp32_job(tiny_spec, target):
+    """The fp32 run that each reduced precision is compared with (the same for both)."""
+    return job(models_in(tiny_spec, Precision.FP32), target, 12)
+
+
 @pytest.mark.parametrize("reduced", [Precision.BF16, Precision.FP16])
-def test_reduced_precision_computes_the_same_loss_and_still_improves_the_sketch(tiny_spec, target, reduced):
-    fp32_loss, fp32_run, _ = job(models_in(tiny_spec, Precision.FP32), target, 12)
+def test_reduced_precision_computes_the_same_loss_and_still_improves_the_sketch(tiny_spec, target, fp32_job, reduced):
+    fp32_loss, fp32_run, _ = fp32_job
     low_models = models_in(tiny_spec, reduced)
     assert low_models.loss.precision is reduced and low_models.saliency.precision is reduced
     low_loss, low_run, history = job(low_models, target, 12)

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clipasso_core.raster import PairCapacity, _pairs, pair_capacity, rasterize, rasterize_within
-from raster_reference import SCENE_KINDS, make_strokes, reference_render
+from testkit.raster_reference import SCENE_KINDS, make_strokes, reference_render
 
 CUDA = pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")])
 

@@ -16,10 +16,9 @@ from pathlib import Path
 import pytest
 
 from clipasso_core.svg import read_sketch_document
-from ray_cluster import ray_cluster  # noqa: F401  (the fixture)
-from server_process import (ServerProcess, png_bytes, start_server, submit_image, wait_for_progress,
-                            wait_for_status)
-from test_server_watch import fetch, layers, wait_for_preview
+from tests.support.job_views import fetch, layers, wait_for_preview
+from tests.support.server_process import (ServerProcess, png_bytes, start_server, submit_image, wait_for_progress,
+                                          wait_for_status)
 
 pytestmark = pytest.mark.ray
 

@@ -9,11 +9,7 @@ import pytest
 from clipasso_server import cli
 from clipasso_server.ray_backend import RayBackendError, worker_plan
 
-
-@pytest.fixture(autouse=True)
-def _keep_pytest_logging(monkeypatch):
-    """``main()`` runs in this process here; keep it from replacing pytest's log handlers."""
-    monkeypatch.setattr(cli, "setup_logging", lambda access_log: None)
+pytestmark = pytest.mark.usefixtures("keep_pytest_logging")  # main() runs in this process here
 
 
 def test_without_ray_installed_ray_says_how_to_install_it(monkeypatch, capsys, tmp_path):
@@ -45,7 +41,7 @@ def test_one_worker_per_gpu_unless_told_and_cpu_workers_only_when_asked():
 
 def test_an_address_where_nothing_listens_is_a_one_line_error(capsys, tmp_path):
     pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]')")
-    from ray_cluster import free_port
+    from testkit.ray_cluster import free_port
 
     status = cli.main(["--ray", f"127.0.0.1:{free_port()}", "--ray-workers", "1", "--data-dir", str(tmp_path)])
     error = capsys.readouterr().err

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 from fastapi.testclient import TestClient
-from PIL import Image, ImageDraw
 from pydantic import ValidationError
 
 from clipasso_core.joined_paths import join_paths, read_paths
@@ -19,21 +18,8 @@ from clipasso_core.path_data import parse_path
 from clipasso_core.sketch import sketch_image
 from clipasso_server.app import create_app
 from clipasso_server.config import ServerConfig
-from server_process import LOCAL
-
-CURVE = "M 20 30 C 40 10 60 10 80 30 C 100 50 120 50 140 30"
-EDITED = "m 30 150 l 40 -10 h 20 v -30 q 10 -20 30 0 c 5 5 10 5 15 0 s 10 -5 15 0"
-LOCKED = "M 150.123456 20.5 L 170.75 90.25 L 120 110.0625"
-CLOSED = "M 60 60 L 100 60 L 100 100 Z"
-
-
-def picture() -> Image.Image:
-    image = Image.new("RGB", (200, 180), "white")
-    draw = ImageDraw.Draw(image)
-    draw.ellipse((40, 40, 160, 150), outline="black", width=8)
-    draw.line((20, 20, 180, 160), fill="black", width=6)
-    return image
-
+from tests.support.pictures import CLOSED, CURVE, EDITED, LOCKED, picture
+from tests.support.server_process import LOCAL
 
 def test_relative_line_and_quadratic_commands_become_joined_cubic_segments():
     subpaths = read_paths([CURVE, EDITED, CLOSED])

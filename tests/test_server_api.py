@@ -18,8 +18,8 @@ import torch
 from PIL import Image
 
 from clipasso_core.precision import resolve_precision
-from server_process import (FAST_PARAMS, ServerProcess, png_bytes, start_server, submit_image, wait_for_progress,
-                            wait_for_status)
+from tests.support.server_process import (FAST_PARAMS, ServerProcess, png_bytes, start_server, submit_image,
+                                          wait_for_progress, wait_for_status)
 
 MAX_PIXELS = 200_000
 MAX_BODY_MB = 1

@@ -17,7 +17,7 @@ from clipasso_server import runner
 from clipasso_server.app import create_app
 from clipasso_server.config import ServerConfig
 from clipasso_server.store import JobStore, is_job_id
-from server_process import LOCAL, png_bytes
+from tests.support.server_process import LOCAL, png_bytes
 
 PARAMS = {"strokes": [2], "seeds": 1, "iterations": 1, "augmentations": 0}
 

@@ -21,8 +21,7 @@ from fastapi.testclient import TestClient
 
 from clipasso_server.app import create_app
 from clipasso_server.config import ServerConfig
-from ray_cluster import ray_cluster  # noqa: F401  (the fixture, for the Ray backend)
-from server_process import LOCAL, png_bytes
+from tests.support.server_process import LOCAL, png_bytes
 
 QUICK = {"strokes": [2], "seeds": 1, "iterations": 1, "augmentations": 0}
 ENDLESS = {"strokes": [2], "seeds": 1, "iterations": 100_000, "augmentations": 0}

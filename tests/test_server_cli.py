@@ -14,26 +14,15 @@ from fastapi.testclient import TestClient
 from clipasso_server import cli
 from clipasso_server.app import create_app
 from clipasso_server.config import ServerConfig
-from server_process import LOCAL, png_bytes, start_server
+from tests.support.server_process import LOCAL, png_bytes
 
 TOKEN = "s3cret-token"
-
-
-@pytest.fixture(autouse=True)
-def _keep_pytest_logging(monkeypatch):
-    """``main()`` runs in this process here; keep it from replacing pytest's log handlers."""
-    monkeypatch.setattr(cli, "setup_logging", lambda access_log: None)
-
-
-@pytest.fixture(scope="module")
-def token_server(tiny_spec, tmp_path_factory):
-    with start_server(tmp_path_factory.mktemp("token-data"), tiny_spec, token=TOKEN) as server:
-        yield server
+pytestmark = pytest.mark.usefixtures("keep_pytest_logging")  # main() runs in this process here
 
 
 def test_with_a_token_every_request_needs_it(token_server):
     server = token_server
-    for token, expected in ((None, 401), ("wrong", 401), (TOKEN, 200)):
+    for token, expected in ((None, 401), ("wrong", 401), (server.token, 200)):
         status, body = server.request("GET", "/v1/health", token=token)
         assert status == expected, body
         if expected == 401:
@@ -42,7 +31,7 @@ def test_with_a_token_every_request_needs_it(token_server):
     assert status == 401 and body["error"]["code"] == "unauthorized"
     assert server.request("GET", "/v1/nothing", token=None)[0] == 401
     assert server.request("GET", "/openapi.json", token=None)[0] == 401
-    request = urllib.request.Request(server.url + "/v1/health", headers={"Authorization": f"Bearer {TOKEN}"})
+    request = urllib.request.Request(server.url + "/v1/health", headers={"Authorization": f"Bearer {server.token}"})
     with urllib.request.urlopen(request, timeout=10) as response:
         assert json.load(response)["device"] == "cpu"
 

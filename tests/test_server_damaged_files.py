@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import base64
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,7 +17,7 @@ from clipasso_server.app import create_app
 from clipasso_server.config import ServerConfig
 from clipasso_server.model_cache import models_identity
 from clipasso_server.store import JobStore, cache_key
-from server_process import LOCAL, png_bytes
+from tests.support.server_process import LOCAL, png_bytes
 
 PARAMS = {"strokes": [2], "seeds": 1, "iterations": 1, "augmentations": 0}
 

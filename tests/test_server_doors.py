@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from clipasso_server.log_limit import RepeatLimitFilter
-from server_process import ServerProcess, png_bytes, start_server
+from tests.support.server_process import ServerProcess, png_bytes, start_server
 
 READ_TIMEOUT_S = 1
 MAX_REQUESTS = 3
@@ -98,12 +98,12 @@ def test_the_servers_own_pages_may_call_it(server, origin):
     assert status == 202, created
 
 
-def test_a_token_server_serves_any_host_name(tiny_spec, tmp_path):
-    with start_server(tmp_path / "data", tiny_spec, token="s3cret") as server:
-        status, _, _ = get(server, "/v1/health", {"Host": "sketch.example", "Authorization": "Bearer s3cret"})
-        assert status == 200
-        status, _, body = get(server, "/v1/health", {"Host": "sketch.example"})
-        assert_json_error(status, body, 401, "unauthorized")
+def test_a_token_server_serves_any_host_name(token_server):
+    authorization = f"Bearer {token_server.token}"
+    status, _, _ = get(token_server, "/v1/health", {"Host": "sketch.example", "Authorization": authorization})
+    assert status == 200
+    status, _, body = get(token_server, "/v1/health", {"Host": "sketch.example"})
+    assert_json_error(status, body, 401, "unauthorized")
 
 
 def test_head_works_on_get_routes(server):
@@ -190,33 +190,35 @@ def test_more_requests_than_the_limit_get_busy_then_the_server_recovers(server):
     assert status == 200
 
 
-def test_descriptor_exhaustion_neither_wedges_the_server_nor_floods_its_log(tiny_spec, tmp_path):
-    extra = ["--read-timeout", str(READ_TIMEOUT_S)]
-    with start_server(tmp_path / "data", tiny_spec, extra_args=extra) as server:
-        pid = server.process.pid
-        in_use = len(os.listdir(f"/proc/{pid}/fd"))
-        resource.prlimit(pid, resource.RLIMIT_NOFILE, (in_use + 20, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
-        log_before = len(server.output())
-        port = port_of(server)
-        clients = []
-        try:
-            for _ in range(120):  # far more than the server has descriptors for; none sends a byte
-                clients.append(socket.create_connection(("127.0.0.1", port), timeout=5))
-            deadline = time.monotonic() + 60
-            while True:  # a well-behaved client gets its answer once the stalled ones are timed out
-                try:
-                    status, _, _ = get(server, "/v1/health", {"Host": f"127.0.0.1:{port}"})
-                    if status == 200:
-                        break
-                except OSError:
-                    pass
-                assert time.monotonic() < deadline, server.output()[-3000:]
-                time.sleep(0.5)
-        finally:
-            for sock in clients:
-                sock.close()
-        grown = len(server.output()) - log_before
-        assert grown < 50_000, server.output()[-3000:]
+def test_descriptor_exhaustion_neither_wedges_the_server_nor_floods_its_log(server):
+    """The module's server, its descriptor limit lowered for the test and restored afterwards (silent clients
+    never reach the request limit: that counts requests, which need a request line)."""
+    pid = server.process.pid
+    limit = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    in_use = len(os.listdir(f"/proc/{pid}/fd"))
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (in_use + 20, limit[1]))
+    log_before = len(server.output())
+    port = port_of(server)
+    clients = []
+    try:
+        for _ in range(120):  # far more than the server has descriptors for; none sends a byte
+            clients.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        deadline = time.monotonic() + 60
+        while True:  # a well-behaved client gets its answer once the stalled ones are timed out
+            try:
+                status, _, _ = get(server, "/v1/health", {"Host": f"127.0.0.1:{port}"})
+                if status == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, server.output()[-3000:]
+            time.sleep(0.5)
+    finally:
+        for sock in clients:
+            sock.close()
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, limit)
+    grown = len(server.output()) - log_before
+    assert grown < 50_000, server.output()[-3000:]
 
 
 def test_repeated_warnings_are_limited_and_counted():

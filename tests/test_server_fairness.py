@@ -15,7 +15,7 @@ from clipasso_core.params import SketchParams
 from clipasso_server.app import create_app
 from clipasso_server.config import ServerConfig
 from clipasso_server.store import JobStore
-from server_process import png_bytes
+from tests.support.server_process import png_bytes
 
 PARAMS = {"strokes": [2], "seeds": 1, "iterations": 1, "augmentations": 0}
 OLD_SCHEMA = """

@@ -22,7 +22,7 @@ from schemathesis.specs.openapi.checks import (content_type_conformance, negativ
 
 from clipasso_server.app import create_app
 from clipasso_server.config import ServerConfig
-from server_process import live_server, png_bytes  # noqa: F401  (live_server is a fixture)
+from tests.support.server_process import png_bytes
 
 pytestmark = pytest.mark.fuzz
 
@@ -48,7 +48,7 @@ CHECKS = [
     # Only the body has a schema that a request can break (any string is a job id that may not exist).
     ("POST", "/v1/jobs", GenerationMode.NEGATIVE),
 ])
-def test_every_generated_request_is_answered_as_documented(live_server, method, path, mode):  # noqa: F811
+def test_every_generated_request_is_answered_as_documented(live_server, method, path, mode):
     schema = schemathesis.openapi.from_url(f"{live_server.url}/openapi.json")
     operation = schema[path][method]
     checks = CHECKS + ([negative_data_rejection] if mode is GenerationMode.NEGATIVE else [])

@@ -1,10 +1,14 @@
-"""A sketch server killed with SIGKILL mid-job loses nothing: results stay, unfinished jobs run again."""
+"""A sketch server killed with SIGKILL mid-job loses nothing: results and snapshots stay, unfinished jobs run again."""
 
 from __future__ import annotations
 
 import re
 
-from server_process import png_bytes, start_server, submit_image, wait_for_progress, wait_for_status
+from tests.support.job_views import wait_for_preview
+from tests.support.server_process import png_bytes, start_server, submit_image, wait_for_progress, wait_for_status
+
+WATCHED = {"strokes": [2, 4], "seeds": 1, "iterations": 100_000, "augmentations": 0, "eval_interval": 2}
+"""A job that runs until cancelled and takes a snapshot every other step."""
 
 
 def test_restart_after_sigkill_or_sigterm_mid_job_loses_nothing(tiny_spec, tmp_path):
@@ -13,6 +17,11 @@ def test_restart_after_sigkill_or_sigterm_mid_job_loses_nothing(tiny_spec, tmp_p
         _, finished = submit_image(server, png_bytes(40, 30, seed=1), iterations=1)
         assert wait_for_status(server, finished["id"])["status"] == "succeeded"
         _, result_before = server.request("GET", f"/v1/jobs/{finished['id']}/result")
+        _, watched = submit_image(server, png_bytes(40, 40, seed=5), **WATCHED)
+        wait_for_preview(server, watched["id"])
+        server.request("DELETE", f"/v1/jobs/{watched['id']}")
+        server.wait_for_output(rf"job {watched['id']} cancelled \(ran")  # no snapshot comes after this line
+        _, preview_before = wait_for_preview(server, watched["id"])
 
         _, interrupted = submit_image(server, png_bytes(40, 30, seed=2), iterations=60)
         _, waiting = submit_image(server, png_bytes(40, 30, seed=3), iterations=1)
@@ -22,6 +31,7 @@ def test_restart_after_sigkill_or_sigterm_mid_job_loses_nothing(tiny_spec, tmp_p
         server = server.restart()
         assert server.request("GET", f"/v1/jobs/{finished['id']}/result") == (200, result_before)
         assert server.request("GET", f"/v1/jobs/{finished['id']}")[1]["status"] == "succeeded"
+        assert wait_for_preview(server, watched["id"], timeout=0)[1] == preview_before, "the snapshots survive"
         for job in (interrupted, waiting):
             state = wait_for_status(server, job["id"])
             assert state["status"] == "succeeded", state

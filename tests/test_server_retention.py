@@ -18,7 +18,7 @@ from clipasso_server import dispatcher
 from clipasso_server.app import create_app
 from clipasso_server.config import ServerConfig
 from clipasso_server.store import JobStore
-from server_process import LOCAL, png_bytes, start_server, wait_for_status
+from tests.support.server_process import LOCAL, png_bytes, start_server, wait_for_status
 
 PARAMS = {"strokes": [2], "seeds": 1, "iterations": 1, "augmentations": 0}
 DAY = 86400.0

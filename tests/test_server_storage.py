@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from server_process import ServerProcess, png_bytes, start_server, submit_image, wait_for_progress, wait_for_status
+from tests.support.server_process import (ServerProcess, png_bytes, start_server, submit_image, wait_for_progress,
+                                          wait_for_status)
 
 
 @pytest.fixture

@@ -12,47 +12,17 @@ import pytest
 from PIL import Image
 
 from clipasso_core.svg import parse_path_data, read_sketch_document
-from clipasso_core.svg_xml import INKSCAPE_NS, SVG_NS
-from server_process import png_bytes, start_server, submit_image, wait_for_progress, wait_for_status
+from clipasso_core.svg_xml import SVG_NS
+from tests.support.job_views import fetch, layers, wait_for_preview
+from tests.support.server_process import png_bytes, submit_image, wait_for_progress, wait_for_status
 
 LONG = {"strokes": [2, 4], "seeds": 1, "iterations": 100_000, "augmentations": 0, "eval_interval": 2}
 
 
-def fetch(server, path, binary=False):
-    """GET ``path``; returns (status, content type, body text, or bytes when ``binary``)."""
-    import urllib.error
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(server.url + path, timeout=30) as response:
-            body = response.read()
-            return response.status, response.headers["Content-Type"], body if binary else body.decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.headers["Content-Type"], error.read().decode()
-
-
-def layers(svg_text):
-    """(label, number of paths, visible) of each layer of an SVG document."""
-    root = ET.fromstring(svg_text)
-    return [(g.get(f"{{{INKSCAPE_NS}}}label"), len(g.findall(f"{{{SVG_NS}}}path")), "display:none" not in (g.get("style") or ""))
-            for g in root.iter(f"{{{SVG_NS}}}g") if g.get(f"{{{INKSCAPE_NS}}}groupmode") == "layer"]
-
-
-def wait_for_preview(server, job_id, timeout=120.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        status, kind, text = fetch(server, f"/v1/jobs/{job_id}/preview.svg")
-        if status == 200:
-            return kind, text
-        assert status == 409 and "no_snapshot_yet" in text, text
-        assert time.monotonic() < deadline, server.output()
-        time.sleep(0.1)
-
-
-@pytest.fixture(scope="module")
-def server(tiny_spec, tmp_path_factory):
-    with start_server(tmp_path_factory.mktemp("watch-data"), tiny_spec) as process:
-        yield process
+@pytest.fixture
+def server(live_server):
+    """The session's plain server (tests/conftest.py): these tests only submit, watch and cancel their own jobs."""
+    return live_server
 
 
 def test_preview_of_a_running_job_then_cancel(server):
@@ -187,17 +157,3 @@ def test_unknown_job_files_are_404(server):
         status, kind, text = fetch(server, f"/v1/jobs/{'0' * 32}/{name}")
         assert status == 404 and kind == "application/json" and '"not_found"' in text
 
-
-def test_snapshots_survive_a_restart(tiny_spec, tmp_path):
-    server = start_server(tmp_path / "data", tiny_spec)
-    try:
-        _, job = submit_image(server, png_bytes(40, 40, seed=5), **LONG)
-        wait_for_preview(server, job["id"])
-        server.request("DELETE", f"/v1/jobs/{job['id']}")
-        _, before = wait_for_preview(server, job["id"])
-        server.kill()
-        server = server.restart()
-        _, after = wait_for_preview(server, job["id"], timeout=0)
-        assert after == before
-    finally:
-        server.kill()

@@ -8,10 +8,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 import torch
-from PIL import Image, ImageDraw
 
 from clipasso_core.cli import main
-from clipasso_core.image import to_canvas
 from clipasso_core.loss import ClipConvLoss
 from clipasso_core.optimize import optimize_sketches, render
 from clipasso_core.params import WIDTH_RANGE, SketchParams
@@ -20,21 +18,9 @@ from clipasso_core.sketch import initial_points, sketch_image
 from clipasso_core.level import StrokeLevel
 from clipasso_core.svg import read_sketch_document, sketch_document, stroke_paths
 from clipasso_core.svg_xml import SVG_NS
-from raster_reference import make_strokes
 from server.runner import result_body
-
-
-def cup() -> Image.Image:
-    image = Image.new("RGB", (300, 200), "white")
-    draw = ImageDraw.Draw(image)
-    draw.ellipse((60, 40, 240, 180), outline="black", width=6)
-    draw.rectangle((120, 80, 180, 140), fill="red")
-    return image
-
-
-@pytest.fixture(scope="module")
-def target() -> torch.Tensor:
-    return to_canvas(cup())[0]
+from testkit.raster_reference import make_strokes
+from tests.support.pictures import cup
 
 
 def style_of(path: ET.Element) -> dict[str, str]:

@@ -1,16 +1,17 @@
-"""A local Ray cluster for tests: ``ray start --head --block`` on this machine, CPUs only, ended by its pid.
+"""A local Ray cluster for tests and benchmarks: ``ray start --head --block`` on this machine, CPUs only, ended by its pid.
 
 The cluster uses Ray's token authentication with a token of its own (``RAY_AUTH_MODE=token`` and
 ``RAY_AUTH_TOKEN``, set in this process's environment while it runs, so servers started by the tests
 join it the way the README tells a studio to); a ``~/.ray/auth_token`` left on the machine plays no part.
 
 ``local_ray_cluster(tmp_dir, cpus)`` is a context manager yielding the cluster's address
-(``127.0.0.1:PORT``); the ``ray_cluster`` fixture (one per test module) uses it. Tests that need it
-skip with the reason when Ray is not installed (``pip install -e '.[ray]'``); CI installs it.
+(``127.0.0.1:PORT``); the tests' ``ray_cluster`` fixture (``tests/conftest.py``) and ``bench/studio.py`` use it.
+Without Ray installed (``pip install -e '.[ray]'``) it raises a RuntimeError saying so; the fixture skips first.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import secrets
 import shutil
@@ -23,11 +24,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
-
-from server_process import STEADY_ENV
+from testkit import STEADY_ENV
 
 START_TIMEOUT_S = 120.0
+RAY_MISSING = "Ray is not installed (pip install -e '.[ray]')"
 
 
 def free_port() -> int:
@@ -38,6 +38,17 @@ def free_port() -> int:
 
 
 @contextmanager
+def short_temp_dir(prefix: str) -> Iterator[Path]:
+    """A new folder directly under /tmp (Ray's socket paths must stay short), removed with its contents afterwards."""
+    folder = Path(f"/tmp/{prefix}-{os.getpid()}-{free_port()}")
+    folder.mkdir()
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
 def local_ray_cluster(temp_dir: Path, cpus: int, token: str | None = None) -> Iterator[str]:
     """Start a one-node Ray cluster with ``cpus`` CPUs and no GPUs; yields its address, then ends it.
 
@@ -45,7 +56,8 @@ def local_ray_cluster(temp_dir: Path, cpus: int, token: str | None = None) -> It
     have ``RAY_AUTH_MODE=token`` and this token in its environment before it imports Ray.
     """
     auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token or secrets.token_hex(32)}
-    pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]')")
+    if importlib.util.find_spec("ray") is None:
+        raise RuntimeError(RAY_MISSING)
     port = free_port()
     command = [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block",
                "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", str(cpus), "--num-gpus", "0",
@@ -82,14 +94,3 @@ def local_ray_cluster(temp_dir: Path, cpus: int, token: str | None = None) -> It
         head.wait(30)
         log.close()
 
-
-@pytest.fixture(scope="module")
-def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The address of a local 4-CPU Ray cluster shared by one test module."""
-    folder = Path(f"/tmp/ray-{os.getpid()}-{free_port()}")  # Ray's socket paths must stay short
-    folder.mkdir()
-    try:
-        with local_ray_cluster(folder, cpus=4) as address:
-            yield address
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)

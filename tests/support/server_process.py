@@ -1,10 +1,10 @@
 """Run the REAL sketch server (``python -m clipasso_server``) as a child process, for tests.
 
-The server loads tiny CLIP models (random weights, real files; see tiny_models.py), listens on a free
-loopback port (``--port 0``; the URL is read from the line it prints) and keeps its jobs in a data
+The server loads tiny CLIP models (random weights, real files; see ``testkit/tiny_models.py``), listens on a
+free loopback port (``--port 0``; the URL is read from the line it prints) and keeps its jobs in a data
 directory of the test's choosing, so a test can SIGKILL it and start it again on the same data::
 
-    from server_process import start_server, live_server  # live_server: a module-scoped fixture
+    from tests.support.server_process import start_server
 
     with start_server(tmp_path / "data", tiny_spec) as server:   # or models=a folder for tiny models
         status, body = server.request("GET", "/v1/health")
@@ -14,13 +14,14 @@ directory of the test's choosing, so a test can SIGKILL it and start it again on
 ``start_server(data_dir, models, token=None, extra_args=())`` returns a :class:`ServerProcess` with
 ``.url``, ``.request(method, path, body=None, token=...)`` (stdlib HTTP, returns ``(status, json)``),
 ``.output()`` (everything the server printed: one log line per job state change), ``.stop()``
-(SIGTERM, graceful), ``.kill()`` (SIGKILL) and ``.restart()``. Fixtures: ``live_server`` (one server
-per test module, no token) and ``submit_image(server, png_bytes, **params)``.
+(SIGTERM, graceful), ``.kill()`` (SIGKILL) and ``.restart()``. Jobs: ``submit_image(server, png_bytes, **params)``,
+``wait_for_status``, ``wait_for_progress`` and ``queue_blocked``. The fixtures that start servers are in
+``tests/conftest.py`` (``live_server``: one plain server for the whole session).
 """
-
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import os
@@ -32,14 +33,13 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from clipasso_core.models import ModelSpec
-from tiny_models import make_tiny_models
+from testkit import STEADY_ENV
+from testkit.tiny_models import model_options, tiny_models_in
 
 START_TIMEOUT_S = 90.0
 URL_LINE = re.compile(r"clipasso-server: listening on (http://\S+)")
@@ -47,28 +47,8 @@ LOCAL = "http://127.0.0.1"
 """Base URL for in-process TestClients: without a token the server answers only loopback Host names."""
 FAST_PARAMS = {"strokes": [2, 4], "seeds": 1, "iterations": 2, "augmentations": 0}
 """Sketch parameters for a quick job with the tiny models on a CPU (well under a second per job)."""
-STEADY_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-"""One torch thread in the server: tiny jobs stay fast when the test machine's cores are busy."""
 
 _UNSET: Any = object()
-
-
-def tiny_model_args(models: Path | ModelSpec) -> list[str]:
-    """The ``clipasso-server`` options that load tiny models (written into folder ``models`` if it is one)."""
-    spec = models if isinstance(models, ModelSpec) else _tiny_spec(Path(models))
-    return [
-        "--device", "cpu",
-        "--loss-model", spec.loss_model, "--loss-weights", str(spec.loss_weights),
-        "--saliency-model", spec.saliency_model, "--saliency-weights", str(spec.saliency_weights),
-    ]
-
-
-def _tiny_spec(folder: Path) -> ModelSpec:
-    names = ("tiny-rn.json", "tiny-rn.pt", "tiny-vit.json", "tiny-vit.pt")
-    if not all((folder / name).is_file() for name in names):
-        return make_tiny_models(folder)
-    return ModelSpec(loss_model=str(folder / "tiny-rn.json"), saliency_model=str(folder / "tiny-vit.json"),
-                     loss_weights=folder / "tiny-rn.pt", saliency_weights=folder / "tiny-vit.pt")
 
 
 class ServerProcess:
@@ -209,7 +189,8 @@ class ServerProcess:
 def server_args(data_dir: Path, models: Path | ModelSpec, token: str | None = None,
                 extra_args: Sequence[str] = ()) -> list[str]:
     """The command-line options :func:`start_server` passes (free loopback port, tiny models)."""
-    args = ["--host", "127.0.0.1", "--port", "0", "--data-dir", str(data_dir), *tiny_model_args(models)]
+    spec = models if isinstance(models, ModelSpec) else tiny_models_in(Path(models))
+    args = ["--host", "127.0.0.1", "--port", "0", "--data-dir", str(data_dir), *model_options(spec)]
     if token is not None:
         args += ["--token", token]
     return [*args, *extra_args]
@@ -270,8 +251,18 @@ def wait_for_progress(server: ServerProcess, job_id: str, timeout: float = 120.0
         time.sleep(0.05)
 
 
-@pytest.fixture(scope="module")
-def live_server(tiny_spec: ModelSpec, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """One real sketch server (tiny models, no token, fresh data dir) shared by a test module."""
-    with start_server(tmp_path_factory.mktemp("server-data"), tiny_spec) as server:
-        yield server
+
+@contextlib.contextmanager
+def queue_blocked(server: ServerProcess) -> Iterator[Callable[[], None]]:
+    """Keep the server's one worker busy with a long job, so jobs submitted meanwhile stay queued;
+    yields the function that cancels it (it is cancelled on the way out in any case)."""
+    status, blocker = submit_image(server, png_bytes(seed=5), strokes=[4], iterations=100_000, seed=987)
+    assert status == 202, blocker
+
+    def release() -> None:
+        server.request("DELETE", f"/v1/jobs/{blocker['id']}")
+
+    try:
+        yield release
+    finally:
+        release()

@@ -16,7 +16,8 @@ cancelled jobs, broken models, token refusals. A real server cannot be made at w
   ``requests`` lists the (method, path, Authorization header or None) of every request received;
 
 so those cases, and only those, use this fake. It answers /v1/health as a healthy server and
-refuses everything else with the API's JSON 404; the `sketch_server` fixture starts one per test.
+refuses everything else with the API's JSON 404; the ``sketch_server`` fixture (``tests/conftest.py``)
+starts one per test.
 """
 
 import json
@@ -24,8 +25,6 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import List, Optional, Tuple
-
-import pytest
 
 
 class FakeSketchServer:
@@ -111,9 +110,3 @@ def _handler_for(server: FakeSketchServer) -> type:
 
     return Handler
 
-
-@pytest.fixture
-def sketch_server():
-    """A running fake sketch server; yields it (.url, and the attributes that steer it)."""
-    with FakeSketchServer() as server:
-        yield server

@@ -1,7 +1,7 @@
 """Tiny CLIP models of the paper's two families (ResNet, ViT) with random weights, saved as real files.
 
 They are loaded through the same code as the OpenAI weights: an open_clip model config ``.json`` plus a
-checkpoint passed as ``--loss-weights`` / ``--saliency-weights``.
+checkpoint passed as ``--loss-weights`` / ``--saliency-weights`` (:func:`model_options` gives those options).
 """
 
 from __future__ import annotations
@@ -45,6 +45,24 @@ def make_tiny_models(directory: Path, seed: int = 0) -> ModelSpec:
         loss_weights=paths["tiny-rn"][1],
         saliency_weights=paths["tiny-vit"][1],
     )
+
+
+def tiny_models_in(folder: Path) -> ModelSpec:
+    """The spec of the tiny models in ``folder``, written there first unless all four files are present."""
+    names = ("tiny-rn.json", "tiny-rn.pt", "tiny-vit.json", "tiny-vit.pt")
+    if not all((folder / name).is_file() for name in names):
+        return make_tiny_models(folder)
+    return ModelSpec(loss_model=str(folder / "tiny-rn.json"), saliency_model=str(folder / "tiny-vit.json"),
+                     loss_weights=folder / "tiny-rn.pt", saliency_weights=folder / "tiny-vit.pt")
+
+
+def model_options(spec: ModelSpec) -> list[str]:
+    """The ``clipasso`` / ``clipasso-server`` options that load the models of ``spec`` on the CPU."""
+    return [
+        "--device", "cpu",
+        "--loss-model", spec.loss_model, "--loss-weights", str(spec.loss_weights),
+        "--saliency-model", spec.saliency_model, "--saliency-weights", str(spec.saliency_weights),
+    ]
 
 
 def _calibrate_batch_norm(visual: torch.nn.Module) -> None:

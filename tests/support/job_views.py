@@ -1,0 +1,42 @@
+"""What a client sees of a job on a real server: its files over HTTP, its live preview, the layers of its SVGs."""
+
+from __future__ import annotations
+
+import time
+import urllib.error
+import urllib.request
+import xml.etree.ElementTree as ET
+from typing import Any
+
+from clipasso_core.svg import INKSCAPE_NS, SVG_NS
+from tests.support.server_process import ServerProcess
+
+
+def fetch(server: ServerProcess, path: str, binary: bool = False) -> tuple[int, str, Any]:
+    """GET ``path``; returns (status, content type, body text, or bytes when ``binary``)."""
+    try:
+        with urllib.request.urlopen(server.url + path, timeout=30) as response:
+            body = response.read()
+            return response.status, response.headers["Content-Type"], body if binary else body.decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers["Content-Type"], error.read().decode()
+
+
+def layers(svg_text: str) -> list[tuple[str | None, int, bool]]:
+    """(label, number of paths, visible) of each layer of an SVG document."""
+    root = ET.fromstring(svg_text)
+    return [(g.get(f"{{{INKSCAPE_NS}}}label"), len(g.findall(f"{{{SVG_NS}}}path")),
+             "display:none" not in (g.get("style") or ""))
+            for g in root.iter(f"{{{SVG_NS}}}g") if g.get(f"{{{INKSCAPE_NS}}}groupmode") == "layer"]
+
+
+def wait_for_preview(server: ServerProcess, job_id: str, timeout: float = 120.0) -> tuple[str, str]:
+    """Poll the job's preview.svg until it exists (409 no_snapshot_yet until then); returns (content type, text)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status, kind, text = fetch(server, f"/v1/jobs/{job_id}/preview.svg")
+        if status == 200:
+            return kind, text
+        assert status == 409 and "no_snapshot_yet" in text, text
+        assert time.monotonic() < deadline, server.output()
+        time.sleep(0.1)
