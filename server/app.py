@@ -21,7 +21,7 @@ from .guards import ConcurrencyLimitMiddleware, HeadAsGetMiddleware, LoopbackOnl
 from .health_routes import package_version
 from .idle import IdleWatch, RequestClock
 from .job_queue import JobQueue
-from .middleware import BearerTokenMiddleware, BodyLimitMiddleware
+from .middleware import BearerTokenMiddleware, BodyLimitMiddleware, SecurityHeadersMiddleware
 from .model_cache import ModelCache, models_identity
 from .store import JobStore
 from .worker import LocalWorkers
@@ -61,13 +61,15 @@ def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAP
         description="Turns a raster image into a few editable pen strokes with the CLIPasso optimizer. "
                     "Every error is JSON {\"error\": {\"code\", \"message\"}}.",
         lifespan=lifespan,
+        docs_url=None,  # page_routes serves /docs, saying where Swagger UI comes from
+        redoc_url=None,
     )
     app.state.queue = queue
     app.state.models = models
     app.state.config = config
     app.state.idle_watch = watch  # clipasso-server gives it the way to stop the server
     install_error_handlers(app, config.data_dir)
-    # Middleware added last runs first: HEAD → concurrency limit → token or loopback rule → body limit.
+    # Middleware added last runs first: headers → clock → HEAD → concurrency limit → token or loopback rule → body limit.
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_body_bytes)
     if config.token:
         app.add_middleware(BearerTokenMiddleware, token=config.token, public_prefixes=page_routes.PAGE_PREFIXES)
@@ -76,6 +78,7 @@ def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAP
     app.add_middleware(ConcurrencyLimitMiddleware, max_requests=config.max_requests)
     app.add_middleware(HeadAsGetMiddleware)
     app.add_middleware(RequestClock, watch=watch)
+    app.add_middleware(SecurityHeadersMiddleware)  # outermost: every answer of the app carries its headers
     for module in (health_routes, job_routes, job_files, page_routes):
         app.include_router(module.router)
 

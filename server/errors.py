@@ -24,6 +24,13 @@ from .storage_faults import storage_fault
 
 log = logging.getLogger("clipasso_server")
 
+API_CONTENT_SECURITY_POLICY = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+"""The CSP of every answer that sets none of its own (JSON, SVG, GIF, PNG): an SVG opened from the API runs no
+script and loads nothing; the live page and /docs send their own."""
+SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": API_CONTENT_SECURITY_POLICY}
+"""Headers of every answer (added by :class:`~clipasso_server.middleware.SecurityHeadersMiddleware`, and by the
+answers sent outside it: the 500 of an unexpected error and the HTTP protocol's own)."""
+
 HTTP_CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -150,7 +157,8 @@ def install_error_handlers(app: FastAPI, data_dir: Path) -> None:
     async def unexpected_error(request: Request, error: Exception) -> JSONResponse:
         # Starlette re-raises the exception after this answer, so uvicorn logs its traceback server-side.
         log.error("unexpected %s on %s %s", type(error).__name__, request.method, request.url.path)
-        return error_response(500, "internal_error", "The sketch server hit an unexpected error; see its log.")
+        return error_response(500, "internal_error", "The sketch server hit an unexpected error; see its log.",
+                              SECURITY_HEADERS)
 
 
 def shorten(text: str, limit: int = 80) -> str:

@@ -1,4 +1,5 @@
-"""ASGI middleware in front of every route: the bearer-token check and the request body size limit."""
+"""ASGI middleware in front of every route: the bearer-token check, the request body size limit, and the
+headers every answer carries (``X-Content-Type-Options: nosniff`` and a Content-Security-Policy)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import hmac
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import error_bytes
+from .errors import API_CONTENT_SECURITY_POLICY, error_bytes
 
 
 async def send_error(send: Send, status: int, code: str, message: str,
@@ -108,3 +109,29 @@ class BodyLimitMiddleware:
             return await receive()
 
         await self.app(scope, replay, send)
+
+
+class SecurityHeadersMiddleware:
+    """Every answer, errors included, says ``X-Content-Type-Options: nosniff`` and has a Content-Security-Policy
+    (:data:`API_CONTENT_SECURITY_POLICY` unless the route set its own)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", ()))
+                names = {name.lower() for name, _ in headers}
+                if b"x-content-type-options" not in names:
+                    headers.append((b"x-content-type-options", b"nosniff"))
+                if b"content-security-policy" not in names:
+                    headers.append((b"content-security-policy", API_CONTENT_SECURITY_POLICY.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)

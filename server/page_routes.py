@@ -1,4 +1,5 @@
-"""The live page for people: ``GET /jobs/{id}`` (HTML) and its script and style sheet, as package data.
+"""The pages for people: the live page ``GET /jobs/{id}`` (HTML) and its script and style sheet, as package
+data; and ``/docs``, the interactive API documentation (Swagger UI, loaded from a CDN, as the page says).
 
 The page holds no job data: its script fetches the job, its preview and its files from the v1 API
 (with the Bearer token the person types in, when the server has one), so these routes are served
@@ -13,6 +14,7 @@ from functools import cache
 from importlib import resources
 
 from fastapi import APIRouter, Request
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import Response
 
 from .errors import ApiError
@@ -32,6 +34,15 @@ PAGE_HEADERS = {
 }
 STATIC_FILES = {"live.js": "text/javascript; charset=utf-8", "live.css": "text/css; charset=utf-8"}
 HTML_TYPE = "text/html; charset=utf-8"
+
+SWAGGER_CDN = "https://cdn.jsdelivr.net"
+DOCS_CONTENT_SECURITY_POLICY = (f"default-src 'none'; script-src {SWAGGER_CDN} 'unsafe-inline'; "
+                                f"style-src {SWAGGER_CDN} 'unsafe-inline'; img-src 'self' data: https:; "
+                                "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+"""/docs runs Swagger UI's script from the CDN and its inline start-up script; it may call only this server."""
+DOCS_NOTE = ('<p style="font-family: sans-serif; margin: 1em">This page loads Swagger UI from ' + SWAGGER_CDN +
+             ' (the server holds no copy of it): without internet access it stays blank. The same API description '
+             'is <a href="/openapi.json">/openapi.json</a>, served by this server.</p>')
 
 router = APIRouter(include_in_schema=False)
 
@@ -63,3 +74,12 @@ def live_file(name: str) -> Response:
     if media_type is None:
         raise ApiError(404, "not_found", f"There is no file {name[:64]!r} here.")
     return Response(page_file(name), media_type=media_type, headers=PAGE_HEADERS)
+
+
+@router.get("/docs")
+def api_docs() -> Response:
+    """Swagger UI over ``/openapi.json``, saying that it comes from a CDN."""
+    page = get_swagger_ui_html(openapi_url="/openapi.json", title="CLIPasso sketch server - API")
+    body = bytes(page.body).decode("utf-8").replace("<body>", "<body>\n" + DOCS_NOTE, 1)
+    return Response(body, media_type=HTML_TYPE, headers={"Content-Security-Policy": DOCS_CONTENT_SECURITY_POLICY,
+                                                         "Referrer-Policy": "no-referrer"})

@@ -15,7 +15,7 @@ import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from .config import DEFAULT_READ_TIMEOUT_S
-from .errors import error_bytes
+from .errors import SECURITY_HEADERS, error_bytes
 
 
 class GuardedH11Protocol(H11Protocol):
@@ -74,7 +74,8 @@ class GuardedH11Protocol(H11Protocol):
     def _send_error_and_close(self, status: int, code: str, message: str) -> None:
         body = error_bytes(code, message)
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                   (b"connection", b"close")]
+                   (b"connection", b"close"),
+                   *((name.lower().encode(), value.encode()) for name, value in SECURITY_HEADERS.items())]
         try:
             output = self.conn.send(h11.Response(status_code=status, headers=headers))
             output += self.conn.send(h11.Data(data=body)) or b""

@@ -1,0 +1,60 @@
+"""What every answer of the server says about itself: ``X-Content-Type-Options: nosniff`` and a
+Content-Security-Policy on JSON, SVG, GIF and error answers alike (the live page keeps its own strict one),
+and /docs saying plainly where Swagger UI comes from."""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from clipasso_server.app import create_app
+from clipasso_server.config import ServerConfig
+from tests.support.server_process import LOCAL, png_bytes
+
+PARAMS = {"strokes": [2], "seeds": 1, "iterations": 2, "augmentations": 0}
+
+
+@pytest.fixture
+def client(tiny_spec, tmp_path) -> Iterator[TestClient]:
+    app = create_app(ServerConfig(data_dir=tmp_path / "data", models=tiny_spec))
+    with TestClient(app, raise_server_exceptions=False, base_url=LOCAL) as test_client:
+        yield test_client
+
+
+def finished_job(client: TestClient) -> str:
+    image = base64.b64encode(png_bytes(30, 20, seed=3)).decode()
+    job_id = client.post("/v1/jobs", json={"image": image, "params": PARAMS}).json()["id"]
+    deadline = time.monotonic() + 60
+    while client.get(f"/v1/jobs/{job_id}").json()["status"] in ("queued", "running"):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    return job_id
+
+
+def test_every_answer_says_nosniff_and_forbids_scripts(client):
+    job_id = finished_job(client)
+    answers = {path: client.get(path) for path in (
+        "/v1/health", f"/v1/jobs/{job_id}", f"/v1/jobs/{job_id}/result", f"/v1/jobs/{job_id}/result.svg",
+        f"/v1/jobs/{job_id}/preview.svg", f"/v1/jobs/{job_id}/animation.svg", f"/v1/jobs/{job_id}/animation.gif",
+        f"/v1/jobs/{job_id}/image", "/v1/jobs/" + "0" * 32, "/nowhere", "/openapi.json")}
+    answers["foreign host"] = client.get("/v1/health", headers={"host": "evil.example"})
+    for what, answer in answers.items():
+        assert answer.headers.get("x-content-type-options") == "nosniff", what
+        policy = answer.headers.get("content-security-policy", "")
+        assert "default-src 'none'" in policy and "frame-ancestors 'none'" in policy, (what, policy)
+    page = client.get(f"/jobs/{job_id}")
+    assert page.headers["content-security-policy"].startswith("default-src 'self'; script-src 'self'")
+    assert page.headers["x-content-type-options"] == "nosniff"
+
+
+def test_the_docs_page_says_where_swagger_ui_comes_from(client):
+    page = client.get("/docs")
+    assert page.status_code == 200
+    assert "loads Swagger UI from https://cdn.jsdelivr.net" in page.text and "/openapi.json" in page.text
+    policy = page.headers["content-security-policy"]
+    assert "connect-src 'self'" in policy and "https://cdn.jsdelivr.net" in policy
+    assert page.headers["x-content-type-options"] == "nosniff"
