@@ -57,18 +57,19 @@ def queue_of(request: Request) -> JobQueue:
 
 
 def find_job(queue: JobQueue, job_id: str) -> Job:
-    """The job ``job_id``, or a 404 answer."""
+    """The job ``job_id`` as every route shows it (:meth:`JobQueue.view`), or a 404 answer."""
     job = queue.store.get(job_id)
     if job is None:
         raise ApiError(404, "not_found", f"There is no job {job_id[:64]!r} on this server.")
-    return job
+    return queue.view(job)
 
 
 def stored_result(queue: JobQueue, job: Job) -> dict[str, Any]:
-    """A succeeded job's result body, or a 409 answer saying why there is none."""
+    """A succeeded job's result body (from memory while it waits for the store), or a 409 answer saying why
+    there is none."""
     if job.status == JobStatus.SUCCEEDED:
         try:
-            return queue.store.read_result(job)
+            return queue.result(job)
         except ResultMissing:
             raise ApiError(409, "result_missing", "The result of this job is missing or damaged on the server; "
                                                   "submit the image again to sketch it anew.") from None
@@ -79,12 +80,19 @@ def stored_result(queue: JobQueue, job: Job) -> dict[str, Any]:
 
 
 def snapshot_history(queue: JobQueue, job: Job) -> SnapshotHistory:
-    """The job's stored snapshots, or a 409 answer when it has none yet."""
+    """The job's stored snapshots, or a 409 answer when it has none (yet, or its file is missing or damaged)."""
     data = queue.store.read_snapshots(job.id)
-    history = None if data is None else SnapshotHistory.from_dict(data)
+    try:
+        history = None if data is None else SnapshotHistory.from_dict(data)
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError):  # a damaged file counts as absent
+        history = None
     if history is None or history.latest is None:
-        raise ApiError(409, "no_snapshot_yet", f"The job is {job.status} and has no snapshot yet; the first one comes "
-                                               "after its first optimisation step.")
+        if job.status in (JobStatus.QUEUED, JobStatus.RUNNING):
+            message = (f"The job is {job.status} and has no snapshot yet; the first one comes after its first "
+                       "optimisation step.")
+        else:
+            message = f"The job is {job.status} and its snapshots are missing or damaged on the server."
+        raise ApiError(409, "no_snapshot_yet", message)
     return history
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from typing import Any
 
 from clipasso_core.params import SketchParams
@@ -17,7 +18,7 @@ from clipasso_core.params import SketchParams
 from .dispatcher import Dispatcher, WorkerState
 from .job_status import ACTIVE, JobStatus
 from .runner import Outcome
-from .store import DEFAULT_CLIENT, Job, JobStore, cache_key
+from .store import DEFAULT_CLIENT, Job, JobStore, ResultMissing, cache_key
 from .workers import WorkerBoard
 
 log = logging.getLogger("clipasso_server")
@@ -67,7 +68,11 @@ class JobQueue:
         return job
 
     def cancel(self, job_id: str) -> Job | None:
-        """Cancel a queued job at once, or a running one (the optimizer stops within one step)."""
+        """Cancel a queued job at once, or a running one (the optimizer stops within one step); a job whose run has
+        ended (its outcome perhaps still waiting for the store) is left as it is. Returns the job's view."""
+        current = self.store.get(job_id)
+        if current is not None and self.view(current).status not in (JobStatus.QUEUED, JobStatus.RUNNING):
+            return self.view(current)
         before, job = self.dispatcher.cancel(job_id, CANCELLED_MESSAGE)
         if job is None:
             return None
@@ -75,18 +80,34 @@ class JobQueue:
             log.info("job %s cancelled while queued (waited %.1f s)", job_id, time.time() - job.created_at)
         elif before == JobStatus.RUNNING:
             log.info("job %s cancel requested while running", job_id)
-        return job
+        return self.view(job)
 
-    def progress(self, job: Job) -> dict[str, Any] | None:
-        """The job's latest progress: live while it runs, else as stored."""
+    def view(self, job: Job) -> Job:
+        """The job as every route shows it: a run that has ended reads as ended, also while its outcome waits in
+        memory for the store (disk full, read-only), with that wait as its error; a running job has its live
+        progress."""
         if job.status != JobStatus.RUNNING:
-            return job.progress
+            return job
         unsaved = self.dispatcher.unsaved(job.id)
-        return unsaved[0].progress if unsaved else self.dispatcher.live_progress(job.id)
+        if unsaved is None:
+            return replace(job, progress=self.dispatcher.live_progress(job.id))
+        outcome, why = unsaved
+        error = why if outcome.status == JobStatus.SUCCEEDED else {"code": outcome.code or "internal_error",
+                                                                   "message": outcome.message or ""}
+        return replace(job, status=outcome.status, progress=outcome.progress, error_code=error["code"],
+                       error_message=error["message"])
 
-    def unsaved(self, job: Job) -> tuple[Outcome, dict[str, str]] | None:
-        """A finished job's outcome the store could not write yet and why (``{"code", "message"}``), or ``None``."""
-        return self.dispatcher.unsaved(job.id) if job.status == JobStatus.RUNNING else None
+    def result(self, job: Job) -> dict[str, Any]:
+        """The result body of a job whose view has succeeded: from memory while it waits for the store, else from
+        its file; :class:`ResultMissing` when that file is gone or damaged."""
+        unsaved = self.dispatcher.unsaved(job.id)
+        if unsaved is not None and unsaved[0].result is not None:
+            return unsaved[0].result
+        return self.store.read_result(job)
+
+    def saved(self, job: Job) -> bool:
+        """Whether ``job``'s view is what the store holds (nothing of it waits in memory)."""
+        return self.dispatcher.unsaved(job.id) is None
 
     def queue_length(self) -> int:
         """Jobs queued or running."""

@@ -38,14 +38,13 @@ decode_slots = threading.BoundedSemaphore(MAX_PARALLEL_DECODES)
 
 
 def job_state(queue: JobQueue, job: Job) -> JobState:
-    """The state body of ``job``: status, live progress, error (also one that keeps its outcome from the disk),
-    place in the queue, settings."""
-    unsaved = queue.unsaved(job)
+    """The state body of ``job`` (its view, see :meth:`JobQueue.view`): status, live progress, error (also one
+    that keeps its outcome from the disk), place in the queue, settings."""
     return JobState(
         id=job.id,
         status=job.status,
-        progress=queue.progress(job),
-        error=job.error if unsaved is None else unsaved[1],
+        progress=job.progress,
+        error=job.error,
         created_at=iso_time(job.created_at) or "",
         started_at=iso_time(job.started_at),
         finished_at=iso_time(job.finished_at),
@@ -96,11 +95,7 @@ def get_job(job_id: str, request: Request) -> JobState:
             summary="A succeeded job's strokes, one entry per abstraction level")
 def get_result(job_id: str, request: Request) -> dict[str, Any]:
     queue = queue_of(request)
-    job = find_job(queue, job_id)
-    unsaved = queue.unsaved(job)
-    if unsaved is not None and unsaved[0].result is not None:
-        return unsaved[0].result  # finished, waiting for the disk: the strokes are served from memory
-    return stored_result(queue, job)
+    return stored_result(queue, find_job(queue, job_id))
 
 
 @router.delete("/v1/jobs/{job_id}", response_model=JobState, responses=openapi_errors(404, 503, 507),

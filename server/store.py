@@ -264,11 +264,13 @@ class JobStore:
         write_atomically(self.snapshots / f"{_checked(job_id)}.json", canonical_json(history).encode())
 
     def read_snapshots(self, job_id: str) -> dict[str, Any] | None:
-        """A job's stored snapshot history, or ``None`` before its first snapshot."""
+        """A job's stored snapshot history, or ``None`` before its first snapshot or when its file is gone, damaged
+        or not a JSON object (it counts as absent)."""
         try:
-            return json.loads((self.snapshots / f"{_checked(job_id)}.json").read_bytes())
-        except FileNotFoundError:
+            data = json.loads((self.snapshots / f"{_checked(job_id)}.json").read_bytes())
+        except (OSError, ValueError):
             return None
+        return data if isinstance(data, dict) else None
 
     # -- changing --------------------------------------------------------------------------------
     def submit(self, image: bytes, params: SketchParams, key: str,

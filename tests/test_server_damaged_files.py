@@ -109,3 +109,25 @@ def test_a_damaged_image_of_a_waiting_job_fails_it_and_is_not_reused(tiny_spec, 
         assert again["id"] != job.id
         assert finished(client, again["id"])["status"] == "succeeded"
         assert client.get("/v1/health").json()["status"] == "ok"
+
+
+SNAPSHOT_DAMAGE = {
+    **{name: DAMAGE[name] for name in ("deleted", "truncated", "empty", "not json", "a list", "a directory")},
+    "no snapshots key": lambda path: path.write_text('{"capacity": 3}'),
+    "entries not levels": lambda path: path.write_text(path.read_text().replace('"levels":', '"levels_":')),
+    "points not numbers": lambda path: path.write_text(path.read_text().replace('"points":[[[', '"points":[[["x",')),
+}
+
+
+@pytest.mark.parametrize("damage", SNAPSHOT_DAMAGE, ids=list(SNAPSHOT_DAMAGE))
+def test_a_damaged_snapshot_file_is_absent_for_every_file_drawn_from_it(client, damage):
+    job_id = submit(client, png_bytes(30, 20, seed=7))["id"]
+    assert finished(client, job_id)["status"] == "succeeded"
+    snapshots = client.app.state.queue.store.snapshots / f"{job_id}.json"
+    SNAPSHOT_DAMAGE[damage](snapshots)
+    for name in ("preview.svg", "animation.svg", "animation.gif"):
+        answer = client.get(f"/v1/jobs/{job_id}/{name}")
+        assert answer.status_code == 409, (name, answer.status_code, answer.text)
+        assert answer.json()["error"]["code"] == "no_snapshot_yet"
+        assert "missing or damaged" in answer.json()["error"]["message"]
+    assert client.get(f"/v1/jobs/{job_id}/result.svg").status_code == 200, "the result does not need the snapshots"

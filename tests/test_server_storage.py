@@ -85,7 +85,7 @@ def test_a_full_disk_is_507_and_a_finished_sketch_waits_for_space(tiny_spec, sma
         assert body["error"]["code"] == "storage_full" and str(data) in body["error"]["message"]
 
         state = error_of(server, running["id"])  # the job finished, but its result cannot be written
-        assert state["status"] == "running" and state["error"]["code"] == "storage_full", state
+        assert state["status"] == "succeeded" and state["error"]["code"] == "storage_full", state
         status, kept = server.request("GET", f"/v1/jobs/{running['id']}/result")
         assert status == 200 and (kept["width"], kept["height"]) == (40, 30)
         status, health = server.request("GET", "/v1/health")
@@ -112,7 +112,7 @@ def test_a_read_only_data_dir_is_503_and_nothing_computed_is_lost(tiny_spec, sma
             assert status == 503, body
             assert body["error"]["code"] == "storage_unavailable" and str(data) in body["error"]["message"]
             state = error_of(server, running["id"])
-            assert state["status"] == "running" and state["error"]["code"] == "storage_unavailable", state
+            assert state["status"] == "succeeded" and state["error"]["code"] == "storage_unavailable", state
             assert server.request("GET", f"/v1/jobs/{running['id']}/result")[0] == 200
             status, health = server.request("GET", "/v1/health")
             assert status == 503 and health["error"]["code"] == "storage_unavailable"

@@ -103,7 +103,7 @@ def test_a_failure_while_recording_a_failure_does_not_wedge_the_job(client, monk
     monkeypatch.setattr(store, "fail", failing)
     job_id = submit(client)
     state = wait_until(lambda: (s := client.get(f"/v1/jobs/{job_id}").json())["error"] and s, what="the error")
-    assert state["status"] == "running" and state["error"]["code"] == "storage_full"
+    assert state["status"] == "failed" and state["error"]["code"] == "internal_error", "the run's end reads so"
     health = client.get("/v1/health")
     assert health.status_code == 503 and health.json()["status"] == "degraded"
     assert health.json()["error"]["code"] == "storage_full"
@@ -119,14 +119,18 @@ def test_a_result_that_cannot_be_saved_is_kept_and_saved_when_space_returns(clie
     monkeypatch.setattr(store, "succeed", full)
     job_id = submit(client)
     state = wait_until(lambda: (s := client.get(f"/v1/jobs/{job_id}").json())["error"] and s, what="the error")
-    assert state["status"] == "running" and state["error"]["code"] == "storage_full"
+    assert state["status"] == "succeeded" and state["error"]["code"] == "storage_full", "a finished sketch reads so"
     assert str(store.data_dir) in state["error"]["message"]
     kept = client.get(f"/v1/jobs/{job_id}/result")
     assert kept.status_code == 200 and kept.json()["levels"][0]["strokes"] == 2
+    document = client.get(f"/v1/jobs/{job_id}/result.svg")
+    assert document.status_code == 200 and document.text.count("<path") == 2, document.text
+    assert client.delete(f"/v1/jobs/{job_id}").json()["status"] == "succeeded", "a finished job is left as it is"
     waiting = submit(client, seed=3)  # accepted, and run once the first result is saved
     assert client.get(f"/v1/jobs/{waiting}").json()["status"] == "queued"
     full.on.clear()
-    assert finished(client, job_id)["status"] == "succeeded"
+    wait_until(lambda: client.get("/v1/health").status_code == 200, what="the result to be saved")
+    assert finished(client, job_id)["status"] == "succeeded" and store.result_path(store.get(job_id)).is_file()
     assert client.get(f"/v1/jobs/{job_id}/result").json() == kept.json()
     assert finished(client, waiting)["status"] == "succeeded"
 
