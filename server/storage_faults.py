@@ -34,7 +34,7 @@ class StorageFull(StorageFault):
 
 
 class StorageUnavailable(StorageFault):
-    """The data directory is read-only, not permitted or failing."""
+    """The data directory is read-only, not permitted or failing, or another program locks the job database."""
 
 
 def storage_fault(error: BaseException, data_dir: Path) -> StorageFault | None:
@@ -42,6 +42,10 @@ def storage_fault(error: BaseException, data_dir: Path) -> StorageFault | None:
     if isinstance(error, StorageFault):
         return error
     full = unwritable = False
+    if isinstance(error, sqlite3.OperationalError) and "locked" in str(error).lower():
+        return StorageUnavailable(f"Another program holds a lock on the sketch server's job database "
+                                  f"'{data_dir / 'jobs.sqlite3'}', so nothing can be written now; close that "
+                                  "program (e.g. an SQLite browser) and try again.")
     if isinstance(error, OSError):
         full, unwritable = error.errno in FULL_ERRNOS, error.errno in UNWRITABLE_ERRNOS
     elif isinstance(error, sqlite3.Error):

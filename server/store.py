@@ -25,6 +25,7 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -44,6 +45,12 @@ from .job_status import ACTIVE, FINISHED, REUSABLE, JobStatus
 from .schemas import is_result_body
 
 DATABASE_NAME = "jobs.sqlite3"
+BUSY_TIMEOUT_S = 2.0
+"""How long a write waits for another program's lock on the database before the request answers 503
+``storage_unavailable`` (reads never wait: they use their own connection, which WAL lets read under a lock)."""
+PARAMS_CACHE_SIZE = 256
+"""Jobs whose validated parameters are kept in memory: a job's stored parameters never change, so they are
+validated once, not at every poll."""
 LOCK_NAME = "server.lock"
 JOB_ID_RE = re.compile(r"[0-9a-f]{32}")
 PRIVATE = 0o600
@@ -78,6 +85,8 @@ CREATE INDEX IF NOT EXISTS jobs_by_client ON jobs (client, claim_no);
 CREATE INDEX IF NOT EXISTS jobs_by_claim ON jobs (claim_no);
 """
 DEFAULT_CLIENT = "local"
+_COLUMNS = "id, status, created_at, started_at, finished_at, runs, progress, error_code, error_message, client, worker"
+"""Every column a :class:`Job` reads, but its parameters, which :meth:`JobStore._job` reads once per job."""
 
 
 @dataclass(frozen=True)
@@ -164,9 +173,7 @@ class JobStore:
             folder.mkdir(parents=True, exist_ok=True)
         self._data_dir_lock = lock_data_dir(self.data_dir)
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(self.data_dir / DATABASE_NAME, isolation_level=None, check_same_thread=False,
-                                   timeout=30.0)
-        self._db.row_factory = sqlite3.Row
+        self._db = self._connect()
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
@@ -175,10 +182,25 @@ class JobStore:
             if name not in present:
                 self._db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {declaration}")
         self._db.executescript(_CLIENT_INDEXES)
+        self._reader = self._connect()
+        self._read_lock = threading.Lock()
+        self._params: OrderedDict[str, tuple[SketchParams | None, str | None]] = OrderedDict()
+
+    def _connect(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(self.data_dir / DATABASE_NAME, isolation_level=None, check_same_thread=False,
+                                     timeout=BUSY_TIMEOUT_S)
+        connection.row_factory = sqlite3.Row
+        return connection
+
+    def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        """The rows of a query, on the reading connection: never queued behind a write waiting for a lock."""
+        with self._read_lock:
+            return self._reader.execute(sql, args).fetchall()
 
     def close(self) -> None:
-        """Close the database connection and let another process use the data directory."""
-        with self._lock:
+        """Close the database connections and let another process use the data directory."""
+        with self._lock, self._read_lock:
+            self._reader.close()
             self._db.close()
             if self._data_dir_lock is not None:
                 self._data_dir_lock.close()
@@ -189,9 +211,20 @@ class JobStore:
         """The job with id ``job_id``, or ``None`` (also for strings that are not job ids)."""
         if not is_job_id(job_id):
             return None
-        with self._lock:
-            row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        return _job(row) if row is not None else None
+        rows = self._read(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
+        return self._job(rows[0]) if rows else None
+
+    def _job(self, row: sqlite3.Row) -> Job:
+        """A row (without its parameters) as a :class:`Job`, its parameters validated once per job."""
+        known = self._params.get(row["id"])
+        if known is None:
+            stored = self._read("SELECT params FROM jobs WHERE id = ?", (row["id"],))
+            known = read_params(stored[0]["params"] if stored else "")
+            with self._read_lock:
+                self._params[row["id"]] = known
+                while len(self._params) > PARAMS_CACHE_SIZE:
+                    self._params.popitem(last=False)
+        return _job(row, *known)
 
     def find_reusable(self, key: str, image: bytes | None = None) -> Job | None:
         """The latest queued, running or succeeded job with this cache key whose files are whole.
@@ -200,13 +233,11 @@ class JobStore:
         its stored image is there (and, given the submitted ``image``, equal to it). A job with a damaged or
         missing file is never returned, so resubmitting runs the sketch again.
         """
-        with self._lock:
-            row = self._db.execute(
-                f"SELECT * FROM jobs WHERE cache_key = ? AND status IN ({_marks(REUSABLE)}) "
-                "ORDER BY seq DESC LIMIT 1", (key, *REUSABLE)).fetchone()
-        if row is None:
+        rows = self._read(f"SELECT {_COLUMNS} FROM jobs WHERE cache_key = ? AND status IN ({_marks(REUSABLE)}) "
+                          "ORDER BY seq DESC LIMIT 1", (key, *REUSABLE))
+        if not rows:
             return None
-        job = _job(row)
+        job = self._job(rows[0])
         if job.status == JobStatus.SUCCEEDED:
             try:
                 self.read_result(job)
@@ -225,19 +256,22 @@ class JobStore:
 
     def count(self, *statuses: JobStatus) -> int:
         """How many jobs have one of ``statuses`` (all jobs when none are given)."""
-        with self._lock:
-            if not statuses:
-                return int(self._db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0])
-            return int(self._db.execute(f"SELECT COUNT(*) FROM jobs WHERE status IN ({_marks(statuses)})",
-                                        statuses).fetchone()[0])
+        if not statuses:
+            return int(self._read("SELECT COUNT(*) FROM jobs")[0][0])
+        return int(self._read(f"SELECT COUNT(*) FROM jobs WHERE status IN ({_marks(statuses)})", statuses)[0][0])
 
     def queue_position(self, job_id: str) -> int | None:
         """How many queued jobs start before the queued job ``job_id`` (0: it starts next), in the order
         :meth:`claim_next` takes them; ``None`` when that job is not queued."""
-        with self._lock:
-            queued = self._db.execute("SELECT id, client FROM jobs WHERE status = ? ORDER BY seq",
-                                      (JobStatus.QUEUED,)).fetchall()
-            last = dict(self._db.execute("SELECT client, COALESCE(MAX(claim_no), 0) FROM jobs GROUP BY client").fetchall())
+        with self._read_lock:  # one read transaction: the queue and the claims as of one moment
+            self._reader.execute("BEGIN")
+            try:
+                queued = self._reader.execute("SELECT id, client FROM jobs WHERE status = ? ORDER BY seq",
+                                              (JobStatus.QUEUED,)).fetchall()
+                last = dict(self._reader.execute(
+                    "SELECT client, COALESCE(MAX(claim_no), 0) FROM jobs GROUP BY client").fetchall())
+            finally:
+                self._reader.execute("COMMIT")
         return fair_position([(row["id"], row["client"]) for row in queued], last, job_id)
 
     def image_path(self, job: Job) -> Path:
@@ -445,15 +479,18 @@ def _checked(job_id: str) -> str:
     return job_id
 
 
-def _job(row: sqlite3.Row) -> Job:
-    """A row as a :class:`Job`; parameters or progress written by another version that no longer read are
-    ``None`` (with ``params_error`` saying why), never an exception."""
-    params: SketchParams | None = None
-    params_error = None
+def read_params(text: str) -> tuple[SketchParams | None, str | None]:
+    """Stored parameters as :class:`SketchParams`, or ``None`` and why when they no longer validate (written by
+    another version with other limits, or damaged)."""
     try:
-        params = SketchParams.model_validate_json(row["params"])
+        return SketchParams.model_validate_json(text), None
     except ValidationError as error:
-        params_error = describe_validation_errors(error.errors()) or "unreadable parameters"
+        return None, describe_validation_errors(error.errors()) or "unreadable parameters"
+
+
+def _job(row: sqlite3.Row, params: SketchParams | None, params_error: str | None) -> Job:
+    """A row (without its parameters) and its parameters as a :class:`Job`; progress or a worker written by
+    another version that no longer read are ``None``, never an exception."""
     try:
         progress = json.loads(row["progress"]) if row["progress"] else None
     except ValueError:
