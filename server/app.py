@@ -10,11 +10,13 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
 from . import health_routes, job_files, job_routes, page_routes
 from .config import ServerConfig
+from .derived_files import DerivedFiles
 from .dispatcher import Dispatcher
 from .errors import install_error_handlers
 from .guards import ConcurrencyLimitMiddleware, HeadAsGetMiddleware, LoopbackOnlyMiddleware
@@ -65,6 +67,7 @@ def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAP
         redoc_url=None,
     )
     app.state.queue = queue
+    app.state.derived = DerivedFiles(config.data_dir)
     app.state.models = models
     app.state.config = config
     app.state.idle_watch = watch  # clipasso-server gives it the way to stop the server
@@ -81,6 +84,15 @@ def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAP
     app.add_middleware(SecurityHeadersMiddleware)  # outermost: every answer of the app carries its headers
     for module in (health_routes, job_routes, job_files, page_routes):
         app.include_router(module.router)
+    generated_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        """FastAPI's document, with the submission body the job route validates itself."""
+        if app.openapi_schema is None:
+            job_routes.add_submission_schema(generated_openapi())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.get("/", include_in_schema=False)
     def root() -> dict[str, str]:

@@ -271,7 +271,7 @@ def serve(args: argparse.Namespace) -> int:
     config = ServerConfig(
         data_dir=data_dir, models=model_spec(args), device=device, token=args.token,
         max_pixels=args.max_pixels, max_body_bytes=int(args.max_body_mb * 1_000_000), max_requests=args.max_requests,
-        keep_days=args.keep_days,
+        read_timeout_s=args.read_timeout, keep_days=args.keep_days,
         ray_workers=ray_workers, ray_gpus_per_worker=ray_gpus,
         unload_after_s=args.unload_after * 60, exit_when_idle_s=args.exit_when_idle * 60,
     )

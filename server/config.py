@@ -42,6 +42,8 @@ class ServerConfig:
     max_body_bytes: int = int(DEFAULT_MAX_BODY_MB * 1_000_000)
     max_requests: int = DEFAULT_MAX_REQUESTS
     """Requests answered at once; more get a JSON 503 ``busy``."""
+    read_timeout_s: float = DEFAULT_READ_TIMEOUT_S
+    """Seconds a connection may stall in the middle of a request before it is answered 408 and closed."""
     ray_workers: int = 0
     """Ray worker actors to run jobs on (0: the in-process worker; the process must have joined a cluster)."""
     ray_gpus_per_worker: int = 0

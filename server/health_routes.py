@@ -20,7 +20,9 @@ from .dispatcher import WorkerState
 from .errors import openapi_errors
 from .job_queue import JobQueue
 from .model_cache import ModelCache, ModelsStatus
-from .schemas import ErrorInfo, Health, ModelsHealth, WorkerHealth
+from .heavy_work import MAX_PARALLEL_HEAVY
+from .schemas import ErrorInfo, Health, Limits, ModelsHealth, WorkerHealth
+from .store import BUSY_TIMEOUT_S
 
 router = APIRouter()
 
@@ -53,8 +55,17 @@ def health_body(queue: JobQueue, models: ModelCache, config: ServerConfig) -> He
         queue_length=queue.queue_length(),
         max_body_bytes=config.max_body_bytes,
         max_pixels=config.max_pixels,
+        limits=limits(config),
         workers=queue.workers.snapshot(),
     )
+
+
+def limits(config: ServerConfig) -> Limits:
+    """Every limit of the server with ``config``."""
+    return Limits(max_body_bytes=config.max_body_bytes, max_pixels=config.max_pixels,
+                  max_requests=config.max_requests, max_parallel_heavy=MAX_PARALLEL_HEAVY,
+                  read_timeout_s=config.read_timeout_s, database_busy_timeout_s=BUSY_TIMEOUT_S,
+                  keep_days=config.keep_days)
 
 
 def worker_problem(worker: WorkerState, queue: JobQueue) -> ErrorInfo | None:

@@ -1,7 +1,8 @@
 """The job routes of the v1 API: submit an image, read a job's state and result, cancel it.
 
-A submission is checked whole before it is queued (base64, the image decoded once, the mask inside
-the image), so a job that runs never fails for its input; an identical earlier job is returned instead
+A submission is checked whole before it is queued (its parameters, base64, the image decoded once, the
+mask inside the image), in a worker thread under the heavy-work limit (:mod:`~clipasso_server.heavy_work`),
+so a job that runs never fails for its input and a flood of uploads never stalls the event loop; an identical earlier job is returned instead
 of running again. :func:`job_state` builds the state body every route answers with.
 """
 
@@ -12,29 +13,28 @@ import binascii
 import hashlib
 import io
 import re
-import threading
 from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi.exceptions import RequestValidationError
 from PIL import Image
+from pydantic import ValidationError
 
 from clipasso_core.errors import ImageError, ImageTooLargeError, UnsupportedImageError
 from clipasso_core.image import CanvasFrame, read_image
 from clipasso_core.mask import MaskError, mask_coverage
 
-from .errors import ApiError, openapi_errors
+from .errors import ApiError, is_json_media_type, openapi_errors
+from .heavy_work import run_heavy
 from .job_files import find_job, queue_of, stored_result
 from .job_queue import JobQueue
 from .job_status import JobStatus
 from .schemas import JobCreated, JobRequest, JobState, SketchResultBody
 from .store import DEFAULT_CLIENT, Job, iso_time
 
-MAX_PARALLEL_DECODES = 2
-"""Uploads decoded at once for validation: each may take ~10 bytes per pixel, so this bounds the memory."""
 _WHITESPACE = re.compile(rb"\s+")
 
 router = APIRouter()
-decode_slots = threading.BoundedSemaphore(MAX_PARALLEL_DECODES)
 
 
 def job_state(queue: JobQueue, job: Job) -> JobState:
@@ -66,21 +66,49 @@ def job_settings(job: Job) -> dict[str, Any] | None:
     return job.params.model_dump(mode="json", exclude=PATH_DATA_PARAMS)
 
 
+SUBMISSION_BODY = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": {"$ref": "#/components/schemas/JobRequest"}}}}}
+"""The OpenAPI body of ``POST /v1/jobs``: the route reads and validates it itself, off the event loop."""
+
+
+def add_submission_schema(document: dict[str, Any]) -> None:
+    """Put the schema of :class:`JobRequest` (and of the models it uses) into an OpenAPI ``document``."""
+    schema = JobRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    for name, definition in schema.pop("$defs", {}).items():
+        schemas.setdefault(name, definition)
+    schemas["JobRequest"] = schema
+
+
 @router.post("/v1/jobs", status_code=202, response_model=JobCreated, responses=openapi_errors(413, 415, 422, 503, 507),
+             openapi_extra=SUBMISSION_BODY,
              summary="Submit an image to sketch (an identical earlier job is returned instead of running again)")
-def submit_job(body: JobRequest, request: Request) -> JobCreated:
-    queue = queue_of(request)
-    max_pixels = request.app.state.config.max_pixels
+async def submit_job(request: Request) -> JobCreated:
+    content_type = request.headers.get("content-type")
+    if content_type is not None and not is_json_media_type(content_type):
+        raise ApiError(415, "unsupported_media_type",
+                       "Send the request body as JSON, with the header 'Content-Type: application/json'.")
+    raw = await request.body()
+    client = token_client(request.headers.get("authorization"))
+    return await run_heavy(request, lambda: submit(queue_of(request), raw, request.app.state.config.max_pixels,
+                                                   client))
+
+
+def submit(queue: JobQueue, raw: bytes, max_pixels: int, token_name: str) -> JobCreated:
+    """Validate a submission's body whole (JSON, parameters with their path data, base64, the image decoded once,
+    the mask inside the image) and queue it, or return the identical job already known."""
+    try:
+        body = JobRequest.model_validate_json(raw)
+    except ValidationError as error:
+        raise RequestValidationError([{**item, "loc": ("body", *item["loc"])} for item in error.errors()]) from None
     data = decode_image_field(body.image)
     key = queue.cache_key(data, body.params)
     existing = queue.find_reusable(key, data)
     if existing is None:
-        with decode_slots:
-            size = check_image(data, max_pixels)
+        size = check_image(data, max_pixels)
         if body.params.mask is not None:
             check_mask(body.params.mask, size)
-        client = body.client or token_client(request.headers.get("authorization"))
-        existing = queue.submit(data, body.params, key, client)
+        existing = queue.submit(data, body.params, key, body.client or token_name)
     return JobCreated(id=existing.id, status=existing.status)
 
 

@@ -208,6 +208,21 @@ class ModelsHealth(BaseModel):
     error: str | None = Field(default=None, description="When failed: why, and what to do.")
 
 
+class Limits(BaseModel):
+    """The server's limits in one place (the README's table says the same)."""
+
+    max_body_bytes: int = Field(description="Largest request body accepted, in bytes (--max-body-mb).")
+    max_pixels: int = Field(description="Largest image accepted, in pixels (--max-pixels).")
+    max_requests: int = Field(description="Requests answered at once; more get 503 busy (--max-requests).")
+    max_parallel_heavy: int = Field(description="Submissions validated (image decoded, mask and init_paths checked) "
+                                                "and job files drawn (GIF, SVG) at once; more wait their turn.")
+    read_timeout_s: float = Field(description="Seconds a connection may stall in the middle of a request before it "
+                                              "is answered 408 and closed (--read-timeout).")
+    database_busy_timeout_s: float = Field(description="Seconds a write waits for another program's lock on the "
+                                                       "job database before it answers 503 storage_unavailable.")
+    keep_days: float = Field(description="Days a finished job is kept with its files (--keep-days; 0: forever).")
+
+
 class Health(BaseModel):
     """Whether the server can sketch: version, device, precision, model state and how many jobs are waiting or running.
 
@@ -233,6 +248,8 @@ class Health(BaseModel):
     max_body_bytes: int = Field(description="Largest request body accepted, in bytes (--max-body-mb): a client can "
                                             "refuse a larger upload before sending it.")
     max_pixels: int = Field(description="Largest image accepted, in pixels (--max-pixels).")
+    limits: Limits | None = Field(default=None, description="Every limit of this server (max_body_bytes and "
+                                                            "max_pixels are also given above, as before).")
     canvas_size: int = Field(default=CANVAS_SIZE, description="Side of the square canvas the strokes are optimized "
                                                               "on, in pixels: a job's stroke_width is in its pixels "
                                                               "(a result's widths are in the image's).")

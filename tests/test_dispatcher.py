@@ -76,7 +76,7 @@ def test_two_workers_run_two_jobs_at_once_and_each_stops_its_own(models, make_qu
     running = [wait_for(queue, job, lambda job: job.status == JobStatus.RUNNING) for job in jobs]
     assert {job.worker["name"] for job in running} == {"local-0", "local-1"}
     deadline = time.monotonic() + 60
-    while not all(queue.progress(job) for job in running):  # both report progress at the same time
+    while not all(queue.view(job).progress for job in running):  # both report progress at the same time
         assert time.monotonic() < deadline, "no progress from both workers"
         time.sleep(0.02)
     assert {worker["status"] for worker in queue.workers.snapshot()} == {"busy"}

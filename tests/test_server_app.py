@@ -101,7 +101,7 @@ def test_uploads_are_decoded_at_most_two_at_a_time(client, monkeypatch):
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    from clipasso_server import job_routes
+    from clipasso_server import heavy_work, job_routes
 
     decoding, most = 0, 0
     lock = threading.Lock()
@@ -128,7 +128,7 @@ def test_uploads_are_decoded_at_most_two_at_a_time(client, monkeypatch):
     with ThreadPoolExecutor(8) as pool:
         statuses = list(pool.map(submit, range(8)))
     assert statuses == [202] * 8
-    assert most == job_routes.MAX_PARALLEL_DECODES == 2
+    assert most == heavy_work.MAX_PARALLEL_HEAVY == 2
 
 
 def test_a_phone_photo_turned_by_exif_is_sketched_as_shown(client):
