@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -113,7 +114,8 @@ class Dispatcher:
 
     def __init__(self, store: JobStore, pool: WorkerPool, max_pixels: int, stuck_after_s: float = DEFAULT_STUCK_AFTER_S,
                  keep_days: float = DEFAULT_KEEP_DAYS, idle_poll_s: float = 1.0,
-                 backoff_max_s: float = BACKOFF_MAX_S) -> None:
+                 backoff_max_s: float = BACKOFF_MAX_S, wall_clock: Callable[[], float] = time.time,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self.pool = pool
         self.max_pixels = max_pixels
@@ -128,6 +130,8 @@ class Dispatcher:
         self._backoff_max_s = backoff_max_s
         self._backoff_s = 0.0
         self._purged_at: float | None = None
+        self._wall_clock, self._monotonic = wall_clock, monotonic
+        self._started_wall, self._started_monotonic = wall_clock(), monotonic()
         self._lock = threading.Lock()  # orders claiming a job against cancelling it
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -242,18 +246,24 @@ class Dispatcher:
         """Delete finished jobs older than ``keep_days`` with their files, at most every ``PURGE_EVERY_S``.
 
         ``keep_days`` 0 keeps everything. An error is logged (once) and the purge is tried again later.
+        Ages are counted on :meth:`trusted_time`, so setting the clock forward deletes no fresh job.
         """
-        now = time.monotonic()
+        now = self._monotonic()
         if self.keep_days <= 0 or (self._purged_at is not None and now - self._purged_at < PURGE_EVERY_S):
             return
         self._purged_at = now
         try:
-            removed = self.store.purge_finished(time.time() - self.keep_days * 86400)
+            removed = self.store.purge_finished(self.trusted_time() - self.keep_days * 86400)
         except Exception as error:
             self._trouble("deleting old finished jobs", error)
             return
         if removed:
             log.info("deleted %d finished job(s) older than %g day(s) with their files", removed, self.keep_days)
+
+    def trusted_time(self) -> float:
+        """Now as a Unix time no later than the wall clock at start plus the monotonic time since: a wall clock set
+        forward (by hand, a bad NTP answer, a virtual machine resumed) cannot age a job faster than time passes."""
+        return min(self._wall_clock(), self._started_wall + self._monotonic() - self._started_monotonic)
 
     # -- the loop --------------------------------------------------------------------------------
     def _loop(self) -> None:

@@ -115,3 +115,46 @@ def test_keep_days_zero_keeps_everything(tiny_spec, tmp_path, monkeypatch):
         time.sleep(0.3)
         assert client.get(f"/v1/jobs/{job_id}").status_code == 200
         assert folders_of(data, job_id) == {"images", "results", "snapshots"}
+
+
+class Clocks:
+    """A wall clock and a monotonic clock that a test moves (the wall clock can jump, the other cannot)."""
+
+    def __init__(self) -> None:
+        self.wall, self.since_start = time.time(), 0.0
+
+    def time(self) -> float:
+        return self.wall
+
+    def monotonic(self) -> float:
+        return self.since_start
+
+    def wait(self, seconds: float, clock_jump: float = 0.0) -> None:
+        self.since_start += seconds
+        self.wall += seconds + clock_jump
+
+
+def test_a_clock_set_forward_deletes_no_fresh_job(tmp_path):
+    store = JobStore(tmp_path / "data")
+    job, _ = store.submit(png_bytes(30, 20, seed=1), SketchParams(**PARAMS), "key")
+    assert store.claim_next() is not None and store.succeed(job.id, {"width": 30, "height": 20, "levels": []}, None)
+    clocks = Clocks()
+    purger = dispatcher.Dispatcher(store, pool=_NoWorkers(), max_pixels=1000, keep_days=30,
+                                   wall_clock=clocks.time, monotonic=clocks.monotonic)
+    purger.purge_expired()
+    clocks.wait(2 * 3600, clock_jump=60 * DAY)  # two hours later the wall clock says two months
+    purger.purge_expired()
+    assert store.get(job.id) is not None, "a job finished two hours ago was deleted as two months old"
+    clocks.wait(31 * DAY)  # a month really passes
+    purger.purge_expired()
+    assert store.get(job.id) is None
+    store.close()
+
+
+class _NoWorkers:
+    """A worker pool with no workers: the dispatcher is only asked to purge."""
+
+    poll_interval_s = 1.0
+
+    def planned(self) -> list:
+        return []
