@@ -24,6 +24,18 @@ from .workers import WorkerBoard
 log = logging.getLogger("clipasso_server")
 
 CANCELLED_MESSAGE = "The job was cancelled."
+WITHDRAWN_MESSAGE = ("You cancelled this job; the same sketch goes on for {others} other submission(s) that asked "
+                     "for it, and stops when none wants it any more.")
+
+
+class SharedJob(Exception):
+    """A client that never asked for a job shared by several clients tried to cancel it."""
+
+
+def withdrawn(job: Job, others: int) -> Job:
+    """``job`` as a client that withdrew from it sees it: cancelled, while ``others`` submissions still want it."""
+    return replace(job, status=JobStatus.CANCELLED, error_code="cancelled",
+                   error_message=WITHDRAWN_MESSAGE.format(others=others))
 
 
 class JobQueue:
@@ -67,12 +79,36 @@ class JobQueue:
             log.info("job %s reused for an identical submission (%s)", job.id, job.status)
         return job
 
-    def cancel(self, job_id: str) -> Job | None:
-        """Cancel a queued job at once, or a running one (the optimizer stops within one step); a job whose run has
-        ended (its outcome perhaps still waiting for the store) is left as it is. Returns the job's view."""
+    def join(self, job: Job, client: str) -> None:
+        """``client`` submitted the same image and settings as the queued or running ``job``: it wants it too."""
+        self.store.add_interest(job, client)
+        if job.status in ACTIVE:
+            log.info("job %s also wanted by %s (%s)", job.id, client, job.status)
+
+    def cancel(self, job_id: str, client: str = DEFAULT_CLIENT) -> Job | None:
+        """Withdraw ``client``'s interest in a job; the job is cancelled when no client wants it any more (a queued one
+        at once, a running one within one optimizer step), else it goes on for the others and reads as cancelled
+        to ``client``. A job whose run has ended (its outcome perhaps still waiting for the store) is left as it
+        is. Returns the job's view for ``client``; :class:`SharedJob` when ``client`` never asked for a job that
+        several clients want."""
         current = self.store.get(job_id)
-        if current is not None and self.view(current).status not in (JobStatus.QUEUED, JobStatus.RUNNING):
+        if current is None:
+            return None
+        if self.view(current).status not in ACTIVE:
             return self.view(current)
+        interests = self.store.interests(job_id)
+        wanting = {name for name, wants in interests.items() if wants > 0}
+        if interests.get(client, 0) > 0:
+            self.store.withdraw(job_id, client)
+            interests[client] -= 1
+        elif len(wanting) > 1:
+            raise SharedJob(job_id)
+        else:
+            interests = {}  # a job one client wants (or from before interests were kept): the cancel is for all
+        still = sum(interests.values())
+        if still:
+            log.info("job %s: %s withdrew; %d submission(s) still want it", job_id, client, still)
+            return withdrawn(self.view(current), still)
         before, job = self.dispatcher.cancel(job_id, CANCELLED_MESSAGE)
         if job is None:
             return None
@@ -96,6 +132,16 @@ class JobQueue:
                                                                    "message": outcome.message or ""}
         return replace(job, status=outcome.status, progress=outcome.progress, error_code=error["code"],
                        error_message=error["message"])
+
+    def for_client(self, job: Job, client: str) -> Job:
+        """The view of ``job`` for ``client``: cancelled when that client withdrew from a job others still want."""
+        job = self.view(job)
+        if job.status not in ACTIVE:
+            return job
+        interests = self.store.interests(job.id)
+        if interests.get(client, 1) > 0:
+            return job
+        return withdrawn(job, sum(interests.values()))
 
     def result(self, job: Job) -> dict[str, Any]:
         """The result body of a job whose view has succeeded: from memory while it waits for the store, else from

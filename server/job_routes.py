@@ -2,8 +2,10 @@
 
 A submission is checked whole before it is queued (its parameters, base64, the image decoded once, the
 mask inside the image), in a worker thread under the heavy-work limit (:mod:`~clipasso_server.heavy_work`),
-so a job that runs never fails for its input and a flood of uploads never stalls the event loop; an identical earlier job is returned instead
-of running again. :func:`job_state` builds the state body every route answers with.
+so a job that runs never fails for its input and a flood of uploads never stalls the event loop. An identical
+queued, running or succeeded job is returned instead of running again; each client that asked for a shared
+job holds an interest in it, and a cancel withdraws only the canceller's (the job stops when no client wants it).
+:func:`job_state` builds the state body every route answers with.
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ import binascii
 import hashlib
 import io
 import re
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.exceptions import RequestValidationError
 from PIL import Image
 from pydantic import ValidationError
@@ -27,14 +29,17 @@ from clipasso_core.mask import MaskError, mask_coverage
 from .errors import ApiError, is_json_media_type, openapi_errors
 from .heavy_work import run_heavy
 from .job_files import find_job, queue_of, stored_result
-from .job_queue import JobQueue
+from .job_queue import JobQueue, SharedJob
 from .job_status import JobStatus
-from .schemas import JobCreated, JobRequest, JobState, SketchResultBody
+from .schemas import CLIENT_PATTERN, MAX_CLIENT_LENGTH, JobCreated, JobRequest, JobState, SketchResultBody
 from .store import DEFAULT_CLIENT, Job, iso_time
 
 _WHITESPACE = re.compile(rb"\s+")
 
 router = APIRouter()
+ClientQuery = Annotated[str | None, Query(min_length=1, max_length=MAX_CLIENT_LENGTH, pattern=CLIENT_PATTERN,
+                                          description="The client you submitted as (the body's client), if you named "
+                                                      "one: a cancel withdraws only that client's interest.")]
 
 
 def job_state(queue: JobQueue, job: Job) -> JobState:
@@ -103,20 +108,23 @@ def submit(queue: JobQueue, raw: bytes, max_pixels: int, token_name: str) -> Job
         raise RequestValidationError([{**item, "loc": ("body", *item["loc"])} for item in error.errors()]) from None
     data = decode_image_field(body.image)
     key = queue.cache_key(data, body.params)
+    client = body.client or token_name
     existing = queue.find_reusable(key, data)
-    if existing is None:
+    if existing is not None:
+        queue.join(existing, client)
+    else:
         size = check_image(data, max_pixels)
         if body.params.mask is not None:
             check_mask(body.params.mask, size)
-        existing = queue.submit(data, body.params, key, body.client or token_name)
+        existing = queue.submit(data, body.params, key, client)
     return JobCreated(id=existing.id, status=existing.status)
 
 
 @router.get("/v1/jobs/{job_id}", response_model=JobState, responses=openapi_errors(404),
             summary="A job's status, progress and error")
-def get_job(job_id: str, request: Request) -> JobState:
+def get_job(job_id: str, request: Request, client: ClientQuery = None) -> JobState:
     queue = queue_of(request)
-    return job_state(queue, find_job(queue, job_id))
+    return job_state(queue, queue.for_client(find_job(queue, job_id), request_client(request, client)))
 
 
 @router.get("/v1/jobs/{job_id}/result", response_model=SketchResultBody, responses=openapi_errors(404, 409),
@@ -126,15 +134,26 @@ def get_result(job_id: str, request: Request) -> dict[str, Any]:
     return stored_result(queue, find_job(queue, job_id))
 
 
-@router.delete("/v1/jobs/{job_id}", response_model=JobState, responses=openapi_errors(404, 503, 507),
-               summary="Cancel a queued or running job (a finished job is left as it is)")
-def cancel_job(job_id: str, request: Request) -> JobState:
+@router.delete("/v1/jobs/{job_id}", response_model=JobState, responses=openapi_errors(404, 409, 503, 507),
+               summary="Cancel your interest in a queued or running job: it stops when no client wants it any more "
+                       "(a finished job is left as it is)")
+def cancel_job(job_id: str, request: Request, client: ClientQuery = None) -> JobState:
     queue = queue_of(request)
     find_job(queue, job_id)
-    job = queue.cancel(job_id)
+    try:
+        job = queue.cancel(job_id, request_client(request, client))
+    except SharedJob:
+        raise ApiError(409, "job_shared", "Several clients asked for this job and you are not one of them; cancel it "
+                                          "as the client that submitted it (?client=NAME).") from None
     if job is None:
         raise ApiError(404, "not_found", f"There is no job {job_id[:64]!r} on this server.")
     return job_state(queue, job)
+
+
+
+def request_client(request: Request, named: str | None) -> str:
+    """Who makes a request: the client it names, else its bearer token's identity, else ``local``."""
+    return named or token_client(request.headers.get("authorization"))
 
 
 def token_client(authorization: str | None) -> str:

@@ -83,7 +83,15 @@ _ADDED_COLUMNS = {
 _CLIENT_INDEXES = """
 CREATE INDEX IF NOT EXISTS jobs_by_client ON jobs (client, claim_no);
 CREATE INDEX IF NOT EXISTS jobs_by_claim ON jobs (claim_no);
+CREATE TABLE IF NOT EXISTS interests (
+    job_id TEXT NOT NULL,
+    client TEXT NOT NULL,
+    wants  INTEGER NOT NULL,
+    PRIMARY KEY (job_id, client)
+);
 """
+"""Indexes and the interests table (who wants a shared job: each submission by a client counts one, each cancel
+withdraws one), added to an older database on open."""
 DEFAULT_CLIENT = "local"
 _COLUMNS = "id, status, created_at, started_at, finished_at, runs, progress, error_code, error_message, client, worker"
 """Every column a :class:`Job` reads, but its parameters, which :meth:`JobStore._job` reads once per job."""
@@ -313,15 +321,44 @@ class JobStore:
         with self._lock:
             existing = self.find_reusable(key, image)
             if existing is not None:
+                self.add_interest(existing, client)
                 return existing, False
             job_id = uuid.uuid4().hex
             write_atomically(self.images / f"{job_id}.image", image, mode=PRIVATE)
-            self._db.execute(
-                "INSERT INTO jobs (id, status, cache_key, params, created_at, client) VALUES (?, ?, ?, ?, ?, ?)",
-                (job_id, JobStatus.QUEUED, key, canonical_json(params.model_dump(mode="json")), time.time(), client))
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(
+                    "INSERT INTO jobs (id, status, cache_key, params, created_at, client) VALUES (?, ?, ?, ?, ?, ?)",
+                    (job_id, JobStatus.QUEUED, key, canonical_json(params.model_dump(mode="json")), time.time(),
+                     client))
+                self._db.execute("INSERT INTO interests (job_id, client, wants) VALUES (?, ?, 1)", (job_id, client))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
             job = self.get(job_id)
         assert job is not None
         return job, True
+
+    def add_interest(self, job: Job, client: str) -> None:
+        """``client`` asked for the queued or running ``job`` (again): one more submission that wants it."""
+        if job.status not in ACTIVE:
+            return
+        with self._lock:
+            self._db.execute("INSERT INTO interests (job_id, client, wants) VALUES (?, ?, 1) "
+                             "ON CONFLICT (job_id, client) DO UPDATE SET wants = wants + 1", (job.id, client))
+
+    def interests(self, job_id: str) -> dict[str, int]:
+        """How many submissions of each client want ``job_id`` (0: that client withdrew); empty for a job of a
+        version that kept no interests."""
+        return {row["client"]: int(row["wants"]) for row in
+                self._read("SELECT client, wants FROM interests WHERE job_id = ?", (job_id,))}
+
+    def withdraw(self, job_id: str, client: str) -> None:
+        """One submission of ``client`` no longer wants ``job_id``."""
+        with self._lock:
+            self._db.execute("UPDATE interests SET wants = wants - 1 WHERE job_id = ? AND client = ? AND wants > 0",
+                             (job_id, client))
 
     def claim_next(self, worker: dict[str, Any] | None = None) -> Job | None:
         """Mark the next queued job running on ``worker`` and return it, or ``None`` when the queue is empty.
@@ -413,6 +450,7 @@ class JobStore:
             for job_id in expired:
                 self._db.execute(f"DELETE FROM jobs WHERE id = ? AND status IN ({_marks(FINISHED)})",
                                  (job_id, *FINISHED))
+                self._db.execute("DELETE FROM interests WHERE job_id = ?", (job_id,))
         return len(expired)
 
     def _job_entries(self) -> list[Path]:

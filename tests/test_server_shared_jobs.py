@@ -1,0 +1,87 @@
+"""An identical job asked for by two clients runs once, and a cancel withdraws only the canceller's interest:
+the other client's job goes on, the canceller sees its job cancelled, and the job stops when no client wants it."""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from clipasso_server.app import create_app
+from clipasso_server.config import ServerConfig
+from tests.support.server_process import LOCAL, png_bytes
+
+ENDLESS = {"strokes": [2], "seeds": 1, "iterations": 100_000, "augmentations": 0}
+
+
+@pytest.fixture
+def client(tiny_spec, tmp_path) -> Iterator[TestClient]:
+    app = create_app(ServerConfig(data_dir=tmp_path / "data", models=tiny_spec))
+    with TestClient(app, raise_server_exceptions=False, base_url=LOCAL) as test_client:
+        yield test_client
+
+
+def submit(client: TestClient, name: str | None, headers: dict[str, str] | None = None) -> str:
+    body = {"image": base64.b64encode(png_bytes(30, 20, seed=8)).decode(), "params": ENDLESS}
+    if name is not None:
+        body["client"] = name
+    created = client.post("/v1/jobs", json=body, headers=headers)
+    assert created.status_code == 202, created.text
+    return created.json()["id"]
+
+
+def status(client: TestClient, job_id: str, name: str | None = None) -> dict:
+    return client.get(f"/v1/jobs/{job_id}", params={"client": name} if name else None).json()
+
+
+def wait_for(client: TestClient, job_id: str, wanted: str) -> dict:
+    deadline = time.monotonic() + 60
+    while (state := status(client, job_id))["status"] != wanted:
+        assert time.monotonic() < deadline, state
+        time.sleep(0.02)
+    return state
+
+
+def test_one_clients_cancel_leaves_the_job_running_for_the_other(client):
+    job_id = submit(client, "anna")
+    assert submit(client, "ben") == job_id, "the identical job is shared"
+    wait_for(client, job_id, "running")
+    stranger = client.delete(f"/v1/jobs/{job_id}")  # neither anna nor ben: may not stop their job
+    assert stranger.status_code == 409 and stranger.json()["error"]["code"] == "job_shared", stranger.text
+
+    cancelled = client.delete(f"/v1/jobs/{job_id}", params={"client": "anna"})
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled", cancelled.text
+    assert "goes on for 1 other submission" in cancelled.json()["error"]["message"]
+    assert status(client, job_id, "anna")["status"] == "cancelled", "the canceller sees its job cancelled"
+    time.sleep(0.3)
+    assert status(client, job_id, "ben")["status"] == "running", "the other client's job goes on"
+    assert status(client, job_id)["status"] == "running"
+
+    last = client.delete(f"/v1/jobs/{job_id}", params={"client": "ben"})
+    assert last.status_code == 200 and last.json()["status"] == "cancelled"
+    assert wait_for(client, job_id, "cancelled")["error"]["code"] == "cancelled"
+    assert status(client, job_id, "anna")["status"] == "cancelled"
+
+
+def test_two_unnamed_submissions_each_count_once(client):
+    """Two designers on one machine (both 'local'): the job stops at the second cancel, not the first."""
+    job_id = submit(client, None)
+    assert submit(client, None) == job_id
+    wait_for(client, job_id, "running")
+    first = client.delete(f"/v1/jobs/{job_id}")
+    assert first.json()["status"] == "cancelled"
+    time.sleep(0.3)
+    assert status(client, job_id)["status"] == "running"
+    client.delete(f"/v1/jobs/{job_id}")
+    assert wait_for(client, job_id, "cancelled")["status"] == "cancelled"
+
+
+def test_a_job_of_one_client_is_cancelled_by_any_request_as_before(client):
+    job_id = submit(client, "anna")
+    wait_for(client, job_id, "running")
+    answer = client.delete(f"/v1/jobs/{job_id}")  # the live page names no client
+    assert answer.status_code == 200
+    assert wait_for(client, job_id, "cancelled")["error"]["message"] == "The job was cancelled."
