@@ -19,8 +19,9 @@ from clipasso_core.model_options import OPTION_NAMES, add_model_options, model_s
 from clipasso_core.image import DEFAULT_MAX_PIXELS
 from clipasso_core.weights import OfflineWay
 
-from .config import (DEFAULT_HOST, DEFAULT_KEEP_DAYS, DEFAULT_MAX_BODY_MB, DEFAULT_MAX_REQUESTS, DEFAULT_PORT,
-                     DEFAULT_READ_TIMEOUT_S, DEFAULT_UNLOAD_AFTER_MIN, default_data_dir)
+from .config import (DEFAULT_HOST, DEFAULT_KEEP_DAYS, DEFAULT_MAX_BODY_MB, DEFAULT_MAX_CONNECTIONS,
+                     DEFAULT_MAX_REQUESTS, DEFAULT_PORT, DEFAULT_READ_TIMEOUT_S, DEFAULT_UNLOAD_AFTER_MIN,
+                     default_data_dir)
 from .log_limit import RepeatLimitFilter
 from .settings_file import SettingsError, describe, settings_in_force, settings_path
 
@@ -59,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"largest accepted request body in megabytes (default: {DEFAULT_MAX_BODY_MB:g})")
     parser.add_argument("--max-requests", type=int, default=DEFAULT_MAX_REQUESTS,
                         help=f"requests answered at once; more get 503 busy (default: {DEFAULT_MAX_REQUESTS})")
+    parser.add_argument("--max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS,
+                        help="connections kept open at once, fewer where the system lets the server open fewer "
+                             "files; beyond it the oldest idle connection is closed "
+                             f"(default: {DEFAULT_MAX_CONNECTIONS})")
     parser.add_argument("--read-timeout", type=float, default=DEFAULT_READ_TIMEOUT_S,
                         help="close a connection whose request stalls this many seconds "
                              f"(default: {DEFAULT_READ_TIMEOUT_S:g})")
@@ -111,7 +116,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
         if os.name != "nt":
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
-        sock.listen(2048)
+        sock.listen(32)  # protocol.ACCEPT_BACKLOG: uvicorn listens again with it
         sock.set_inheritable(True)
     except BaseException:
         sock.close()
@@ -158,6 +163,7 @@ def check_options(args: argparse.Namespace, name: Callable[[str], str] | None = 
     port, max_pixels, max_body_mb, max_requests, read_timeout, keep_days, ray_workers, ray, token, unload, idle = map(
         name, ("port", "max_pixels", "max_body_mb", "max_requests", "read_timeout", "keep_days", "ray_workers", "ray",
                "token", "unload_after", "exit_when_idle"))
+    max_connections = name("max_connections")
     if not 0 <= args.port <= 65535:
         return f"{port} must be between 0 and 65535, got {args.port}."
     if args.max_pixels < 1:
@@ -166,6 +172,8 @@ def check_options(args: argparse.Namespace, name: Callable[[str], str] | None = 
         return f"{max_body_mb} must be more than 0 and at most 10000, got {args.max_body_mb:g}."
     if not 1 <= args.max_requests <= 100_000:
         return f"{max_requests} must be between 1 and 100000, got {args.max_requests}."
+    if not 8 <= args.max_connections <= 1_000_000:
+        return f"{max_connections} must be between 8 and 1000000, got {args.max_connections}."
     if not 0 < args.read_timeout <= 3600:
         return f"{read_timeout} must be more than 0 and at most 3600 seconds, got {args.read_timeout:g}."
     if not 0 <= args.keep_days <= 100_000:  # also refuses NaN
@@ -252,7 +260,7 @@ def serve(args: argparse.Namespace) -> int:
     from .app import create_app
     from .config import ServerConfig
     from .model_cache import ModelCache
-    from .protocol import guarded_protocol
+    from .protocol import ACCEPT_BACKLOG, guarded_protocol, raise_descriptor_limit
     from .store import DataDirInUseError
 
     try:
@@ -271,11 +279,12 @@ def serve(args: argparse.Namespace) -> int:
     config = ServerConfig(
         data_dir=data_dir, models=model_spec(args), device=device, token=args.token,
         max_pixels=args.max_pixels, max_body_bytes=int(args.max_body_mb * 1_000_000), max_requests=args.max_requests,
-        read_timeout_s=args.read_timeout, keep_days=args.keep_days,
+        read_timeout_s=args.read_timeout, max_connections=args.max_connections, keep_days=args.keep_days,
         ray_workers=ray_workers, ray_gpus_per_worker=ray_gpus,
         unload_after_s=args.unload_after * 60, exit_when_idle_s=args.exit_when_idle * 60,
     )
     Image.MAX_IMAGE_PIXELS = max(args.max_pixels, Image.MAX_IMAGE_PIXELS or 0)
+    raise_descriptor_limit()
     models = ModelCache(config.models, device, offline_way())
     try:
         app = create_app(config, models)
@@ -298,7 +307,8 @@ def serve(args: argparse.Namespace) -> int:
     print(f"clipasso-server: listening on {url}", flush=True)
     server = uvicorn.Server(uvicorn.Config(
         app, log_config=None, access_log=args.access_log, lifespan="on", timeout_graceful_shutdown=5,
-        server_header=False, http=guarded_protocol(args.read_timeout),
+        server_header=False, timeout_keep_alive=int(config.idle_timeout_s), backlog=ACCEPT_BACKLOG,
+        http=guarded_protocol(args.read_timeout, config.idle_timeout_s, args.max_connections),
     ))
     app.state.idle_watch.request_exit = lambda: setattr(server, "should_exit", True)
     server.run(sockets=[sock])

@@ -16,6 +16,11 @@ DEFAULT_PORT = 8765
 DEFAULT_MAX_BODY_MB = 64.0
 DEFAULT_MAX_REQUESTS = 64
 DEFAULT_READ_TIMEOUT_S = 30.0
+DEFAULT_IDLE_TIMEOUT_S = 5.0
+"""Seconds a connection may stay open without sending a request (uvicorn's keep-alive timeout is the same)."""
+DEFAULT_MAX_CONNECTIONS = 1000
+"""Connections kept open at once (fewer where the process may open fewer files); beyond it the oldest idle one
+is closed."""
 APP_NAME = "clipasso"
 DEFAULT_KEEP_DAYS = 30.0
 """Finished jobs older than this many days are deleted with their files (0 keeps them forever)."""
@@ -44,6 +49,10 @@ class ServerConfig:
     """Requests answered at once; more get a JSON 503 ``busy``."""
     read_timeout_s: float = DEFAULT_READ_TIMEOUT_S
     """Seconds a connection may stall in the middle of a request before it is answered 408 and closed."""
+    idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S
+    """Seconds a connection may stay open without sending a request."""
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    """Connections kept open at once (lowered to what the descriptor limit allows)."""
     ray_workers: int = 0
     """Ray worker actors to run jobs on (0: the in-process worker; the process must have joined a cluster)."""
     ray_gpus_per_worker: int = 0

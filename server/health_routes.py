@@ -21,6 +21,7 @@ from .errors import openapi_errors
 from .job_queue import JobQueue
 from .model_cache import ModelCache, ModelsStatus
 from .heavy_work import MAX_PARALLEL_HEAVY
+from .protocol import connection_limit
 from .schemas import ErrorInfo, Health, Limits, ModelsHealth, WorkerHealth
 from .store import BUSY_TIMEOUT_S
 
@@ -64,7 +65,8 @@ def limits(config: ServerConfig) -> Limits:
     """Every limit of the server with ``config``."""
     return Limits(max_body_bytes=config.max_body_bytes, max_pixels=config.max_pixels,
                   max_requests=config.max_requests, max_parallel_heavy=MAX_PARALLEL_HEAVY,
-                  read_timeout_s=config.read_timeout_s, database_busy_timeout_s=BUSY_TIMEOUT_S,
+                  read_timeout_s=config.read_timeout_s, idle_timeout_s=min(config.idle_timeout_s, config.read_timeout_s),
+                  max_connections=connection_limit(config.max_connections), database_busy_timeout_s=BUSY_TIMEOUT_S,
                   keep_days=config.keep_days)
 
 

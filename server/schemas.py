@@ -218,6 +218,9 @@ class Limits(BaseModel):
                                                 "and job files drawn (GIF, SVG) at once; more wait their turn.")
     read_timeout_s: float = Field(description="Seconds a connection may stall in the middle of a request before it "
                                               "is answered 408 and closed (--read-timeout).")
+    idle_timeout_s: float = Field(description="Seconds a connection may stay open without sending a request.")
+    max_connections: int = Field(description="Connections kept open at once (--max-connections, lowered to what the "
+                                             "system lets the server open); beyond it the oldest idle one is closed.")
     database_busy_timeout_s: float = Field(description="Seconds a write waits for another program's lock on the "
                                                        "job database before it answers 503 storage_unavailable.")
     keep_days: float = Field(description="Days a finished job is kept with its files (--keep-days; 0: forever).")
