@@ -71,6 +71,15 @@ def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAP
     app.state.models = models
     app.state.config = config
     app.state.idle_watch = watch  # clipasso-server gives it the way to stop the server
+    app.state.exit_message = None  # why the server stopped on its own, for clipasso-server to say
+
+    def workers_lost(message: str) -> None:
+        """The workers stayed unreachable: stop the server, which says why and exits with an error."""
+        app.state.exit_message = message
+        if watch.request_exit is not None:
+            watch.request_exit()
+
+    queue.dispatcher.on_lost = workers_lost
     install_error_handlers(app, config.data_dir)
     # Middleware added last runs first: headers → clock → HEAD → concurrency limit → token or loopback rule → body limit.
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_body_bytes)

@@ -12,6 +12,8 @@ import logging
 import os
 import socket
 import sys
+import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -28,6 +30,8 @@ from .settings_file import SettingsError, describe, settings_in_force, settings_
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+FORCED_EXIT_S = 15.0
+"""Seconds a stop for lost workers may take before the process ends anyway."""
 TOKEN_ENV = "CLIPASSO_SERVER_TOKEN"
 
 log = logging.getLogger("clipasso_server")
@@ -239,6 +243,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
+def exit_after(seconds: float, message: str) -> None:
+    """Say ``message`` and end the process with an error after ``seconds`` (a stop that hangs on lost workers)."""
+    time.sleep(seconds)
+    fail(message)
+    os._exit(EXIT_ERROR)
+
+
 def log_to_file(path: Path) -> None:
     """Send everything this process prints (the log included) to the end of ``path``, line by line."""
     path = path.expanduser()
@@ -310,8 +321,17 @@ def serve(args: argparse.Namespace) -> int:
         server_header=False, timeout_keep_alive=int(config.idle_timeout_s), backlog=ACCEPT_BACKLOG,
         http=guarded_protocol(args.read_timeout, config.idle_timeout_s, args.max_connections),
     ))
-    app.state.idle_watch.request_exit = lambda: setattr(server, "should_exit", True)
+    def request_exit() -> None:
+        """Stop serving; when the server stops because its workers are lost, end the process within
+        FORCED_EXIT_S even if stopping them hangs."""
+        server.should_exit = True
+        if app.state.exit_message is not None:
+            threading.Thread(target=exit_after, args=(FORCED_EXIT_S, app.state.exit_message), daemon=True).start()
+
+    app.state.idle_watch.request_exit = request_exit
     server.run(sockets=[sock])
+    if app.state.exit_message is not None:
+        return fail(app.state.exit_message)
     return 0 if server.started else EXIT_ERROR
 
 

@@ -38,6 +38,11 @@ from .workers import WorkerBoard, WorkerInfo
 
 log = logging.getLogger("clipasso_server")
 
+WATCH_EVERY_S = 1.0
+"""How often the dispatcher asks its pool whether its workers can still be reached (see ``WorkerPool.problem``)."""
+LOST_GRACE_S = 20.0
+"""How long the workers may stay unreachable (a lost Ray head) before the server gives up and exits, saying why:
+less than the minute after which Ray itself would end the process without a word."""
 PURGE_EVERY_S = 3600.0
 """How often the dispatcher deletes finished jobs older than the retention time (also once at start)."""
 BACKOFF_FIRST_S = 0.2
@@ -75,6 +80,10 @@ class WorkerPool(Protocol):
     def close(self, timeout: float) -> bool:
         """Stop every worker; whether they all ended within ``timeout`` s."""
 
+    def problem(self) -> str | None:
+        """Why the workers cannot be reached now (one sentence, e.g. a lost Ray head), or ``None``; answered at
+        once, from a watch thread of the dispatcher, whatever the workers are doing."""
+
 
 @dataclass(frozen=True)
 class WorkerState:
@@ -87,6 +96,8 @@ class WorkerState:
     stuck: bool
     last_error: str | None
     unsaved_jobs: int
+    unreachable: str | None = None
+    """Why the workers cannot be reached (from the pool), or ``None``."""
 
 
 @dataclass
@@ -115,7 +126,7 @@ class Dispatcher:
     def __init__(self, store: JobStore, pool: WorkerPool, max_pixels: int, stuck_after_s: float = DEFAULT_STUCK_AFTER_S,
                  keep_days: float = DEFAULT_KEEP_DAYS, idle_poll_s: float = 1.0,
                  backoff_max_s: float = BACKOFF_MAX_S, wall_clock: Callable[[], float] = time.time,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic, lost_grace_s: float = LOST_GRACE_S) -> None:
         self.store = store
         self.pool = pool
         self.max_pixels = max_pixels
@@ -143,6 +154,11 @@ class Dispatcher:
         self._last_trouble: tuple[str, str] | None = None
         self._repeats = 0
         self._thread: threading.Thread | None = None
+        self._watch: threading.Thread | None = None
+        self.lost_grace_s = lost_grace_s
+        self._unreachable: tuple[str, float] | None = None  # why, and since when (monotonic)
+        self.on_lost: Callable[[str], None] | None = None
+        """Called once, with a sentence, when the workers stay unreachable for ``lost_grace_s`` (the app exits)."""
 
     # -- the server's side -----------------------------------------------------------------------
     def wake(self) -> None:
@@ -190,6 +206,7 @@ class Dispatcher:
             seconds_since_progress=None if quiet is None else round(quiet, 1),
             stuck=alive and quiet is not None and quiet > self.stuck_after_s,
             last_error=self._last_error, unsaved_jobs=len(self._unsaved),
+            unreachable=None if self._unreachable is None else self._unreachable[0],
         )
 
     # -- life cycle ------------------------------------------------------------------------------
@@ -204,6 +221,8 @@ class Dispatcher:
         self._stopping.clear()
         self._thread = threading.Thread(target=self._loop, name="clipasso-dispatcher", daemon=True)
         self._thread.start()
+        self._watch = threading.Thread(target=self._watch_pool, name="clipasso-pool-watch", daemon=True)
+        self._watch.start()
 
     def stop(self, timeout: float = 10.0) -> bool:
         """Stop dispatching; running jobs stop after their current step and go back to the queue for the next start.
@@ -264,6 +283,31 @@ class Dispatcher:
         """Now as a Unix time no later than the wall clock at start plus the monotonic time since: a wall clock set
         forward (by hand, a bad NTP answer, a virtual machine resumed) cannot age a job faster than time passes."""
         return min(self._wall_clock(), self._started_wall + self._monotonic() - self._started_monotonic)
+
+    def _watch_pool(self) -> None:
+        """The watch thread: ask the pool every ``WATCH_EVERY_S`` whether its workers can be reached; say so at once
+        (health turns degraded), and call ``on_lost`` when they stay unreachable for ``lost_grace_s``."""
+        while not self._stopping.wait(WATCH_EVERY_S):
+            try:
+                problem = self.pool.problem()
+            except Exception as error:  # the watch must not die: the pool's check itself failed
+                problem = f"The workers cannot be checked ({type(error).__name__}: {error})."
+            now = self._monotonic()
+            if problem is None:
+                if self._unreachable is not None:
+                    log.warning("the workers can be reached again")
+                self._unreachable = None
+                continue
+            if self._unreachable is None:
+                log.error("%s", problem)
+                self._unreachable = (problem, now)
+            elif now - self._unreachable[1] >= self.lost_grace_s:
+                message = (f"{problem} It has lasted {now - self._unreachable[1]:.0f} s, so clipasso-server stops; "
+                           "unfinished jobs run again at its next start.")
+                log.error("%s", message)
+                if self.on_lost is not None:
+                    self.on_lost(message)
+                return
 
     # -- the loop --------------------------------------------------------------------------------
     def _loop(self) -> None:

@@ -72,6 +72,8 @@ def limits(config: ServerConfig) -> Limits:
 
 def worker_problem(worker: WorkerState, queue: JobQueue) -> ErrorInfo | None:
     """Why the worker cannot run jobs now, as ``{"code", "message"}``, or ``None`` when all is well."""
+    if worker.unreachable is not None:
+        return ErrorInfo(code="workers_unreachable", message=worker.unreachable)
     if not worker.alive:
         return ErrorInfo(code="worker_dead", message="The sketch server's job worker has stopped, so no job will "
                                                      "run; restart clipasso-server (its log says why).")

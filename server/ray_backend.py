@@ -8,7 +8,10 @@ so it runs a job exactly as the in-process worker does; the server's
 jobs, polling progress and snapshots every :data:`POLL_INTERVAL_S`, writing everything to the store).
 
 An actor that dies (its process killed, its machine gone) is restarted by Ray (``max_restarts=-1``)
-and its job goes back to the queue. The actors belong to the server process, so Ray ends them when the
+and its job goes back to the queue. A lost head is seen within a second (:meth:`RayWorkers.problem`):
+health turns degraded at once, reads keep answering, and if the head does not come back the server exits
+with a sentence saying so (before Ray would end it without one). A cluster that refuses this server's Ray
+token is named as such when the server starts. The actors belong to the server process, so Ray ends them when the
 server dies; a restarted server finds its unfinished jobs queued again. Ray is imported only here and
 only when ``--ray`` is given.
 """
@@ -16,7 +19,12 @@ only when ``--ray`` is given.
 from __future__ import annotations
 
 import logging
+import os
 import socket
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -65,16 +73,70 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
                               "with 'ray start --head' and pass the address it prints.") from None
 
 
+TOKEN_HINT = ("a cluster started with token authentication (RAY_AUTH_MODE=token) takes only clients that have "
+              "RAY_AUTH_MODE=token and its token in RAY_AUTH_TOKEN (or a file named by RAY_AUTH_TOKEN_PATH) in their "
+              "environment")
+
+
+@contextmanager
+def ray_messages() -> Iterator[Callable[[], str]]:
+    """Hold what Ray's C++ core writes to the process's stderr (descriptor 2) while the block runs; yields a function
+    returning it. Ray says why it cannot join a cluster only there, line after line, while it retries."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield lambda: (held.seek(0), held.read().decode("utf-8", "replace"))[1]
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def token_problem(address: str, ray_said: str) -> str | None:
+    """The sentence naming the token when Ray's own messages say the cluster refused this process's token."""
+    if "InvalidAuthToken" not in ray_said and "Unauthenticated" not in ray_said:
+        return None
+    given = ("this server has no Ray token (RAY_AUTH_MODE=token is not set in its environment)"
+             if os.environ.get("RAY_AUTH_MODE", "").lower() != "token" else
+             "the Ray token this server has is not the cluster's (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or "
+             "~/.ray/auth_token)")
+    return (f"the Ray cluster at '{address}' refuses this server: {given}; {TOKEN_HINT}. Set them where "
+            "clipasso-server starts, then start it again.")
+
+
 def connect(address: str) -> float:
     """Join the Ray cluster at ``address`` (``auto``: the one started here); returns how many GPUs it has."""
     ray = import_ray()
     check_reachable(address)
-    try:
-        ray.init(address=address, namespace="clipasso", log_to_driver=False, logging_level=logging.WARNING)
-    except (ConnectionError, RuntimeError, ValueError) as error:
-        raise RayBackendError(f"cannot join the Ray cluster at '{address}' ({str(error).splitlines()[0]}); start "
-                              "it first with 'ray start --head' and pass its address.") from None
+    with ray_messages() as ray_said:
+        try:
+            ray.init(address=address, namespace="clipasso", log_to_driver=False, logging_level=logging.WARNING)
+        except (ConnectionError, RuntimeError, ValueError) as error:
+            refused = token_problem(address, ray_said())
+            if refused is not None:
+                raise RayBackendError(refused) from None
+            raise RayBackendError(f"cannot join the Ray cluster at '{address}' ({str(error).splitlines()[0]}); start "
+                                  f"it first with 'ray start --head' and pass its address ({TOKEN_HINT}).") from None
+        finally:
+            said = ray_said()
+    if said.strip():  # joined: what Ray said on the way goes to the log as it would have
+        sys.stderr.write(said)
     return float(ray.cluster_resources().get("GPU", 0))
+
+
+def head_problem(gcs_address: str, timeout: float = 1.0) -> str | None:
+    """Why the head of the Ray cluster at ``gcs_address`` (``HOST:PORT``) cannot be reached, or ``None``."""
+    host, _, port = gcs_address.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout).close()
+    except (OSError, ValueError) as error:
+        reason = getattr(error, "strerror", None) or str(error)
+        return (f"The head of the Ray cluster at '{gcs_address}' cannot be reached ({reason}): it stopped or its "
+                "machine is gone, so no job runs; start it again with 'ray start --head' (the server's jobs and "
+                "results still answer).")
+    return None
 
 
 def worker_plan(requested: int | None, gpus: float) -> tuple[int, int]:
@@ -103,6 +165,7 @@ class RayWorkers:
         self.count = count
         self.gpus = gpus
         self.device = "cuda" if gpus else "cpu"
+        self.gcs_address: str | None = None
 
     def planned(self) -> list[tuple[WorkerInfo, bool]]:
         """``ray-0`` … ``ray-N``: their host and process are known once each is up."""
@@ -114,6 +177,7 @@ class RayWorkers:
             num_cpus=0 if self.gpus else 1, num_gpus=self.gpus, max_restarts=-1, max_task_retries=0,
             max_concurrency=ACTOR_THREADS)
         log.info("starting %d Ray worker(s) on %s", self.count, "one GPU each" if self.gpus else "CPUs")
+        self.gcs_address = import_ray().get_runtime_context().gcs_address
         return [remote.remote(info.name, self.spec, self.device) for info, _ in self.planned()]
 
     def call(self, worker: Any, method: str, *args: Any) -> Any:
@@ -140,3 +204,7 @@ class RayWorkers:
         """Leave the cluster: Ray ends this server's actors."""
         import_ray().shutdown()
         return True
+
+    def problem(self) -> str | None:
+        """Why the cluster's head cannot be reached (it stopped, its machine is gone), or ``None``."""
+        return None if self.gcs_address is None else head_problem(self.gcs_address)

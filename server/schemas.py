@@ -194,6 +194,8 @@ class WorkerHealth(BaseModel):
     last_error: str | None = Field(description="The last error the worker met (it carries on after errors), or null.")
     unsaved_jobs: int = Field(description="Finished jobs kept in memory because the data directory cannot be "
                                           "written; they are saved when it can.")
+    unreachable: str | None = Field(default=None, description="Why the workers cannot be reached now (a lost Ray "
+                                                              "head), or null; jobs wait, reads keep answering.")
 
 
 class ModelsHealth(BaseModel):

@@ -194,6 +194,10 @@ class LocalWorkers:
         _, running = futures.wait(self._runs, timeout)
         return not running
 
+    def problem(self) -> str | None:
+        """Workers in this process can always be reached."""
+        return None
+
 
 def _answer(call: futures.Future[Any], method: Any, args: tuple[Any, ...]) -> None:
     """Settle ``call`` with what ``method(*args)`` returns or raises."""
