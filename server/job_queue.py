@@ -1,4 +1,8 @@
-"""The job queue as the routes see it: submit (or reuse an identical job), cancel, and a job's live state.
+"""The job queue as the routes see it: submit (or reuse an identical job), cancel, and a job as every route
+shows it (:meth:`JobQueue.view`: a run that ended reads as ended, also while its outcome waits in memory).
+
+Each client that asked for a queued or running job holds an interest in it (one per submission, kept by the
+store); a cancel withdraws the canceller's, and the job is cancelled only when no interest is left.
 
 Jobs wait in the :class:`~clipasso_server.store.JobStore`, which also decides what runs next (round-robin
 across clients); a :class:`~clipasso_server.dispatcher.Dispatcher` runs them on the workers of a pool
@@ -17,8 +21,7 @@ from clipasso_core.params import SketchParams
 
 from .dispatcher import Dispatcher, WorkerState
 from .job_status import ACTIVE, JobStatus
-from .runner import Outcome
-from .store import DEFAULT_CLIENT, Job, JobStore, ResultMissing, cache_key
+from .store import DEFAULT_CLIENT, Job, JobStore, cache_key
 from .workers import WorkerBoard
 
 log = logging.getLogger("clipasso_server")
