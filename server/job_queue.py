@@ -1,8 +1,9 @@
 """The job queue as the routes see it: submit (or reuse an identical job), cancel, and a job as every route
 shows it (:meth:`JobQueue.view`: a run that ended reads as ended, also while its outcome waits in memory).
 
-Each client that asked for a queued or running job holds an interest in it (one per submission, kept by the
-store); a cancel withdraws the canceller's, and the job is cancelled only when no interest is left.
+Each client that asked for a queued or running job (by its name, else its token's identity, else ``local``)
+holds an interest in it, kept by the store; a cancel withdraws the canceller's, and the job is cancelled only
+when no client wants it any more.
 
 Jobs wait in the :class:`~clipasso_server.store.JobStore`, which also decides what runs next (round-robin
 across clients); a :class:`~clipasso_server.dispatcher.Dispatcher` runs them on the workers of a pool
@@ -27,8 +28,8 @@ from .workers import WorkerBoard
 log = logging.getLogger("clipasso_server")
 
 CANCELLED_MESSAGE = "The job was cancelled."
-WITHDRAWN_MESSAGE = ("You cancelled this job; the same sketch goes on for {others} other submission(s) that asked "
-                     "for it, and stops when none wants it any more.")
+WITHDRAWN_MESSAGE = ("You cancelled this job; the same sketch goes on for {others} other client(s) that asked for it, "
+                     "and stops when none wants it any more.")
 
 
 class SharedJob(Exception):
@@ -36,7 +37,7 @@ class SharedJob(Exception):
 
 
 def withdrawn(job: Job, others: int) -> Job:
-    """``job`` as a client that withdrew from it sees it: cancelled, while ``others`` submissions still want it."""
+    """``job`` as a client that withdrew from it sees it: cancelled, while ``others`` clients still want it."""
     return replace(job, status=JobStatus.CANCELLED, error_code="cancelled",
                    error_message=WITHDRAWN_MESSAGE.format(others=others))
 
@@ -99,19 +100,17 @@ class JobQueue:
             return None
         if self.view(current).status not in ACTIVE:
             return self.view(current)
-        interests = self.store.interests(job_id)
-        wanting = {name for name, wants in interests.items() if wants > 0}
-        if interests.get(client, 0) > 0:
+        wanting = {name for name, wants in self.store.interests(job_id).items() if wants}
+        if client in wanting:
             self.store.withdraw(job_id, client)
-            interests[client] -= 1
+            wanting.discard(client)
         elif len(wanting) > 1:
             raise SharedJob(job_id)
         else:
-            interests = {}  # a job one client wants (or from before interests were kept): the cancel is for all
-        still = sum(interests.values())
-        if still:
-            log.info("job %s: %s withdrew; %d submission(s) still want it", job_id, client, still)
-            return withdrawn(self.view(current), still)
+            wanting = set()  # a job one client wants (or from before interests were kept): the cancel is for all
+        if wanting:
+            log.info("job %s: %s cancelled; %d other client(s) still want it", job_id, client, len(wanting))
+            return withdrawn(self.view(current), len(wanting))
         before, job = self.dispatcher.cancel(job_id, CANCELLED_MESSAGE)
         if job is None:
             return None
@@ -142,9 +141,10 @@ class JobQueue:
         if job.status not in ACTIVE:
             return job
         interests = self.store.interests(job.id)
-        if interests.get(client, 1) > 0:
+        others = sum(wants for name, wants in interests.items() if name != client)
+        if interests.get(client, True) or not others:
             return job
-        return withdrawn(job, sum(interests.values()))
+        return withdrawn(job, others)
 
     def result(self, job: Job) -> dict[str, Any]:
         """The result body of a job whose view has succeeded: from memory while it waits for the store, else from

@@ -90,8 +90,8 @@ CREATE TABLE IF NOT EXISTS interests (
     PRIMARY KEY (job_id, client)
 );
 """
-"""Indexes and the interests table (who wants a shared job: each submission by a client counts one, each cancel
-withdraws one), added to an older database on open."""
+"""Indexes and the interests table (which clients want a queued or running job: 1, or 0 once that client
+cancelled), added to an older database on open."""
 DEFAULT_CLIENT = "local"
 _COLUMNS = "id, status, created_at, started_at, finished_at, runs, progress, error_code, error_message, client, worker"
 """Every column a :class:`Job` reads, but its parameters, which :meth:`JobStore._job` reads once per job."""
@@ -341,24 +341,23 @@ class JobStore:
         return job, True
 
     def add_interest(self, job: Job, client: str) -> None:
-        """``client`` asked for the queued or running ``job`` (again): one more submission that wants it."""
+        """``client`` asked for the queued or running ``job`` (asking again changes nothing)."""
         if job.status not in ACTIVE:
             return
         with self._lock:
             self._db.execute("INSERT INTO interests (job_id, client, wants) VALUES (?, ?, 1) "
-                             "ON CONFLICT (job_id, client) DO UPDATE SET wants = wants + 1", (job.id, client))
+                             "ON CONFLICT (job_id, client) DO UPDATE SET wants = 1", (job.id, client))
 
-    def interests(self, job_id: str) -> dict[str, int]:
-        """How many submissions of each client want ``job_id`` (0: that client withdrew); empty for a job of a
-        version that kept no interests."""
-        return {row["client"]: int(row["wants"]) for row in
+    def interests(self, job_id: str) -> dict[str, bool]:
+        """Whether each client that asked for ``job_id`` still wants it (``False``: it cancelled); empty for a job
+        of a version that kept no interests."""
+        return {row["client"]: bool(row["wants"]) for row in
                 self._read("SELECT client, wants FROM interests WHERE job_id = ?", (job_id,))}
 
     def withdraw(self, job_id: str, client: str) -> None:
-        """One submission of ``client`` no longer wants ``job_id``."""
+        """``client`` no longer wants ``job_id``."""
         with self._lock:
-            self._db.execute("UPDATE interests SET wants = wants - 1 WHERE job_id = ? AND client = ? AND wants > 0",
-                             (job_id, client))
+            self._db.execute("UPDATE interests SET wants = 0 WHERE job_id = ? AND client = ?", (job_id, client))
 
     def claim_next(self, worker: dict[str, Any] | None = None) -> Job | None:
         """Mark the next queued job running on ``worker`` and return it, or ``None`` when the queue is empty.

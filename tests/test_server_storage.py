@@ -73,6 +73,14 @@ def error_of(server: ServerProcess, job_id: str, timeout: float = 120.0) -> dict
         time.sleep(0.05)
 
 
+def saved_when_health_is_ok(server: ServerProcess, timeout: float = 60.0) -> None:
+    """Wait until health is ok again: the finished sketch kept in memory has been written."""
+    deadline = time.monotonic() + timeout
+    while server.request("GET", "/v1/health")[0] != 200:
+        assert time.monotonic() < deadline, server.output()[-3000:]
+        time.sleep(0.1)
+
+
 def test_a_full_disk_is_507_and_a_finished_sketch_waits_for_space(tiny_spec, small_disk):
     data = small_disk / "data"
     with start_server(data, tiny_spec) as server:
@@ -94,6 +102,7 @@ def test_a_full_disk_is_507_and_a_finished_sketch_waits_for_space(tiny_spec, sma
 
         filler.unlink()
         assert wait_for_status(server, running["id"])["status"] == "succeeded"
+        saved_when_health_is_ok(server)
         assert server.request("GET", f"/v1/jobs/{running['id']}/result") == (200, kept)
         assert (data / "results" / f"{running['id']}.json").is_file()
         status, created = submit_image(server, png_bytes(40, 30, seed=2))
@@ -117,6 +126,7 @@ def test_a_read_only_data_dir_is_503_and_nothing_computed_is_lost(tiny_spec, sma
             status, health = server.request("GET", "/v1/health")
             assert status == 503 and health["error"]["code"] == "storage_unavailable"
         assert wait_for_status(server, running["id"])["status"] == "succeeded"
+        saved_when_health_is_ok(server)
         assert (data / "results" / f"{running['id']}.json").is_file()
         status, created = submit_image(server, png_bytes(40, 30, seed=4))
         assert status == 202 and wait_for_status(server, created["id"])["status"] == "succeeded"
