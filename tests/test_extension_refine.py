@@ -188,7 +188,10 @@ def test_refine_checks_the_upload_limit_before_sending_and_refuses_a_result_of_o
     sketch_server.result = {"width": 40, "height": 30, "levels": [
         {"strokes": count, "stroke_width": 3.0, "paths": ["M 1 2 C 3 4 5 6 7 8"] * count, "loss": 0.5} for count in (4, 1)
     ]}  # fmt: skip
-    assert_aborted(refine(path, sketch_server, stroke), "cannot read (its levels have [1, 4] strokes where [4] were")
+    assert_aborted(refine(path, sketch_server, stroke, "--tidy=false"),
+                   "cannot read (its levels have [1, 4] strokes where [4] were")
+    # Tidied, a level may hold fewer strokes than asked for, but never more, and only one level comes back.
+    assert_aborted(refine(path, sketch_server, stroke), "sent 4 and 1 strokes where 4 were asked for")
 
 
 @needs_inkscape
