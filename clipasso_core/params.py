@@ -208,7 +208,8 @@ class SketchParams(BaseModel):
         defaults: dict[str, Any] = {}
         if isinstance(given.get("init_paths"), list) and given["init_paths"]:
             added = given.get("add_strokes", 0)
-            total = len(given["init_paths"]) + (added if isinstance(added, int) and not isinstance(added, bool) else 0)
+            sound = isinstance(added, int) and not isinstance(added, bool) and added > 0  # else refused by its field
+            total = len(given["init_paths"]) + (added if sound else 0)
             defaults = {"strokes": [total], "seeds": 1, "iterations": REFINE_ITERATIONS}
         if isinstance(preset, str):
             defaults.update(PRESETS.get(preset, {}))
