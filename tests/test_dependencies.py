@@ -18,7 +18,7 @@ CORE_LAYERS = [
     # layer and of earlier layers, never of a later one. A new module goes into the earliest layer that comes
     # after (or is) the layer of every core module it imports.
     ("errors, files, precision", ["errors", "files", "precision"]),
-    ("paths and SVG documents", ["path_data", "joined_paths", "svg", "svg_transform", "snapshot", "refine_svg",
+    ("paths and SVG documents", ["path_data", "joined_paths", "svg", "svg_transform", "snapshot", "refine_svg", "tidy",
                                  "animation"]),
     ("the parameter object and its checks", ["params", "prompt"]),
     ("pictures and masks", ["image", "mask", "mask_svg"]),
