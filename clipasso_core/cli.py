@@ -146,8 +146,9 @@ def add_loss_options(parser: argparse.ArgumentParser) -> None:
 def add_tidy_option(parser: argparse.ArgumentParser) -> None:
     """``--tidy``: leave specks and near-duplicate strokes out of the result."""
     parser.add_argument("--tidy", action="store_true",
-                        help="leave out strokes shorter than 2%% of the picture's diagonal (specks) and near-duplicates "
-                             "of another stroke; each layer records how many it left out (default: off)")
+                        help="leave out strokes shorter than 2%% of the picture's diagonal (specks) and "
+                             "near-duplicates of another stroke; each layer records how many it left out "
+                             "(default: off)")
 
 
 def add_style_options(parser: argparse.ArgumentParser) -> None:

@@ -68,7 +68,7 @@ class CanvasFrame:
         return (points + offset) / self.scale
 
     def picture_box(self) -> tuple[float, float, float, float]:
-        """The picture's rectangle on the canvas, ``(left, top, right, bottom)`` in canvas pixels (the rest is padding)."""
+        """The picture's rectangle on the canvas, ``(left, top, right, bottom)`` in canvas pixels."""
         left, top = self.offset
         return (left / self.scale, top / self.scale, (left + self.width) / self.scale, (top + self.height) / self.scale)
 

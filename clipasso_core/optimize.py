@@ -4,8 +4,8 @@ Each step renders all sketches, runs the loss network once on all of them (1 cle
 and takes one Adam step on every sketch's control points (and, when asked, on every stroke's width and
 opacity, each with its own learning rate, projected back into their range after the step). With a picture box
 (the picture's rectangle on the padded canvas) every control point is projected into it at the start and after
-each step, so no eval, snapshot or result ever holds a point off the picture. Sketches never interact: each one's loss and
-gradient are exactly what a separate run would compute. The clean pair of each training step is the
+each step, so no eval, snapshot or result ever holds a point off the picture. Sketches never interact: each one's
+loss and gradient are exactly what a separate run would compute. The clean pair of each training step is the
 un-augmented eval loss of the pre-step points, so best-iteration tracking costs no extra forward pass.
 
 :func:`optimize_sketches` is the loop, read top to bottom; :class:`SketchBatch` holds what it works on. With
@@ -293,7 +293,8 @@ class SketchBatch:
     """
 
     def __init__(self, loss: ClipConvLoss, initial: dict[int, torch.Tensor], params: SketchParams,
-                 layouts: Mapping[int, StrokeLayout], graphs: StepGraphs | bool, within: PictureBox | None = None) -> None:
+                 layouts: Mapping[int, StrokeLayout], graphs: StepGraphs | bool,
+                 within: PictureBox | None = None) -> None:
         """Start from ``initial`` (stroke count → ``[seeds, …]`` canvas points or a layout's tensor), projected
         into ``within`` (the picture's box on the canvas; ``None``: points may go anywhere)."""
         self.loss, self.params, self.layouts = loss, params, layouts

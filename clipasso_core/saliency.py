@@ -114,7 +114,7 @@ INK_REACH = 4.0
 
 
 def uncovered(probabilities: torch.Tensor | None, ink: torch.Tensor) -> torch.Tensor:
-    """Probabilities ``[H, W]`` of placing a first point, weighted down where ``ink`` ``[H, W]`` (0 blank … 1 inked) lies.
+    """Probabilities ``[H, W]`` of placing a first point, weighted down where ``ink`` ``[H, W]`` (0 … 1) lies.
 
     The ink is blurred (σ = :data:`INK_REACH`) and scaled to [0, 1]; each pixel's probability is multiplied by
     one minus that, so the most inked pixels get none and blank ones keep theirs. ``None`` weighs a uniform

@@ -45,7 +45,8 @@ def mutual_distance(first: np.ndarray, second: np.ndarray) -> float:
 
 
 def left_out_strokes(level: StrokeLevel, width: int, height: int, keep: int = 0) -> list[int]:
-    """Indices of the paths past the first ``keep`` that are specks or near-duplicates, in a ``width`` × ``height`` picture."""
+    """Indices of the paths past the first ``keep`` that are specks or near-duplicates in a ``width`` × ``height``
+    picture."""
     diagonal = float(np.hypot(width, height))
     samples = [sample_path(level.segments(index)) for index in range(level.strokes)]
     kept = list(range(min(keep, level.strokes)))

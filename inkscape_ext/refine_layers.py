@@ -171,7 +171,7 @@ def _in_pixels(elements: List[inkex.BaseElement], image: inkex.BaseElement, pixe
 
 
 def _check_drawing(elements: List[inkex.BaseElement]) -> None:
-    """Refuse, in one sentence, the selected elements that are not open unfilled paths: text, filled or closed shapes."""
+    """Refuse, in one sentence, selected elements that are not open unfilled paths: text, filled or closed shapes."""
     kinds: dict = {"closed shape": [], "filled shape": [], "text": [], "other object": []}
     for element in elements:
         if isinstance(element, (inkex.TextElement, inkex.FlowRoot)):

@@ -1,16 +1,13 @@
-"""Completing a drawing (add_strokes), keeping every stroke on the picture, and tidying a level: library, CLI and API."""
+"""Completing a drawing (add_strokes), keeping every stroke on the picture, and tidying a level: library and CLI
+(the API's add_strokes and tidy are in test_refine.py, beside the refine API)."""
 
 from __future__ import annotations
 
-import base64
-import io
-import time
 import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
 import torch
-from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
 from pydantic import ValidationError
 
@@ -26,10 +23,7 @@ from clipasso_core.svg import sketch_document
 from clipasso_core.svg_transform import parse_transform, svg_matrix
 from clipasso_core.svg_xml import CLIPASSO_NS, INKSCAPE_NS, SODIPODI_NS, SVG_NS
 from clipasso_core.tidy import tidy_level
-from clipasso_server.app import create_app
-from clipasso_server.config import ServerConfig
 from tests.support.pictures import CURVE, LOCKED, picture
-from tests.support.server_process import LOCAL
 
 LABEL = f"{{{INKSCAPE_NS}}}label"
 ADDED = f"{{{CLIPASSO_NS}}}added"
@@ -49,8 +43,8 @@ def control_points(level: StrokeLevel) -> np.ndarray:
 
 
 def assert_on_picture(points: np.ndarray, width: float, height: float, slack: float = 1e-3) -> None:
-    assert points[:, 0].min() >= -slack and points[:, 0].max() <= width + slack, (points[:, 0].min(), points[:, 0].max())
-    assert points[:, 1].min() >= -slack and points[:, 1].max() <= height + slack, (points[:, 1].min(), points[:, 1].max())
+    low, high = points.min(axis=0), points.max(axis=0)
+    assert low[0] >= -slack and high[0] <= width + slack and low[1] >= -slack and high[1] <= height + slack, (low, high)
 
 
 OFF_THE_PICTURE = "M 10 -30 C 60 -10 90 20 140 10"
@@ -249,38 +243,3 @@ def test_a_tidied_level_with_left_out_strokes_is_written_and_read_by_the_count_i
     root = ET.fromstring(sketch_document(100, 100, [level]))
     (layer,) = [g for g in root.iter(f"{{{SVG_NS}}}g")]
     assert (layer.get(LABEL), layer.get(LEFT_OUT), layer.get("id")) == ("3 strokes", "5", "level-8")
-
-
-@pytest.fixture
-def client(tiny_spec, tmp_path):
-    with TestClient(create_app(ServerConfig(data_dir=tmp_path / "data", models=tiny_spec)),
-                    base_url=LOCAL) as test_client:
-        yield test_client
-
-
-def finished_result(client: TestClient, params: dict) -> dict:
-    buffer = io.BytesIO()
-    picture().save(buffer, "PNG")
-    created = client.post("/v1/jobs", json={"image": base64.b64encode(buffer.getvalue()).decode(), "params": params})
-    assert created.status_code == 202, created.text
-    deadline = time.monotonic() + 60
-    while (state := client.get(f"/v1/jobs/{created.json()['id']}").json())["status"] in ("queued", "running"):
-        assert time.monotonic() < deadline, state
-        time.sleep(0.05)
-    assert state["status"] == "succeeded", state
-    return client.get(f"/v1/jobs/{created.json()['id']}/result").json()
-
-
-def test_the_api_completes_a_drawing_and_says_what_it_added_and_left_out(client):
-    params = {"init_paths": [CURVE, LOCKED], "locked": [1], "add_strokes": 4, "tidy": True, "iterations": 3,
-              "augmentations": 0}
-    (level,) = finished_result(client, params)["levels"]
-    assert level["paths"][1] == LOCKED and level["strokes"] == len(level["paths"])
-    assert level["strokes"] + level["left_out"] == 6 and level["added"] == level["strokes"] - 2
-    plain = finished_result(client, {"init_paths": [CURVE, LOCKED], "locked": [1], "iterations": 2})["levels"][0]
-    assert plain.get("added") is None and plain.get("left_out") is None, "a plain refine adds and tidies nothing"
-
-
-def test_the_api_refuses_add_strokes_without_a_drawing(client):
-    answer = client.post("/v1/jobs", json={"image": "aGk=", "params": {"add_strokes": 3}})
-    assert answer.status_code == 422 and "add_strokes needs init_paths" in answer.json()["error"]["message"]

@@ -277,7 +277,8 @@ def test_refine_completes_strokes_drawn_over_a_photo_into_a_new_layer_above_them
         assert_near(in_document(kept), in_document(before.getElementById(drawn)), tolerance=2e-3)
         assert kept.get(SODIPODI_INSENSITIVE) == "true"
     assert all(p.style.get("stroke") == "#225599" for p in new), "added strokes take the designer's pen"
-    settings = json.loads(urllib.request.urlopen(f"{live_server.url}/v1/jobs/{new.get(clip('job'))}").read())["settings"]
+    job = json.loads(urllib.request.urlopen(f"{live_server.url}/v1/jobs/{new.get(clip('job'))}").read())
+    settings = job["settings"]
     assert settings["add_strokes"] == 5 and settings["tidy"] is True, "Tidy is on unless unticked"
     for stroke in new:  # every stroke on the (rotated) photo
         for x, y in photo_pixels(svg, stroke):
