@@ -58,11 +58,8 @@ def sketch_image(
     target, frame, coverage = masked_canvas(image, params.mask)
     target = target.to(models.device)
     inside = frame.picture_pixels() if coverage is None else inside_pixels(coverage)
-    joined = None if params.init_paths is None else refine_layout(params, frame).to(models.device)
-    initial = None if joined is None else completed_start(joined, target, params, models, inside)
-    if joined is not None:
-        joined = joined.with_new_strokes(params.add_strokes)
-    shape = None if joined is None else joined.shape
+    start = None if params.init_paths is None else refine_start(params, frame, target, models, inside)
+    shape = None if start is None else start.layout.shape
 
     def to_source(best: BestSketches) -> None:
         assert snapshot is not None
@@ -76,10 +73,10 @@ def sketch_image(
     prompt = encode_prompt(models.loss, params.text, models.device) if params.text else None
     loss = ClipConvLoss(models.loss, target, LossWeights.from_params(params), prompt)
     within = frame.picture_box()
-    if joined is not None and initial is not None:
-        count = len(joined.shape.segments)
-        outcome = optimize_sketches(loss, {count: initial}, params, progress, cancel, {count: joined}, watch,
-                                    within=within)
+    if start is not None:
+        count = len(start.layout.shape.segments)
+        outcome = optimize_sketches(loss, {count: start.points}, params, progress, cancel, {count: start.layout},
+                                    watch, within=within)
     else:
         outcome = optimize_sketches(loss, initial_points(target, params, models, inside), params, progress, cancel,
                                     snapshot=watch, within=within)
@@ -145,21 +142,31 @@ def masked_canvas(image: Image.Image, mask: str | list[str] | None) -> tuple[tor
     return whiten_outside(target, coverage), frame, coverage
 
 
-def completed_start(joined: JoinedPaths, target: torch.Tensor, params: SketchParams, models: LoadedModels,
-                    inside: torch.Tensor | None) -> torch.Tensor:
-    """The optimized tensor ``[seeds, P, 2]`` a refine starts from: the paths' free points, then (with
-    ``params.add_strokes``) each seed's new strokes, placed where the picture is salient and the paths' ink is not."""
+@dataclass
+class RefineStart:
+    """Where a refine starts: its paths (and added strokes) as a layout on the canvas, and the optimized tensor
+    ``[seeds, P, 2]`` of each attempt."""
+
+    layout: JoinedPaths
+    points: torch.Tensor
+
+
+def refine_start(params: SketchParams, frame: CanvasFrame, target: torch.Tensor, models: LoadedModels,
+                 inside: torch.Tensor | None) -> RefineStart:
+    """``params.init_paths`` on the canvas, followed by ``params.add_strokes`` new strokes per attempt, placed
+    where the picture is salient and the paths' ink is not (first points only ``inside``, when given)."""
+    joined = refine_layout(params, frame).to(target.device)
     start = joined.free[None].repeat(params.seeds, 1, 1)
     if not params.add_strokes:
-        return start
+        return RefineStart(joined, start)
     size = target.shape[-1]
-    drawn = joined.segments(joined.free)
-    ink = 1.0 - rasterize(drawn[None], params.stroke_width, (size, size))[0]
+    ink = 1.0 - rasterize(joined.segments(joined.free)[None], params.stroke_width, (size, size))[0]
     salient = placement_distribution(target, params, models)
     probabilities = uncovered(None if salient is None else salient.cpu(), ink.detach().cpu())
     added = torch.stack([initial_strokes(probabilities, params.add_strokes, seed, size, inside)
                          for seed in params.sketch_seeds()]).to(start)
-    return torch.cat([start, added.reshape(params.seeds, -1, 2)], dim=1)
+    return RefineStart(joined.with_new_strokes(params.add_strokes),
+                       torch.cat([start, added.reshape(params.seeds, -1, 2)], dim=1))
 
 
 def placement_distribution(target: torch.Tensor, params: SketchParams, models: LoadedModels) -> torch.Tensor | None:

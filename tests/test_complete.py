@@ -18,7 +18,7 @@ from clipasso_core.optimize import SketchBatch
 from clipasso_core.params import SketchParams
 from clipasso_core.path_data import parse_path, transform_subpaths
 from clipasso_core.saliency import uncovered
-from clipasso_core.sketch import completed_start, refine_layout, sketch_image
+from clipasso_core.sketch import refine_start, sketch_image
 from clipasso_core.svg import sketch_document
 from clipasso_core.svg_transform import parse_transform, svg_matrix
 from clipasso_core.svg_xml import CLIPASSO_NS, INKSCAPE_NS, SODIPODI_NS, SVG_NS
@@ -118,8 +118,10 @@ def test_added_strokes_start_where_the_picture_is_salient_and_the_drawing_leaves
     image = two_rings()
     target, frame = to_canvas(image)
     params = SketchParams(init_paths=ring_strokes(20), add_strokes=24, seeds=2, attention_init=True)
-    start = completed_start(refine_layout(params, frame), target, params, tiny_models, frame.picture_pixels())
-    added = start[:, -24 * 4:].reshape(2, 24, 4, 2)
+    start = refine_start(params, frame, target, tiny_models, frame.picture_pixels())
+    assert start.layout.shape.segments == (1,) * 32
+    added = start.layout.segments(start.points)[:, 8:]
+    assert added.shape == (2, 24, 4, 2)
     first = frame.to_source(added[:, :, 0].double())
     on_the_right = (first[..., 0] > 160).double().mean()
     assert on_the_right >= 0.9, f"only {on_the_right:.0%} of the new strokes start on the ring not yet drawn"
