@@ -22,6 +22,9 @@ from sketch_layers import _unique_id, clipasso_attribute
 
 SODIPODI_INSENSITIVE = "{http://sodipodi.sourceforge.net/DTD/sodipodi-0.dtd}insensitive"
 NOT_DRAWN = {"title", "desc", "metadata", "defs"}
+DRAWING_KINDS = {"closed": ("a closed shape", "closed shapes"), "filled": ("a filled shape", "filled shapes"),
+                 "text": ("a text", "texts"), "other": ("an object that is not a path", "objects that are not paths")}
+"""What a drawing's selection may hold besides strokes, as one and as several are named."""
 
 
 class RefineError(inkex.AbortExtension):
@@ -172,27 +175,27 @@ def _in_pixels(elements: List[inkex.BaseElement], image: inkex.BaseElement, pixe
 
 def _check_drawing(elements: List[inkex.BaseElement]) -> None:
     """Refuse, in one sentence, selected elements that are not open unfilled paths: text, filled or closed shapes."""
-    kinds: dict = {"closed shape": [], "filled shape": [], "text": [], "other object": []}
+    kinds: dict = {kind: [] for kind in DRAWING_KINDS}
     for element in elements:
         if isinstance(element, (inkex.TextElement, inkex.FlowRoot)):
             kinds["text"].append(element)
         elif isinstance(element, (inkex.Rectangle, inkex.Circle, inkex.Ellipse, inkex.Polygon)) or (
                 isinstance(element, inkex.PathElement) and is_closed(element)):
-            kinds["closed shape"].append(element)
+            kinds["closed"].append(element)
         elif not isinstance(element, inkex.PathElement):
-            kinds["other object"].append(element)
+            kinds["other"].append(element)
         elif str(element.specified_style().get("fill", "black") or "black").strip().lower() not in ("none",
                                                                                                      "transparent"):
-            kinds["filled shape"].append(element)
+            kinds["filled"].append(element)
     found = [(kind, members) for kind, members in kinds.items() if members]
     if not found:
         return
     listed = " and ".join(
-        f"{len(members) if len(members) > 1 else 'a'} {kind}{'s' if len(members) > 1 else ''} "
+        f"{DRAWING_KINDS[kind][0] if len(members) == 1 else f'{len(members)} ' + DRAWING_KINDS[kind][1]} "
         f"({', '.join('“' + (member.get('inkscape:label') or member.get_id()) + '”' for member in members[:3])})"
         for kind, members in found)
     masks = (" (a closed shape is a mask in New sketch: select it with the picture there to sketch only inside it)"
-             if kinds["closed shape"] else "")
+             if kinds["closed"] else "")
     raise RefineError(f"Refine works on open, unfilled strokes, but the selection also holds {listed}; leave "
                       f"{'it' if sum(len(members) for _, members in found) == 1 else 'them'} out of the selection "
                       f"and run Refine again{masks}.")

@@ -305,6 +305,8 @@ DRAWING_ERRORS = {
         ["--id=box", "--id=blob", "--id=words"], [],
         ["a closed shape (“box”)", "a filled shape (“blob”)", "a text (“words”)", "leave them out of the selection",
          "a mask in New sketch"]),
+    "an open shape": ('<polyline id="zig" points="60,60 70,70 80,60" style="fill:none;stroke:black"/>', ["--id=zig"],
+                      [], ["also holds an object that is not a path (“zig”); leave it out of the selection"]),
     "all locked": ("", [], ["--lock_selected=true"], ["Every selected stroke is locked", "add strokes"]),
     "two photos": (f'<image id="photo2" x="0" y="0" width="8" height="6" xlink:href="{png_data_uri()}"/>',
                    ["--id=photo2"], [], ["2 pictures", "select one picture"]),
