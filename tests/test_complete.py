@@ -67,8 +67,8 @@ def test_no_control_point_ever_leaves_a_wide_or_tall_picture(tiny_models, monkey
         record(batch, terms)
 
     monkeypatch.setattr(SketchBatch, "record", checked_record)
-    extra = {"init_paths": [OFF_THE_PICTURE, CURVE], "add_strokes": 6} if job == "refine" else {"strokes": [8, 16]}
-    params = SketchParams(seeds=2, iterations=12, eval_interval=1, lr=4.0, seed=7, **extra)
+    extra = {"init_paths": [OFF_THE_PICTURE, CURVE], "add_strokes": 6} if job == "refine" else {"strokes": [6, 12]}
+    params = SketchParams(seeds=2, iterations=8, eval_interval=1, lr=4.0, seed=7, **extra)
     snapshots = []
     result = sketch_image(image, params, tiny_models, snapshot=snapshots.append)
     assert evaluated and snapshots
