@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
 from types import FrameType
@@ -176,6 +176,21 @@ def loss_overrides(args: argparse.Namespace) -> dict[str, Any]:
             "text": args.text, "text_weight": args.text_weight}
 
 
+NOT_OPTIONS = {"init_paths", "locked"}
+""":class:`SketchParams` fields that ``clipasso refine`` reads from the sketch file, not from an option."""
+
+
+def option_name(field: str) -> str:
+    """The option that sets a :class:`SketchParams` field (``width_lr`` → ``--width-lr``, ``add_strokes`` → ``--add``)."""
+    return field if field in NOT_OPTIONS else "--add" if field == "add_strokes" else "--" + field.replace("_", "-")
+
+
+def said_as_options(errors: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """pydantic's errors about :class:`SketchParams` with each field an option sets named as that option."""
+    return [{**error, "loc": (option_name(str(error["loc"][0])), *error["loc"][1:])} if error.get("loc")
+            else dict(error) for error in errors]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``clipasso``; returns the process exit status."""
     args = build_parser().parse_args(argv)
@@ -186,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except ValidationError as error:
-        return fail(f"invalid option: {describe_validation_errors(error.errors())}", EXIT_USAGE)
+        return fail(f"invalid option: {describe_validation_errors(said_as_options(error.errors()))}", EXIT_USAGE)
     except ClipassoError as error:
         return fail(str(error.worded(CLI_NAMES)))
     except KeyboardInterrupt:

@@ -245,3 +245,11 @@ def test_a_tidied_level_with_left_out_strokes_is_written_and_read_by_the_count_i
     root = ET.fromstring(sketch_document(100, 100, [level]))
     (layer,) = [g for g in root.iter(f"{{{SVG_NS}}}g")]
     assert (layer.get(LABEL), layer.get(LEFT_OUT), layer.get("id")) == ("3 strokes", "5", "level-8")
+
+
+def test_cli_refine_names_a_bad_add_count_as_its_option(wide_png, tmp_path, tiny_model_args, capsys):
+    drawing = tmp_path / "drawing.svg"
+    drawing.write_text(hand_drawn_svg(locked=False))
+    assert main(["refine", str(wide_png), str(drawing), "-o", str(tmp_path / "x.svg"), "--add", "-1",
+                 *tiny_model_args]) == 2
+    assert "invalid option: --add:" in capsys.readouterr().err
