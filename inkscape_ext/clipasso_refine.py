@@ -15,8 +15,8 @@ import time
 
 import inkex
 
-from dialog_params import canvas_size, quality_params
-from extension_settings import DEFAULT_URL, server_choice
+from dialog_params import add_job_arguments, canvas_size, quality_params
+from extension_settings import server_choice
 from image_source import image_name, read_raster
 from live_view import open_live_view
 from picture_size import picture_size
@@ -33,18 +33,11 @@ class Refine(inkex.EffectExtension):
 
     def add_arguments(self, pars):
         """Declare the dialog's params (clipasso_refine.inx), each --name=value from Inkscape."""
+        add_job_arguments(pars, iterations=300, attempts=1)
         pars.add_argument("--tab", default="refine")
-        pars.add_argument("--quality", default="auto")
         pars.add_argument("--lock_selected", type=inkex.Boolean, default=False)
         pars.add_argument("--add_strokes", type=int, default=0)
         pars.add_argument("--tidy", type=inkex.Boolean, default=True)
-        pars.add_argument("--live_view", type=inkex.Boolean, default=True)
-        pars.add_argument("--iterations", type=int, default=300)
-        pars.add_argument("--seeds", type=int, default=1)
-        pars.add_argument("--seed", type=int, default=0)
-        pars.add_argument("--url", default=DEFAULT_URL)
-        pars.add_argument("--token", default="")
-        pars.add_argument("--wait", type=int, default=300)
 
     def effect(self):
         """Refine the selected sketch layer (or drawing) and insert the result above it."""
