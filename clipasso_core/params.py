@@ -49,6 +49,9 @@ LossWeight = Annotated[FiniteFloat, Field(ge=0.0, le=MAX_LOSS_WEIGHT)]
 """The weight of one loss term: finite, in [0, MAX_LOSS_WEIGHT]."""
 
 
+_DIGITS = re.compile(r"[0-9]+")
+
+
 def parse_stroke_list(value: Any) -> Any:
     """Turn ``"4,8,16"`` (or ``"4 8 16"``) into ``[4, 8, 16]``; other values pass through unchanged."""
     if not isinstance(value, str):
@@ -56,10 +59,9 @@ def parse_stroke_list(value: Any) -> Any:
     parts = [part for part in value.replace(",", " ").split() if part]
     if not parts:
         raise ValueError("give at least one stroke count, e.g. 4,8,16,32")
-    try:
-        return [int(part) for part in parts]
-    except ValueError:
-        raise ValueError(f"stroke counts must be whole numbers separated by commas, got {_shorten(value, 40)!r}") from None
+    if not all(_DIGITS.fullmatch(part) for part in parts):  # int() would also read "١٢" and "1_000"
+        raise ValueError(f"stroke counts must be whole numbers separated by commas, got {_shorten(value, 40)!r}")
+    return [int(part) for part in parts]
 
 
 StrokeList = Annotated[list[WholeNumber], BeforeValidator(parse_stroke_list)]

@@ -102,11 +102,18 @@ class LayeredDrawing:
         return [group for group in self.root.iter(_GROUP) if group.get(_GROUPMODE) == "layer"]
 
     def find_layer(self, label: str | None = None, level: int | None = None) -> ET.Element:
-        """The layer labelled ``label``, or ``"<level> strokes"``, or else the topmost visible one with paths."""
+        """The layer labelled ``label``; or of ``level`` (``"<level> strokes"`` or a refine of it, ``"<level> strokes
+        (refined)"``) the topmost visible one, else the topmost; or else the topmost visible one with paths."""
         layers = self.layers()
         with_paths = [layer for layer in layers if self._paths(layer)]
         if label is None and level is not None:
-            label = f"{level} strokes"
+            name = f"{level} strokes"
+            of_level = [layer for layer in layers if (layer.get(_LABEL) or "") == name
+                        or (layer.get(_LABEL) or "").startswith(f"{name} (")]
+            shown = [layer for layer in of_level if self._inherited(layer, "display", "inline") != "none"]
+            if shown or of_level:
+                return (shown or of_level)[-1]
+            label = name
         if label is not None:
             for layer in reversed(layers):
                 if layer.get(_LABEL) == label:

@@ -1,6 +1,7 @@
 """The bits of SVG and XML syntax every SVG reader and writer of the package shares, one of each.
 
-SVG's number grammar (ASCII digits only: ``1``, ``-.5``, ``1.``, ``2e-3``), lengths in user units
+SVG's number grammar (ASCII digits only: ``1``, ``-.5``, ``1.``, ``2e-3``; ``١٠`` is no number) and white space
+(ASCII blanks only), lengths in user units
 (a number, optionally ``px``), style declarations, the namespaces (with their usual prefixes) and
 reading a document: its text parsed, comments and processing instructions kept, the root checked to be
 ``<svg>``, and any failure one sentence as the caller's error type.
@@ -19,7 +20,7 @@ import xml.etree.ElementTree as ET
 from .errors import ClipassoError
 
 __all__ = ["SVG_NS", "XLINK_NS", "INKSCAPE_NS", "SODIPODI_NS", "CLIPASSO_NS", "OLD_CLIPASSO_NS", "NUMBER",
-           "NUMBER_RE", "PATH_DATA", "numbers", "user_length", "style_of", "read_svg", "clipasso_value"]
+           "NUMBER_RE", "PATH_DATA", "WSP", "numbers", "user_length", "style_of", "read_svg", "clipasso_value"]
 
 SVG_NS = "http://www.w3.org/2000/svg"
 XLINK_NS = "http://www.w3.org/1999/xlink"
@@ -41,7 +42,9 @@ NUMBER_RE = re.compile(NUMBER)
 PATH_DATA = re.compile(r"[ \t\n\r\f,]*[Mm][MmZzLlHhVvCcSsQqTtAa0-9.eE+\- \t\n\r\f,]*")
 """What SVG path data may hold (fullmatch; a screen, not a parse): a moveto first, then only command letters,
 numbers and separators. Every path :func:`~.path_data.parse_path` reads passes it."""
-_LENGTH = re.compile(rf"\s*({NUMBER})\s*(?:px)?\s*")
+WSP = "[ \t\n\r\f]"
+"""SVG's white space (a character class): ASCII blanks only, as its grammar says."""
+_LENGTH = re.compile(rf"{WSP}*({NUMBER}){WSP}*(?:px)?{WSP}*")
 
 
 def numbers(text: str) -> list[float]:
