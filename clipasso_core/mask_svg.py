@@ -43,7 +43,8 @@ def _collect(element: ET.Element, matrix: np.ndarray, fill: str, shapes: list[st
     fill = style.get("fill") or element.get("fill") or fill
     if not is_root:
         try:
-            matrix = matrix @ parse_transform(element.get("transform"))
+            with np.errstate(all="ignore"):  # a product beyond what floats hold is refused with the shape
+                matrix = matrix @ parse_transform(element.get("transform"))
         except Exception:
             raise MaskError(f"The mask file has a transform that cannot be read: {element.get('transform')!r}.") from None
     data = _shape_path(name, element)
@@ -53,7 +54,10 @@ def _collect(element: ET.Element, matrix: np.ndarray, fill: str, shapes: list[st
         except PathDataError as error:
             raise MaskError(f"A <{name}> of the mask file cannot be read: {error}") from None
         if subpaths:
-            shapes.append(format_path(transform_subpaths(subpaths, svg_matrix(matrix))))
+            try:
+                shapes.append(format_path(transform_subpaths(subpaths, svg_matrix(matrix))))
+            except PathDataError as error:
+                raise MaskError(f"A <{name}> of the mask file cannot be used: {error}") from None
     for child in element:
         _collect(child, matrix, fill, shapes)
 

@@ -9,6 +9,7 @@ The refined layer is inserted right above the old one, which is hidden; nothing 
 
 from __future__ import annotations
 
+import re
 import statistics
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from .level import StrokeLevel
 from .path_data import PathDataError, format_path, parse_path, transform_subpaths
 from .svg import stroke_style
 from .svg_transform import IDENTITY, parse_transform, svg_matrix
-from .svg_xml import INKSCAPE_NS, SODIPODI_NS, SVG_NS, numbers, read_svg, style_of, user_length
+from .svg_xml import INKSCAPE_NS, NUMBER, SODIPODI_NS, SVG_NS, WSP, numbers, read_svg, style_of, user_length
 
 __all__ = ["LayerStrokes", "LayeredDrawing", "NAME_A_LAYER"]
 
@@ -30,6 +31,7 @@ _LABEL = f"{{{INKSCAPE_NS}}}label"
 _GROUPMODE = f"{{{INKSCAPE_NS}}}groupmode"
 _LOCK = f"{{{SODIPODI_NS}}}insensitive"
 _NOT_DRAWN = {f"{{{SVG_NS}}}{name}" for name in ("title", "desc", "metadata", "defs")}
+_VIEW_BOX = re.compile(rf"{WSP}*{NUMBER}(?:(?:{WSP}+,?{WSP}*|,{WSP}*){NUMBER}){{3}}{WSP}*")
 NAME_A_LAYER = "find_layer(label)"
 """How an error tells the caller to name the layer to refine (a command line says it with its layer option)."""
 
@@ -43,6 +45,14 @@ class LayerStrokes:
     locked: list[int]
     stroke_width: float
     colors: list[str]
+
+
+def _invertible(matrix: np.ndarray) -> bool:
+    """Whether an affine matrix is finite and maps the plane onto itself with a determinant a float can invert."""
+    if not np.all(np.isfinite(matrix)):
+        return False
+    determinant = float(np.linalg.det(matrix[:2, :2]))
+    return determinant != 0.0 and np.isfinite(1.0 / determinant) and np.all(np.isfinite(np.linalg.inv(matrix)))
 
 
 def _set_display_none(element: ET.Element) -> None:
@@ -70,16 +80,26 @@ class LayeredDrawing:
         self.to_pixels = self._user_to_pixels(width, height)
 
     def _user_to_pixels(self, width: int, height: int) -> np.ndarray:
-        """Root user units → image pixels: the viewBox spans the image (else the document's px size does)."""
-        view_box = numbers(self.root.get("viewBox") or "")
+        """Root user units → image pixels: the viewBox spans the image (else the document's px size does).
+
+        A viewBox that is not four numbers with a positive width and height is ignored, as SVG says; one
+        that maps no finite, non-zero scale onto the image is refused in words.
+        """
+        text = self.root.get("viewBox") or ""
+        view_box = numbers(text) if _VIEW_BOX.fullmatch(text) else []
         if len(view_box) == 4 and view_box[2] > 0 and view_box[3] > 0:
             x, y, w, h = view_box
         else:
             sizes = [user_length(self.root.get(name)) for name in ("width", "height")]
-            if sizes[0] is None or sizes[1] is None:
+            if sizes[0] is None or sizes[1] is None or not (sizes[0] > 0 and sizes[1] > 0):
                 return IDENTITY.copy()
             x, y, w, h = 0.0, 0.0, sizes[0], sizes[1]
-        return np.array([[width / w, 0.0, -x * width / w], [0.0, height / h, -y * height / h], [0.0, 0.0, 1.0]])
+        with np.errstate(all="ignore"):
+            matrix = np.array([[width / w, 0.0, -x * width / w], [0.0, height / h, -y * height / h], [0.0, 0.0, 1.0]])
+        if not _invertible(matrix):
+            raise SketchFileError(f"The sketch's viewBox {text[:60]!r} (or its size) maps to no usable scale on the "
+                                  f"{width}×{height} image; give it the image's size, e.g. '0 0 {width} {height}'.")
+        return matrix
 
     def _composed(self, element: ET.Element | None) -> np.ndarray:
         """The transform from ``element``'s coordinates (its own transform included) to root user units."""
@@ -162,10 +182,14 @@ class LayeredDrawing:
             if len(subpaths) > 1:
                 raise SketchFileError(f"{_capitalized(_describe(element))} in {label!r} holds {len(subpaths)} separate "
                                       "strokes; split it with Path → Break Apart.")
-            matrix = self.to_pixels @ self._composed(element)
+            with np.errstate(all="ignore"):
+                matrix = self.to_pixels @ self._composed(element)
+            try:
+                paths.append(format_path(transform_subpaths(subpaths, svg_matrix(matrix))))
+            except PathDataError as error:
+                raise SketchFileError(f"{_capitalized(_describe(element))} in {label!r}: {error}") from None
             if self._locked(element, layer):
-                locked.append(len(paths))
-            paths.append(format_path(transform_subpaths(subpaths, svg_matrix(matrix))))
+                locked.append(len(paths) - 1)
             scale = abs(np.linalg.det(matrix[:2, :2])) ** 0.5
             widths.append(self._length(self._inherited(element, "stroke-width", "1"), element) * scale)
             colors.append(self._inherited(element, "stroke", "#000000"))
@@ -206,7 +230,12 @@ class LayeredDrawing:
 
         label = f"{level.strokes} strokes (refined)"
         attributes = {"id": fresh(f"{layer.get('id') or 'layer'}-refined"), _GROUPMODE: "layer", _LABEL: label}
-        to_parent = np.linalg.inv(self.to_pixels @ self._composed(parent))
+        with np.errstate(all="ignore"):
+            to_pixels = self.to_pixels @ self._composed(parent)
+        if not _invertible(to_pixels):
+            raise SketchFileError(f"The layer holding {strokes.label!r} is transformed to nothing (scaled by 0, or "
+                                  "beyond what numbers hold); reset its transform.")
+        to_parent = np.linalg.inv(to_pixels)
         if not np.allclose(to_parent, IDENTITY, rtol=0.0, atol=1e-12):
             attributes["transform"] = "matrix({})".format(",".join(f"{v:.12g}" for v in svg_matrix(to_parent)))
         refined = ET.Element(_GROUP, attributes)

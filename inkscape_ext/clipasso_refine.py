@@ -14,6 +14,7 @@ import time
 import inkex
 
 from dialog_params import canvas_size, quality_params
+from drawing_guard import OneSentence
 from extension_settings import DEFAULT_URL, server_choice
 from image_source import image_name, read_raster
 from live_view import open_live_view
@@ -23,7 +24,7 @@ from sketch_client import FINISHED, job_error_text, open_server, progress_text
 DIALOG_ID = "org.clipasso.refine"
 
 
-class Refine(inkex.EffectExtension):
+class Refine(OneSentence, inkex.EffectExtension):
     """Send a sketch layer's strokes back to the sketch server and insert the refined ones above it."""
 
     def add_arguments(self, pars):

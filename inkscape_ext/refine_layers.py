@@ -7,6 +7,7 @@ strokes still fits; the refined strokes come back through the same placement. No
 new sublayer goes right above the old one, which is hidden.
 """
 
+import math
 import statistics
 from dataclasses import dataclass
 from typing import List, Optional, Set, Tuple
@@ -106,7 +107,7 @@ def read_strokes(svg: inkex.SvgDocumentElement, layer: inkex.BaseElement,
     for element in _drawn(layer):
         _check_stroke(element, label)
         to_image = to_pixels @ composed_transform(element)
-        path = element.path.to_absolute().transform(to_image)
+        path = _in_pixels(element, to_image, label)
         if len(path.to_superpath()) != 1:
             raise RefineError(f"“{element.get_id()}” in “{label}” holds several separate strokes; split it with "
                               "Path → Break Apart, then refine.")
@@ -123,6 +124,20 @@ def read_strokes(svg: inkex.SvgDocumentElement, layer: inkex.BaseElement,
                           "unlock some and refine again.")
     return SketchStrokes(layer, image, (width, height), placement, elements, paths, locked,
                          statistics.median(widths))
+
+
+def _in_pixels(element: inkex.BaseElement, to_image: inkex.Transform, label: str) -> inkex.Path:
+    """The stroke's path mapped into the image's pixels, every number finite; RefineError in words if not."""
+    try:
+        path = element.path.to_absolute().transform(to_image)
+        finite = all(math.isfinite(value) for segment in path for value in segment.args)
+        path.to_superpath()  # arcs become curves here: a radius of 1e300 overflows
+    except (TypeError, ValueError, ArithmeticError):
+        finite = False
+    if not finite:
+        raise RefineError(f"“{element.get_id()}” in “{label}” has numbers beyond what a drawing can hold (an arc's "
+                          "radius or a transform); redraw it or reset its transform, then refine.")
+    return path
 
 
 def _drawn(group: inkex.BaseElement) -> List[inkex.BaseElement]:
