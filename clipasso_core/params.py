@@ -376,15 +376,23 @@ def describe_validation_errors(errors: Iterable[Mapping[str, Any]], empty_field:
     What was sent is never echoed at length: field names are cut at 40 characters, each reason at 160, and
     past the first five problems the rest are only counted.
     """
-    problems: list[str] = []
+    reasons: dict[str, list[str]] = {}  # field → why; the branches of a union are one field's alternatives
+    problems: list[tuple[str, str]] = []
     for item in errors:
         location = [part for part in item.get("loc", ()) if not _is_schema_tag(part, item.get("type"))]
         field = ".".join(_shorten(str(part), 40) for part in location) or empty_field
         message = _shorten(str(item.get("msg", "is invalid")).removeprefix("Value error, "), 160)
-        if f"{field}: {message}" not in problems:
-            problems.append(f"{field}: {message}")
-    more = len(problems) - MAX_REPORTED_ERRORS
-    return "; ".join(problems[:MAX_REPORTED_ERRORS]) + (f"; and {more} more" if more > 0 else "")
+        branch = len(location) < len(item.get("loc", ()))
+        if branch and field in reasons:
+            if message not in reasons[field]:
+                reasons[field].append(message)
+            continue
+        reasons[field] = [message]
+        problems.append((field, message))
+    lines = [f"{field}: {' or '.join(reasons[field]) if len(reasons[field]) > 1 else message}"
+             for field, message in problems]
+    more = len(lines) - MAX_REPORTED_ERRORS
+    return "; ".join(lines[:MAX_REPORTED_ERRORS]) + (f"; and {more} more" if more > 0 else "")
 
 
 _SCHEMA_TAGS = re.compile(r"(?:constrained|function|lax|json-or-python|is-instance|tagged-union|union|nullable|list|"
