@@ -21,7 +21,7 @@ from .level import StrokeLevel
 from .path_data import PathDataError, format_path, parse_path, transform_subpaths
 from .svg import stroke_style
 from .svg_transform import IDENTITY, parse_transform, svg_matrix
-from .svg_xml import INKSCAPE_NS, NUMBER, SODIPODI_NS, SVG_NS, WSP, numbers, read_svg, style_of, user_length
+from .svg_xml import INKSCAPE_NS, NUMBER, SODIPODI_NS, SVG_NS, WSP, numbers, read_svg, shown, style_of, user_length
 
 __all__ = ["LayerStrokes", "LayeredDrawing", "NAME_A_LAYER"]
 
@@ -62,9 +62,9 @@ def _set_display_none(element: ET.Element) -> None:
 
 
 def _describe(element: ET.Element) -> str:
-    name = element.tag.rsplit("}", 1)[-1]
+    name = element.tag.rsplit("}", 1)[-1][:40]
     ident = element.get("id")
-    return f"the <{name}> '{ident}'" if ident else f"a <{name}>"
+    return f"the <{name}> {shown(ident, 40)}" if ident else f"a <{name}>"
 
 
 def _capitalized(text: str) -> str:
@@ -97,7 +97,7 @@ class LayeredDrawing:
         with np.errstate(all="ignore"):
             matrix = np.array([[width / w, 0.0, -x * width / w], [0.0, height / h, -y * height / h], [0.0, 0.0, 1.0]])
         if not _invertible(matrix):
-            raise SketchFileError(f"The sketch's viewBox {text[:60]!r} (or its size) maps to no usable scale on the "
+            raise SketchFileError(f"The sketch's viewBox {shown(text)} (or its size) maps to no usable scale on the "
                                   f"{width}×{height} image; give it the image's size, e.g. '0 0 {width} {height}'.")
         return matrix
 
@@ -139,7 +139,7 @@ class LayeredDrawing:
                 if layer.get(_LABEL) == label:
                     return layer
             names = ", ".join(repr(layer.get(_LABEL) or layer.get("id")) for layer in with_paths) or "none"
-            raise SketchFileError(f"The sketch has no layer named {label!r} (layers with paths: {names}).")
+            raise SketchFileError(f"The sketch has no layer named {shown(label)} (layers with paths: {names}).")
         visible = [layer for layer in with_paths if self._inherited(layer, "display", "inline") != "none"]
         if not visible:
             raise SketchFileError(f"The sketch has no visible layer with paths; name one with {NAME_A_LAYER}.",
@@ -167,34 +167,34 @@ class LayeredDrawing:
         paths, locked, widths, colors = [], [], [], []
         for element in self._paths(layer):
             if element.tag != _PATH:
-                raise SketchFileError(f"The layer {label!r} holds {_describe(element)}, which is not a stroke; "
+                raise SketchFileError(f"The layer {shown(label)} holds {_describe(element)}, which is not a stroke; "
                                       "convert it with Path → Object to Path, or move it to another layer.")
             fill = self._inherited(element, "fill", "black")
             if fill.lower() not in ("none", "transparent"):
-                raise SketchFileError(f"The layer {label!r} holds {_describe(element)}, a filled shape; "
+                raise SketchFileError(f"The layer {shown(label)} holds {_describe(element)}, a filled shape; "
                                       "refine works on strokes only (set its fill to none or move it away).")
             try:
                 subpaths = parse_path(element.get("d") or "")
             except PathDataError as error:
-                raise SketchFileError(f"{_capitalized(_describe(element))} in {label!r}: {error}") from None
+                raise SketchFileError(f"{_capitalized(_describe(element))} in {shown(label)}: {error}") from None
             if not subpaths:
                 continue
             if len(subpaths) > 1:
-                raise SketchFileError(f"{_capitalized(_describe(element))} in {label!r} holds {len(subpaths)} separate "
+                raise SketchFileError(f"{_capitalized(_describe(element))} in {shown(label)} holds {len(subpaths)} separate "
                                       "strokes; split it with Path → Break Apart.")
             with np.errstate(all="ignore"):
                 matrix = self.to_pixels @ self._composed(element)
             try:
                 paths.append(format_path(transform_subpaths(subpaths, svg_matrix(matrix))))
             except PathDataError as error:
-                raise SketchFileError(f"{_capitalized(_describe(element))} in {label!r}: {error}") from None
+                raise SketchFileError(f"{_capitalized(_describe(element))} in {shown(label)}: {error}") from None
             if self._locked(element, layer):
                 locked.append(len(paths) - 1)
             scale = abs(np.linalg.det(matrix[:2, :2])) ** 0.5
             widths.append(self._length(self._inherited(element, "stroke-width", "1"), element) * scale)
             colors.append(self._inherited(element, "stroke", "#000000"))
         if not paths:
-            raise SketchFileError(f"The layer {label!r} holds no paths to refine.")
+            raise SketchFileError(f"The layer {shown(label)} holds no paths to refine.")
         return LayerStrokes(label, paths, locked, statistics.median(widths), colors)
 
     def _locked(self, element: ET.Element, layer: ET.Element) -> bool:
@@ -210,7 +210,7 @@ class LayeredDrawing:
     def _length(value: str, element: ET.Element) -> float:
         length = user_length(value)
         if length is None:
-            raise SketchFileError(f"The stroke width {value!r} of {_describe(element)} is not a length in user units.")
+            raise SketchFileError(f"The stroke width {shown(value)} of {_describe(element)} is not a length in user units.")
         return length
 
     def add_refined(self, layer: ET.Element, strokes: LayerStrokes, level: StrokeLevel) -> str:
@@ -233,7 +233,7 @@ class LayeredDrawing:
         with np.errstate(all="ignore"):
             to_pixels = self.to_pixels @ self._composed(parent)
         if not _invertible(to_pixels):
-            raise SketchFileError(f"The layer holding {strokes.label!r} is transformed to nothing (scaled by 0, or "
+            raise SketchFileError(f"The layer holding {shown(strokes.label)} is transformed to nothing (scaled by 0, or "
                                   "beyond what numbers hold); reset its transform.")
         to_parent = np.linalg.inv(to_pixels)
         if not np.allclose(to_parent, IDENTITY, rtol=0.0, atol=1e-12):

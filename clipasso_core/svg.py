@@ -17,7 +17,7 @@ from .errors import SketchFileError
 from .level import StrokeLevel
 from .path_data import PathDataError, parse_path
 from .svg_xml import (CLIPASSO_NS, INKSCAPE_NS, NUMBER, SODIPODI_NS, SVG_NS, WSP, XLINK_NS, clipasso_value, numbers,
-                      read_svg, style_of, user_length)
+                      read_svg, shown, style_of, user_length)
 
 _SEP = rf"(?:{WSP}*,{WSP}*|{WSP}+|(?=[-+]))"  # between two numbers: a comma and/or blanks, or nothing before a sign
 _SINGLE_CUBIC = re.compile(rf"{WSP}*M{WSP}*{NUMBER}{_SEP}{NUMBER}{WSP}*C{WSP}*{NUMBER}(?:{_SEP}{NUMBER}){{5}}{WSP}*")
@@ -40,7 +40,7 @@ class DocumentLayer:
     def stroke_level(self) -> StrokeLevel:
         """The layer's strokes; raises :class:`SketchFileError` saying why when they cannot be read."""
         if self.level is None:
-            raise SketchFileError(self.problem or f"The layer {self.label!r} cannot be read.")
+            raise SketchFileError(self.problem or f"The layer {shown(self.label)} cannot be read.")
         return self.level
 
 
@@ -64,7 +64,7 @@ def stroke_paths(points: np.ndarray) -> tuple[str, ...]:
 def parse_path_data(d: str) -> np.ndarray:
     """Control points ``[4, 2]`` of a single absolute cubic ``M … C …`` path (as :func:`path_data` writes)."""
     if _SINGLE_CUBIC.fullmatch(d) is None:
-        raise SketchFileError(f"Path data {d[:60]!r} is not a single absolute cubic stroke ('M x y C x y x y x y').")
+        raise SketchFileError(f"Path data {shown(d)} is not a single absolute cubic stroke ('M x y C x y x y x y').")
     return np.array(numbers(d), dtype=np.float64).reshape(4, 2)
 
 
@@ -151,14 +151,14 @@ def _read_layer(label: str, visible: bool, paths: list[ET.Element]) -> DocumentL
     try:
         return DocumentLayer(label, visible, _read_level(paths), strokes=len(paths))
     except (SketchFileError, PathDataError) as error:
-        return DocumentLayer(label, visible, None, f"The layer {label!r} cannot be scored: {error}", len(paths))
+        return DocumentLayer(label, visible, None, f"The layer {shown(label)} cannot be scored: {error}", len(paths))
 
 
 def _length(root: ET.Element, name: str) -> float:
     value = root.get(name, "").strip()
     length = user_length(value)
     if length is None:
-        raise SketchFileError(f"The sketch SVG needs a {name} in pixels (it has {value or 'none'!r}).")
+        raise SketchFileError(f"The sketch SVG needs a {name} in pixels (it has {shown(value) if value else 'none'}).")
     if length <= 0:
         raise SketchFileError(f"The sketch SVG's {name} must be positive.")
     return length
@@ -169,7 +169,7 @@ def _read_level(paths: list[ET.Element]) -> StrokeLevel:
     data = tuple(path.get("d", "") for path in paths)
     for d in data:
         if not parse_path(d):
-            raise SketchFileError(f"a path draws nothing (its path data is {d[:40]!r}).")
+            raise SketchFileError(f"a path draws nothing (its path data is {shown(d, 40)}).")
     widths = tuple(_style_number(path, "stroke-width", "stroke width") for path in paths)
     opacities = tuple(_style_number(path, "stroke-opacity", "stroke opacity") for path in paths)
     return StrokeLevel(data, widths[0], widths=None if len(set(widths)) == 1 else widths,
@@ -181,5 +181,5 @@ def _style_number(path: ET.Element, name: str, what: str) -> float:
     value = style_of(path).get(name) or path.get(name) or "1"
     number = user_length(value)
     if number is None:
-        raise SketchFileError(f"Unreadable {what} {value!r} in the sketch SVG.")
+        raise SketchFileError(f"Unreadable {what} {shown(value)} in the sketch SVG.")
     return number

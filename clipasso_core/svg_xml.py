@@ -20,7 +20,7 @@ import xml.etree.ElementTree as ET
 from .errors import ClipassoError
 
 __all__ = ["SVG_NS", "XLINK_NS", "INKSCAPE_NS", "SODIPODI_NS", "CLIPASSO_NS", "OLD_CLIPASSO_NS", "NUMBER",
-           "NUMBER_RE", "PATH_DATA", "WSP", "MAX_DEPTH", "numbers", "user_length", "style_of", "read_svg", "clipasso_value"]
+           "NUMBER_RE", "PATH_DATA", "WSP", "MAX_DEPTH", "shown", "numbers", "user_length", "style_of", "read_svg", "clipasso_value"]
 
 SVG_NS = "http://www.w3.org/2000/svg"
 XLINK_NS = "http://www.w3.org/1999/xlink"
@@ -48,6 +48,12 @@ MAX_DEPTH = 200
 """How deep a document read here may nest its elements (Inkscape's own drawings rarely pass 20): every reader
 walks the tree by recursion, and Python's stack holds about a thousand calls."""
 _LENGTH = re.compile(rf"{WSP}*({NUMBER}){WSP}*(?:px)?{WSP}*")
+
+
+def shown(text: str | None, limit: int = 60) -> str:
+    """``text`` quoted for a message, cut to ``limit`` characters (with "…"): what a user wrote, never at length."""
+    text = text or ""
+    return repr(text if len(text) <= limit else text[:limit - 1] + "…")
 
 
 def numbers(text: str) -> list[float]:
