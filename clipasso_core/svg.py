@@ -15,7 +15,7 @@ import numpy as np
 
 from .errors import SketchFileError
 from .level import StrokeLevel
-from .path_data import PathDataError, parse_path
+from .path_data import MAX_COORDINATE, PathDataError, parse_path
 from .svg_xml import (CLIPASSO_NS, INKSCAPE_NS, NUMBER, SODIPODI_NS, SVG_NS, WSP, XLINK_NS, clipasso_value, numbers,
                       read_svg, shown, style_of, user_length)
 
@@ -159,8 +159,9 @@ def _length(root: ET.Element, name: str) -> float:
     length = user_length(value)
     if length is None:
         raise SketchFileError(f"The sketch SVG needs a {name} in pixels (it has {shown(value) if value else 'none'}).")
-    if length <= 0:
-        raise SketchFileError(f"The sketch SVG's {name} must be positive.")
+    if not 1.0 <= length <= MAX_COORDINATE:  # the pixels of a picture: NaN and infinities fail the test too
+        raise SketchFileError(f"The sketch SVG's {name} must be between 1 and {MAX_COORDINATE:,.0f} pixels, got "
+                              f"{shown(value)}.")
     return length
 
 

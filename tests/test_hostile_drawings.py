@@ -28,7 +28,8 @@ from clipasso_core.params import SketchParams, describe_validation_errors
 from clipasso_core.refine_svg import LayeredDrawing
 from clipasso_core.score import choose_layer, render_layer
 from clipasso_core.svg import read_sketch_document
-from tests.support.extension_runs import CLIPASSO_NS, assert_aborted, png_data_uri, run_extension, write_document
+from tests.support.extension_runs import (CLIPASSO_NS, assert_aborted, needs_inkscape, png_data_uri, run_extension,
+                                         run_inkscape_aborted, write_document)
 from tests.support.fake_sketch_server import FakeSketchServer
 
 FEW = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -39,6 +40,11 @@ FEW_RUNS = settings(max_examples=40, deadline=None, suppress_health_check=list(H
 
 ODD_NUMBERS = ["nan", "NaN", "inf", "-inf", "1e308", "-1e308", "1e400", "1e-320", "5e-324", "0", "-0", "1e300",
                "1e-300", "١٠", "12", "0.5", "", "junk", "--1", "1e", ".", "1e999999", "0x10", "1_000"]
+def xml_text(size: int) -> st.SearchStrategy[str]:
+    """Any text an XML document can hold (Inkscape hands an extension well-formed XML only)."""
+    return st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=size)
+
+
 number = st.one_of(st.sampled_from(ODD_NUMBERS), st.floats(allow_nan=True, allow_infinity=True).map(repr),
                    st.integers(-10**400, 10**400).map(str))
 transform = st.one_of(
@@ -47,14 +53,14 @@ transform = st.one_of(
               st.lists(number, max_size=7)),
     st.sampled_from(["scale(0)", "scale(1e300)", "scale(1e-300)", "matrix(0 0 0 0 0 0)", "scale(nan)",
                      "matrix(1e308 0 0 1e308 1e308 1e308)", "rotate(1e308)", "skewX(90)", "translate(1e400)"]),
-    st.text(max_size=30),
+    xml_text(30),
     st.none())
 arc = st.builds(lambda r1, r2, a, large, sweep, x, y: f"M 10 10 A {r1} {r2} {a} {large} {sweep} {x} {y}",
                 number, number, number, st.sampled_from(["0", "1"]), st.sampled_from(["0", "1"]), number, number)
 path_data = st.one_of(arc, st.builds(lambda a, b, c, d: f"M {a} {b} C 1 1 2 2 {c} {d}", number, number, number, number),
                       st.sampled_from(["M 5 5 C 10 10 20 20 30 25", "M 0 0 A 1e300 1e300 0 1 1 5 5", "m ١ ٢ l 3 4"]),
-                      st.text(max_size=40))
-view_box = st.one_of(st.lists(number, min_size=4, max_size=4).map(" ".join), st.text(max_size=30), st.none())
+                      xml_text(40))
+view_box = st.one_of(st.lists(number, min_size=4, max_size=4).map(" ".join), xml_text(30), st.none())
 
 
 def attribute(name: str, value: str | None) -> str:
@@ -229,11 +235,22 @@ def test_sketch_refuses_a_hostile_image_in_one_sentence(tmp_path, sketch_server,
     assert run.stderr.strip().count("\n") == 0, run.stderr
 
 
+@pytest.mark.parametrize("body, fragment", SKETCH_CASES.values(), ids=SKETCH_CASES.keys())
+def test_update_refuses_a_hostile_image_in_one_sentence(tmp_path, sketch_server, body, fragment):
+    sketch_server.result = RESULT
+    note = (f'{CLIP} clipasso:job="fake-job" clipasso:server="{sketch_server.url}" '
+            'clipasso:params="{&quot;strokes&quot;: [4]}" ')  # a job noted on the image, as earlier versions did
+    document = write_document(tmp_path, body.replace('<image id="photo"', f'<image id="photo" {note}'))
+    run = run_extension("clipasso_insert.py", document, f"--url={sketch_server.url}", rebase_links=False)
+    assert_aborted(run, fragment)
+    assert run.stderr.strip().count("\n") == 0, run.stderr
+
+
 @st.composite
 def hostile_sketched_body(draw) -> str:
     image = (f'{attribute("width", draw(number))}{attribute("height", draw(number))}'
-             f'{attribute("transform", draw(transform))}{attribute("preserveAspectRatio", draw(st.text(max_size=12)))}')
-    pixels = draw(st.one_of(st.lists(number, min_size=2, max_size=2).map(" ".join), st.text(max_size=10)))
+             f'{attribute("transform", draw(transform))}{attribute("preserveAspectRatio", draw(xml_text(12)))}')
+    pixels = draw(st.one_of(st.lists(number, min_size=2, max_size=2).map(" ".join), xml_text(10)))
     stroke = draw(path_data)
     return sketched_body(image, quoteattr(pixels)[1:-1], quoteattr(stroke)[1:-1],
                          draw(st.one_of(st.integers(0, 2), st.just(400))))
@@ -261,6 +278,21 @@ def test_refine_and_sketch_end_in_one_sentence_on_generated_drawings(tmp_path_fa
                                               "--quality=custom", "--seeds=1", "--iterations=5", "--level_4=true",
                                               "--level_8=false", "--level_16=false", "--level_32=false",
                                               "--other_strokes=")
+
+
+@pytest.mark.hostile
+@needs_inkscape
+@pytest.mark.parametrize("case", ["a NaN transform", "clipasso:pixels 0 0", "an image of zero width"])
+def test_real_inkscape_shows_one_sentence_for_a_hostile_drawing(tmp_path, sketch_server, browsers_ended, case):
+    body, fragment = EXTENSION_CASES[case]
+    document = write_document(tmp_path, body)
+    before = document.read_bytes()
+    prefs = {"org.clipasso.refine.url": sketch_server.url, "org.clipasso.refine.quality": "custom"}
+    shown, exported = run_inkscape_aborted(tmp_path, document, "select-by-id:stroke2;org.clipasso.refine.noprefs",
+                                           prefs)
+    assert fragment in shown and "Traceback" not in shown and shown.strip().count("\n") == 0, shown
+    assert document.read_bytes() == before
+    assert exported is None or ("(refined)" not in exported and 'id="stroke1"' in exported)  # the drawing as it was
 
 
 def test_every_known_document_reads_or_is_refused_in_one_sentence():
