@@ -130,15 +130,15 @@ class LayeredDrawing:
             name = f"{level} strokes"
             of_level = [layer for layer in layers if (layer.get(_LABEL) or "") == name
                         or (layer.get(_LABEL) or "").startswith(f"{name} (")]
-            shown = [layer for layer in of_level if self._inherited(layer, "display", "inline") != "none"]
-            if shown or of_level:
-                return (shown or of_level)[-1]
+            visible = [layer for layer in of_level if self._inherited(layer, "display", "inline") != "none"]
+            if visible or of_level:
+                return (visible or of_level)[-1]
             label = name
         if label is not None:
             for layer in reversed(layers):
                 if layer.get(_LABEL) == label:
                     return layer
-            names = ", ".join(repr(layer.get(_LABEL) or layer.get("id")) for layer in with_paths) or "none"
+            names = ", ".join(shown(layer.get(_LABEL) or layer.get("id"), 40) for layer in with_paths[:10]) or "none"
             raise SketchFileError(f"The sketch has no layer named {shown(label)} (layers with paths: {names}).")
         visible = [layer for layer in with_paths if self._inherited(layer, "display", "inline") != "none"]
         if not visible:

@@ -10,7 +10,7 @@ marker runs many more, and the extension and the real Inkscape on generated docu
 from __future__ import annotations
 
 from pathlib import Path
-from xml.sax.saxutils import quoteattr
+from xml.sax.saxutils import escape, quoteattr
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -252,7 +252,7 @@ def hostile_sketched_body(draw) -> str:
              f'{attribute("transform", draw(transform))}{attribute("preserveAspectRatio", draw(xml_text(12)))}')
     pixels = draw(st.one_of(st.lists(number, min_size=2, max_size=2).map(" ".join), xml_text(10)))
     stroke = draw(path_data)
-    return sketched_body(image, quoteattr(pixels)[1:-1], quoteattr(stroke)[1:-1],
+    return sketched_body(image, escape(pixels, {'"': "&quot;"}), escape(stroke, {'"': "&quot;"}),
                          draw(st.one_of(st.integers(0, 2), st.just(400))))
 
 
