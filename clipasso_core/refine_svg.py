@@ -21,7 +21,8 @@ from .level import StrokeLevel
 from .path_data import PathDataError, format_path, parse_path, transform_subpaths
 from .svg import stroke_style
 from .svg_transform import IDENTITY, parse_transform, svg_matrix
-from .svg_xml import INKSCAPE_NS, NUMBER, SODIPODI_NS, SVG_NS, WSP, numbers, read_svg, shown, style_of, user_length
+from .svg_xml import (INKSCAPE_NS, NUMBER, SODIPODI_NS, SVG_NS, WSP, numbers, read_svg, shown, style_of,
+                      user_length)
 
 __all__ = ["LayerStrokes", "LayeredDrawing", "NAME_A_LAYER"]
 
