@@ -36,7 +36,7 @@ class FakeSketchServer:
         self.result: Optional[object] = None  # the body of GET /v1/jobs/fake-job/result; None: no jobs
         self.cut_above: Optional[int] = None  # larger request bodies: connection closed unread
         self.max_body_bytes: Optional[int] = None  # the upload limit /v1/health reports (None: not reported)
-        self.api_version: Optional[int] = 2  # the API revision /v1/health reports (None: none, as before revision 2)
+        self.api_version: Optional[int] = 3  # the API revision /v1/health reports (None: none, as before revision 2)
         self.requests: List[Tuple[str, str, Optional[str]]] = []
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._httpd.daemon_threads = True
