@@ -67,7 +67,7 @@ def create_app(config: ServerConfig, models: ModelCache | None = None) -> FastAP
         redoc_url=None,
     )
     app.state.queue = queue
-    app.state.derived = DerivedFiles(config.data_dir)
+    app.state.derived = DerivedFiles(config.data_dir, package_version())
     app.state.models = models
     app.state.config = config
     app.state.idle_watch = watch  # clipasso-server gives it the way to stop the server

@@ -1,9 +1,9 @@
 """Files derived from a finished job (its result and preview SVGs, its animation SVG and GIF), kept on disk
 with the job so that each is drawn once, not at every request.
 
-Layout: ``derived/<id>.<name>`` in the data directory: a line with the SHA-256 of the content, then the
-content. A file whose checksum does not match (damaged, truncated, emptied) counts as absent and is drawn
-again; retention deletes the files with their job (every ``<id>…`` entry goes). A file that cannot be
+Layout: ``derived/<id>.<name>`` in the data directory: a line with the SHA-256 of the server's version and
+the content, then the content. A file whose checksum does not match (damaged, truncated, emptied, or drawn
+by another version of the server, which may draw it otherwise) counts as absent and is drawn again; retention deletes the files with their job (every ``<id>…`` entry goes). A file that cannot be
 written (disk full, read-only) is only not cached: the request is answered all the same.
 """
 
@@ -28,8 +28,9 @@ _HASH_LENGTH = 64
 class DerivedFiles:
     """The cache of derived files under ``data_dir/derived``; safe to use from several threads."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, version: str = "") -> None:
         self.folder = Path(data_dir) / FOLDER_NAME
+        self.version = version.encode()
         self.folder.mkdir(parents=True, exist_ok=True)
         self._guard = threading.Lock()
         self._drawing: dict[str, threading.Lock] = {}
@@ -47,9 +48,12 @@ class DerivedFiles:
         except OSError:
             return None
         checksum, content = stored[:_HASH_LENGTH], stored[_HASH_LENGTH + 1:]
-        if stored[_HASH_LENGTH:_HASH_LENGTH + 1] != b"\n" or hashlib.sha256(content).hexdigest().encode() != checksum:
+        if stored[_HASH_LENGTH:_HASH_LENGTH + 1] != b"\n" or self._checksum(content) != checksum:
             return None
         return content
+
+    def _checksum(self, content: bytes) -> bytes:
+        return hashlib.sha256(self.version + b"\n" + content).hexdigest().encode()
 
     def get(self, job_id: str, name: str, draw: Callable[[], bytes]) -> bytes:
         """The kept file, else ``draw()`` it (once, however many ask at the same time) and keep it."""
@@ -65,8 +69,7 @@ class DerivedFiles:
                 return kept
             content = draw()
             try:
-                write_atomically(self.path(job_id, name), hashlib.sha256(content).hexdigest().encode() + b"\n" + content,
-                                 mode=PRIVATE)
+                write_atomically(self.path(job_id, name), self._checksum(content) + b"\n" + content, mode=PRIVATE)
             except OSError as error:  # not kept: drawn again next time
                 log.warning("job %s: cannot keep its %s: %s", job_id, name, error)
         with self._guard:

@@ -18,6 +18,7 @@ from clipasso_core import params as params_module
 from clipasso_server import job_files
 from clipasso_server.app import create_app
 from clipasso_server.config import ServerConfig
+from clipasso_server.derived_files import DerivedFiles
 from clipasso_server.heavy_work import MAX_PARALLEL_HEAVY
 from tests.support.server_process import LOCAL, png_bytes
 
@@ -99,7 +100,9 @@ def test_a_finished_jobs_files_are_drawn_once_and_kept_with_it(client, monkeypat
     assert all(answers[path].status_code == 200 and answers[path].content == again[path].content for path in paths)
     assert sorted(drawn) == ["animation_gif", "animation_svg", "sketch_document", "sketch_document"], drawn
 
-    kept = client.app.state.derived.path(job_id, "animation.gif")
+    derived = client.app.state.derived
+    assert DerivedFiles(derived.folder.parent, "another version").read(job_id, "animation.gif") is None
+    kept = derived.path(job_id, "animation.gif")
     kept.write_bytes(kept.read_bytes()[:100])  # damaged: drawn again, the same
     assert client.get(paths[0]).content == first[0].content and drawn.count("animation_gif") == 2
 
