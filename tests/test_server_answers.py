@@ -5,7 +5,6 @@ and /docs saying plainly where Swagger UI comes from."""
 from __future__ import annotations
 
 import base64
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -13,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from clipasso_server.app import create_app
 from clipasso_server.config import ServerConfig
+from tests.support.job_views import finished_state
 from tests.support.server_process import LOCAL, png_bytes
 
 PARAMS = {"strokes": [2], "seeds": 1, "iterations": 2, "augmentations": 0}
@@ -28,10 +28,7 @@ def client(tiny_spec, tmp_path) -> Iterator[TestClient]:
 def finished_job(client: TestClient) -> str:
     image = base64.b64encode(png_bytes(30, 20, seed=3)).decode()
     job_id = client.post("/v1/jobs", json={"image": image, "params": PARAMS}).json()["id"]
-    deadline = time.monotonic() + 60
-    while client.get(f"/v1/jobs/{job_id}").json()["status"] in ("queued", "running"):
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    finished_state(client, job_id)
     return job_id
 
 

@@ -17,6 +17,7 @@ from clipasso_server import runner
 from clipasso_server.app import create_app
 from clipasso_server.config import ServerConfig
 from clipasso_server.store import JobStore, is_job_id
+from tests.support.job_views import finished_state
 from tests.support.server_process import LOCAL, png_bytes
 
 PARAMS = {"strokes": [2], "seeds": 1, "iterations": 1, "augmentations": 0}
@@ -33,11 +34,7 @@ def run_job(client: TestClient, seed: int = 0) -> dict:
     image = base64.b64encode(png_bytes(30, 20, seed=seed)).decode()
     created = client.post("/v1/jobs", json={"image": image, "params": PARAMS})
     assert created.status_code == 202, created.text
-    deadline = time.monotonic() + 60
-    while (state := client.get(f"/v1/jobs/{created.json()['id']}").json())["status"] in ("queued", "running"):
-        assert time.monotonic() < deadline, state
-        time.sleep(0.02)
-    return state
+    return finished_state(client, created.json()["id"])
 
 
 @pytest.mark.parametrize("raised, code, message", [
@@ -144,9 +141,6 @@ def test_a_phone_photo_turned_by_exif_is_sketched_as_shown(client):
     created = client.post("/v1/jobs", json={"image": base64.b64encode(buffer.getvalue()).decode(), "params": PARAMS})
     assert created.status_code == 202, created.text
     job_id = created.json()["id"]
-    deadline = time.monotonic() + 60
-    while client.get(f"/v1/jobs/{job_id}").json()["status"] in ("queued", "running"):
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    finished_state(client, job_id)
     result = client.get(f"/v1/jobs/{job_id}/result").json()
     assert (result["width"], result["height"]) == (24, 40)

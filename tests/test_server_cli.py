@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
-import time
 import urllib.request
 
 import pytest
@@ -14,6 +13,7 @@ from fastapi.testclient import TestClient
 from clipasso_server import cli
 from clipasso_server.app import create_app
 from clipasso_server.config import ServerConfig
+from tests.support.job_views import finished_state
 from tests.support.server_process import LOCAL, png_bytes
 
 TOKEN = "s3cret-token"
@@ -125,10 +125,7 @@ def test_unusable_models_fail_the_job_and_show_in_health(tiny_spec, tmp_path):
         created = client.post("/v1/jobs", json={"image": image, "params": {"iterations": 1}})
         assert created.status_code == 202
         job_id = created.json()["id"]
-        deadline = time.monotonic() + 60
-        while (state := client.get(f"/v1/jobs/{job_id}").json())["status"] in ("queued", "running"):
-            assert time.monotonic() < deadline, state
-            time.sleep(0.05)
+        state = finished_state(client, job_id)
         assert state["status"] == "failed"
         assert state["error"]["code"] == "invalid_model"
         assert "broken-rn.pt" in state["error"]["message"] and "Traceback" not in state["error"]["message"]

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import base64
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from clipasso_server.app import create_app
 from clipasso_server.config import ServerConfig
 from clipasso_server.model_cache import models_identity
 from clipasso_server.store import JobStore, cache_key
+from tests.support.job_views import finished_state
 from tests.support.server_process import LOCAL, png_bytes
 
 PARAMS = {"strokes": [2], "seeds": 1, "iterations": 1, "augmentations": 0}
@@ -31,14 +31,6 @@ def submit(client: TestClient, image: bytes) -> dict:
     created = client.post("/v1/jobs", json={"image": base64.b64encode(image).decode(), "params": PARAMS})
     assert created.status_code == 202, created.text
     return created.json()
-
-
-def finished(client: TestClient, job_id: str) -> dict:
-    deadline = time.monotonic() + 60
-    while (state := client.get(f"/v1/jobs/{job_id}").json())["status"] in ("queued", "running"):
-        assert time.monotonic() < deadline, state
-        time.sleep(0.02)
-    return state
 
 
 def replace_with_directory(path: Path) -> None:
@@ -70,7 +62,7 @@ def client(tiny_spec, tmp_path) -> Iterator[TestClient]:
 def test_a_damaged_result_is_absent_and_the_image_is_sketched_again(client, damage):
     image = png_bytes(30, 20, seed=5)
     first = submit(client, image)["id"]
-    assert finished(client, first)["status"] == "succeeded"
+    assert finished_state(client, first)["status"] == "succeeded"
     good = client.get(f"/v1/jobs/{first}/result").json()
     DAMAGE[damage](client.app.state.queue.store.results / f"{first}.json")
 
@@ -81,7 +73,7 @@ def test_a_damaged_result_is_absent_and_the_image_is_sketched_again(client, dama
 
     again = submit(client, image)
     assert again["id"] != first, "the cache returned the job whose result is damaged"
-    assert finished(client, again["id"])["status"] == "succeeded"
+    assert finished_state(client, again["id"])["status"] == "succeeded"
     redone = client.get(f"/v1/jobs/{again['id']}/result")
     assert redone.status_code == 200 and (redone.json()["width"], redone.json()["height"]) == (30, 20)
     assert len(redone.json()["levels"]) == len(good["levels"])
@@ -101,13 +93,13 @@ def test_a_damaged_image_of_a_waiting_job_fails_it_and_is_not_reused(tiny_spec, 
     assert store.find_reusable(key, image) is None, "the cache returned a job whose image is damaged"
     store.close()
     with make_client(tiny_spec, data) as client:
-        state = finished(client, job.id)
+        state = finished_state(client, job.id)
         assert state["status"] == "failed", state
         assert state["error"]["code"] == "image_missing", state
         assert "submit it again" in state["error"]["message"]
         again = submit(client, image)
         assert again["id"] != job.id
-        assert finished(client, again["id"])["status"] == "succeeded"
+        assert finished_state(client, again["id"])["status"] == "succeeded"
         assert client.get("/v1/health").json()["status"] == "ok"
 
 
@@ -122,7 +114,7 @@ SNAPSHOT_DAMAGE = {
 @pytest.mark.parametrize("damage", SNAPSHOT_DAMAGE, ids=list(SNAPSHOT_DAMAGE))
 def test_a_damaged_snapshot_file_is_absent_for_every_file_drawn_from_it(client, damage):
     job_id = submit(client, png_bytes(30, 20, seed=7))["id"]
-    assert finished(client, job_id)["status"] == "succeeded"
+    assert finished_state(client, job_id)["status"] == "succeeded"
     snapshots = client.app.state.queue.store.snapshots / f"{job_id}.json"
     SNAPSHOT_DAMAGE[damage](snapshots)
     for name in ("preview.svg", "animation.svg", "animation.gif"):

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import sqlite3
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -17,6 +16,7 @@ from clipasso_core.params import SketchParams
 
 from clipasso_server.app import create_app
 from clipasso_server.config import ServerConfig
+from tests.support.job_views import finished_state
 from tests.support.server_process import LOCAL, png_bytes
 
 PARAMS = {"strokes": [2], "seeds": 1, "iterations": 1, "augmentations": 0}
@@ -38,18 +38,10 @@ def submit(client: TestClient, seed: int):
     return client.post("/v1/jobs", json={"image": image, "params": {**PARAMS, "seed": seed}})
 
 
-def finished(client: TestClient, job_id: str) -> dict:
-    deadline = time.monotonic() + 60
-    while (state := client.get(f"/v1/jobs/{job_id}").json())["status"] in ("queued", "running"):
-        assert time.monotonic() < deadline, state
-        time.sleep(0.02)
-    return state
-
-
 @pytest.mark.parametrize("lock", ["BEGIN IMMEDIATE", "BEGIN EXCLUSIVE"])
 def test_a_locked_database_is_503_for_writes_and_reads_keep_answering(client, lock):
     done = submit(client, 1).json()["id"]
-    assert finished(client, done)["status"] == "succeeded"
+    assert finished_state(client, done)["status"] == "succeeded"
     database = client.app.state.queue.store.data_dir / "jobs.sqlite3"
     other = sqlite3.connect(database, isolation_level=None)
     other.execute(lock)
@@ -69,13 +61,13 @@ def test_a_locked_database_is_503_for_writes_and_reads_keep_answering(client, lo
         other.close()
     again = submit(client, 2)
     assert again.status_code == 202, again.text
-    assert finished(client, again.json()["id"])["status"] == "succeeded"
+    assert finished_state(client, again.json()["id"])["status"] == "succeeded"
 
 
 def test_a_jobs_stored_parameters_are_validated_once_not_at_every_poll(tiny_spec, tmp_path, monkeypatch):
     with make_client(tiny_spec, tmp_path / "data") as client:
         job_id = submit(client, 3).json()["id"]
-        finished(client, job_id)
+        finished_state(client, job_id)
     validations = 0
     real = SketchParams.model_validate_json.__func__
 

@@ -15,6 +15,7 @@ from clipasso_core.params import SketchParams
 from clipasso_server.app import create_app
 from clipasso_server.config import ServerConfig
 from clipasso_server.store import JobStore
+from tests.support.job_views import finished_state
 from tests.support.server_process import png_bytes
 
 PARAMS = {"strokes": [2], "seeds": 1, "iterations": 1, "augmentations": 0}
@@ -114,28 +115,20 @@ def submit(api: TestClient, seed: int, **fields) -> dict:
     return answer.json()
 
 
-def wait_done(client: TestClient, job_id: str) -> dict:
-    deadline = time.monotonic() + 60
-    while (state := client.get(f"/v1/jobs/{job_id}").json())["status"] in ("queued", "running"):
-        assert time.monotonic() < deadline, state
-        time.sleep(0.02)
-    return state
-
-
 def test_a_job_names_its_client_and_the_worker_that_ran_it(client):
-    named = wait_done(client, submit(client, 1, client="ana")["id"])
+    named = finished_state(client, submit(client, 1, client="ana")["id"])
     assert named["status"] == "succeeded" and named["client"] == "ana"
     assert named["worker"]["name"] == "local" and named["worker"]["device"] == "cpu"
     assert named["worker"]["host"] and named["worker"]["pid"] > 0
-    unnamed = wait_done(client, submit(client, 2)["id"])
+    unnamed = finished_state(client, submit(client, 2)["id"])
     assert unnamed["client"].startswith("token-") and "secret" not in unnamed["client"]
 
 
 def test_health_lists_the_worker_and_counts_its_jobs(client):
     workers = client.get("/v1/health").json()["workers"]
     assert [(w["name"], w["status"], w["device"], w["jobs_done"]) for w in workers] == [("local", "idle", "cpu", 0)]
-    wait_done(client, submit(client, 3)["id"])
-    wait_done(client, submit(client, 4)["id"])
+    finished_state(client, submit(client, 3)["id"])
+    finished_state(client, submit(client, 4)["id"])
     deadline = time.monotonic() + 10  # the board is updated just after the job is stored as finished
     while (worker := client.get("/v1/health").json()["workers"][0])["status"] != "idle":
         assert time.monotonic() < deadline, worker
@@ -154,13 +147,13 @@ def test_a_bad_client_name_is_a_422_naming_the_field(client, name):
 
 @pytest.mark.parametrize("name", ["Zoë", "Łukasz Nowak", "王芳", "anna.b@studio"])
 def test_a_name_in_any_script_is_a_client(client, name):
-    assert wait_done(client, submit(client, 5, client=name)["id"])["client"] == name
+    assert finished_state(client, submit(client, 5, client=name)["id"])["client"] == name
 
 
 def test_one_designers_burst_does_not_keep_another_waiting(client):
     a = [submit(client, 10 + number, client="A")["id"] for number in range(6)]
     b = submit(client, 20, client="B")["id"]
-    started = {job: wait_done(client, job)["started_at"] for job in [*a, b]}
+    started = {job: finished_state(client, job)["started_at"] for job in [*a, b]}
     assert started[b] < started[a[2]], started
     assert [started[job] for job in a] == sorted(started[job] for job in a)
 

@@ -22,15 +22,21 @@ def fetch(server: ServerProcess, path: str, binary: bool = False) -> tuple[int, 
         return error.code, error.headers["Content-Type"], error.read().decode()
 
 
+def finished_state(client: Any, job_id: str, timeout: float = 60.0) -> dict[str, Any]:
+    """The state of job ``job_id`` once it is neither queued nor running, polled through a FastAPI TestClient."""
+    deadline = time.monotonic() + timeout
+    while (state := client.get(f"/v1/jobs/{job_id}").json())["status"] in ("queued", "running"):
+        assert time.monotonic() < deadline, state
+        time.sleep(0.02)
+    return state
+
+
 def finished_result(client: Any, image: str, params: dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
     """Submit ``image`` (base64) with ``params`` through a FastAPI TestClient, wait until the job succeeded, and
     return its result body."""
     created = client.post("/v1/jobs", json={"image": image, "params": params})
     assert created.status_code == 202, created.text
-    deadline = time.monotonic() + timeout
-    while (state := client.get(f"/v1/jobs/{created.json()['id']}").json())["status"] in ("queued", "running"):
-        assert time.monotonic() < deadline, state
-        time.sleep(0.05)
+    state = finished_state(client, created.json()["id"], timeout)
     assert state["status"] == "succeeded", state
     return client.get(f"/v1/jobs/{created.json()['id']}/result").json()
 
