@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
 
 from clipasso_core.image import to_canvas
@@ -25,6 +26,7 @@ from clipasso_server import cli as server_cli
 from testkit import STEADY_ENV
 from testkit.ray_cluster import RAY_MISSING, local_ray_cluster, short_temp_dir
 from testkit.tiny_models import make_tiny_models, model_options
+from tests.support.api_client import make_client
 from tests.support.extension_runs import open_browsers
 from tests.support.fake_sketch_server import FakeSketchServer
 from tests.support.pictures import cup
@@ -110,6 +112,13 @@ def token_server(tiny_spec: ModelSpec, tmp_path_factory: pytest.TempPathFactory)
     """A real sketch server that wants a token (``token_server.token``), for the tests of that rule."""
     with start_server(tmp_path_factory.mktemp("token-data"), tiny_spec, token="s3cret-token") as server:
         yield server
+
+
+@pytest.fixture
+def client(tiny_spec: ModelSpec, tmp_path: Path) -> Iterator[TestClient]:
+    """A fresh sketch server app (tiny models, its own data folder) in this process, through FastAPI's TestClient."""
+    with make_client(tiny_spec, tmp_path / "data") as test_client:
+        yield test_client
 
 
 @pytest.fixture

@@ -6,28 +6,14 @@ import base64
 import io
 import re
 import time
-from collections.abc import Iterator
 
-import pytest
 from fastapi.testclient import TestClient
 
-from clipasso_server.app import create_app
-from clipasso_server.config import ServerConfig
+from tests.support.api_client import make_client
 from tests.support.server_process import LOCAL, png_bytes
 
 LONG = {"strokes": [2], "seeds": 1, "iterations": 100_000, "augmentations": 0}
 TOKEN = "s3cret-page-token"
-
-
-def make_client(tiny_spec, tmp_path, token=None) -> TestClient:
-    app = create_app(ServerConfig(data_dir=tmp_path / "data", models=tiny_spec, token=token))
-    return TestClient(app, raise_server_exceptions=False, base_url=LOCAL)
-
-
-@pytest.fixture
-def client(tiny_spec, tmp_path) -> Iterator[TestClient]:
-    with make_client(tiny_spec, tmp_path) as test_client:
-        yield test_client
 
 
 def submit(client: TestClient, headers=None, seed: int = 0) -> str:
@@ -94,7 +80,7 @@ def test_the_pages_own_cancel_request_passes_the_origin_rule(client):
 
 
 def test_with_a_token_the_page_is_served_without_it_but_the_data_is_not(tiny_spec, tmp_path):
-    with make_client(tiny_spec, tmp_path, token=TOKEN) as client:
+    with make_client(tiny_spec, tmp_path / "data", token=TOKEN) as client:
         auth = {"Authorization": f"Bearer {TOKEN}"}
         job_id = submit(client, auth)
         page = client.get(f"/jobs/{job_id}")
@@ -110,7 +96,7 @@ def test_with_a_token_the_page_is_served_without_it_but_the_data_is_not(tiny_spe
 
 
 def test_with_a_token_the_page_does_not_tell_strangers_which_jobs_exist(tiny_spec, tmp_path):
-    with make_client(tiny_spec, tmp_path, token=TOKEN) as client:
+    with make_client(tiny_spec, tmp_path / "data", token=TOKEN) as client:
         job_id = submit(client, {"Authorization": f"Bearer {TOKEN}"})
         real, unknown = client.get(f"/jobs/{job_id}"), client.get(f"/jobs/{'0' * 32}")
         assert real.status_code == unknown.status_code == 200
@@ -146,7 +132,7 @@ def test_a_job_tells_its_place_in_the_queue_and_its_settings_without_path_data(c
 def test_the_jobs_picture_is_served_as_a_png_for_its_page(tiny_spec, tmp_path):
     from PIL import Image
 
-    with make_client(tiny_spec, tmp_path, token=TOKEN) as client:
+    with make_client(tiny_spec, tmp_path / "data", token=TOKEN) as client:
         auth = {"Authorization": f"Bearer {TOKEN}"}
         job_id = submit(client, auth)
         assert client.get(f"/v1/jobs/{job_id}/image").status_code == 401, "the picture is data: it needs the token"

@@ -5,24 +5,13 @@ and /docs saying plainly where Swagger UI comes from."""
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 
-import pytest
 from fastapi.testclient import TestClient
 
-from clipasso_server.app import create_app
-from clipasso_server.config import ServerConfig
 from tests.support.job_views import finished_state
-from tests.support.server_process import LOCAL, png_bytes
+from tests.support.server_process import png_bytes
 
 PARAMS = {"strokes": [2], "seeds": 1, "iterations": 2, "augmentations": 0}
-
-
-@pytest.fixture
-def client(tiny_spec, tmp_path) -> Iterator[TestClient]:
-    app = create_app(ServerConfig(data_dir=tmp_path / "data", models=tiny_spec))
-    with TestClient(app, raise_server_exceptions=False, base_url=LOCAL) as test_client:
-        yield test_client
 
 
 def finished_job(client: TestClient) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import time
-from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
@@ -21,13 +20,6 @@ from tests.support.job_views import finished_state
 from tests.support.server_process import LOCAL, png_bytes
 
 PARAMS = {"strokes": [2], "seeds": 1, "iterations": 1, "augmentations": 0}
-
-
-@pytest.fixture
-def client(tiny_spec, tmp_path) -> Iterator[TestClient]:
-    app = create_app(ServerConfig(data_dir=tmp_path / "data", models=tiny_spec))
-    with TestClient(app, raise_server_exceptions=False, base_url=LOCAL) as test_client:
-        yield test_client
 
 
 def run_job(client: TestClient, seed: int = 0) -> dict:

@@ -7,11 +7,10 @@ from __future__ import annotations
 import base64
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 
 from clipasso_core import params as params_module
@@ -24,13 +23,6 @@ from tests.support.server_process import LOCAL, png_bytes
 
 PARAMS = {"strokes": [2], "seeds": 1, "iterations": 2, "augmentations": 0}
 MASK = "M 2 2 H 28 V 18 H 2 Z"
-
-
-@pytest.fixture
-def client(tiny_spec, tmp_path) -> Iterator[TestClient]:
-    app = create_app(ServerConfig(data_dir=tmp_path / "data", models=tiny_spec))
-    with TestClient(app, raise_server_exceptions=False, base_url=LOCAL) as test_client:
-        yield test_client
 
 
 def wait_until(check: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:

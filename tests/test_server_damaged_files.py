@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,19 +12,13 @@ import torch
 from fastapi.testclient import TestClient
 
 from clipasso_core.params import SketchParams
-from clipasso_server.app import create_app
-from clipasso_server.config import ServerConfig
 from clipasso_server.model_cache import models_identity
 from clipasso_server.store import JobStore, cache_key
 from tests.support.job_views import finished_state
-from tests.support.server_process import LOCAL, png_bytes
+from tests.support.api_client import make_client
+from tests.support.server_process import png_bytes
 
 PARAMS = {"strokes": [2], "seeds": 1, "iterations": 1, "augmentations": 0}
-
-
-def make_client(tiny_spec, data_dir: Path) -> TestClient:
-    return TestClient(create_app(ServerConfig(data_dir=data_dir, models=tiny_spec)), raise_server_exceptions=False,
-                      base_url=LOCAL)
 
 
 def submit(client: TestClient, image: bytes) -> dict:
@@ -50,12 +44,6 @@ DAMAGE: dict[str, Callable[[Path], None]] = {
         '{"width": 30, "height": 20, "levels": [{"strokes": 2, "stroke_width": 1.0, "paths": [7, null], "loss": 1}]}'),
     "a directory": replace_with_directory,
 }
-
-
-@pytest.fixture
-def client(tiny_spec, tmp_path) -> Iterator[TestClient]:
-    with make_client(tiny_spec, tmp_path / "data") as test_client:
-        yield test_client
 
 
 @pytest.mark.parametrize("damage", DAMAGE, ids=list(DAMAGE))

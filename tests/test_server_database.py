@@ -7,30 +7,17 @@ from __future__ import annotations
 
 import base64
 import sqlite3
-from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
 
 from clipasso_core.params import SketchParams
 
-from clipasso_server.app import create_app
-from clipasso_server.config import ServerConfig
 from tests.support.job_views import finished_state
-from tests.support.server_process import LOCAL, png_bytes
+from tests.support.api_client import make_client
+from tests.support.server_process import png_bytes
 
 PARAMS = {"strokes": [2], "seeds": 1, "iterations": 1, "augmentations": 0}
-
-
-def make_client(tiny_spec, data_dir) -> TestClient:
-    app = create_app(ServerConfig(data_dir=data_dir, models=tiny_spec))
-    return TestClient(app, raise_server_exceptions=False, base_url=LOCAL)
-
-
-@pytest.fixture
-def client(tiny_spec, tmp_path) -> Iterator[TestClient]:
-    with make_client(tiny_spec, tmp_path / "data") as test_client:
-        yield test_client
 
 
 def submit(client: TestClient, seed: int):

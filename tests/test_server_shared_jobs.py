@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Iterator
 
-import pytest
 from fastapi.testclient import TestClient
 
 from clipasso_server.app import create_app
@@ -15,13 +13,6 @@ from clipasso_server.config import ServerConfig
 from tests.support.server_process import LOCAL, png_bytes
 
 ENDLESS = {"strokes": [2], "seeds": 1, "iterations": 100_000, "augmentations": 0}
-
-
-@pytest.fixture
-def client(tiny_spec, tmp_path) -> Iterator[TestClient]:
-    app = create_app(ServerConfig(data_dir=tmp_path / "data", models=tiny_spec))
-    with TestClient(app, raise_server_exceptions=False, base_url=LOCAL) as test_client:
-        yield test_client
 
 
 def submit(client: TestClient, name: str | None, headers: dict[str, str] | None = None) -> str:

@@ -8,8 +8,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,23 +16,11 @@ from fastapi.testclient import TestClient
 
 from clipasso_core.params import SketchParams
 from clipasso_server import dispatcher, runner
-from clipasso_server.app import create_app
-from clipasso_server.config import ServerConfig
 from clipasso_server.store import JobStore
-from tests.support.server_process import LOCAL, png_bytes
+from tests.support.api_client import make_client
+from tests.support.server_process import png_bytes
 
 PARAMS = {"strokes": [2], "seeds": 1, "iterations": 1, "augmentations": 0}
-
-
-def make_client(tiny_spec, data_dir: Path, **config: Any) -> TestClient:
-    return TestClient(create_app(ServerConfig(data_dir=data_dir, models=tiny_spec, **config)),
-                      raise_server_exceptions=False, base_url=LOCAL)
-
-
-@pytest.fixture
-def client(tiny_spec, tmp_path) -> Iterator[TestClient]:
-    with make_client(tiny_spec, tmp_path / "data") as test_client:
-        yield test_client
 
 
 def submit(client: TestClient, seed: int = 0) -> str:
