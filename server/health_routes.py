@@ -20,6 +20,7 @@ from .dispatcher import WorkerState
 from .errors import openapi_errors
 from .job_queue import JobQueue
 from .model_cache import ModelCache, ModelsStatus
+from .pace import recommended_preset
 from .schemas import ErrorInfo, Health, ModelsHealth, WorkerHealth
 
 router = APIRouter()
@@ -54,6 +55,8 @@ def health_body(queue: JobQueue, models: ModelCache, config: ServerConfig) -> He
         max_body_bytes=config.max_body_bytes,
         max_pixels=config.max_pixels,
         workers=queue.workers.snapshot(),
+        recommended_preset=recommended_preset(str(models.device)),
+        preset_seconds=queue.dispatcher.pace.preset_seconds(),
     )
 
 
