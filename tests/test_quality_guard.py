@@ -1,0 +1,38 @@
+"""The quality guard of the quick preset: from random strokes it puts at least the old draft's share of ink on the
+object, on the same seeds (testkit/ink_guard.py; bench/presets.py --guard gives the full-size figure)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from clipasso_core.models import load_models
+from clipasso_core.params import make_params
+from clipasso_core.precision import Precision
+from testkit.ink_guard import guard_shares, ink_on_object, mean_share, object_picture, start_shares
+
+DRAFT = {"seeds": 1, "iterations": 300, "augmentations": 4}
+"""The draft before ``quick`` was tuned (bench/presets.py measures the same one)."""
+
+
+def test_ink_on_the_object_counts_where_the_strokes_lie():
+    _, mask = object_picture()
+    on_body = torch.tensor([[[80.0, 80.0], [95.0, 100.0], [110.0, 120.0], [125.0, 150.0]]])
+    in_the_corner = torch.tensor([[[5.0, 5.0], [15.0, 10.0], [25.0, 15.0], [35.0, 20.0]]])
+    assert ink_on_object(on_body, mask, 3.0) == pytest.approx(1.0)
+    assert ink_on_object(in_the_corner, mask, 3.0) == 0.0
+    assert ink_on_object(torch.cat([on_body, in_the_corner]), mask, 3.0) == pytest.approx(0.5, abs=0.1)
+    shares = start_shares(make_params("quick", strokes=[32, 64], attention_init=False))
+    assert all(0.05 < share < 0.5 for share in shares.values()), shares  # random strokes: about the object's area
+
+
+def test_quick_puts_at_least_the_old_drafts_ink_on_the_object(tiny_spec):
+    encoder = load_models(dataclasses.replace(tiny_spec, precision=Precision.FP32), torch.device("cpu")).loss
+    draft = make_params(strokes=[8], attention_init=False, **DRAFT)
+    quick = make_params("quick", strokes=[8], attention_init=False)
+    start = mean_share(start_shares(quick))
+    drafted, quickly = mean_share(guard_shares(encoder, draft)), mean_share(guard_shares(encoder, quick))
+    assert drafted > start + 0.3, (start, drafted)  # the guard measures something the optimizer does
+    assert quickly >= drafted, (quickly, drafted)
