@@ -6,8 +6,9 @@ no real weights are needed, the networks cost what the real ones cost), the imag
 then the optimisation of the four levels. ``--steps N`` stops each job after N steps and extrapolates:
 the time up to the end of the first step (models, init and the first step, where oneDNN prepares its kernels)
 plus the remaining steps at the mean pace of steps 2 … N; without it the whole job runs.
-``draft`` is the draft as it was before the quality presets were tuned (1 attempt × 300 steps, 4 augmented
-pairs); ``quick`` is today's preset. The ratio quick / draft is the figure to keep (target ≤ 0.44, i.e.
+``draft`` is the draft as it was measured at 6 min 47 s (1 attempt × 300 steps, 4 augmented pairs);
+``quick`` is today's preset, or with ``--variant '{"augmentations": 2, "iterations": 220, "lr": 1.5}'`` a
+candidate for it (quick's values with those replaced). The ratio quick / draft is the figure to keep (target ≤ 0.44, i.e.
 6 min 47 s → 3 min); on a machine shared with other work, take ``--clock process --threads 1`` (CPU seconds
 of this process, which other work inflates far less than wall seconds) and read the wall time of a quiet
 machine as CPU seconds ÷ the speed-up of the threads used there.
@@ -16,12 +17,14 @@ machine as CPU seconds ÷ the speed-up of the threads used there.
 configurations sketch the same picture from the same random strokes, and quick must put at least the draft's
 share of ink on the object.
 
-    python -m bench.presets [--clock wall|process] [--threads N] [--steps N] [--guard] [--guard-seeds 0,1]
+    python -m bench.presets [--clock wall|process] [--threads N] [--steps N] [--variant JSON] [--guard]
+                            [--guard-seeds 0,1]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import threading
 import time
@@ -93,6 +96,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, help="time this many steps of each job and extrapolate (default: all)")
     parser.add_argument("--clock", choices=("wall", "process"), default="wall",
                         help="wall seconds, or CPU seconds of this process (steadier on a shared machine)")
+    parser.add_argument("--variant", type=json.loads, default={}, metavar="JSON",
+                        help="parameters that replace quick's, e.g. '{\"augmentations\": 2}' (default: none)")
     parser.add_argument("--guard", action="store_true", help="also run the quality guard with the full-size models")
     parser.add_argument("--guard-seeds", default="0,1", help="seeds of the guard's runs (default: 0,1)")
     args = parser.parse_args()
@@ -100,7 +105,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     clock = time.perf_counter if args.clock == "wall" else time.process_time
     image = read_image(args.image)
-    configs = {"draft": make_params(**DRAFT), "quick": make_params("quick")}
+    configs = {"draft": make_params(**DRAFT), "quick": make_params("quick", **args.variant)}
     full_size_models_in(args.models)  # written before any clock starts
     print(f"{args.image}: 4 levels {configs['quick'].strokes}; CPU, {torch.get_num_threads()} threads; "
           f"{args.clock} clock; {'all steps' if args.steps is None else f'{args.steps} steps, extrapolated'}")
@@ -109,7 +114,8 @@ def main() -> None:
         job = time_job(image, params, args.models, args.steps, clock)
         totals[name] = job.total()
         pace = statistics.fmean(job.later) if job.later else float("nan")
-        print(f"{name:<6} {params.seeds} × {params.iterations} steps, {params.augmentations} augmented pairs: "
+        print(f"{name:<6} {params.seeds} × {params.iterations} steps, {params.augmentations} augmented pairs, "
+              f"learning rate {params.lr:g}: "
               f"first step done at {job.first:.1f} s, then {pace:.2f} s per step → {totals[name]:.0f} s "
               f"({minutes(totals[name])})", flush=True)
     ratio = totals["quick"] / totals["draft"]

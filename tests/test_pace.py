@@ -19,6 +19,13 @@ class Clock:
         return self.now
 
 
+def measured(pace: PaceMeter, clock: Clock, job_id: str, params, steps: tuple[int, int], seconds: float) -> None:
+    """Job ``job_id`` reports ``steps[0]`` done, then ``steps[1]`` done ``seconds`` later."""
+    pace.observe(job_id, params, steps[0])
+    clock.now += seconds
+    pace.observe(job_id, params, steps[1])
+
+
 def test_no_time_is_promised_before_two_reports_of_a_job():
     clock = Clock()
     pace = PaceMeter(clock)
@@ -34,9 +41,7 @@ def test_a_quick_job_at_one_second_a_step_takes_its_steps_in_seconds():
     clock = Clock()
     pace = PaceMeter(clock)
     job = make_params("quick", strokes=PRESET_STROKES)
-    pace.observe("a", job, 10)
-    clock.now += 20.0
-    pace.observe("a", job, 30)
+    measured(pace, clock, "a", job, (10, 30), 20.0)
     times = pace.preset_seconds()
     assert times["quick"] == pytest.approx(job.iterations)
     paper = make_params("paper", strokes=PRESET_STROKES)
@@ -50,9 +55,7 @@ def test_balanced_is_timed_with_its_pick():
     clock = Clock()
     pace = PaceMeter(clock)
     paper = make_params("paper", strokes=PRESET_STROKES)
-    pace.observe("a", paper, 0)
-    clock.now += 60.0
-    pace.observe("a", paper, 10)
+    measured(pace, clock, "a", paper, (0, 10), 60.0)
     times = pace.preset_seconds()
     balanced = make_params("balanced", strokes=PRESET_STROKES)
     share = planned_sketch_steps(balanced) / planned_sketch_steps(paper)
@@ -65,14 +68,10 @@ def test_a_step_after_the_pick_counts_one_sketch_per_level():
     pace = PaceMeter(clock)
     balanced = make_params("balanced", strokes=PRESET_STROKES)
     paper = make_params("paper", strokes=PRESET_STROKES)
-    pace.observe("before", paper, 0)
-    clock.now += 30.0  # 10 steps of 12 sketches
-    pace.observe("before", paper, 10)
+    measured(pace, clock, "before", paper, (0, 10), 30.0)  # 10 steps of 12 sketches
     before = pace.preset_seconds()
     pace.forget("before")
-    pace.observe("after", balanced, 500)
-    clock.now += 10.0  # 10 steps of 4 sketches after the pick, on the same machine
-    pace.observe("after", balanced, 510)
+    measured(pace, clock, "after", balanced, (500, 510), 10.0)  # 10 steps of 4 sketches after the pick
     assert pace.preset_seconds() == pytest.approx(before, rel=1e-3)
 
 
@@ -80,14 +79,10 @@ def test_a_job_run_again_starts_a_new_measurement():
     clock = Clock()
     pace = PaceMeter(clock)
     job = make_params("quick", strokes=PRESET_STROKES)
-    pace.observe("a", job, 0)
-    clock.now += 10.0
-    pace.observe("a", job, 10)
+    measured(pace, clock, "a", job, (0, 10), 10.0)
     pace.forget("a")  # it ended (or was put back in the queue)
     clock.now += 1000.0  # the queue waited; the job runs again from its start
-    pace.observe("a", job, 5)
-    clock.now += 5.0
-    pace.observe("a", job, 10)
+    measured(pace, clock, "a", job, (5, 10), 5.0)
     assert pace.preset_seconds()["quick"] == pytest.approx(job.iterations)
 
 
