@@ -18,15 +18,15 @@ CORE_LAYERS = [
     # layer and of earlier layers, never of a later one. A new module goes into the earliest layer that comes
     # after (or is) the layer of every core module it imports.
     ("errors, files, precision", ["errors", "files", "precision"]),
-    ("paths and SVG documents", ["path_data", "joined_paths", "svg", "svg_transform", "snapshot", "refine_svg",
-                                 "animation"]),
+    ("paths and SVG documents", ["svg_xml", "path_data", "level", "joined_paths", "svg", "svg_transform", "snapshot",
+                                 "refine_svg", "animation"]),
     ("the parameter object and its checks", ["params", "prompt"]),
     ("pictures and masks", ["image", "mask", "mask_svg"]),
     ("differentiable drawing", ["raster", "augment", "graphed_step"]),
-    ("the CLIP networks and the loss", ["frozen", "models", "model_options", "saliency", "loss"]),
+    ("the CLIP networks and the loss", ["frozen", "weights", "models", "model_options", "saliency", "loss"]),
     ("optimisation and scoring", ["optimize", "score"]),
     ("one job end to end", ["sketch", "preview"]),
-    ("the command line", ["cli"]),
+    ("the command line and its subcommands", ["cli", "download_command", "doctor"]),
 ]
 
 
