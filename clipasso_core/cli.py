@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
 from types import FrameType
@@ -81,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="sketch only inside the filled shapes of this SVG, drawn in the image's pixel coordinates")
     sketch.add_argument("--animation", type=Path, metavar="OUT.gif|OUT.svg|OUT.mp4",
                         help="also write the run as an animation (MP4 needs the mp4 extra: imageio-ffmpeg)")
+    add_tidy_option(sketch)
     add_loss_options(sketch)
     add_style_options(sketch)
     add_model_options(sketch)
@@ -96,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     which = refine.add_mutually_exclusive_group()
     which.add_argument("--layer", metavar="NAME", help="the layer's name (default: the topmost visible layer with paths)")
     which.add_argument("--level", type=int, metavar="N", help="the layer named 'N strokes'")
+    refine.add_argument("--add", type=int, metavar="N",
+                        help="add N new strokes where the picture is salient and the layer's strokes leave it "
+                             "uncovered; they are optimized with the unlocked ones (default: 0)")
+    add_tidy_option(refine)
     refine.add_argument("--iterations", type=int, help=f"optimisation steps (default: {REFINE_ITERATIONS})")
     refine.add_argument("--seed", type=int, help="random seed of the augmentations (default: 0)")
     add_loss_options(refine)
@@ -138,6 +143,14 @@ def add_loss_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--text-weight", type=float, metavar="W", help="weight of the text term (default: 0.1)")
 
 
+def add_tidy_option(parser: argparse.ArgumentParser) -> None:
+    """``--tidy``: leave specks and near-duplicate strokes out of the result."""
+    parser.add_argument("--tidy", action="store_true",
+                        help="leave out strokes shorter than 2%% of the picture's diagonal (specks) and "
+                             "near-duplicates of another stroke; each layer records how many it left out "
+                             "(default: off)")
+
+
 def add_style_options(parser: argparse.ArgumentParser) -> None:
     """Options that let the optimizer vary each stroke's width and ink (opacity) too."""
     group = parser.add_argument_group("stroke width and ink")
@@ -163,6 +176,21 @@ def loss_overrides(args: argparse.Namespace) -> dict[str, Any]:
             "text": args.text, "text_weight": args.text_weight}
 
 
+NOT_OPTIONS = {"init_paths", "locked"}
+""":class:`SketchParams` fields that ``clipasso refine`` reads from the sketch file, not from an option."""
+
+
+def option_name(field: str) -> str:
+    """The option that sets a :class:`SketchParams` field (``width_lr`` → ``--width-lr``, ``add_strokes`` → ``--add``)."""
+    return field if field in NOT_OPTIONS else "--add" if field == "add_strokes" else "--" + field.replace("_", "-")
+
+
+def said_as_options(errors: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """pydantic's errors about :class:`SketchParams` with each field an option sets named as that option."""
+    return [{**error, "loc": (option_name(str(error["loc"][0])), *error["loc"][1:])} if error.get("loc")
+            else dict(error) for error in errors]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``clipasso``; returns the process exit status."""
     args = build_parser().parse_args(argv)
@@ -173,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except ValidationError as error:
-        return fail(f"invalid option: {describe_validation_errors(error.errors())}", EXIT_USAGE)
+        return fail(f"invalid option: {describe_validation_errors(said_as_options(error.errors()))}", EXIT_USAGE)
     except ClipassoError as error:
         return fail(str(error.worded(CLI_NAMES)))
     except KeyboardInterrupt:
@@ -193,8 +221,8 @@ def run_sketch(args: argparse.Namespace) -> int:
     """``clipasso sketch``: optimise, then write the SVG (and preview, animation) even when stopped with Ctrl-C."""
     mask = read_mask_file(args.mask) if args.mask is not None else None
     params = make_params(args.preset, strokes=args.strokes, seeds=args.seeds, iterations=args.iterations,
-                         pick_seed_at=args.pick_seed_at, seed=args.seed, stroke_width=args.stroke_width, mask=mask, **loss_overrides(args),
-                         **style_overrides(args))
+                         pick_seed_at=args.pick_seed_at, seed=args.seed, stroke_width=args.stroke_width, mask=mask,
+                         tidy=args.tidy, **loss_overrides(args), **style_overrides(args))
     if args.animation is not None:
         check_format(args.animation)
     for path in filter(None, (args.output, args.preview, args.animation)):
@@ -220,7 +248,7 @@ def run_sketch(args: argparse.Namespace) -> int:
     if args.animation is not None:
         write_output(args.animation, animation_file(history.snapshots(), args.animation.suffix))
     summary = ", ".join(f"{level.strokes} strokes: loss {loss_text(level.loss)} (seed {level.seed})"
-                        for level in result.levels)
+                        + (f", {level.left_out} left out" if level.left_out else "") for level in result.levels)
     return report_written(result, params.iterations, args.output, summary, "sketches")
 
 
@@ -231,12 +259,13 @@ def run_refine(args: argparse.Namespace) -> int:
     drawing = LayeredDrawing(text, image.width, image.height)
     layer = drawing.find_layer(args.layer, args.level)
     strokes = drawing.strokes(layer)
-    if len(strokes.locked) == len(strokes.paths):
-        raise SketchFileError(f"Every path of the layer {strokes.label!r} is locked; unlock at least one to refine.")
+    if len(strokes.locked) == len(strokes.paths) and not args.add:
+        raise SketchFileError(f"Every path of the layer {strokes.label!r} is locked; unlock at least one to refine, "
+                              "or add strokes with --add.")
     frame = CanvasFrame(image.width, image.height)
-    params = make_params(init_paths=strokes.paths, locked=strokes.locked, iterations=args.iterations, seed=args.seed,
-                         stroke_width=strokes.stroke_width / frame.scale, **loss_overrides(args),
-                         **style_overrides(args))
+    params = make_params(init_paths=strokes.paths, locked=strokes.locked, add_strokes=args.add,
+                         iterations=args.iterations, seed=args.seed, stroke_width=strokes.stroke_width / frame.scale,
+                         tidy=args.tidy, **loss_overrides(args), **style_overrides(args))
     check_writable(args.output)
     device = resolve_device(args.device)
     download_spec(model_spec(args))  # a first run shows the download
@@ -249,7 +278,9 @@ def run_refine(args: argparse.Namespace) -> int:
     label = drawing.add_refined(layer, strokes, level)
     write_output(args.output, drawing.to_string().encode())
     locked = f", {len(strokes.locked)} locked" if strokes.locked else ""
-    summary = f"layer {label!r} above {strokes.label!r}{locked}, loss {loss_text(level.loss)}"
+    added = f", {level.added} added" if params.add_strokes else ""
+    left_out = f", {level.left_out} left out by tidy" if level.left_out else ""
+    summary = f"layer {label!r} above {strokes.label!r}{locked}{added}{left_out}, loss {loss_text(level.loss)}"
     return report_written(result, params.iterations, args.output, summary, "strokes")
 
 

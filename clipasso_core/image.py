@@ -67,6 +67,21 @@ class CanvasFrame:
         offset = torch.tensor(self.offset, dtype=points.dtype, device=points.device)
         return (points + offset) / self.scale
 
+    def picture_box(self) -> tuple[float, float, float, float]:
+        """The picture's rectangle on the canvas, ``(left, top, right, bottom)`` in canvas pixels."""
+        left, top = self.offset
+        return (left / self.scale, top / self.scale, (left + self.width) / self.scale, (top + self.height) / self.scale)
+
+    def picture_pixels(self) -> torch.Tensor | None:
+        """The canvas pixels ``[size, size]`` (bool) whose centres lie on the picture, or ``None`` for a square one."""
+        if self.width == self.height:
+            return None
+        left, top, right, bottom = self.picture_box()
+        centres = torch.arange(self.size, dtype=torch.float64) + 0.5
+        columns = (centres >= left) & (centres <= right)
+        rows = (centres >= top) & (centres <= bottom)
+        return rows[:, None] & columns[None, :]
+
 
 def read_image(source: bytes | str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Decode an image file (path or bytes) into the RGB picture a photo viewer shows.

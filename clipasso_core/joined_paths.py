@@ -96,6 +96,18 @@ class JoinedPaths:
             self._segment_paths[values.device] = paths
         return values.index_select(-1, paths)
 
+    def with_new_strokes(self, count: int) -> JoinedPaths:
+        """These paths followed by ``count`` new open single-cubic strokes, whose 4 points each are appended to
+        :attr:`free` (as zeros: the caller sets them) after the paths' own free points."""
+        if count == 0:
+            return self
+        first = self.free.shape[0]
+        index = torch.where(self.index >= first, self.index + 4 * count, self.index)
+        new = torch.arange(first, first + 4 * count, dtype=index.dtype, device=index.device).reshape(count, 4)
+        free = torch.cat([self.free, self.free.new_zeros((4 * count, 2))])
+        shape = PathShape(self.shape.segments + (1,) * count, self.shape.closed + (False,) * count)
+        return JoinedPaths(free, self.fixed, torch.cat([index, new]), shape)
+
     def to(self, device: torch.device) -> JoinedPaths:
         """The same paths with every tensor on ``device``."""
         return JoinedPaths(self.free.to(device), self.fixed.to(device), self.index.to(device), self.shape)

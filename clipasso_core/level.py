@@ -4,7 +4,7 @@ This is what leaves the engine (whose strokes are canvas tensors, see :mod:`.ske
 edge takes: the SVG writer, the snapshots and their animation, the PNG preview, the ``clipasso``
 command and the server's result body, each edge keeping its own wire form. A stroke is one path
 ``M x y C x y x y x y`` (a refined path may have several ``C`` segments and end in ``Z``); a refine's
-locked paths are kept exactly as the designer gave them.
+locked paths are kept exactly as the designer gave them, and the strokes it added come last.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ class StrokeLevel:
     ``stroke_width`` and ``widths`` are in the source image's pixels; ``widths`` / ``opacities``, when
     given, are each path's own stroke width and opacity (the job optimized them), in path order.
     ``loss`` is the chosen sketch's eval loss (``None`` when unknown or not finite), ``seed`` the
-    attempt that won it (``None`` when unknown).
+    attempt that won it (``None`` when unknown). ``added`` counts the strokes a refine added to the designer's:
+    the last ``added`` paths. ``left_out`` counts the strokes a tidy left out (``None``: not tidied).
     """
 
     paths: tuple[str, ...]
@@ -35,11 +36,19 @@ class StrokeLevel:
     opacities: tuple[float, ...] | None = None
     loss: float | None = None
     seed: int | None = None
+    added: int = 0
+    left_out: int | None = None
 
     def __post_init__(self) -> None:
         for name, values in (("widths", self.widths), ("opacities", self.opacities)):
             if values is not None and len(values) != len(self.paths):
                 raise ValueError(f"{len(values)} {name} for {len(self.paths)} paths")
+        if not 0 <= self.added <= len(self.paths):
+            raise ValueError(f"{self.added} added strokes among {len(self.paths)} paths")
+
+    def is_added(self, index: int) -> bool:
+        """Whether path ``index`` is one a refine added (not one of the designer's)."""
+        return index >= len(self.paths) - self.added
 
     @property
     def strokes(self) -> int:

@@ -2,8 +2,10 @@
 
 Each step renders all sketches, runs the loss network once on all of them (1 clean + K augmented pairs),
 and takes one Adam step on every sketch's control points (and, when asked, on every stroke's width and
-opacity, each with its own learning rate, projected back into their range after the step). Sketches never interact: each one's loss and
-gradient are exactly what a separate run would compute. The clean pair of each training step is the
+opacity, each with its own learning rate, projected back into their range after the step). With a picture box
+(the picture's rectangle on the padded canvas) every control point is projected into it at the start and after
+each step, so no eval, snapshot or result ever holds a point off the picture. Sketches never interact: each one's
+loss and gradient are exactly what a separate run would compute. The clean pair of each training step is the
 un-augmented eval loss of the pre-step points, so best-iteration tracking costs no extra forward pass.
 
 :func:`optimize_sketches` is the loop, read top to bottom; :class:`SketchBatch` holds what it works on. With
@@ -28,6 +30,9 @@ from .loss import ClipConvLoss
 from .params import SketchParams
 from .precision import grad_scaler
 from .raster import PairCapacity, pair_capacity, rasterize, rasterize_within
+
+PictureBox = tuple[float, float, float, float]
+"""The picture's rectangle on the canvas, ``(left, top, right, bottom)`` in canvas pixels."""
 
 MIN_DELTA = 1e-5
 """An eval loss must beat the best one by more than this to count as an improvement (as in the paper's code)."""
@@ -288,14 +293,19 @@ class SketchBatch:
     """
 
     def __init__(self, loss: ClipConvLoss, initial: dict[int, torch.Tensor], params: SketchParams,
-                 layouts: Mapping[int, StrokeLayout], graphs: StepGraphs | bool) -> None:
-        """Start from ``initial`` (stroke count → ``[seeds, …]`` canvas points or a layout's tensor)."""
+                 layouts: Mapping[int, StrokeLayout], graphs: StepGraphs | bool,
+                 within: PictureBox | None = None) -> None:
+        """Start from ``initial`` (stroke count → ``[seeds, …]`` canvas points or a layout's tensor), projected
+        into ``within`` (the picture's box on the canvas; ``None``: points may go anywhere)."""
         self.loss, self.params, self.layouts = loss, params, layouts
         self.strokes = sorted(initial)
         self.device = loss.target.device
         self.size = loss.target.shape[-1]
         self.live = [list(range(params.seeds)) for _ in self.strokes]
         self.points = [initial[count].to(self.device).clone().requires_grad_(True) for count in self.strokes]
+        self.within = None if within is None else (torch.tensor(within[:2], device=self.device),
+                                                   torch.tensor(within[2:], device=self.device))
+        self._project_points()
         self.locked = {self.strokes.index(count): params.locked for count in layouts}
         self.style = initial_style(params, self.strokes, self.device, self.locked)
         self.optimizer = torch.optim.Adam(self._groups())
@@ -315,15 +325,29 @@ class SketchBatch:
         self.best.update(terms.detach(), self.points, self.style, self.live)
 
     def update(self) -> None:
-        """One Adam step on the whole batch; widths and opacities are then projected back into their range."""
+        """One Adam step on the whole batch; points, widths and opacities are then projected back into their range."""
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        self._project_points()
         low, high = self.params.width_bounds()
         with torch.no_grad():
             for width in self.style.widths or []:
                 width.clamp_(low, high)
             for opacity in self.style.opacities or []:
                 opacity.clamp_(0.0, 1.0)
+
+    def _project_points(self) -> None:
+        """Move every optimized control point to the nearest point of the picture's box (in place, when there is one).
+
+        A stroke's curve lies in the hull of its control points, so it stays on the picture too; a layout's
+        fixed (locked) points are not optimized and stay as given.
+        """
+        if self.within is None:
+            return
+        low, high = self.within
+        with torch.no_grad():
+            for points in self.points:
+                points.clamp_(low.to(points.dtype), high.to(points.dtype))
 
     def keep_best_attempts(self) -> None:
         """Keep each level's attempt with the lowest eval loss so far (the final pick's rule); drop the others.
@@ -435,6 +459,7 @@ def optimize_sketches(
     layouts: Mapping[int, StrokeLayout] | None = None,
     snapshot: Callable[[BestSketches], None] | None = None,
     graphs: StepGraphs | bool = True,
+    within: PictureBox | None = None,
 ) -> Optimization:
     """Optimise ``initial`` strokes (stroke count → ``[seeds, S, 4, 2]`` canvas points) against ``loss``.
 
@@ -447,8 +472,10 @@ def optimize_sketches(
     With ``graphs`` true, on CUDA (except in fp16, whose loss scaling is not captured) each step's forward and
     backward pass is replayed as a CUDA graph (:class:`~.graphed_step.GraphedStep`); false runs every step
     eagerly; other :class:`~.graphed_step.StepGraphs` (a stand-in on the CPU) are replayed through on any device.
+    With ``within`` (the picture's box on the canvas) every control point is kept inside it: projected onto it at
+    the start and after each step.
     """
-    batch = SketchBatch(loss, initial, params, layouts or {}, graphs)
+    batch = SketchBatch(loss, initial, params, layouts or {}, graphs, within)
     generator = torch.Generator().manual_seed(params.seed)
     pick_at = pick_step(params)
     done, cancelled = 0, False

@@ -177,9 +177,22 @@ class SketchParams(BaseModel):
                     "one stroke per path, each path kept as one joined path with its number of segments. "
                     f"Such a job defaults to 1 seed and {REFINE_ITERATIONS} iterations.",
     )
+    add_strokes: WholeNumber = Field(
+        default=0, ge=0, le=MAX_STROKES,
+        description="New strokes to add to init_paths (complete a drawing): placed by the saliency init where the "
+                    "picture is salient and the given paths leave it uncovered, optimized with the free paths, and "
+                    "returned after them. Needs init_paths; 0: none.",
+    )
     locked: list[Annotated[WholeNumber, Field(ge=0, le=MAX_STROKES - 1)]] = Field(
         default=[], max_length=MAX_STROKES,
-        description="Indices into init_paths of the paths that are drawn and count in the loss but never move.",
+        description="Indices into init_paths of the paths that are drawn and count in the loss but never move "
+                    "(all of them may be locked when add_strokes adds some).",
+    )
+    tidy: Switch = Field(
+        default=False,
+        description="Leave specks (strokes shorter than 2 % of the picture's diagonal) and near-duplicates of "
+                    "another stroke out of the result; each level says how many it left out. A refine never "
+                    "leaves out the given paths. Off by default.",
     )
 
     @model_validator(mode="before")
@@ -198,7 +211,10 @@ class SketchParams(BaseModel):
             preset = given["preset"] = PRESET_ALIASES.get(preset, preset)
         defaults: dict[str, Any] = {}
         if isinstance(given.get("init_paths"), list) and given["init_paths"]:
-            defaults = {"strokes": [len(given["init_paths"])], "seeds": 1, "iterations": REFINE_ITERATIONS}
+            added = given.get("add_strokes", 0)
+            sound = isinstance(added, int) and not isinstance(added, bool) and added > 0  # else refused by its field
+            total = len(given["init_paths"]) + (added if sound else 0)
+            defaults = {"strokes": [total], "seeds": 1, "iterations": REFINE_ITERATIONS}
         if isinstance(preset, str):
             defaults.update(PRESETS.get(preset, {}))
         return {**defaults, **given} if defaults or preset is not None else data
@@ -292,8 +308,8 @@ class SketchParams(BaseModel):
         if beyond:
             raise ValueError(f"locked index {beyond[0]} is not a path: init_paths has {len(paths)} "
                              f"(0 to {len(paths) - 1})")
-        if len(locked) == len(paths):
-            raise ValueError("every path is locked, so nothing could be refined; unlock at least one")
+        if len(locked) == len(paths) and not info.data.get("add_strokes"):
+            raise ValueError("every path is locked, so nothing could be refined; unlock at least one or add strokes")
         return sorted(locked)
 
     @model_validator(mode="after")
@@ -305,9 +321,16 @@ class SketchParams(BaseModel):
 
     @model_validator(mode="after")
     def _check_refine_level(self) -> SketchParams:
-        if self.init_paths is not None and self.strokes != [len(self.init_paths)]:
-            raise ValueError(f"a job with init_paths has one level with one stroke per path ({len(self.init_paths)}); "
-                             f"leave out strokes or give [{len(self.init_paths)}]")
+        if self.init_paths is None:
+            if self.add_strokes:
+                raise ValueError("add_strokes needs init_paths: it adds strokes to a drawing (a new sketch takes "
+                                 "strokes)")
+            return self
+        total = len(self.init_paths) + self.add_strokes
+        if self.strokes != [total]:
+            added = f" and one per added stroke ({total} in all)" if self.add_strokes else f" ({total})"
+            raise ValueError(f"a job with init_paths has one level with one stroke per path{added}; "
+                             f"leave out strokes or give [{total}]")
         return self
 
     def width_bounds(self) -> tuple[float, float]:

@@ -4,7 +4,8 @@ The SVG is one written by ``clipasso sketch`` or saved by Inkscape after a desig
 space maps to the image's pixels through the root ``viewBox`` (as ``clipasso sketch`` writes it:
 ``0 0 W H`` for a W×H image); transforms on layers, groups and paths are composed into that map. A
 path is locked when it, or a group it sits in, has Inkscape's lock (``sodipodi:insensitive="true"``).
-The refined layer is inserted right above the old one, which is hidden; nothing else changes.
+The refined layer is inserted right above the old one, which is hidden; nothing else changes. Strokes a
+refine added (``--add``) are marked ``clipasso:added="true"`` and name the layer "<N> strokes (completed)".
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from .level import StrokeLevel
 from .path_data import PathDataError, format_path, parse_path, transform_subpaths
 from .svg import stroke_style
 from .svg_transform import IDENTITY, parse_transform, svg_matrix
-from .svg_xml import INKSCAPE_NS, SODIPODI_NS, SVG_NS, numbers, read_svg, style_of, user_length
+from .svg_xml import CLIPASSO_NS, INKSCAPE_NS, SODIPODI_NS, SVG_NS, numbers, read_svg, style_of, user_length
 
 __all__ = ["LayerStrokes", "LayeredDrawing", "NAME_A_LAYER"]
 
@@ -29,6 +30,8 @@ _PATH = f"{{{SVG_NS}}}path"
 _LABEL = f"{{{INKSCAPE_NS}}}label"
 _GROUPMODE = f"{{{INKSCAPE_NS}}}groupmode"
 _LOCK = f"{{{SODIPODI_NS}}}insensitive"
+_ADDED = f"{{{CLIPASSO_NS}}}added"
+_LEFT_OUT = f"{{{CLIPASSO_NS}}}left-out"
 _NOT_DRAWN = {f"{{{SVG_NS}}}{name}" for name in ("title", "desc", "metadata", "defs")}
 NAME_A_LAYER = "find_layer(label)"
 """How an error tells the caller to name the layer to refine (a command line says it with its layer option)."""
@@ -185,7 +188,8 @@ class LayeredDrawing:
     def add_refined(self, layer: ET.Element, strokes: LayerStrokes, level: StrokeLevel) -> str:
         """Insert ``level`` (image pixels) as a new layer right above ``layer``, hide ``layer``; returns the label.
 
-        Each path keeps the colour, and each locked path the lock, of its stroke in ``strokes``.
+        Each path keeps the colour, and each locked path the lock, of its stroke in ``strokes``; added paths
+        take the first stroke's colour and are marked as added.
         """
         parent = self.parents[layer]
         ids = {element.get("id") for element in self.root.iter() if element.get("id")}
@@ -197,17 +201,22 @@ class LayeredDrawing:
             ids.add(candidate)
             return candidate
 
-        label = f"{level.strokes} strokes (refined)"
+        label = f"{level.strokes} strokes ({'completed' if level.added else 'refined'})"
         attributes = {"id": fresh(f"{layer.get('id') or 'layer'}-refined"), _GROUPMODE: "layer", _LABEL: label}
+        if level.left_out is not None:
+            attributes[_LEFT_OUT] = str(level.left_out)
         to_parent = np.linalg.inv(self.to_pixels @ self._composed(parent))
         if not np.allclose(to_parent, IDENTITY, rtol=0.0, atol=1e-12):
             attributes["transform"] = "matrix({})".format(",".join(f"{v:.12g}" for v in svg_matrix(to_parent)))
         refined = ET.Element(_GROUP, attributes)
         for index, d in enumerate(level.paths):
+            color = strokes.colors[0] if level.is_added(index) else strokes.colors[index]
             path = ET.SubElement(refined, _PATH, {"id": fresh(f"{attributes['id']}-stroke-{index + 1}"), "d": d,
-                                                  "style": stroke_style(level.width_of(index), strokes.colors[index],
+                                                  "style": stroke_style(level.width_of(index), color,
                                                                         level.opacity_of(index))})
-            if index in strokes.locked:
+            if level.is_added(index):
+                path.set(_ADDED, "true")
+            elif index in strokes.locked:
                 path.set(_LOCK, "true")
         depth = self._depth(layer)
         ET.indent(refined, level=depth)

@@ -109,6 +109,25 @@ def sampling_distribution(attention: torch.Tensor, edges: torch.Tensor, temperat
     return torch.softmax(logits.flatten().double(), dim=0).reshape(attention.shape)
 
 
+INK_REACH = 4.0
+"""How far existing ink weighs the placement of new strokes down: the σ of its blur, in canvas pixels."""
+
+
+def uncovered(probabilities: torch.Tensor | None, ink: torch.Tensor) -> torch.Tensor:
+    """Probabilities ``[H, W]`` of placing a first point, weighted down where ``ink`` ``[H, W]`` (0 … 1) lies.
+
+    The ink is blurred (σ = :data:`INK_REACH`) and scaled to [0, 1]; each pixel's probability is multiplied by
+    one minus that, so the most inked pixels get none and blank ones keep theirs. ``None`` weighs a uniform
+    distribution. Where the ink leaves nothing, the weights are left out.
+    """
+    base = torch.ones_like(ink, dtype=torch.float64) if probabilities is None else probabilities.double()
+    spread = gaussian_blur(ink.double(), INK_REACH)
+    weighted = base * (1.0 - spread / spread.max()) if float(spread.max()) > 0 else base
+    if float(weighted.sum()) <= 0:
+        weighted = base
+    return weighted / weighted.sum()
+
+
 def initial_strokes(probabilities: torch.Tensor | None, strokes: int, seed: int, size: int,
                     inside: torch.Tensor | None = None) -> torch.Tensor:
     """Control points ``[strokes, 4, 2]`` (canvas pixels): sampled first points, then a ±2.5 % random walk.

@@ -2,7 +2,11 @@
 
 This is the library call behind ``clipasso sketch`` and the sketch server. A job with ``init_paths``
 (a refine) starts from those paths instead of the saliency init, keeps each one a joined path and
-returns its locked paths exactly as given.
+returns its locked paths exactly as given; with ``add_strokes`` it completes them: the new strokes start
+where the picture is salient and the paths leave it uncovered, and come back after the given paths.
+Every job keeps its strokes on the picture: first points are drawn on it (not in the padding of a picture
+that is not square) and the optimizer projects every control point into its rectangle. With ``tidy``
+specks and near-duplicates are left out of the result (:mod:`.tidy`).
 """
 
 from __future__ import annotations
@@ -21,9 +25,11 @@ from .mask import inside_pixels, mask_coverage, whiten_outside
 from .models import LoadedModels, encode_prompt
 from .optimize import BestSketches, CancelSignal, LevelOutcome, Progress, optimize_sketches
 from .params import CANVAS_SIZE, SketchParams
-from .saliency import clip_attention, initial_strokes, sampling_distribution, xdog_edges
+from .raster import rasterize
+from .saliency import clip_attention, initial_strokes, sampling_distribution, uncovered, xdog_edges
 from .snapshot import SketchSnapshot, finite_or_none
 from .svg import stroke_paths
+from .tidy import tidy_level
 
 
 @dataclass
@@ -51,8 +57,9 @@ def sketch_image(
     """
     target, frame, coverage = masked_canvas(image, params.mask)
     target = target.to(models.device)
-    joined = None if params.init_paths is None else refine_layout(params, frame).to(models.device)
-    shape = None if joined is None else joined.shape
+    inside = frame.picture_pixels() if coverage is None else inside_pixels(coverage)
+    start = None if params.init_paths is None else refine_start(params, frame, target, models, inside)
+    shape = None if start is None else start.layout.shape
 
     def to_source(best: BestSketches) -> None:
         assert snapshot is not None
@@ -65,15 +72,17 @@ def sketch_image(
     watch = None if snapshot is None else to_source
     prompt = encode_prompt(models.loss, params.text, models.device) if params.text else None
     loss = ClipConvLoss(models.loss, target, LossWeights.from_params(params), prompt)
-    if joined is not None:
-        count = len(joined.shape.segments)
-        initial = {count: joined.free[None].repeat(params.seeds, 1, 1)}
-        outcome = optimize_sketches(loss, initial, params, progress, cancel, {count: joined}, watch)
+    within = frame.picture_box()
+    if start is not None:
+        count = len(start.layout.shape.segments)
+        outcome = optimize_sketches(loss, {count: start.points}, params, progress, cancel, {count: start.layout},
+                                    watch, within=within)
     else:
-        inside = None if coverage is None else inside_pixels(coverage)
         outcome = optimize_sketches(loss, initial_points(target, params, models, inside), params, progress, cancel,
-                                    snapshot=watch)
+                                    snapshot=watch, within=within)
     levels = [outcome_level(level, params, frame, shape) for level in outcome.levels]
+    if params.tidy:
+        levels = [tidy_level(level, frame.width, frame.height, keep=len(params.init_paths or ())) for level in levels]
     return SketchResult(frame.width, frame.height, levels, outcome.iterations, outcome.cancelled)
 
 
@@ -83,7 +92,8 @@ def source_level(points: torch.Tensor, params: SketchParams, frame: CanvasFrame,
     """Canvas strokes as a level in the source image's pixels: the engine's boundary.
 
     ``points`` are one cubic per stroke ``[S, 4, 2]``, or with ``shape`` (a refine) the segments ``[N, 4, 2]``
-    of all paths in order, whose locked paths are put back exactly as ``params.init_paths`` gave them.
+    of all paths in order, whose locked paths are put back exactly as ``params.init_paths`` gave them (the
+    ``params.add_strokes`` added ones, last, are marked as added).
     ``widths`` (canvas pixels) and ``opacities`` ``[S]`` are per stroke (per path), when they were optimized.
     """
     source = frame.to_source(points.detach().cpu().double()).numpy()
@@ -97,7 +107,7 @@ def source_level(points: torch.Tensor, params: SketchParams, frame: CanvasFrame,
         tuple(paths), float(params.stroke_width * frame.scale),
         widths=None if widths is None else tuple((widths.detach().cpu().double() * frame.scale).tolist()),
         opacities=None if opacities is None else tuple(opacities.detach().cpu().double().tolist()),
-        loss=finite_or_none(loss), seed=seed)
+        loss=finite_or_none(loss), seed=seed, added=params.add_strokes if shape is not None else 0)
 
 
 def outcome_level(level: LevelOutcome, params: SketchParams, frame: CanvasFrame,
@@ -132,17 +142,49 @@ def masked_canvas(image: Image.Image, mask: str | list[str] | None) -> tuple[tor
     return whiten_outside(target, coverage), frame, coverage
 
 
+@dataclass
+class RefineStart:
+    """Where a refine starts: its paths (and added strokes) as a layout on the canvas, and the optimized tensor
+    ``[seeds, P, 2]`` of each attempt."""
+
+    layout: JoinedPaths
+    points: torch.Tensor
+
+
+def refine_start(params: SketchParams, frame: CanvasFrame, target: torch.Tensor, models: LoadedModels,
+                 inside: torch.Tensor | None) -> RefineStart:
+    """``params.init_paths`` on the canvas, followed by ``params.add_strokes`` new strokes per attempt, placed
+    where the picture is salient and the paths' ink is not (first points only ``inside``, when given)."""
+    joined = refine_layout(params, frame).to(target.device)
+    start = joined.free[None].repeat(params.seeds, 1, 1)
+    if not params.add_strokes:
+        return RefineStart(joined, start)
+    size = target.shape[-1]
+    ink = 1.0 - rasterize(joined.segments(joined.free)[None], params.stroke_width, (size, size))[0]
+    salient = placement_distribution(target, params, models)
+    probabilities = uncovered(None if salient is None else salient.cpu(), ink.detach().cpu())
+    added = torch.stack([initial_strokes(probabilities, params.add_strokes, seed, size, inside)
+                         for seed in params.sketch_seeds()]).to(start)
+    return RefineStart(joined.with_new_strokes(params.add_strokes),
+                       torch.cat([start, added.reshape(params.seeds, -1, 2)], dim=1))
+
+
+def placement_distribution(target: torch.Tensor, params: SketchParams, models: LoadedModels) -> torch.Tensor | None:
+    """Where first points go: CLIP attention on the target's edges as probabilities ``[H, W]`` (``None``: uniform)."""
+    if not params.attention_init:
+        return None
+    attention = clip_attention(models.saliency, target)
+    edges = xdog_edges(models.saliency.normalize(target[None])[0])
+    return sampling_distribution(attention, edges, params.softmax_temperature)
+
+
 def initial_points(target: torch.Tensor, params: SketchParams, models: LoadedModels,
                    inside: torch.Tensor | None = None) -> dict[int, torch.Tensor]:
     """Initial strokes per level: stroke count → ``[seeds, S, 4, 2]`` canvas points, one row per sketch seed.
 
-    With ``inside`` ``[H, W]`` (bool, a mask on the canvas) first points are placed only inside it.
+    With ``inside`` ``[H, W]`` (bool: a mask, or the picture, on the canvas) first points are placed only inside it.
     """
-    probabilities = None
-    if params.attention_init:
-        attention = clip_attention(models.saliency, target)
-        edges = xdog_edges(models.saliency.normalize(target[None])[0])
-        probabilities = sampling_distribution(attention, edges, params.softmax_temperature)
+    probabilities = placement_distribution(target, params, models)
     size = target.shape[-1]
     return {
         count: torch.stack([initial_strokes(probabilities, count, seed, size, inside) for seed in params.sketch_seeds()])

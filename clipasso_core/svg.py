@@ -79,7 +79,8 @@ def sketch_document(width: int, height: int, levels: Sequence[StrokeLevel], imag
 
     Only the last level's layer is shown. With ``image`` (file bytes of MIME type ``image_type``) the
     source image is embedded as a locked bottom layer under the strokes. ``precision`` (the networks'
-    precision of the job) is recorded on the root.
+    precision of the job) is recorded on the root. A tidied level records how many strokes it left out
+    (``clipasso:left-out``); its label counts the strokes it holds.
     """
     root = ET.Element(f"{{{SVG_NS}}}svg", {
         "width": str(width), "height": str(height), "viewBox": f"0 0 {width} {height}", "version": "1.1",
@@ -95,10 +96,13 @@ def sketch_document(width: int, height: int, levels: Sequence[StrokeLevel], imag
             f"{{{XLINK_NS}}}href": f"data:{image_type};base64," + base64.b64encode(image).decode("ascii"),
         })
     for number, level in enumerate(levels, start=1):
-        group = _layer(root, f"{level.strokes} strokes", f"level-{level.strokes}", visible=number == len(levels))
+        asked = level.strokes + (level.left_out or 0)
+        group = _layer(root, f"{level.strokes} strokes", f"level-{asked}", visible=number == len(levels))
+        if level.left_out is not None:
+            group.set(f"{{{CLIPASSO_NS}}}left-out", str(level.left_out))
         for index, d in enumerate(level.paths):
             ET.SubElement(group, f"{{{SVG_NS}}}path", {
-                "id": f"level-{level.strokes}-stroke-{index + 1}", "d": d,
+                "id": f"level-{asked}-stroke-{index + 1}", "d": d,
                 "style": stroke_style(level.width_of(index), color, level.opacity_of(index)),
             })
     ET.indent(root)

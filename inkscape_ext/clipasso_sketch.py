@@ -16,10 +16,10 @@ from typing import List, Optional, Union
 
 import inkex
 
-from dialog_params import (LEVEL_TICKS, canvas_size, expected_time, pen_width_param, prompt_weight, quality_params,
-                           stroke_counts)
+from dialog_params import (LEVEL_TICKS, add_job_arguments, canvas_size, expected_time, pen_width_param, prompt_weight,
+                           quality_params, stroke_counts)
 from drawing_mask import clip_mask, closed_shapes, selection_mask
-from extension_settings import DEFAULT_URL, server_choice
+from extension_settings import server_choice
 from image_source import image_name, read_raster
 from live_view import open_live_view
 from pending_note import UPDATE_MENU, add_placeholder
@@ -35,14 +35,13 @@ class Sketch(inkex.EffectExtension):
 
     def add_arguments(self, pars):
         """Declare the dialog's params (clipasso.inx), each --name=value from Inkscape."""
+        add_job_arguments(pars, iterations=2000, attempts=3)
         pars.add_argument("--tab", default="sketch")
-        pars.add_argument("--quality", default="auto")
         for count in LEVEL_TICKS:
             pars.add_argument(f"--level_{count}", type=inkex.Boolean, default=True)
         pars.add_argument("--pen_width", type=float, default=0.0)
         pars.add_argument("--color", type=inkex.Color, default=inkex.Color("black"))
         pars.add_argument("--visible", type=int, default=0)
-        pars.add_argument("--live_view", type=inkex.Boolean, default=True)
         pars.add_argument("--dont_wait", type=inkex.Boolean, default=False)
         pars.add_argument("--text", default="")
         pars.add_argument("--prompt_strength", default="gentle")
@@ -50,12 +49,6 @@ class Sketch(inkex.EffectExtension):
         pars.add_argument("--optimize_width", type=inkex.Boolean, default=False)
         pars.add_argument("--optimize_opacity", type=inkex.Boolean, default=False)
         pars.add_argument("--other_strokes", default="")
-        pars.add_argument("--iterations", type=int, default=2000)
-        pars.add_argument("--seeds", type=int, default=3)
-        pars.add_argument("--seed", type=int, default=0)
-        pars.add_argument("--url", default=DEFAULT_URL)
-        pars.add_argument("--token", default="")
-        pars.add_argument("--wait", type=int, default=300)
 
     def effect(self):
         """Sketch every selected image; insert finished sketches, a placeholder for each unfinished one."""

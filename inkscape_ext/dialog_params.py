@@ -13,6 +13,7 @@ from typing import List, Optional, Tuple
 
 import inkex
 
+from extension_settings import DEFAULT_URL
 from placement import pixel_to_document
 
 PRESETS = ("quick", "balanced", "paper")
@@ -30,6 +31,19 @@ PROMPT_WEIGHTS = {"gentle": 0.1, "strong": 1.0}
 
 class DialogError(inkex.AbortExtension):
     """A dialog value that cannot be sent, in one sentence."""
+
+
+def add_job_arguments(pars, iterations: int, attempts: int) -> None:
+    """Declare the params New sketch and Refine share: Quality (with Custom's steps and attempts), the seed,
+    the live view, how long to wait and the Server tab."""
+    pars.add_argument("--quality", default="auto")
+    pars.add_argument("--live_view", type=inkex.Boolean, default=True)
+    pars.add_argument("--iterations", type=int, default=iterations)
+    pars.add_argument("--seeds", type=int, default=attempts)
+    pars.add_argument("--seed", type=int, default=0)
+    pars.add_argument("--url", default=DEFAULT_URL)
+    pars.add_argument("--token", default="")
+    pars.add_argument("--wait", type=int, default=300)
 
 
 def recommended_preset(health: dict) -> str:

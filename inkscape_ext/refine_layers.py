@@ -1,10 +1,13 @@
-"""Refine's geometry: a sketch layer's strokes → its image's pixels, and the refined strokes → a new sublayer.
+"""Refine's geometry: a sketch layer's (or a drawing's) strokes → its image's pixels, and the result → a new layer.
 
 A sketch layer is a sublayer ("16 strokes") of the layer Sketch inserted for an image, which records the
-image's id and bitmap size (see sketch_layers.py). The strokes go to the image's pixels through the
-inverse of the image's placement as it is now, so an image moved, rotated or scaled together with its
-strokes still fits; the refined strokes come back through the same placement. Nothing is deleted: the
-new sublayer goes right above the old one, which is hidden.
+image's id and bitmap size (see sketch_layers.py). A drawing is any set of paths selected together with
+the picture they were drawn over (by hand, under any transform). The strokes go to the image's pixels
+through the inverse of the image's placement as it is now, so an image moved, rotated or scaled together
+with its strokes still fits; the refined strokes come back through the same placement. Nothing is deleted:
+the new layer goes right above the old sketch layer (or the layer holding the drawn paths), and the old
+strokes are hidden. Strokes the server added are marked clipasso:added and name the layer
+"<N> strokes (completed)".
 """
 
 import statistics
@@ -13,11 +16,15 @@ from typing import List, Optional, Set, Tuple
 
 import inkex
 
+from drawing_mask import is_closed
 from placement import composed_transform, pixel_to_document
 from sketch_layers import _unique_id, clipasso_attribute
 
 SODIPODI_INSENSITIVE = "{http://sodipodi.sourceforge.net/DTD/sodipodi-0.dtd}insensitive"
 NOT_DRAWN = {"title", "desc", "metadata", "defs"}
+DRAWING_KINDS = {"closed": ("a closed shape", "closed shapes"), "filled": ("a filled shape", "filled shapes"),
+                 "text": ("a text", "texts"), "other": ("an object that is not a path", "objects that are not paths")}
+"""What a drawing's selection may hold besides strokes, as one and as several are named."""
 
 
 class RefineError(inkex.AbortExtension):
@@ -26,7 +33,11 @@ class RefineError(inkex.AbortExtension):
 
 @dataclass
 class SketchStrokes:
-    """A sketch layer's strokes in its image's pixels, which of them are locked, and where they go back."""
+    """A sketch layer's (or drawing's) strokes in its image's pixels, which are locked, and where they go back.
+
+    The result goes in a new layer right after ``layer`` (the sketch layer, or the layer holding the drawn
+    paths); ``originals`` (the sketch layer, or the drawn paths) are then hidden.
+    """
 
     layer: inkex.BaseElement
     image: inkex.BaseElement
@@ -36,6 +47,7 @@ class SketchStrokes:
     paths: List[str]
     locked: List[int]
     stroke_width: float  # median pen width, in image pixels
+    originals: List[inkex.BaseElement]
 
 
 def is_layer(element: Optional[inkex.BaseElement]) -> bool:
@@ -86,8 +98,10 @@ def _sketch_ancestor(layer: inkex.BaseElement) -> Optional[inkex.BaseElement]:
 
 
 def read_strokes(svg: inkex.SvgDocumentElement, layer: inkex.BaseElement,
-                 locked_too: Set[inkex.BaseElement]) -> SketchStrokes:
-    """A sketch layer's strokes in its image's pixels; locked: Inkscape's lock, or in (a group in) ``locked_too``."""
+                 locked_too: Set[inkex.BaseElement], adding: bool = False) -> SketchStrokes:
+    """A sketch layer's strokes in its image's pixels; locked: Inkscape's lock, or in (a group in) ``locked_too``.
+
+    Every stroke may be locked only when ``adding`` strokes (the new ones then move alone)."""
     parent = sketch_parent(layer)
     source = parent.get(clipasso_attribute("source"))
     image = svg.getElementById(source)
@@ -99,30 +113,92 @@ def read_strokes(svg: inkex.SvgDocumentElement, layer: inkex.BaseElement,
     except ValueError:
         raise RefineError("The sketch layer does not record its image's size (it was made by an older version of "
                           "the extension); sketch the image again, then refine.") from None
-    placement = pixel_to_document(image, (width, height))
-    to_pixels = -placement
     label = layer.get("inkscape:label") or layer.get_id()
-    elements, paths, locked, widths = [], [], [], []
-    for element in _drawn(layer):
+    elements = _drawn(layer)
+    for element in elements:
         _check_stroke(element, label)
+    strokes = _in_pixels(elements, image, (width, height), f"in “{label}”", layer, locked_too, layer, [layer])
+    if not strokes.paths:
+        raise RefineError(f"The layer “{label}” holds no strokes to refine.")
+    if len(strokes.locked) == len(strokes.paths) and not adding:
+        raise RefineError(f"Every stroke of “{label}” is locked, so nothing would change; "
+                          "unlock some or add strokes, and refine again.")
+    return strokes
+
+
+def drawing_strokes(image: inkex.BaseElement, pixels: Tuple[int, int], selected: List[inkex.BaseElement],
+                    locked_too: Set[inkex.BaseElement], adding: bool = False) -> SketchStrokes:
+    """The paths selected with ``image`` (a designer's own drawing over it) in its ``pixels``; anything else in
+    the selection (filled shapes, text, closed shapes) is refused in one sentence."""
+    elements = [found for element in selected
+                for found in (_drawn(element) if isinstance(element, inkex.Group) else [element])]
+    _check_drawing(elements)
+    if not elements:
+        raise RefineError(f"Only the picture “{image.get_id()}” is selected: select the strokes drawn over it "
+                          "together with it, then run Refine again.")
+    order = {node: number for number, node in enumerate(image.root.iter())}
+    topmost = max(elements, key=lambda element: order[element])
+    anchor = _nearest_layer(topmost)
+    if anchor is None:  # drawn at the top level: the new layer goes right above the topmost path
+        anchor = topmost
+        while anchor.getparent() is not None and anchor.getparent().getparent() is not None:
+            anchor = anchor.getparent()
+    strokes = _in_pixels(elements, image, pixels, "in the selection", anchor.root, locked_too, anchor, elements)
+    if len(strokes.locked) == len(strokes.paths) and not adding:
+        raise RefineError("Every selected stroke is locked, so nothing would change; unlock some or add strokes, "
+                          "and refine again.")
+    return strokes
+
+
+def _in_pixels(elements: List[inkex.BaseElement], image: inkex.BaseElement, pixels: Tuple[int, int], where: str,
+               scope: inkex.BaseElement, locked_too: Set[inkex.BaseElement], anchor: inkex.BaseElement,
+               originals: List[inkex.BaseElement]) -> SketchStrokes:
+    """Stroke elements in the image's pixels, the result to go right after ``anchor``; locked: Inkscape's lock on
+    an element or a group within ``scope`` holding it, or in ``locked_too``."""
+    placement = pixel_to_document(image, pixels)
+    to_pixels = -placement
+    paths, locked, widths = [], [], []
+    for element in elements:
         to_image = to_pixels @ composed_transform(element)
         path = element.path.to_absolute().transform(to_image)
         if len(path.to_superpath()) != 1:
-            raise RefineError(f"“{element.get_id()}” in “{label}” holds several separate strokes; split it with "
+            raise RefineError(f"“{element.get_id()}” {where} holds several separate strokes; split it with "
                               "Path → Break Apart, then refine.")
-        if _is_locked(element, layer, locked_too):
+        if _is_locked(element, scope, locked_too):
             locked.append(len(paths))
-        elements.append(element)
         paths.append(path_data(path))
         scale = abs(to_image.a * to_image.d - to_image.b * to_image.c) ** 0.5
         widths.append(element.to_dimensionless(str(element.specified_style().get("stroke-width") or "1")) * scale)
-    if not paths:
-        raise RefineError(f"The layer “{label}” holds no strokes to refine.")
-    if len(locked) == len(paths):
-        raise RefineError(f"Every stroke of “{label}” is locked, so nothing would change; "
-                          "unlock some and refine again.")
-    return SketchStrokes(layer, image, (width, height), placement, elements, paths, locked,
-                         statistics.median(widths))
+    return SketchStrokes(anchor, image, pixels, placement, list(elements), paths, locked,
+                         statistics.median(widths) if widths else 1.0, originals)
+
+
+def _check_drawing(elements: List[inkex.BaseElement]) -> None:
+    """Refuse, in one sentence, selected elements that are not open unfilled paths: text, filled or closed shapes."""
+    kinds: dict = {kind: [] for kind in DRAWING_KINDS}
+    for element in elements:
+        if isinstance(element, (inkex.TextElement, inkex.FlowRoot)):
+            kinds["text"].append(element)
+        elif isinstance(element, (inkex.Rectangle, inkex.Circle, inkex.Ellipse, inkex.Polygon)) or (
+                isinstance(element, inkex.PathElement) and is_closed(element)):
+            kinds["closed"].append(element)
+        elif not isinstance(element, inkex.PathElement):
+            kinds["other"].append(element)
+        elif str(element.specified_style().get("fill", "black") or "black").strip().lower() not in ("none",
+                                                                                                     "transparent"):
+            kinds["filled"].append(element)
+    found = [(kind, members) for kind, members in kinds.items() if members]
+    if not found:
+        return
+    listed = " and ".join(
+        f"{DRAWING_KINDS[kind][0] if len(members) == 1 else f'{len(members)} ' + DRAWING_KINDS[kind][1]} "
+        f"({', '.join('“' + (member.get('inkscape:label') or member.get_id()) + '”' for member in members[:3])})"
+        for kind, members in found)
+    masks = (" (a closed shape is a mask in New sketch: select it with the picture there to sketch only inside it)"
+             if kinds["closed"] else "")
+    raise RefineError(f"Refine works on open, unfilled strokes, but the selection also holds {listed}; leave "
+                      f"{'it' if sum(len(members) for _, members in found) == 1 else 'them'} out of the selection "
+                      f"and run Refine again{masks}.")
 
 
 def _drawn(group: inkex.BaseElement) -> List[inkex.BaseElement]:
@@ -175,14 +251,16 @@ def path_data(path: inkex.Path) -> str:
 
 
 def add_refined_layer(strokes: SketchStrokes, level: dict, job_id: str, preset: str) -> inkex.Layer:
-    """Insert the server's refined level right above the old sketch layer, and hide the old one; the new
-    layer records the job and its quality preset (or "custom")."""
+    """Insert the server's refined level right above the old sketch layer (or the drawn paths' layer), and hide
+    the old strokes; the new layer records the job and its quality preset (or "custom"), and how many strokes
+    tidy left out. Added strokes take the first stroke's style and are marked clipasso:added."""
     layer = strokes.layer
     parent = layer.getparent()
     to_parent = -composed_transform(parent) @ strokes.placement
     scale = abs(to_parent.a * to_parent.d - to_parent.b * to_parent.c) ** 0.5
     taken = set(layer.root.xpath("//@id"))
-    refined = inkex.Layer.new(f"{len(level['paths'])} strokes (refined)")
+    added = level.get("added") or 0
+    refined = inkex.Layer.new(f"{len(level['paths'])} strokes ({'completed' if added else 'refined'})")
     refined.set("id", _unique_id(f"{layer.get_id()}-refined", taken))
     refined.set(clipasso_attribute("strokes"), str(len(level["paths"])))
     refined.set(clipasso_attribute("job"), job_id)
@@ -190,17 +268,24 @@ def add_refined_layer(strokes: SketchStrokes, level: dict, job_id: str, preset: 
     refined.set(clipasso_attribute("refined-from"), layer.get_id())
     if isinstance(level.get("loss"), (int, float)):
         refined.set(clipasso_attribute("loss"), f"{level['loss']:.6g}")
-    for number, (d, original) in enumerate(zip(level["paths"], strokes.elements)):
+    if isinstance(level.get("left_out"), int):
+        refined.set(clipasso_attribute("left-out"), str(level["left_out"]))
+    first_added = len(level["paths"]) - added
+    for number, d in enumerate(level["paths"]):
+        original = strokes.elements[0 if number >= first_added else number]
         style = inkex.Style(original.get("style") or "")
         style["fill"] = "none"
         style["stroke-width"] = f"{level['stroke_width'] * scale:.6g}"
         path = inkex.PathElement.new(str(inkex.Path(d).transform(to_parent)), style=style)
         path.set("id", _unique_id(f"{refined.get('id')}-{number + 1}", taken))
-        if number in strokes.locked:
+        if number >= first_added:
+            path.set(clipasso_attribute("added"), "true")
+        elif number in strokes.locked:
             path.set(SODIPODI_INSENSITIVE, "true")
         refined.append(path)
     parent.insert(parent.index(layer) + 1, refined)
-    hidden = inkex.Style(layer.get("style") or "")
-    hidden["display"] = "none"
-    layer.set("style", str(hidden))
+    for original in strokes.originals:
+        hidden = inkex.Style(original.get("style") or "")
+        hidden["display"] = "none"
+        original.set("style", str(hidden))
     return refined

@@ -17,9 +17,10 @@ from clipasso_core.svg_xml import PATH_DATA, numbers
 
 from .job_status import JobStatus
 
-API_VERSION = 2
+API_VERSION = 3
 """The revision of the v1 API this server speaks: 2 added presets, the models' state, health's canvas_size and
-this number (a server without ``api_version`` speaks revision 1). Revisions only add; a client for revision N
+this number (a server without ``api_version`` speaks revision 1); 3 added add_strokes and tidy (and a level's
+added and left_out). Revisions only add; a client for revision N
 works with any server of revision N or later."""
 StatusField = Literal[JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED]
 """A job's status in a body: a :class:`JobStatus`, whose schema is the plain string enum of its words."""
@@ -135,26 +136,39 @@ class LevelResult(BaseModel):
                                                 "submitted image's pixels, when the job had optimize_width.")
     opacities: list[Opacity] | None = Field(default=None, description="Each path's stroke opacity (0 to 1), when "
                                                                       "the job had optimize_opacity.")
+    added: int | None = Field(default=None, ge=0, description="How many strokes the job added to init_paths "
+                                                              "(add_strokes): the last ones of paths; absent when "
+                                                              "none were added.")
+    left_out: int | None = Field(default=None, ge=0, description="How many strokes tidy left out of this level "
+                                                                 "(specks and near-duplicates); absent without tidy.")
 
     @model_validator(mode="after")
     def _one_of_each_per_stroke(self) -> LevelResult:
         for name, values in (("paths", self.paths), ("widths", self.widths), ("opacities", self.opacities)):
             if values is not None and len(values) != self.strokes:
                 raise ValueError(f"{len(values)} {name} for {self.strokes} strokes")
+        if self.added is not None and self.added > self.strokes:
+            raise ValueError(f"{self.added} added strokes of {self.strokes}")
         return self
 
     @classmethod
     def from_level(cls, level: StrokeLevel) -> LevelResult:
         """The wire form of ``level``: widths and opacities to 4 decimals, left out when the job did not optimize them."""
-        styles = {name: [round(float(value), 4) for value in values]
-                  for name, values in (("widths", level.widths), ("opacities", level.opacities)) if values is not None}
+        styles: dict[str, Any] = {name: [round(float(value), 4) for value in values]
+                                  for name, values in (("widths", level.widths), ("opacities", level.opacities))
+                                  if values is not None}
+        if level.added:
+            styles["added"] = level.added
+        if level.left_out is not None:
+            styles["left_out"] = level.left_out
         return cls(strokes=level.strokes, stroke_width=level.stroke_width, paths=list(level.paths), loss=level.loss,
                    **styles)
 
     def to_level(self) -> StrokeLevel:
         """The level this wire form describes."""
         return StrokeLevel(tuple(self.paths), self.stroke_width, None if self.widths is None else tuple(self.widths),
-                           None if self.opacities is None else tuple(self.opacities), self.loss)
+                           None if self.opacities is None else tuple(self.opacities), self.loss,
+                           added=self.added or 0, left_out=self.left_out)
 
 
 class SketchResultBody(BaseModel):

@@ -19,7 +19,7 @@ CORE_LAYERS = [
     # after (or is) the layer of every core module it imports.
     ("errors, files, precision", ["errors", "files", "precision"]),
     ("paths and SVG documents", ["svg_xml", "path_data", "level", "joined_paths", "svg", "svg_transform", "snapshot",
-                                 "refine_svg", "animation"]),
+                                 "refine_svg", "tidy", "animation"]),
     ("the parameter object and its checks", ["params", "prompt"]),
     ("pictures and masks", ["image", "mask", "mask_svg"]),
     ("differentiable drawing", ["raster", "augment", "graphed_step"]),

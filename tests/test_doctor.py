@@ -12,6 +12,7 @@ from huggingface_hub import constants as hub_constants
 
 from clipasso_core.cli import main
 from clipasso_core.doctor import DOCTOR_GROUP
+from clipasso_server.schemas import API_VERSION
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "inkscape_ext"))
 
@@ -67,7 +68,7 @@ def test_with_everything_in_place_a_sketch_would_work(machine, capsys, tiny_spec
     assert line(lines, f"✓ loss model {tiny_spec.loss_model}: weights file {tiny_spec.loss_weights}")
     assert line(lines, "✓ Inkscape extension: installed in " + str(machine / "inkscape_profile_dir" / "extensions"))
     assert line(lines, f"✓ server command: Inkscape can start the server with {sys.executable} -m clipasso_server")
-    assert line(lines, f"✓ sketch server at {live_server.url}: version ").count("API revision 2") == 1
+    assert line(lines, f"✓ sketch server at {live_server.url}: version ").count(f"API revision {API_VERSION}") == 1
     assert line(lines, "✗ login service: not installed")  # advice only: the exit status is still 0
 
 

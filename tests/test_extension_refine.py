@@ -5,6 +5,8 @@ A sketch is made with the Sketch extension first; its strokes are then edited, l
 
 from __future__ import annotations
 
+import json
+import urllib.request
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import List
@@ -12,7 +14,7 @@ from typing import List
 import inkex
 import pytest
 
-from clipasso_core.params import REFINE_ITERATIONS, SketchParams
+from clipasso_core.params import MAX_STROKES, REFINE_ITERATIONS, SketchParams
 from clipasso_core.path_data import parse_path
 from tests.support.extension_runs import (
     EXT_DIR,
@@ -188,7 +190,10 @@ def test_refine_checks_the_upload_limit_before_sending_and_refuses_a_result_of_o
     sketch_server.result = {"width": 40, "height": 30, "levels": [
         {"strokes": count, "stroke_width": 3.0, "paths": ["M 1 2 C 3 4 5 6 7 8"] * count, "loss": 0.5} for count in (4, 1)
     ]}  # fmt: skip
-    assert_aborted(refine(path, sketch_server, stroke), "cannot read (its levels have [1, 4] strokes where [4] were")
+    assert_aborted(refine(path, sketch_server, stroke, "--tidy=false"),
+                   "cannot read (its levels have [1, 4] strokes where [4] were")
+    # Tidied, a level may hold fewer strokes than asked for, but never more, and only one level comes back.
+    assert_aborted(refine(path, sketch_server, stroke), "sent 4 and 1 strokes where 4 were asked for")
 
 
 @needs_inkscape
@@ -215,3 +220,129 @@ def test_the_dialog_starts_from_the_library_refine_defaults():
     assert int(params["iterations"].text) == REFINE_ITERATIONS
     (upper,) = [bound.le for bound in SketchParams.model_fields["iterations"].metadata if hasattr(bound, "le")]
     assert int(params["iterations"].get("max")) == upper
+    assert params["add_strokes"].text == "0" and int(params["add_strokes"].get("max")) == MAX_STROKES
+    assert params["tidy"].text == "true", "Tidy is on by default in the dialog (off in the CLI and the API)"
+    assert SketchParams().tidy is False and SketchParams.model_fields["add_strokes"].default == 0
+
+
+def drawn_over_photo(tmp_path: Path, extra: str = "") -> Path:
+    """A photo (40×30 px) placed rotated at 80×60 units, and three strokes a designer drew over it by hand, one in a
+    moved group, all in the photo's own layer."""
+    return write_document(
+        tmp_path,
+        f"""<g id="layer1" inkscape:groupmode="layer" inkscape:label="Drawing">
+          <image id="photo" x="50" y="40" width="80" height="60" transform="rotate(10,90,70)"
+                 xlink:href="{png_data_uri()}"/>
+          <path id="s1" d="M 60 50 C 70 45 80 45 90 50" style="fill:none;stroke:#225599;stroke-width:0.8"/>
+          <path id="s2" d="m 70 80 c 10 5 20 5 30 0" style="fill:none;stroke:#225599;stroke-width:0.8"/>
+          <g id="g1" transform="translate(5,3)">
+            <path id="s3" d="M 100 55 L 110 65 L 105 80" style="fill:none;stroke:#225599;stroke-width:0.8"/>
+          </g>
+          {extra}
+        </g>""",
+    )
+
+
+DRAWN = ("--id=photo", "--id=s1", "--id=s2", "--id=g1")
+"""The photo selected together with the strokes drawn over it (the third inside a group)."""
+
+
+def in_document(element: inkex.BaseElement) -> List[float]:
+    """An element's path in root user units, its transforms and its ancestors' applied."""
+    (subpath,) = parse_path(str(element.path.to_absolute().transform(element.composed_transform())))
+    return subpath.segments.reshape(-1).tolist()
+
+
+def photo_pixels(svg: inkex.SvgDocumentElement, element: inkex.BaseElement) -> List[List[float]]:
+    """The control points of an element's path in the photo's pixels (40 × 30)."""
+    to_pixels = -(inkex.Transform("rotate(10,90,70) translate(50,40) scale(2)"))  # as drawn_over_photo places it
+    (subpath,) = parse_path(str(element.path.to_absolute().transform(to_pixels @ element.composed_transform())))
+    return subpath.segments.reshape(-1, 2).tolist()
+
+
+def test_refine_completes_strokes_drawn_over_a_photo_into_a_new_layer_above_them(tmp_path, live_server):
+    path = drawn_over_photo(tmp_path)
+    run = refine(path, live_server, *DRAWN, "--lock_selected=true", "--add_strokes=5")
+    assert_silent_success(run)
+    svg, before = run.svg, inkex.load_svg(str(path)).getroot()
+    layers = [child for child in svg if child.get("inkscape:groupmode") == "layer"]
+    labels = [layer.get("inkscape:label") for layer in layers]
+    assert labels[1:3] == ["Drawing", "8 strokes (completed)"], "right above the drawing's layer"
+    new = layers[2]
+    assert "display:none" not in (layers[1].get("style") or ""), "the photo's layer stays visible"
+    for stroke in ("s1", "s2", "s3"):
+        assert svg.getElementById(stroke).style.get("display") == "none", "the drawn strokes are hidden, not deleted"
+    assert len(new) == 8 and [p.get(clip("added")) for p in new] == [None] * 3 + ["true"] * 5
+    for drawn, kept in zip(("s1", "s2", "s3"), new):
+        assert_near(in_document(kept), in_document(before.getElementById(drawn)), tolerance=2e-3)
+        assert kept.get(SODIPODI_INSENSITIVE) == "true"
+    assert all(p.style.get("stroke") == "#225599" for p in new), "added strokes take the designer's pen"
+    job = json.loads(urllib.request.urlopen(f"{live_server.url}/v1/jobs/{new.get(clip('job'))}").read())
+    settings = job["settings"]
+    assert settings["add_strokes"] == 5 and settings["tidy"] is True, "Tidy is on unless unticked"
+    for stroke in new:  # every stroke on the (rotated) photo
+        for x, y in photo_pixels(svg, stroke):
+            assert -1e-3 <= x <= 40 + 1e-3 and -1e-3 <= y <= 30 + 1e-3
+
+
+def test_refine_of_a_drawing_without_added_strokes_moves_the_drawn_ones(tmp_path, live_server):
+    path = drawn_over_photo(tmp_path)
+    run = refine(path, live_server, *DRAWN, "--tidy=false")
+    assert_silent_success(run)
+    (new,) = [child for child in run.svg if child.get("inkscape:label") == "3 strokes (refined)"]
+    before = inkex.load_svg(str(path)).getroot()
+    assert any(in_document(kept) != pytest.approx(in_document(before.getElementById(drawn)), abs=0.05)
+               for drawn, kept in zip(("s1", "s2", "s3"), new))
+    assert len(parse_path(str(new[2].path))[0].segments) == 2, "the drawn polyline stays one path of 2 segments"
+    assert new.get(clip("left-out")) is None
+
+
+DRAWING_ERRORS = {
+    "shapes and text": (
+        '<rect id="box" x="60" y="60" width="10" height="10" style="fill:none;stroke:black"/>'
+        '<path id="blob" d="M 60 50 C 70 60 80 40 90 50" style="fill:red"/>'
+        '<text id="words" x="60" y="50">hi</text>',
+        ["--id=box", "--id=blob", "--id=words"], [],
+        ["a closed shape (“box”)", "a filled shape (“blob”)", "a text (“words”)", "leave them out of the selection",
+         "a mask in New sketch"]),
+    "an open shape": ('<polyline id="zig" points="60,60 70,70 80,60" style="fill:none;stroke:black"/>', ["--id=zig"],
+                      [], ["also holds an object that is not a path (“zig”); leave it out of the selection"]),
+    "all locked": ("", [], ["--lock_selected=true"], ["Every selected stroke is locked", "add strokes"]),
+    "two photos": (f'<image id="photo2" x="0" y="0" width="8" height="6" xlink:href="{png_data_uri()}"/>',
+                   ["--id=photo2"], [], ["2 pictures", "select one picture"]),
+    "photo alone": ("", [], [], ["Only the picture “photo” is selected"]),
+}
+
+
+@pytest.mark.parametrize("case", DRAWING_ERRORS)
+def test_refine_of_a_drawing_says_what_it_cannot_take_in_one_sentence(tmp_path, sketch_server, case):
+    extra, selected, options, fragments = DRAWING_ERRORS[case]
+    chosen = ["--id=photo"] if case == "photo alone" else [*DRAWN, *selected]
+    run = refine(drawn_over_photo(tmp_path, extra), sketch_server, *chosen, *options)
+    assert_aborted(run, *fragments)
+    assert sketch_server.requests == [], "refused before anything was sent"
+
+
+def test_adding_or_tidying_needs_a_server_that_speaks_them(tmp_path, sketch_server):
+    sketch_server.api_version = 2
+    run = refine(drawn_over_photo(tmp_path), sketch_server, *DRAWN, "--add_strokes=4")
+    assert_aborted(run, "too old to add strokes or tidy them", "set Add strokes to 0 and untick Tidy")
+
+
+@needs_inkscape
+def test_real_inkscape_completes_three_strokes_drawn_over_a_photo_into_sixteen(tmp_path, live_server, browsers_ended):
+    """The issue's "done when": three strokes over a photo, selected with it, Refine asked for 13 more."""
+    document = drawn_over_photo(tmp_path)
+    prefs = {"org.clipasso.refine.url": live_server.url, "org.clipasso.refine.quality": "custom",
+             "org.clipasso.refine.iterations": "3", "org.clipasso.refine.add_strokes": "13",
+             "org.clipasso.refine.lock_selected": "true", "org.clipasso.refine.tidy": "false"}
+    svg = run_inkscape(tmp_path, document, "select-by-id:photo,s1,s2,g1;org.clipasso.refine.noprefs", prefs)
+    before = inkex.load_svg(str(document)).getroot()
+    (new,) = [child for child in svg if child.get("inkscape:label") == "16 strokes (completed)"]
+    assert len(new) == 16 and sum(p.get(clip("added")) == "true" for p in new) == 13
+    for drawn, kept in zip(("s1", "s2", "s3"), new):
+        assert_near(in_document(kept), in_document(before.getElementById(drawn)), tolerance=2e-3)
+        assert svg.getElementById(drawn).style.get("display") == "none"
+    for stroke in new:
+        for x, y in photo_pixels(svg, stroke):
+            assert -1e-3 <= x <= 40 + 1e-3 and -1e-3 <= y <= 30 + 1e-3

@@ -61,7 +61,7 @@ def test_a_missing_server_is_started_detached_with_its_log_and_answers(folders, 
     pid = health["workers"][0]["pid"]
     try:
         assert err == b"", err.decode()  # nothing on stderr (no warning either): Inkscape shows no dialog
-        assert health["api_version"] == 2
+        assert health["api_version"] == 3
         assert os.getsid(pid) == pid != os.getsid(0)  # a session of its own, apart from Inkscape's
         command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         assert command[:3] == [sys.executable.encode(), b"-m", b"clipasso_server"]

@@ -91,7 +91,7 @@ def test_models_download_in_the_background_load_for_a_job_unload_when_idle_and_l
         health = wait_until(lambda: (answer := client.get("/v1/health")).json()["models"]["bytes_total"] and answer)
         assert health.status_code == 503
         body = health.json()
-        assert body["status"] == "degraded" and body["api_version"] == 2
+        assert body["status"] == "degraded" and body["api_version"] == 3
         assert body["models"]["state"] == "downloading"
         assert 0 <= body["models"]["bytes_done"] < body["models"]["bytes_total"] == sum(map(len, hub.files.values()))
         assert body["error"]["code"] == "models_downloading"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import io
-import time
 
 import numpy as np
 import pytest
@@ -18,6 +17,7 @@ from clipasso_core.path_data import parse_path
 from clipasso_core.sketch import sketch_image
 from clipasso_server.app import create_app
 from clipasso_server.config import ServerConfig
+from tests.support.job_views import finished_result
 from tests.support.pictures import CLOSED, CURVE, EDITED, LOCKED, picture
 from tests.support.server_process import LOCAL
 
@@ -122,14 +122,7 @@ def _image_b64() -> str:
 
 def test_the_api_refines_paths_and_returns_them_as_joined_path_data(client):
     params = {"init_paths": [EDITED, LOCKED], "locked": [1], "iterations": 3, "augmentations": 0}
-    created = client.post("/v1/jobs", json={"image": _image_b64(), "params": params})
-    assert created.status_code == 202, created.text
-    deadline = time.monotonic() + 60
-    while (state := client.get(f"/v1/jobs/{created.json()['id']}").json())["status"] in ("queued", "running"):
-        assert time.monotonic() < deadline, state
-        time.sleep(0.05)
-    assert state["status"] == "succeeded", state
-    (level,) = client.get(f"/v1/jobs/{created.json()['id']}/result").json()["levels"]
+    (level,) = finished_result(client, _image_b64(), params)["levels"]
     assert level["strokes"] == 2 and level["paths"][1] == LOCKED
     (refined_path,) = parse_path(level["paths"][0])
     assert len(refined_path.segments) == 6 and level["paths"][0].startswith("M ") and "m" not in level["paths"][0]
@@ -144,3 +137,19 @@ def test_bad_init_paths_or_locked_are_a_422(client, params, mentions):
     answer = client.post("/v1/jobs", json={"image": _image_b64(), "params": params})
     assert answer.status_code == 422 and answer.json()["error"]["code"] == "invalid_params"
     assert mentions in answer.json()["error"]["message"]
+
+
+def test_the_api_completes_a_drawing_and_says_what_it_added_and_left_out(client):
+    params = {"init_paths": [CURVE, LOCKED], "locked": [1], "add_strokes": 4, "tidy": True, "iterations": 3,
+              "augmentations": 0}
+    (level,) = finished_result(client, _image_b64(), params)["levels"]
+    assert level["paths"][1] == LOCKED and level["strokes"] == len(level["paths"])
+    assert level["strokes"] + level["left_out"] == 6 and level["added"] == level["strokes"] - 2
+    plain_params = {"init_paths": [CURVE, LOCKED], "locked": [1], "iterations": 2}
+    (plain,) = finished_result(client, _image_b64(), plain_params)["levels"]
+    assert plain.get("added") is None and plain.get("left_out") is None, "a plain refine adds and tidies nothing"
+
+
+def test_the_api_refuses_add_strokes_without_a_drawing(client):
+    answer = client.post("/v1/jobs", json={"image": "aGk=", "params": {"add_strokes": 3}})
+    assert answer.status_code == 422 and "add_strokes needs init_paths" in answer.json()["error"]["message"]

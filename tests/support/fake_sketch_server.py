@@ -21,14 +21,15 @@ starts one per test.
 """
 
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import List, Optional, Tuple
 
+from tests.support.loopback_http import LoopbackHttpServer
 
-class FakeSketchServer:
-    """The API on 127.0.0.1 in a thread; attributes below steer its behaviour between requests."""
+
+class FakeSketchServer(LoopbackHttpServer):
+    """The API on 127.0.0.1 in a thread (``url``); attributes below steer its behaviour between requests."""
 
     def __init__(self) -> None:
         self.error_message: Optional[str] = None  # POST /v1/jobs answers 500 with this message
@@ -36,25 +37,9 @@ class FakeSketchServer:
         self.result: Optional[object] = None  # the body of GET /v1/jobs/fake-job/result; None: no jobs
         self.cut_above: Optional[int] = None  # larger request bodies: connection closed unread
         self.max_body_bytes: Optional[int] = None  # the upload limit /v1/health reports (None: not reported)
-        self.api_version: Optional[int] = 2  # the API revision /v1/health reports (None: none, as before revision 2)
+        self.api_version: Optional[int] = 3  # the API revision /v1/health reports (None: none, as before revision 2)
         self.requests: List[Tuple[str, str, Optional[str]]] = []
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
-
-    @property
-    def url(self) -> str:
-        """The base URL clients use."""
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def __enter__(self) -> "FakeSketchServer":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        super().__init__(_handler_for(self))
 
     def handle(self, method: str, path: str) -> Tuple[int, object]:
         """Answer one request: (HTTP status, JSON body)."""

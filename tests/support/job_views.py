@@ -22,6 +22,19 @@ def fetch(server: ServerProcess, path: str, binary: bool = False) -> tuple[int, 
         return error.code, error.headers["Content-Type"], error.read().decode()
 
 
+def finished_result(client: Any, image: str, params: dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
+    """Submit ``image`` (base64) with ``params`` through a FastAPI TestClient, wait until the job succeeded, and
+    return its result body."""
+    created = client.post("/v1/jobs", json={"image": image, "params": params})
+    assert created.status_code == 202, created.text
+    deadline = time.monotonic() + timeout
+    while (state := client.get(f"/v1/jobs/{created.json()['id']}").json())["status"] in ("queued", "running"):
+        assert time.monotonic() < deadline, state
+        time.sleep(0.05)
+    assert state["status"] == "succeeded", state
+    return client.get(f"/v1/jobs/{created.json()['id']}/result").json()
+
+
 def layers(svg_text: str) -> list[tuple[str | None, int, bool]]:
     """(label, number of paths, visible) of each layer of an SVG document."""
     root = ET.fromstring(svg_text)

@@ -18,15 +18,18 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from tests.support.loopback_http import LoopbackHttpServer
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 CHUNK = 64 * 1024
 _PATH = re.compile(r"^/(?P<repo>[^/]+/[^/]+)/resolve/(?P<revision>[^/]+)/(?P<filename>.+)$")
 
 
-class StandInHub:
-    """The hub's file endpoints for ``files`` ({(repo_id, filename): bytes}) in a thread on 127.0.0.1."""
+class StandInHub(LoopbackHttpServer):
+    """The hub's file endpoints for ``files`` ({(repo_id, filename): bytes}) in a thread on 127.0.0.1 (``url`` is
+    the endpoint to give as ``HF_ENDPOINT``)."""
 
     def __init__(self, files: dict[tuple[str, str], bytes]) -> None:
         self.files = dict(files)
@@ -36,15 +39,7 @@ class StandInHub:
         self._released = threading.Event()
         self._released.set()
         self._hold_after = 0
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
-
-    @property
-    def url(self) -> str:
-        """The endpoint to give as ``HF_ENDPOINT``."""
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        super().__init__(_handler_for(self))
 
     def hold(self, after: int = 0) -> None:
         """Make every GET pause once it has sent ``after`` bytes (at least one chunk) until :meth:`release`."""
@@ -63,14 +58,9 @@ class StandInHub:
         """The Range headers of the GETs of ``filename`` received so far (None: the whole file)."""
         return [ranged for method, path, ranged in self.requests if method == "GET" and path.endswith("/" + filename)]
 
-    def __enter__(self) -> "StandInHub":
-        self._thread.start()
-        return self
-
     def __exit__(self, *exc: object) -> None:
         self.release()
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        super().__exit__(*exc)
 
 
 def _handler_for(hub: StandInHub) -> type:
