@@ -34,25 +34,32 @@ def mask_coverage(mask: str | Sequence[str], frame: CanvasFrame) -> torch.Tensor
     """The fraction of each canvas pixel inside ``mask`` (path data in source pixels): ``[size, size]`` in [0, 1].
 
     A list of path data is the union of their regions, each filled by the nonzero rule. Raises
-    :class:`MaskError` when the path data cannot be read, encloses no area, or lies outside the image.
+    :class:`MaskError` when the path data cannot be read, encloses no area, lies outside the image, or is
+    too thin to cover any sample of the canvas. Areas are measured exactly (outlines clipped to the image),
+    from each outline's own first point, so huge and tiny coordinates measure alike.
     """
     samples = np.zeros((frame.size * SUPERSAMPLE,) * 2, dtype=bool)
-    area = 0.0
+    area = inside = 0.0
     for shape in [mask] if isinstance(mask, str) else mask:
         try:
             subpaths = parse_path(shape)
         except PathDataError as error:
             raise MaskError(f"The mask is not valid SVG path data: {error}") from None
-        polygons = [_flatten(subpath.segments) for subpath in subpaths if len(subpath.segments)]
-        polygons = [frame.to_canvas(torch.from_numpy(polygon)).numpy() for polygon in polygons]
+        outlines = [_flatten(subpath.segments) for subpath in subpaths if len(subpath.segments)]
+        area += sum(abs(_area(outline)) for outline in outlines)
+        inside += sum(abs(_area(_clip_to_box(outline, frame.width, frame.height))) for outline in outlines)
+        polygons = [frame.to_canvas(torch.from_numpy(outline)).numpy() for outline in outlines]
         samples |= _winding(polygons, frame.size * SUPERSAMPLE, 1.0 / SUPERSAMPLE) != 0
-        area += sum(abs(_area(polygon)) for polygon in polygons)
     coverage = samples.reshape(frame.size, SUPERSAMPLE, frame.size, SUPERSAMPLE).mean(axis=(1, 3))
-    if not coverage.any() and area < 1e-9:
+    if not area > 0.0:
         raise MaskError("The mask encloses no area; draw a closed, filled shape around what to sketch.")
-    if not (coverage * _image_area(frame)).any():
+    if not inside > 0.0:
         raise MaskError(f"The mask lies outside the image ({frame.width}×{frame.height} pixels); draw it over the "
                         "part of the picture to sketch.")
+    if not (coverage * _image_area(frame)).any():
+        raise MaskError(f"The mask is too thin to cover any part of the image: only {inside:.3g} square pixels of it lie "
+                        f"inside, between the samples the canvas takes (one every {frame.scale / SUPERSAMPLE:.2g} "
+                        "pixels); draw a wider shape.")
     return torch.from_numpy(coverage.astype(np.float32))
 
 
@@ -93,7 +100,7 @@ def _winding(polygons: list[np.ndarray], samples: int, step: float) -> np.ndarra
         edges = np.repeat(np.arange(len(start)), counts)
         if not len(edges):
             continue
-        rows = np.concatenate([np.arange(a, b) for a, b in zip(first, last) if b > a])
+        rows = first[edges] + np.arange(len(edges)) - np.repeat(np.cumsum(counts) - counts, counts)
         y = (rows + 0.5) * step
         x0, x1, e0, e1 = start[edges, 0], end[edges, 0], y0[edges], y1[edges]
         x = x0 + (y - e0) * (x1 - x0) / (e1 - e0)
@@ -104,9 +111,36 @@ def _winding(polygons: list[np.ndarray], samples: int, step: float) -> np.ndarra
 
 
 def _area(polygon: np.ndarray) -> float:
-    """Signed area of a closed polygon ``[N, 2]`` (the shoelace formula)."""
-    x, y = polygon[:, 0], polygon[:, 1]
+    """Signed area of a closed polygon ``[N, 2]`` (the shoelace formula, from its first point: no cancellation
+    between large coordinates)."""
+    if len(polygon) < 3:
+        return 0.0
+    x, y = (polygon - polygon[0]).T
     return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
+
+
+def _clip_to_box(polygon: np.ndarray, width: float, height: float) -> np.ndarray:
+    """The closed polygon ``[N, 2]`` clipped to the box [0, width] × [0, height] (Sutherland–Hodgman): ``[M, 2]``."""
+    for axis, bound, below in ((0, 0.0, False), (0, width, True), (1, 0.0, False), (1, height, True)):
+        if not len(polygon):
+            break
+        polygon = _clip_half(polygon, axis, bound, below)
+    return polygon
+
+
+def _clip_half(polygon: np.ndarray, axis: int, bound: float, below: bool) -> np.ndarray:
+    """The closed polygon ``[N, 2]`` cut to the half plane ``coordinate[axis] ≤ bound`` (``below``) or ``≥ bound``."""
+    following = np.roll(polygon, -1, axis=0)
+    here, there = polygon[:, axis], following[:, axis]
+    keep_here = here <= bound if below else here >= bound
+    keep_there = there <= bound if below else there >= bound
+    crossing = keep_here != keep_there
+    t = (bound - here[crossing]) / (there[crossing] - here[crossing])
+    points = np.empty((len(polygon), 2, 2))
+    points[:, 0] = polygon
+    points[crossing, 1] = polygon[crossing] + t[:, None] * (following[crossing] - polygon[crossing])
+    points[crossing, 1, axis] = bound
+    return points[np.stack([keep_here, crossing], axis=1)]
 
 
 def _image_area(frame: CanvasFrame) -> np.ndarray:

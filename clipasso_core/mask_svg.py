@@ -17,7 +17,7 @@ import numpy as np
 from .mask import MaskError
 from .path_data import PathDataError, format_path, parse_path, transform_subpaths
 from .svg_transform import IDENTITY, parse_transform, svg_matrix
-from .svg_xml import numbers, read_svg, style_of, user_length
+from .svg_xml import numbers, read_svg, shown, style_of, user_length
 
 __all__ = ["read_mask_svg"]
 
@@ -43,9 +43,10 @@ def _collect(element: ET.Element, matrix: np.ndarray, fill: str, shapes: list[st
     fill = style.get("fill") or element.get("fill") or fill
     if not is_root:
         try:
-            matrix = matrix @ parse_transform(element.get("transform"))
+            with np.errstate(all="ignore"):  # a product beyond what floats hold is refused with the shape
+                matrix = matrix @ parse_transform(element.get("transform"))
         except Exception:
-            raise MaskError(f"The mask file has a transform that cannot be read: {element.get('transform')!r}.") from None
+            raise MaskError(f"The mask file has a transform that cannot be read: {shown(element.get('transform'))}.") from None
     data = _shape_path(name, element)
     if data is not None and fill.strip() != "none":
         try:
@@ -53,7 +54,10 @@ def _collect(element: ET.Element, matrix: np.ndarray, fill: str, shapes: list[st
         except PathDataError as error:
             raise MaskError(f"A <{name}> of the mask file cannot be read: {error}") from None
         if subpaths:
-            shapes.append(format_path(transform_subpaths(subpaths, svg_matrix(matrix))))
+            try:
+                shapes.append(format_path(transform_subpaths(subpaths, svg_matrix(matrix))))
+            except PathDataError as error:
+                raise MaskError(f"A <{name}> of the mask file cannot be used: {error}") from None
     for child in element:
         _collect(child, matrix, fill, shapes)
 
@@ -89,7 +93,7 @@ def _length(element: ET.Element, key: str) -> float:
     text = (element.get(key) or "0").strip()
     value = user_length(text)
     if value is None:
-        raise MaskError(f"The mask file's <{_tag(element)}> has {key}={text!r}; give plain numbers (image pixels).")
+        raise MaskError(f"The mask file's <{_tag(element)}> has {key}={shown(text)}; give plain numbers (image pixels).")
     if not math.isfinite(value):
         raise MaskError(f"The mask file's <{_tag(element)}> has a {key} that is not a finite number.")
     return value

@@ -6,12 +6,12 @@ defaults of the Inkscape dialog. Field names are the CLI's long options with und
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Literal
 
-import numpy as np
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, Strict, ValidationInfo, field_validator,
-                      model_validator)
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, Strict, ValidationInfo,
+                      WithJsonSchema, field_validator, model_validator)
 
 from .joined_paths import read_paths
 from .path_data import PathDataError, parse_path
@@ -26,7 +26,6 @@ MAX_SEEDS = 16
 MAX_ITERATIONS = 100_000
 MAX_PATH_CHARS = 100_000
 MAX_INIT_SEGMENTS = 4096
-MAX_COORDINATE = 1e6
 REFINE_ITERATIONS = 300
 """Steps of a job that starts from ``init_paths`` when the caller names none (a refine needs far fewer than 2000)."""
 MAX_LOSS_WEIGHT = 1000.0
@@ -50,6 +49,9 @@ LossWeight = Annotated[FiniteFloat, Field(ge=0.0, le=MAX_LOSS_WEIGHT)]
 """The weight of one loss term: finite, in [0, MAX_LOSS_WEIGHT]."""
 
 
+_DIGITS = re.compile(r"[0-9]+")
+
+
 def parse_stroke_list(value: Any) -> Any:
     """Turn ``"4,8,16"`` (or ``"4 8 16"``) into ``[4, 8, 16]``; other values pass through unchanged."""
     if not isinstance(value, str):
@@ -57,17 +59,75 @@ def parse_stroke_list(value: Any) -> Any:
     parts = [part for part in value.replace(",", " ").split() if part]
     if not parts:
         raise ValueError("give at least one stroke count, e.g. 4,8,16,32")
-    try:
-        return [int(part) for part in parts]
-    except ValueError:
-        raise ValueError(f"stroke counts must be whole numbers separated by commas, got {_shorten(value, 40)!r}") from None
+    if not all(_DIGITS.fullmatch(part) for part in parts):  # int() would also read "١٢" and "1_000"
+        raise ValueError(f"stroke counts must be whole numbers separated by commas, got {_shorten(value, 40)!r}")
+    return [int(part) for part in parts]
 
 
 StrokeList = Annotated[list[WholeNumber], BeforeValidator(parse_stroke_list)]
 
 MAX_MASK_SHAPES = 1000
-MaskShape = Annotated[str, Strict(), Field(max_length=MAX_PATH_CHARS)]
-"""One filled region of a mask: SVG path data in the image's pixels."""
+MAX_MASK_NODES = 50_000
+"""Path segments (nodes) a mask may have in all its shapes together: a traced outline of 20,000 nodes fits twice.
+Reading and filling a mask costs time in proportion to its nodes (and characters), about 0.1 s per 10,000 nodes."""
+MAX_MASK_CHARS = 4_000_000
+"""Characters of path data a mask may have in all its shapes together (50,000 cubic nodes as Inkscape writes them)."""
+MASK_EXAMPLE = "'M 10 10 H 90 V 90 H 10 Z'"
+
+
+def check_mask(value: Any) -> str | list[str] | None:
+    """A mask as given (path data, or a list of them) when it is one SVG can fill; ``ValueError`` in words if not.
+
+    One validator for the whole field, so every refusal reads as a sentence about the mask (never pydantic's
+    names for the branches of ``str | list[str]``). Work is linear in the mask's size and bounded by
+    :data:`MAX_MASK_CHARS` and :data:`MAX_MASK_NODES`.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        shapes = [value]
+    elif isinstance(value, list) and all(isinstance(shape, str) for shape in value):
+        shapes = value
+    else:
+        raise ValueError(f"give SVG path data as a string (e.g. {MASK_EXAMPLE}) or a list of such strings, "
+                         f"not {_json_kind(value)}")
+    if not shapes:
+        raise ValueError(f"give SVG path data of at least one closed shape (e.g. {MASK_EXAMPLE}), or leave mask out")
+    if len(shapes) > MAX_MASK_SHAPES:
+        raise ValueError(f"at most {MAX_MASK_SHAPES} shapes, got {len(shapes)}; join them into fewer paths")
+    characters = sum(len(shape) for shape in shapes)
+    if characters > MAX_MASK_CHARS:
+        raise ValueError(f"at most {MAX_MASK_CHARS:,} characters of path data, got {characters:,}; simplify the "
+                         "outline (Path → Simplify in Inkscape)")
+    nodes = 0
+    for number, shape in enumerate(shapes):
+        which = "" if isinstance(value, str) else f"shape {number}: "
+        if not shape.strip():
+            raise ValueError(f"{which}give SVG path data of a closed shape (e.g. {MASK_EXAMPLE}), or leave mask out")
+        try:
+            nodes += sum(len(subpath.segments) for subpath in parse_path(shape))
+        except PathDataError as error:
+            raise ValueError(f"{which}{error}") from None
+        if nodes > MAX_MASK_NODES:
+            raise ValueError(f"at most {MAX_MASK_NODES:,} nodes in all, got {nodes:,} by {which or 'the end'}"
+                             .rstrip(": ") + "; simplify the outline (Path → Simplify in Inkscape)")
+    return value
+
+
+def _json_kind(value: Any) -> str:
+    """What a JSON value is, in words: ``a number``, ``an object``, ``a list holding a number``…"""
+    if isinstance(value, list):
+        odd = next((item for item in value if not isinstance(item, str)), None)
+        return f"a list holding {_json_kind(odd)}"
+    kinds = {bool: "true or false", int: "a number", float: "a number", dict: "an object"}
+    return next((word for kind, word in kinds.items() if isinstance(value, kind)), "that")
+
+
+Mask = Annotated[str | list[str] | None, PlainValidator(check_mask), WithJsonSchema({
+    "anyOf": [{"type": "string", "maxLength": MAX_MASK_CHARS},
+              {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": MAX_MASK_SHAPES},
+              {"type": "null"}]})]
+"""The ``mask`` field: checked by :func:`check_mask` alone, documented as the string-or-list it is."""
 
 LAYER_WEIGHTS = ("layer1_weight", "layer2_weight", "layer3_weight", "layer4_weight")
 FIDELITY_PRESETS: dict[str, dict[str, float]] = {
@@ -151,11 +211,12 @@ class SketchParams(BaseModel):
                     "sketch's CLIP embedding and the prompt's. Off when absent.",
     )
     text_weight: LossWeight = Field(default=0.1, description="Weight of the text term (used only with text).")
-    mask: MaskShape | Annotated[list[MaskShape], Field(max_length=MAX_MASK_SHAPES)] | None = Field(
+    mask: Mask = Field(
         default=None,
         description="SVG path data in the image's pixels (nonzero fill), or a list of them (their union): only "
                     "what lies inside is sketched; outside it the image counts as white and no stroke starts "
-                    "there. Off when absent.",
+                    f"there. At most {MAX_MASK_NODES:,} nodes and {MAX_MASK_CHARS:,} characters in all. Off when "
+                    "absent.",
     )
     optimize_width: Switch = Field(
         default=False,
@@ -251,21 +312,6 @@ class SketchParams(BaseModel):
             raise ValueError(problem)
         return text
 
-    @field_validator("mask")
-    @classmethod
-    def _check_mask(cls, mask: str | list[str] | None) -> str | list[str] | None:
-        if mask is None:
-            return None
-        shapes = [mask] if isinstance(mask, str) else mask
-        if not shapes or not all(shape.strip() for shape in shapes):
-            raise ValueError("give SVG path data of a closed shape (e.g. 'M 10 10 H 90 V 90 H 10 Z'), or leave mask out")
-        for shape in shapes:
-            try:
-                parse_path(shape)
-            except PathDataError as error:
-                raise ValueError(str(error)) from None
-        return mask
-
     @field_validator("strokes")
     @classmethod
     def _check_strokes(cls, strokes: list[int]) -> list[int]:
@@ -289,10 +335,7 @@ class SketchParams(BaseModel):
         segments = sum(len(subpath.segments) for subpath in subpaths)
         if segments > MAX_INIT_SEGMENTS:
             raise ValueError(f"at most {MAX_INIT_SEGMENTS} segments in all paths together, got {segments}")
-        for number, subpath in enumerate(subpaths):
-            if np.abs(subpath.segments).max() > MAX_COORDINATE:
-                raise ValueError(f"path {number} has a coordinate beyond ±{MAX_COORDINATE:g} pixels")
-        return paths
+        return paths  # every coordinate is within ±MAX_COORDINATE: parse_path refuses any beyond
 
     @field_validator("locked")
     @classmethod
@@ -360,13 +403,37 @@ def describe_validation_errors(errors: Iterable[Mapping[str, Any]], empty_field:
     What was sent is never echoed at length: field names are cut at 40 characters, each reason at 160, and
     past the first five problems the rest are only counted.
     """
-    problems = []
+    reasons: dict[str, list[str]] = {}  # field → why; the branches of a union are one field's alternatives
+    problems: list[tuple[str, str]] = []
     for item in errors:
-        field = ".".join(_shorten(str(part), 40) for part in item.get("loc", ())) or empty_field
+        location = [part for part in item.get("loc", ()) if not _is_schema_tag(part, item.get("type"))]
+        field = ".".join(_shorten(str(part), 40) for part in location) or empty_field
         message = _shorten(str(item.get("msg", "is invalid")).removeprefix("Value error, "), 160)
-        problems.append(f"{field}: {message}")
-    more = len(problems) - MAX_REPORTED_ERRORS
-    return "; ".join(problems[:MAX_REPORTED_ERRORS]) + (f"; and {more} more" if more > 0 else "")
+        branch = len(location) < len(item.get("loc", ()))
+        if branch and field in reasons:
+            if message not in reasons[field]:
+                reasons[field].append(message)
+            continue
+        reasons[field] = [message]
+        problems.append((field, message))
+    lines = [f"{field}: {' or '.join(reasons[field]) if len(reasons[field]) > 1 else message}"
+             for field, message in problems]
+    more = len(lines) - MAX_REPORTED_ERRORS
+    return "; ".join(lines[:MAX_REPORTED_ERRORS]) + (f"; and {more} more" if more > 0 else "")
+
+
+_SCHEMA_TAGS = re.compile(r"(?:constrained|function|lax|json-or-python|is-instance|tagged-union|union|nullable|list|"
+                          r"dict|tuple|set|frozenset|literal|chain|model|default)(?:-[a-z-]+)?\[.*\]|"
+                          r"(?:constrained|function|lax)-[a-z-]+", re.DOTALL)
+_TYPE_TAGS = {"str", "int", "float", "bool", "bytes", "none", "decimal", "date", "datetime", "list", "dict"}
+
+
+def _is_schema_tag(part: Any, error_type: Any) -> bool:
+    """Whether a part of an error's location is pydantic's name for a branch of a union (``constrained-str``,
+    ``list[constrained-str]``, ``function-after[…]``…) rather than a field name or an index."""
+    if not isinstance(part, str) or error_type == "extra_forbidden":
+        return False
+    return part in _TYPE_TAGS or _SCHEMA_TAGS.fullmatch(part) is not None
 
 
 def _shorten(text: str, limit: int) -> str:

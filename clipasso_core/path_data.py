@@ -6,6 +6,12 @@ arc flags without separators). Lines and quadratics are written exactly as cubic
 cubics of at most 90° each (error below 3·10⁻⁴ of the radius). Coordinates are returned as given
 (no unit, no transform); :func:`transform_subpaths` applies an affine map.
 
+Numbers are SVG's, in ASCII only (``١٠`` is not a number). Every coordinate, given or reached through a
+relative command, an arc or a transform, stays within ±:data:`MAX_COORDINATE`; anything beyond is refused in
+one sentence. Arc radii are clamped to [:data:`MIN_ARC_RADIUS`, :data:`MAX_ARC_RADIUS`] (keeping their ratio
+where they are too small, which SVG scales up to fit anyway), so an arc of radius 1e300 or 1e-300 draws
+as SVG says instead of overflowing.
+
 Used for masks (a filled region) and for designers' paths that become strokes; both read path data
 through :func:`parse_path`, the one parser of the package.
 """
@@ -21,7 +27,17 @@ import numpy as np
 from .errors import ClipassoError
 from .svg_xml import NUMBER_RE
 
-__all__ = ["PathDataError", "Subpath", "parse_path", "format_path", "transform_subpaths"]
+__all__ = ["PathDataError", "Subpath", "MAX_COORDINATE", "MIN_ARC_RADIUS", "MAX_ARC_RADIUS", "parse_path",
+           "format_path", "transform_subpaths"]
+
+MAX_COORDINATE = 1e6
+"""Largest magnitude of any coordinate of a path, in its user units (image pixels for masks and strokes)."""
+MAX_ARC_RADIUS = 1e9
+"""Arc radii beyond this are clamped to it: over a chord within the coordinate bounds such an arc bends by at most
+c²/(2·10⁹) (a thousandth of a pixel for a 1400-pixel chord), so it draws the same as the radius given."""
+MIN_ARC_RADIUS = 1e-9
+"""Arc radii below this are scaled up to it (both by the same factor): SVG scales radii too small for their
+chord up to fit it, so their size never shows, only their ratio."""
 
 
 class PathDataError(ClipassoError):
@@ -117,12 +133,27 @@ def parse_path(d: str) -> list[Subpath]:
                       scanner.number(), scanner.number()]
         else:
             values = [scanner.number() for _ in range(_ARGUMENTS[upper])]
-        builder.apply(upper, command.islower(), values)
+        try:
+            with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused just below, in words
+                builder.apply(upper, command.islower(), values)
+        except _OutOfBounds:
+            raise scanner.error(f"a coordinate beyond ±{MAX_COORDINATE:,.0f}") from None
         if command == "M":
             command = "L"
         elif command == "m":
             command = "l"
     return builder.finish()
+
+
+class _OutOfBounds(Exception):
+    """A point of the path beyond ±MAX_COORDINATE (or not a number at all)."""
+
+
+def _bounded(points: np.ndarray) -> np.ndarray:
+    """``points`` as they are when every coordinate is within ±MAX_COORDINATE; raises :class:`_OutOfBounds`."""
+    if not np.all(np.abs(points) <= MAX_COORDINATE):  # NaN fails the comparison too
+        raise _OutOfBounds
+    return points
 
 
 class _Builder:
@@ -142,7 +173,7 @@ class _Builder:
         cubic, quad = None, None
         if command == "M":
             self._end_subpath(closed=False)
-            self.current = base + values
+            self.current = _bounded(base + values)
             self.start = self.current.copy()
             self.started = True
         elif command == "Z":
@@ -176,36 +207,43 @@ class _Builder:
         self.last_cubic, self.last_quad = cubic, quad
 
     def _cubic(self, c1: np.ndarray, c2: np.ndarray, end: np.ndarray) -> None:
-        self.segments.append(np.stack([self.current, c1, c2, end]).astype(np.float64))
+        self.segments.append(_bounded(np.stack([self.current, c1, c2, end]).astype(np.float64)))
         self.current = np.asarray(end, dtype=np.float64).copy()
 
     def _line(self, end: np.ndarray) -> None:
-        start = self.current
+        start, end = self.current, _bounded(np.asarray(end, dtype=np.float64))
         self._cubic(start + (end - start) / 3.0, end + (start - end) / 3.0, end)
 
     def _quadratic(self, control: np.ndarray, end: np.ndarray) -> None:
-        start = self.current
+        start, control, end = self.current, _bounded(control), _bounded(end)
         self._cubic(start + 2.0 / 3.0 * (control - start), end + 2.0 / 3.0 * (control - end), end)
 
     def _arc(self, rx: float, ry: float, angle: float, large: bool, sweep: bool, end: np.ndarray) -> None:
         """An elliptical arc (SVG implementation notes F.6.5/F.6.6) as cubics of at most 90° each."""
-        start = self.current
+        start, end = self.current, _bounded(end)
         if np.array_equal(start, end):
             return
         rx, ry = abs(rx), abs(ry)
         if rx == 0.0 or ry == 0.0:
             self._line(end)
             return
+        smaller = min(rx, ry)
+        if smaller < MIN_ARC_RADIUS:  # keeps the ratio (an infinite one is clamped below)
+            rx, ry = rx / smaller * MIN_ARC_RADIUS, ry / smaller * MIN_ARC_RADIUS
+        rx, ry = min(rx, MAX_ARC_RADIUS), min(ry, MAX_ARC_RADIUS)
         phi = math.radians(angle % 360.0)
         cos_phi, sin_phi = math.cos(phi), math.sin(phi)
         half = (start - end) / 2.0
         x1 = cos_phi * half[0] + sin_phi * half[1]
         y1 = -sin_phi * half[0] + cos_phi * half[1]
-        excess = (x1 / rx) ** 2 + (y1 / ry) ** 2
+        excess = math.hypot(x1 / rx, y1 / ry)
         if excess > 1.0:
-            rx, ry = rx * math.sqrt(excess), ry * math.sqrt(excess)
+            rx, ry = rx * excess, ry * excess
         numerator = rx * rx * ry * ry - rx * rx * y1 * y1 - ry * ry * x1 * x1
         denominator = rx * rx * y1 * y1 + ry * ry * x1 * x1
+        if not denominator > 0.0:  # a chord too short for its square to be a float: nothing to bend
+            self._line(end)
+            return
         factor = math.sqrt(max(numerator, 0.0) / denominator) * (-1.0 if large == sweep else 1.0)
         cx1, cy1 = factor * rx * y1 / ry, -factor * ry * x1 / rx
         middle = (start + end) / 2.0
@@ -264,7 +302,18 @@ def format_path(subpaths: Sequence[Subpath]) -> str:
 
 
 def transform_subpaths(subpaths: Sequence[Subpath], matrix: Sequence[float]) -> list[Subpath]:
-    """Apply the SVG affine ``matrix(a, b, c, d, e, f)`` (``x' = a x + c y + e``, ``y' = b x + d y + f``)."""
+    """Apply the SVG affine ``matrix(a, b, c, d, e, f)`` (``x' = a x + c y + e``, ``y' = b x + d y + f``).
+
+    Raises :class:`PathDataError` when a point lands beyond ±MAX_COORDINATE (or the matrix is not finite).
+    """
     a, b, c, d, e, f = (float(v) for v in matrix)
     linear = np.array([[a, b], [c, d]])
-    return [Subpath(s.segments @ linear + np.array([e, f]), s.closed) for s in subpaths]
+    with np.errstate(all="ignore"):
+        moved = [Subpath(s.segments @ linear + np.array([e, f]), s.closed) for s in subpaths]
+    try:
+        for subpath in moved:
+            _bounded(subpath.segments)
+    except _OutOfBounds:
+        raise PathDataError(f"A path lands beyond ±{MAX_COORDINATE:,.0f} through its transform "
+                            f"matrix({', '.join(f'{v:.6g}' for v in (a, b, c, d, e, f))}).") from None
+    return moved

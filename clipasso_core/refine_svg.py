@@ -10,6 +10,7 @@ refine added (``--add``) are marked ``clipasso:added="true"`` and name the layer
 
 from __future__ import annotations
 
+import re
 import statistics
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -21,7 +22,8 @@ from .level import StrokeLevel
 from .path_data import PathDataError, format_path, parse_path, transform_subpaths
 from .svg import stroke_style
 from .svg_transform import IDENTITY, parse_transform, svg_matrix
-from .svg_xml import CLIPASSO_NS, INKSCAPE_NS, SODIPODI_NS, SVG_NS, numbers, read_svg, style_of, user_length
+from .svg_xml import (CLIPASSO_NS, INKSCAPE_NS, NUMBER, SODIPODI_NS, SVG_NS, WSP, numbers, read_svg, shown,
+                      style_of, user_length)
 
 __all__ = ["LayerStrokes", "LayeredDrawing", "NAME_A_LAYER"]
 
@@ -33,6 +35,7 @@ _LOCK = f"{{{SODIPODI_NS}}}insensitive"
 _ADDED = f"{{{CLIPASSO_NS}}}added"
 _LEFT_OUT = f"{{{CLIPASSO_NS}}}left-out"
 _NOT_DRAWN = {f"{{{SVG_NS}}}{name}" for name in ("title", "desc", "metadata", "defs")}
+_VIEW_BOX = re.compile(rf"{WSP}*{NUMBER}(?:(?:{WSP}+,?{WSP}*|,{WSP}*){NUMBER}){{3}}{WSP}*")
 NAME_A_LAYER = "find_layer(label)"
 """How an error tells the caller to name the layer to refine (a command line says it with its layer option)."""
 
@@ -48,6 +51,14 @@ class LayerStrokes:
     colors: list[str]
 
 
+def _invertible(matrix: np.ndarray) -> bool:
+    """Whether an affine matrix is finite and maps the plane onto itself with a determinant a float can invert."""
+    if not np.all(np.isfinite(matrix)):
+        return False
+    determinant = float(np.linalg.det(matrix[:2, :2]))
+    return determinant != 0.0 and np.isfinite(1.0 / determinant) and np.all(np.isfinite(np.linalg.inv(matrix)))
+
+
 def _set_display_none(element: ET.Element) -> None:
     style = style_of(element)
     style["display"] = "none"
@@ -55,9 +66,9 @@ def _set_display_none(element: ET.Element) -> None:
 
 
 def _describe(element: ET.Element) -> str:
-    name = element.tag.rsplit("}", 1)[-1]
+    name = element.tag.rsplit("}", 1)[-1][:40]
     ident = element.get("id")
-    return f"the <{name}> '{ident}'" if ident else f"a <{name}>"
+    return f"the <{name}> {shown(ident, 40)}" if ident else f"a <{name}>"
 
 
 def _capitalized(text: str) -> str:
@@ -73,16 +84,26 @@ class LayeredDrawing:
         self.to_pixels = self._user_to_pixels(width, height)
 
     def _user_to_pixels(self, width: int, height: int) -> np.ndarray:
-        """Root user units → image pixels: the viewBox spans the image (else the document's px size does)."""
-        view_box = numbers(self.root.get("viewBox") or "")
+        """Root user units → image pixels: the viewBox spans the image (else the document's px size does).
+
+        A viewBox that is not four numbers with a positive width and height is ignored, as SVG says; one
+        that maps no finite, non-zero scale onto the image is refused in words.
+        """
+        text = self.root.get("viewBox") or ""
+        view_box = numbers(text) if _VIEW_BOX.fullmatch(text) else []
         if len(view_box) == 4 and view_box[2] > 0 and view_box[3] > 0:
             x, y, w, h = view_box
         else:
             sizes = [user_length(self.root.get(name)) for name in ("width", "height")]
-            if sizes[0] is None or sizes[1] is None:
+            if sizes[0] is None or sizes[1] is None or not (sizes[0] > 0 and sizes[1] > 0):
                 return IDENTITY.copy()
             x, y, w, h = 0.0, 0.0, sizes[0], sizes[1]
-        return np.array([[width / w, 0.0, -x * width / w], [0.0, height / h, -y * height / h], [0.0, 0.0, 1.0]])
+        with np.errstate(all="ignore"):
+            matrix = np.array([[width / w, 0.0, -x * width / w], [0.0, height / h, -y * height / h], [0.0, 0.0, 1.0]])
+        if not _invertible(matrix):
+            raise SketchFileError(f"The sketch's viewBox {shown(text)} (or its size) maps to no usable scale on the "
+                                  f"{width}×{height} image; give it the image's size, e.g. '0 0 {width} {height}'.")
+        return matrix
 
     def _composed(self, element: ET.Element | None) -> np.ndarray:
         """The transform from ``element``'s coordinates (its own transform included) to root user units."""
@@ -105,17 +126,24 @@ class LayeredDrawing:
         return [group for group in self.root.iter(_GROUP) if group.get(_GROUPMODE) == "layer"]
 
     def find_layer(self, label: str | None = None, level: int | None = None) -> ET.Element:
-        """The layer labelled ``label``, or ``"<level> strokes"``, or else the topmost visible one with paths."""
+        """The layer labelled ``label``; or of ``level`` (``"<level> strokes"`` or a refine of it, ``"<level> strokes
+        (refined)"``) the topmost visible one, else the topmost; or else the topmost visible one with paths."""
         layers = self.layers()
         with_paths = [layer for layer in layers if self._paths(layer)]
         if label is None and level is not None:
-            label = f"{level} strokes"
+            name = f"{level} strokes"
+            of_level = [layer for layer in layers if (layer.get(_LABEL) or "") == name
+                        or (layer.get(_LABEL) or "").startswith(f"{name} (")]
+            visible = [layer for layer in of_level if self._inherited(layer, "display", "inline") != "none"]
+            if visible or of_level:
+                return (visible or of_level)[-1]
+            label = name
         if label is not None:
             for layer in reversed(layers):
                 if layer.get(_LABEL) == label:
                     return layer
-            names = ", ".join(repr(layer.get(_LABEL) or layer.get("id")) for layer in with_paths) or "none"
-            raise SketchFileError(f"The sketch has no layer named {label!r} (layers with paths: {names}).")
+            names = ", ".join(shown(layer.get(_LABEL) or layer.get("id"), 40) for layer in with_paths[:10]) or "none"
+            raise SketchFileError(f"The sketch has no layer named {shown(label)} (layers with paths: {names}).")
         visible = [layer for layer in with_paths if self._inherited(layer, "display", "inline") != "none"]
         if not visible:
             raise SketchFileError(f"The sketch has no visible layer with paths; name one with {NAME_A_LAYER}.",
@@ -143,30 +171,34 @@ class LayeredDrawing:
         paths, locked, widths, colors = [], [], [], []
         for element in self._paths(layer):
             if element.tag != _PATH:
-                raise SketchFileError(f"The layer {label!r} holds {_describe(element)}, which is not a stroke; "
+                raise SketchFileError(f"The layer {shown(label)} holds {_describe(element)}, which is not a stroke; "
                                       "convert it with Path → Object to Path, or move it to another layer.")
             fill = self._inherited(element, "fill", "black")
             if fill.lower() not in ("none", "transparent"):
-                raise SketchFileError(f"The layer {label!r} holds {_describe(element)}, a filled shape; "
+                raise SketchFileError(f"The layer {shown(label)} holds {_describe(element)}, a filled shape; "
                                       "refine works on strokes only (set its fill to none or move it away).")
             try:
                 subpaths = parse_path(element.get("d") or "")
             except PathDataError as error:
-                raise SketchFileError(f"{_capitalized(_describe(element))} in {label!r}: {error}") from None
+                raise SketchFileError(f"{_capitalized(_describe(element))} in {shown(label)}: {error}") from None
             if not subpaths:
                 continue
             if len(subpaths) > 1:
-                raise SketchFileError(f"{_capitalized(_describe(element))} in {label!r} holds {len(subpaths)} separate "
+                raise SketchFileError(f"{_capitalized(_describe(element))} in {shown(label)} holds {len(subpaths)} separate "
                                       "strokes; split it with Path → Break Apart.")
-            matrix = self.to_pixels @ self._composed(element)
+            with np.errstate(all="ignore"):
+                matrix = self.to_pixels @ self._composed(element)
+            try:
+                paths.append(format_path(transform_subpaths(subpaths, svg_matrix(matrix))))
+            except PathDataError as error:
+                raise SketchFileError(f"{_capitalized(_describe(element))} in {shown(label)}: {error}") from None
             if self._locked(element, layer):
-                locked.append(len(paths))
-            paths.append(format_path(transform_subpaths(subpaths, svg_matrix(matrix))))
+                locked.append(len(paths) - 1)
             scale = abs(np.linalg.det(matrix[:2, :2])) ** 0.5
             widths.append(self._length(self._inherited(element, "stroke-width", "1"), element) * scale)
             colors.append(self._inherited(element, "stroke", "#000000"))
         if not paths:
-            raise SketchFileError(f"The layer {label!r} holds no paths to refine.")
+            raise SketchFileError(f"The layer {shown(label)} holds no paths to refine.")
         return LayerStrokes(label, paths, locked, statistics.median(widths), colors)
 
     def _locked(self, element: ET.Element, layer: ET.Element) -> bool:
@@ -182,7 +214,7 @@ class LayeredDrawing:
     def _length(value: str, element: ET.Element) -> float:
         length = user_length(value)
         if length is None:
-            raise SketchFileError(f"The stroke width {value!r} of {_describe(element)} is not a length in user units.")
+            raise SketchFileError(f"The stroke width {shown(value)} of {_describe(element)} is not a length in user units.")
         return length
 
     def add_refined(self, layer: ET.Element, strokes: LayerStrokes, level: StrokeLevel) -> str:
@@ -205,7 +237,12 @@ class LayeredDrawing:
         attributes = {"id": fresh(f"{layer.get('id') or 'layer'}-refined"), _GROUPMODE: "layer", _LABEL: label}
         if level.left_out is not None:
             attributes[_LEFT_OUT] = str(level.left_out)
-        to_parent = np.linalg.inv(self.to_pixels @ self._composed(parent))
+        with np.errstate(all="ignore"):
+            to_pixels = self.to_pixels @ self._composed(parent)
+        if not _invertible(to_pixels):
+            raise SketchFileError(f"The layer holding {shown(strokes.label)} is transformed to nothing (scaled by 0, or "
+                                  "beyond what numbers hold); reset its transform.")
+        to_parent = np.linalg.inv(to_pixels)
         if not np.allclose(to_parent, IDENTITY, rtol=0.0, atol=1e-12):
             attributes["transform"] = "matrix({})".format(",".join(f"{v:.12g}" for v in svg_matrix(to_parent)))
         refined = ET.Element(_GROUP, attributes)

@@ -50,7 +50,7 @@ def score_canvas(encoder: ClipEncoder, target: Image.Image, sketch: torch.Tensor
 
 def render_layer(document: SketchDocument, layer: DocumentLayer) -> torch.Tensor:
     """Render a sketch layer, given in its document's pixel coordinates, onto the canvas: ``[3, 224, 224]``."""
-    level = layer.level
+    level = layer.stroke_level()
     frame = CanvasFrame(round(document.width), round(document.height), CANVAS_SIZE)
     segments = [level.segments(index) for index in range(level.strokes)]
     points = frame.to_canvas(torch.from_numpy(np.concatenate(segments))).float()
@@ -62,13 +62,16 @@ def render_layer(document: SketchDocument, layer: DocumentLayer) -> torch.Tensor
 
 
 def choose_layer(document: SketchDocument, strokes: int | None) -> DocumentLayer:
-    """The layer with ``strokes`` strokes, or else the only / the visible / the last layer."""
+    """The layer with ``strokes`` strokes, or else any; of those the topmost visible one, else the topmost.
+
+    After a refine the refined layer lies above its original, which is hidden: both have the same stroke count,
+    and the refined one is chosen.
+    """
     layers = document.layers
     if strokes is not None:
-        for layer in layers:
-            if layer.level.strokes == strokes:
-                return layer
-        counts = ", ".join(str(layer.level.strokes) for layer in layers)
-        raise SketchFileError(f"The sketch has no level with {strokes} strokes (it has: {counts}).")
+        layers = [layer for layer in layers if layer.strokes == strokes]
+        if not layers:
+            counts = ", ".join(str(layer.strokes) for layer in document.layers)
+            raise SketchFileError(f"The sketch has no level with {strokes} strokes (it has: {counts}).")
     visible = [layer for layer in layers if layer.visible]
     return (visible or layers)[-1]

@@ -15,20 +15,33 @@ import numpy as np
 
 from .errors import SketchFileError
 from .level import StrokeLevel
-from .svg_xml import (CLIPASSO_NS, INKSCAPE_NS, NUMBER, SODIPODI_NS, SVG_NS, XLINK_NS, clipasso_value, numbers, read_svg,
-                      style_of, user_length)
+from .path_data import MAX_COORDINATE, PathDataError, parse_path
+from .svg_xml import (CLIPASSO_NS, INKSCAPE_NS, NUMBER, SODIPODI_NS, SVG_NS, WSP, XLINK_NS, clipasso_value, numbers,
+                      read_svg, shown, style_of, user_length)
 
-_SEP = r"(?:\s*,\s*|\s+|(?=[-+]))"  # between two numbers: a comma and/or blanks, or nothing before a sign
-_SINGLE_CUBIC = re.compile(rf"\s*M\s*{NUMBER}{_SEP}{NUMBER}\s*C\s*{NUMBER}(?:{_SEP}{NUMBER}){{5}}\s*")
+_SEP = rf"(?:{WSP}*,{WSP}*|{WSP}+|(?=[-+]))"  # between two numbers: a comma and/or blanks, or nothing before a sign
+_SINGLE_CUBIC = re.compile(rf"{WSP}*M{WSP}*{NUMBER}{_SEP}{NUMBER}{WSP}*C{WSP}*{NUMBER}(?:{_SEP}{NUMBER}){{5}}{WSP}*")
 
 
 @dataclass(frozen=True)
 class DocumentLayer:
-    """A layer of strokes read from an SVG: its label, whether it is shown, and its strokes."""
+    """A layer of strokes read from an SVG: its label, whether it is shown, and its strokes (``level``).
+
+    A layer whose paths cannot be read (``level`` is ``None``) says why in ``problem``: it fails only when
+    it is the one chosen, so one edited or broken layer never spoils the others.
+    """
 
     label: str
     visible: bool
-    level: StrokeLevel
+    level: StrokeLevel | None
+    problem: str | None = None
+    strokes: int = 0
+
+    def stroke_level(self) -> StrokeLevel:
+        """The layer's strokes; raises :class:`SketchFileError` saying why when they cannot be read."""
+        if self.level is None:
+            raise SketchFileError(self.problem or f"The layer {shown(self.label)} cannot be read.")
+        return self.level
 
 
 def _fmt(value: float) -> str:
@@ -51,7 +64,7 @@ def stroke_paths(points: np.ndarray) -> tuple[str, ...]:
 def parse_path_data(d: str) -> np.ndarray:
     """Control points ``[4, 2]`` of a single absolute cubic ``M … C …`` path (as :func:`path_data` writes)."""
     if _SINGLE_CUBIC.fullmatch(d) is None:
-        raise SketchFileError(f"Path data {d[:60]!r} is not a single absolute cubic stroke ('M x y C x y x y x y').")
+        raise SketchFileError(f"Path data {shown(d)} is not a single absolute cubic stroke ('M x y C x y x y x y').")
     return np.array(numbers(d), dtype=np.float64).reshape(4, 2)
 
 
@@ -117,29 +130,42 @@ def _layer(parent: ET.Element, label: str, layer_id: str, visible: bool) -> ET.E
 
 
 def read_sketch_document(text: str) -> SketchDocument:
-    """The stroke layers of an SVG written by :func:`sketch_document` (or any SVG of single-cubic paths)."""
+    """The stroke layers of an SVG written by :func:`sketch_document` or ``clipasso refine``, as edited in Inkscape.
+
+    Each path may be any path data (a refined or edited stroke has several segments); a layer whose paths cannot
+    be read is kept with its ``problem`` (see :class:`DocumentLayer`).
+    """
     root = read_svg(text, "sketch", SketchFileError)
     layers: list[DocumentLayer] = []
     for group in root.iter(f"{{{SVG_NS}}}g"):
         paths = group.findall(f"{{{SVG_NS}}}path")
         if paths:
             label = group.get(f"{{{INKSCAPE_NS}}}label") or group.get("id") or f"{len(paths)} strokes"
-            layers.append(DocumentLayer(label, style_of(group).get("display") != "none", _read_level(paths)))
+            layers.append(_read_layer(label, style_of(group).get("display") != "none", paths))
     loose = root.findall(f"{{{SVG_NS}}}path")
     if loose:
-        layers.append(DocumentLayer(f"{len(loose)} strokes", True, _read_level(loose)))
+        layers.append(_read_layer(f"{len(loose)} strokes", True, loose))
     if not layers:
         raise SketchFileError("The sketch SVG holds no stroke paths.")
     return SketchDocument(_length(root, "width"), _length(root, "height"), layers, clipasso_value(root, "precision"))
+
+
+def _read_layer(label: str, visible: bool, paths: list[ET.Element]) -> DocumentLayer:
+    """A layer of ``paths``, or one that says in ``problem`` why they cannot be read."""
+    try:
+        return DocumentLayer(label, visible, _read_level(paths), strokes=len(paths))
+    except (SketchFileError, PathDataError) as error:
+        return DocumentLayer(label, visible, None, f"The layer {shown(label)} cannot be scored: {error}", len(paths))
 
 
 def _length(root: ET.Element, name: str) -> float:
     value = root.get(name, "").strip()
     length = user_length(value)
     if length is None:
-        raise SketchFileError(f"The sketch SVG needs a {name} in pixels (it has {value or 'none'!r}).")
-    if length <= 0:
-        raise SketchFileError(f"The sketch SVG's {name} must be positive.")
+        raise SketchFileError(f"The sketch SVG needs a {name} in pixels (it has {shown(value) if value else 'none'}).")
+    if not 1.0 <= length <= MAX_COORDINATE:  # the pixels of a picture: NaN and infinities fail the test too
+        raise SketchFileError(f"The sketch SVG's {name} must be between 1 and {MAX_COORDINATE:,.0f} pixels, got "
+                              f"{shown(value)}.")
     return length
 
 
@@ -147,7 +173,8 @@ def _read_level(paths: list[ET.Element]) -> StrokeLevel:
     """A level of single-cubic paths; per-stroke widths / opacities only where its strokes differ from the first / from 1."""
     data = tuple(path.get("d", "") for path in paths)
     for d in data:
-        parse_path_data(d)
+        if not parse_path(d):
+            raise SketchFileError(f"a path draws nothing (its path data is {shown(d, 40)}).")
     widths = tuple(_style_number(path, "stroke-width", "stroke width") for path in paths)
     opacities = tuple(_style_number(path, "stroke-opacity", "stroke opacity") for path in paths)
     return StrokeLevel(data, widths[0], widths=None if len(set(widths)) == 1 else widths,
@@ -159,5 +186,5 @@ def _style_number(path: ET.Element, name: str, what: str) -> float:
     value = style_of(path).get(name) or path.get(name) or "1"
     number = user_length(value)
     if number is None:
-        raise SketchFileError(f"Unreadable {what} {value!r} in the sketch SVG.")
+        raise SketchFileError(f"Unreadable {what} {shown(value)} in the sketch SVG.")
     return number

@@ -13,7 +13,7 @@ import re
 import numpy as np
 
 from .errors import SketchFileError
-from .svg_xml import numbers
+from .svg_xml import numbers, shown
 
 __all__ = ["IDENTITY", "parse_transform", "svg_matrix", "apply_matrix"]
 
@@ -55,11 +55,11 @@ def parse_transform(text: str | None) -> np.ndarray:
     while position < len(text):
         match = _FUNCTION.match(text, position)
         if match is None:
-            raise SketchFileError(f"The transform {text[:60]!r} cannot be read.")
+            raise SketchFileError(f"The transform {shown(text)} cannot be read.")
         name, arguments = match.group(1), match.group(2)
         values = numbers(arguments)
         if len(values) not in _ARITY[name] or not all(math.isfinite(v) for v in values):
-            raise SketchFileError(f"The transform {text[:60]!r} has a {name} with wrong arguments.")
+            raise SketchFileError(f"The transform {shown(text)} has a {name} with wrong arguments.")
         matrix = matrix @ _function_matrix(name, values)
         position = match.end()
     return matrix

@@ -1,9 +1,10 @@
 """The bits of SVG and XML syntax every SVG reader and writer of the package shares, one of each.
 
-SVG's number grammar (ASCII digits only: ``1``, ``-.5``, ``1.``, ``2e-3``), lengths in user units
+SVG's number grammar (ASCII digits only: ``1``, ``-.5``, ``1.``, ``2e-3``; ``١٠`` is no number) and white space
+(ASCII blanks only), lengths in user units
 (a number, optionally ``px``), style declarations, the namespaces (with their usual prefixes) and
 reading a document: its text parsed, comments and processing instructions kept, the root checked to be
-``<svg>``, and any failure one sentence as the caller's error type.
+``<svg>``, its nesting at most :data:`MAX_DEPTH` deep, and any failure one sentence as the caller's error type.
 
 CLIPasso records what it knows about a sketch under one namespace, :data:`CLIPASSO_NS` (prefix
 ``clipasso``), the one the Inkscape extension writes (the extension cannot import this package, so it
@@ -19,7 +20,7 @@ import xml.etree.ElementTree as ET
 from .errors import ClipassoError
 
 __all__ = ["SVG_NS", "XLINK_NS", "INKSCAPE_NS", "SODIPODI_NS", "CLIPASSO_NS", "OLD_CLIPASSO_NS", "NUMBER",
-           "NUMBER_RE", "PATH_DATA", "numbers", "user_length", "style_of", "read_svg", "clipasso_value"]
+           "NUMBER_RE", "PATH_DATA", "WSP", "MAX_DEPTH", "shown", "numbers", "user_length", "style_of", "read_svg", "clipasso_value"]
 
 SVG_NS = "http://www.w3.org/2000/svg"
 XLINK_NS = "http://www.w3.org/1999/xlink"
@@ -41,7 +42,18 @@ NUMBER_RE = re.compile(NUMBER)
 PATH_DATA = re.compile(r"[ \t\n\r\f,]*[Mm][MmZzLlHhVvCcSsQqTtAa0-9.eE+\- \t\n\r\f,]*")
 """What SVG path data may hold (fullmatch; a screen, not a parse): a moveto first, then only command letters,
 numbers and separators. Every path :func:`~.path_data.parse_path` reads passes it."""
-_LENGTH = re.compile(rf"\s*({NUMBER})\s*(?:px)?\s*")
+WSP = "[ \t\n\r\f]"
+"""SVG's white space (a character class): ASCII blanks only, as its grammar says."""
+MAX_DEPTH = 200
+"""How deep a document read here may nest its elements (Inkscape's own drawings rarely pass 20): every reader
+walks the tree by recursion, and Python's stack holds about a thousand calls."""
+_LENGTH = re.compile(rf"{WSP}*({NUMBER}){WSP}*(?:px)?{WSP}*")
+
+
+def shown(text: str | None, limit: int = 60) -> str:
+    """``text`` quoted for a message, cut to ``limit`` characters (with "…"): what a user wrote, never at length."""
+    text = text or ""
+    return repr(text if len(text) <= limit else text[:limit - 1] + "…")
 
 
 def numbers(text: str) -> list[float]:
@@ -75,7 +87,20 @@ def read_svg(text: str, what: str, error: type[ClipassoError]) -> ET.Element:
         raise error(f"The {what} is not valid SVG ({problem}).") from None
     if not isinstance(root.tag, str) or root.tag.rsplit("}", 1)[-1] != "svg":
         raise error(f"The {what} is not an SVG document (its root is not <svg>).")
+    if _depth_beyond(root, MAX_DEPTH):
+        raise error(f"The {what} nests its elements more than {MAX_DEPTH} deep; ungroup (Ctrl+Shift+G in Inkscape) "
+                    "the groups inside groups.")
     return root
+
+
+def _depth_beyond(root: ET.Element, limit: int) -> bool:
+    """Whether any element lies more than ``limit`` levels below ``root`` (counted without recursion)."""
+    level = [root]
+    for _ in range(limit):
+        level = [child for element in level for child in element]
+        if not level:
+            return False
+    return True
 
 
 def clipasso_value(element: ET.Element, name: str) -> str | None:

@@ -18,6 +18,7 @@ from typing import Dict, List, Optional, Tuple
 
 import inkex
 
+from drawing_guard import OneSentence
 from extension_settings import DEFAULT_URL, server_choice
 from image_source import image_name
 from pending_note import clear_note, noted_elements, noted_image, read_note, sketch_layer_of
@@ -31,7 +32,7 @@ class NotAsked(Exception):
     """A noted server that is not asked: the exception's text says why, as the end of a sentence."""
 
 
-class Insert(inkex.EffectExtension):
+class Insert(OneSentence, inkex.EffectExtension):
     """Insert the strokes of finished sketch jobs where they wait."""
 
     def add_arguments(self, pars):

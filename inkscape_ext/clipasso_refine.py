@@ -16,6 +16,7 @@ import time
 import inkex
 
 from dialog_params import add_job_arguments, canvas_size, quality_params
+from drawing_guard import OneSentence
 from extension_settings import server_choice
 from image_source import image_name, read_raster
 from live_view import open_live_view
@@ -28,7 +29,7 @@ COMPLETING_API_VERSION = 3
 """The API revision that added add_strokes and tidy."""
 
 
-class Refine(inkex.EffectExtension):
+class Refine(OneSentence, inkex.EffectExtension):
     """Send a sketch layer's strokes back to the sketch server and insert the refined ones above it."""
 
     def add_arguments(self, pars):

@@ -18,6 +18,7 @@ import inkex
 
 from dialog_params import (LEVEL_TICKS, add_job_arguments, canvas_size, expected_time, pen_width_param, prompt_weight,
                            quality_params, stroke_counts)
+from drawing_guard import OneSentence
 from drawing_mask import clip_mask, closed_shapes, selection_mask
 from extension_settings import server_choice
 from image_source import image_name, read_raster
@@ -30,7 +31,7 @@ from sketch_layers import SketchJob, SketchStyle, add_sketch_layers
 DIALOG_ID = "org.clipasso.sketch"
 
 
-class Sketch(inkex.EffectExtension):
+class Sketch(OneSentence, inkex.EffectExtension):
     """Send each selected image to the sketch server and insert one layer per abstraction level."""
 
     def add_arguments(self, pars):

@@ -10,12 +10,13 @@ Only closed shapes mask (rectangles, circles, ellipses, polygons, and paths whos
 open paths in the selection are left alone, as before.
 """
 
+import math
 import re
 from typing import List, Optional, Sequence, Tuple
 
 import inkex
 
-from placement import composed_transform, pixel_to_document
+from placement import composed_transform, pixel_to_document, read_transform
 
 SHAPES = (inkex.PathElement, inkex.Rectangle, inkex.Circle, inkex.Ellipse, inkex.Polygon)
 _URL = re.compile(r"^\s*url\(\s*['\"]?#([^'\")]+)['\"]?\s*\)\s*$")
@@ -45,8 +46,19 @@ def is_closed(element: inkex.ShapeElement) -> bool:
 
 def shape_in_pixels(shape: inkex.ShapeElement, to_document: inkex.Transform,
                     placement: inkex.Transform) -> inkex.CubicSuperPath:
-    """The shape's outline as cubic subpaths in the picture's pixels: ``placement⁻¹ · to_document · shape``."""
-    return inkex.Path(shape.path.to_superpath()).transform(-placement @ to_document).to_superpath()
+    """The shape's outline as cubic subpaths in the picture's pixels: ``placement⁻¹ · to_document · shape``.
+
+    Raises inkex.AbortExtension in one sentence when its numbers overflow (an arc of radius 1e300, say).
+    """
+    try:
+        outline = inkex.Path(shape.path.to_superpath()).transform(-placement @ to_document).to_superpath()
+        finite = all(math.isfinite(value) for subpath in outline for node in subpath for point in node for value in point)
+    except (TypeError, ValueError, ArithmeticError):
+        finite = False
+    if not finite:
+        raise inkex.AbortExtension(f"The shape “{shape.get_id()}” has numbers beyond what a drawing can hold (an arc's "
+                                   "radius or a transform); redraw it or reset its transform, then try again.")
+    return outline
 
 
 def overlaps(outline: inkex.CubicSuperPath, pixels: Tuple[int, int]) -> bool:
@@ -74,11 +86,11 @@ def clip_mask(image: inkex.Image, pixels: Tuple[int, int]) -> Optional[List[str]
     if clip is None:
         return None
     placement = pixel_to_document(image, pixels)
-    user_space = composed_transform(image) @ inkex.Transform(clip.attrib.get("transform"))
+    user_space = composed_transform(image) @ read_transform(clip)
     if clip.get("clipPathUnits") == "objectBoundingBox":
         x, y, width, height = _image_box(image, pixels)
         user_space = user_space @ inkex.Transform(translate=(x, y)) @ inkex.Transform(scale=(width, height))
-    paths = [path_data(shape_in_pixels(shape, user_space @ inkex.Transform(shape.attrib.get("transform")), placement))
+    paths = [path_data(shape_in_pixels(shape, user_space @ read_transform(shape), placement))
              for shape in closed_shapes(list(clip))]
     return paths or None
 

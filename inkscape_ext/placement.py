@@ -1,5 +1,6 @@
 """Geometry of an <image>: the affine from its bitmap's pixels to document user units."""
 
+import math
 from typing import Tuple
 
 import inkex
@@ -43,16 +44,37 @@ def viewport_transform(
 
 
 def pixel_to_document(image: inkex.BaseElement, pixels: Tuple[float, float]) -> inkex.Transform:
-    """The affine from the image's bitmap pixels to the root's user units (all transforms composed)."""
+    """The affine from the image's bitmap pixels to the root's user units (all transforms composed).
+
+    Raises inkex.AbortExtension in one sentence when there is none: a bitmap or an image box without
+    area, or transforms that scale it to nothing or beyond what numbers hold (NaN, infinity).
+    """
+    name = image.get("inkscape:label") or image.get_id()
     bitmap_w, bitmap_h = pixels
+    if not (_finite(bitmap_w, bitmap_h) and bitmap_w > 0 and bitmap_h > 0):
+        raise inkex.AbortExtension(f"The picture of “{name}” has no pixels ({bitmap_w} × {bitmap_h}); sketch the "
+                                   "image again.")
     viewport = (
         image.to_dimensionless(image.get("x", "0")),
         image.to_dimensionless(image.get("y", "0")),
         _length(image, "width", bitmap_w),
         _length(image, "height", bitmap_h),
     )
+    if not (_finite(*viewport) and viewport[2] > 0 and viewport[3] > 0):
+        raise inkex.AbortExtension(f"The image “{name}” has no area in the drawing (width {viewport[2]:g}, height "
+                                   f"{viewport[3]:g}); give it a width and a height, then try again.")
     local = viewport_transform(viewport, pixels, image.get("preserveAspectRatio", ""))
-    return composed_transform(image) @ local
+    placement = composed_transform(image) @ local
+    determinant = placement.a * placement.d - placement.b * placement.c
+    if not (_finite(*placement.to_hexad(), determinant) and determinant != 0 and math.isfinite(1 / determinant)):
+        raise inkex.AbortExtension(f"The image “{name}” is transformed to nothing or beyond what numbers hold "
+                                   f"({placement}); reset its transform and its groups' (Object → Transform), "
+                                   "then try again.")
+    return placement
+
+
+def _finite(*values: float) -> bool:
+    return all(math.isfinite(value) for value in values)
 
 
 def composed_transform(element: inkex.BaseElement) -> inkex.Transform:
@@ -64,9 +86,20 @@ def composed_transform(element: inkex.BaseElement) -> inkex.Transform:
     transform = inkex.Transform()
     node = element
     while node.getparent() is not None:
-        transform = inkex.Transform(node.attrib.get("transform")) @ transform
+        transform = read_transform(node) @ transform
         node = node.getparent()
     return transform
+
+
+def read_transform(element: inkex.BaseElement) -> inkex.Transform:
+    """The element's own raw ``transform`` attribute; inkex.AbortExtension in one sentence when inkex cannot read it."""
+    text = element.attrib.get("transform")
+    try:
+        return inkex.Transform(text)
+    except (TypeError, ValueError, ArithmeticError):  # inkex reads "scale(nan)" as a call without arguments
+        shown = text if len(text) <= 60 else text[:59] + "…"
+        raise inkex.AbortExtension(f"The transform “{shown}” of “{element.get_id()}” cannot be read; reset it "
+                                   "(Object → Transform), then try again.") from None
 
 
 def _length(image: inkex.BaseElement, attribute: str, intrinsic: float) -> float:

@@ -10,6 +10,7 @@ strokes are hidden. Strokes the server added are marked clipasso:added and name 
 "<N> strokes (completed)".
 """
 
+import math
 import statistics
 from dataclasses import dataclass
 from typing import List, Optional, Set, Tuple
@@ -160,7 +161,7 @@ def _in_pixels(elements: List[inkex.BaseElement], image: inkex.BaseElement, pixe
     paths, locked, widths = [], [], []
     for element in elements:
         to_image = to_pixels @ composed_transform(element)
-        path = element.path.to_absolute().transform(to_image)
+        path = _path_in_pixels(element, to_image, where)
         if len(path.to_superpath()) != 1:
             raise RefineError(f"“{element.get_id()}” {where} holds several separate strokes; split it with "
                               "Path → Break Apart, then refine.")
@@ -199,6 +200,20 @@ def _check_drawing(elements: List[inkex.BaseElement]) -> None:
     raise RefineError(f"Refine works on open, unfilled strokes, but the selection also holds {listed}; leave "
                       f"{'it' if sum(len(members) for _, members in found) == 1 else 'them'} out of the selection "
                       f"and run Refine again{masks}.")
+
+
+def _path_in_pixels(element: inkex.BaseElement, to_image: inkex.Transform, where: str) -> inkex.Path:
+    """The stroke's path mapped into the image's pixels, every number finite; RefineError in words if not."""
+    try:
+        path = element.path.to_absolute().transform(to_image)
+        finite = all(math.isfinite(value) for segment in path for value in segment.args)
+        path.to_superpath()  # arcs become curves here: a radius of 1e300 overflows
+    except (TypeError, ValueError, ArithmeticError):
+        finite = False
+    if not finite:
+        raise RefineError(f"“{element.get_id()}” {where} has numbers beyond what a drawing can hold (an arc's "
+                          "radius or a transform); redraw it or reset its transform, then refine.")
+    return path
 
 
 def _drawn(group: inkex.BaseElement) -> List[inkex.BaseElement]:

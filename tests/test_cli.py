@@ -79,8 +79,8 @@ def test_sketch_writes_one_layer_per_level_in_source_pixels(images, tmp_path, ti
     (["huge.png"], "megapixels"),
     (["cup.png", "--strokes", "4,x"], "strokes"),
     (["cup.png", "--seeds", "0"], "seeds"),
-    (["cup.png", "--stroke-width", "nan"], "stroke_width: Input should be a finite number"),
-    (["cup.png", "--stroke-width", "inf"], "stroke_width"),
+    (["cup.png", "--stroke-width", "nan"], "--stroke-width: Input should be a finite number"),
+    (["cup.png", "--stroke-width", "inf"], "--stroke-width: "),
     (["cup.png", "--device", "tpu"], "Unknown device"),
 ])
 def test_bad_input_is_one_clear_sentence(images, tmp_path, tiny_model_args, capsys, args, message):

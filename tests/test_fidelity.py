@@ -121,7 +121,7 @@ def test_score_reports_the_stages_in_use(score_pictures, tiny_model_args, capsys
 
 
 @pytest.mark.parametrize("options, message", [
-    (["--layer1-weight", "-1"], "layer1_weight"),
+    (["--layer1-weight", "-1"], "--layer1-weight: "),
     (["--fc-weight", "0", "--layer2-weight", "0", "--layer3-weight", "0"], "at least one loss weight"),
 ])
 def test_bad_weights_are_a_clear_cli_error(score_pictures, tiny_model_args, capsys, options, message):

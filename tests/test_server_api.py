@@ -6,6 +6,7 @@ import base64
 import http.client
 import io
 import json
+import math
 import re
 import socket
 import time
@@ -214,6 +215,14 @@ BAD_SUBMISSIONS = {
     "empty mask": ({"image": _b64(png_bytes()), "params": {"mask": ""}}, 422, "invalid_params", "params.mask"),
     "mask outside the image": ({"image": _b64(png_bytes()), "params": {"mask": "M 100 0 H 200 V 40 H 100 Z"}}, 422,
                                "invalid_mask", "outside the image (64×48 pixels)"),
+    "mask across ±1e308": ({"image": _b64(png_bytes()), "params": {"mask": "M -1e308 0 L 1e308 360 L 0 360 Z"}}, 422,
+                           "invalid_params", "params.mask: Path data 'M -1e308 0"),
+    "mask arc of radius 1e300": ({"image": _b64(png_bytes()), "params": {"mask": "M 1 1 A 1e300 1e300 0 1 1 9 9 Z"}},
+                                 422, "invalid_params", "beyond ±1,000,000"),
+    "mask a number": ({"image": _b64(png_bytes()), "params": {"mask": 5}}, 422, "invalid_params",
+                      "params.mask: give SVG path data as a string"),
+    "mask sliver": ({"image": _b64(png_bytes()), "params": {"mask": "M 10.2 10 L 10.201 10 L 10.201 40 L 10.2 40 Z"}},
+                    422, "invalid_mask", "too thin"),
     "width learning rate 0": ({"image": _b64(png_bytes()), "params": {"width_lr": 0}}, 422, "invalid_params",
                               "params.width_lr"),
     "optimize_opacity as 1": ({"image": _b64(png_bytes()), "params": {"optimize_opacity": 1}}, 422,
@@ -232,6 +241,15 @@ BAD_SUBMISSIONS = {
 def test_bad_submission_is_a_json_error(server, body, status, code, mentions):
     answer_status, answer = server.request("POST", "/v1/jobs", body)
     assert_error(answer_status, answer, status, code, mentions)
+
+
+def test_a_traced_outline_of_twenty_thousand_nodes_is_accepted_as_a_mask(server):
+    angles = [2 * math.pi * k / 20_000 for k in range(20_000)]
+    outline = "M " + " L ".join(f"{32 + 20 * math.cos(a):.3f} {24 + 20 * math.sin(a):.3f}" for a in angles) + " Z"
+    status, job = server.request("POST", "/v1/jobs", {"image": _b64(png_bytes()),
+                                                      "params": {**LONG_JOB, "mask": outline}})
+    assert status == 202, job
+    assert server.request("DELETE", f"/v1/jobs/{job['id']}")[1]["status"] == "cancelled"
 
 
 @pytest.mark.parametrize("field, literal", [("fc_weight", "1e999"), ("lr", "NaN"), ("layer2_weight", "-Infinity")])

@@ -108,14 +108,16 @@ def test_preview_and_animation_show_each_strokes_width_and_ink(server):
     assert replayed == {"d", "stroke-width", "stroke-opacity"}
 
 
-def test_result_svg_keeps_refined_paths_whole(server):
-    paths = ["M 5 5 L 20 20 L 30 5", "M 10 30 C 15 35 25 35 30 30"]
+def test_result_preview_and_animation_keep_refined_paths_whole(server):
+    paths = ["M 5 5 L 20 20 L 30 5", "M 10 30 C 15 35 25 35 30 30 Z"]
     _, job = submit_image(server, png_bytes(40, 40, seed=4), init_paths=paths, iterations=3, strokes=None)
     assert wait_for_status(server, job["id"])["status"] == "succeeded"
     _, result = server.request("GET", f"/v1/jobs/{job['id']}/result")
-    _, _, text = fetch(server, f"/v1/jobs/{job['id']}/result.svg")
-    drawn = [p.get("d") for p in ET.fromstring(text).iter(f"{{{SVG_NS}}}path")]
-    assert drawn == result["levels"][0]["paths"] and drawn[0].count("C") == 2
+    for name in ("result.svg", "preview.svg", "animation.svg"):  # the snapshots carry each path's shape too
+        _, _, text = fetch(server, f"/v1/jobs/{job['id']}/{name}")
+        drawn = [p.get("d") for p in ET.fromstring(text).iter(f"{{{SVG_NS}}}path")]
+        assert drawn == result["levels"][0]["paths"], name
+        assert drawn[0].count("C") == 2 and drawn[1].rstrip().endswith("Z"), name
 
 
 def test_animations_replay_the_run_and_end_on_the_result(server):

@@ -227,6 +227,31 @@ def run_inkscape(tmp_path: Path, document: Path, actions: str, prefs: Dict[str, 
     forever, hence the timeout; the extension's stderr goes to a file (through a wrapper
     interpreter) for the failure report.
     """
+    proc, out, profile, stderr_log = _inkscape(tmp_path, document, actions, prefs, from_checkout, wait_s=90)
+    if proc.returncode != 0 or not out.exists():
+        logs = [profile / "extension-errors.log", stderr_log]
+        details = "\n".join(f"--- {log.name}:\n{log.read_text() if log.exists() else '(none)'}" for log in logs)
+        pytest.fail(f"inkscape exited {proc.returncode}\n{proc.stderr.decode()[-2000:]}\n{details}")
+    assert not stderr_log.exists() or stderr_log.read_text() == "", "stderr would open a dialog in Inkscape"
+    return inkex.load_svg(str(out)).getroot()
+
+
+def run_inkscape_aborted(tmp_path: Path, document: Path, actions: str, prefs: Dict[str, str],
+                         wait_s: int = 60) -> Tuple[str, Optional[str]]:
+    """Run Inkscape headless on a document the extension must refuse: (what the extension wrote to stderr, which
+    Inkscape shows in a dialog; the document Inkscape exported afterwards, or None when it exported none).
+
+    Should Inkscape wait on its dialog for a click, it is stopped after ``wait_s`` seconds.
+    """
+    _, out, _, stderr_log = _inkscape(tmp_path, document, actions, prefs, False, wait_s=wait_s)
+    return (stderr_log.read_text() if stderr_log.exists() else "",
+            out.read_text(encoding="utf-8") if out.exists() else None)
+
+
+def _inkscape(tmp_path: Path, document: Path, actions: str, prefs: Dict[str, str], from_checkout: bool,
+              wait_s: int) -> Tuple[subprocess.CompletedProcess, Path, Path, Path]:
+    """Inkscape run headless for at most ``wait_s`` seconds with the extension installed in a fresh profile:
+    (the finished process, the export's path, the profile, the extension's stderr log)."""
     from inkscape_ext.install import install_extension
 
     profile = tmp_path / "profile"
@@ -253,16 +278,11 @@ def run_inkscape(tmp_path: Path, document: Path, actions: str, prefs: Dict[str, 
         env.pop(name, None)
     env.update(desktop_browser(tmp_path, tmp_path / BROWSER_LOG))
     proc = subprocess.run(
-        ["timeout", "-k", "5", "90", XVFB_RUN, "-a", "-n", str(first_display()), INKSCAPE, "--with-gui",
+        ["timeout", "-k", "5", str(wait_s), XVFB_RUN, "-a", "-n", str(first_display()), INKSCAPE, "--with-gui",
          "--batch-process", f"--actions={actions};export-filename:{out};export-do", str(document)],
-        env=env, capture_output=True, timeout=120,
+        env=env, capture_output=True, timeout=wait_s + 30,
     )  # fmt: skip
-    if proc.returncode != 0 or not out.exists():
-        logs = [profile / "extension-errors.log", stderr_log]
-        details = "\n".join(f"--- {log.name}:\n{log.read_text() if log.exists() else '(none)'}" for log in logs)
-        pytest.fail(f"inkscape exited {proc.returncode}\n{proc.stderr.decode()[-2000:]}\n{details}")
-    assert not stderr_log.exists() or stderr_log.read_text() == "", "stderr would open a dialog in Inkscape"
-    return inkex.load_svg(str(out)).getroot()
+    return proc, out, profile, stderr_log
 
 
 BROWSER_PIDS = "browser-pids.txt"
