@@ -512,7 +512,13 @@ def planned_sketch_steps(params: SketchParams) -> int:
 
     A pick cuts them: every attempt runs the steps up to and including the pick's eval step, then one per level.
     """
+    return sketch_steps_within(params, params.iterations)
+
+
+def sketch_steps_within(params: SketchParams, steps: int) -> int:
+    """How many sketch-steps the first ``steps`` steps of a job compute (every attempt until the pick, then one
+    per level)."""
     at = pick_step(params)
-    if at is None:
-        return len(params.strokes) * params.seeds * params.iterations
-    return len(params.strokes) * (params.seeds * (at + 1) + params.iterations - (at + 1))
+    if at is None or steps <= at + 1:
+        return len(params.strokes) * params.seeds * steps
+    return len(params.strokes) * (params.seeds * (at + 1) + steps - (at + 1))

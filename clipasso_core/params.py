@@ -145,7 +145,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     "paper": {"seeds": 3, "iterations": 2000},
 }
 """Quality presets by what a designer gets: ``quick`` a first look in minutes on a CPU, ``balanced`` three
-attempts of which the best one continues after step 250, ``paper`` the published run (3 × 2000 steps)."""
+attempts of which the best one continues after step 250, ``paper`` the published run (3 × 2000 steps).
+
+A cheaper ``quick`` (fewer steps or augmented pairs) must keep its quality guard: from random strokes, at least
+the share of ink on the object that 1 × 300 steps with 4 pairs reaches (``testkit/ink_guard.py``,
+``tests/test_quality_guard.py``, ``bench/presets.py --guard``)."""
 
 Preset = Literal["quick", "balanced", "paper"]
 

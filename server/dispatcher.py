@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 from .config import DEFAULT_KEEP_DAYS, DEFAULT_STUCK_AFTER_S
 from .job_status import JobStatus
+from .pace import PaceMeter
 from .progress import JobClock
 from .runner import INTERNAL_MESSAGE, INTERNAL_OUTCOME, Outcome, job_input
 from .snapshots import SnapshotRecorder
@@ -126,8 +127,10 @@ class Dispatcher:
     def __init__(self, store: JobStore, pool: WorkerPool, max_pixels: int, stuck_after_s: float = DEFAULT_STUCK_AFTER_S,
                  keep_days: float = DEFAULT_KEEP_DAYS, idle_poll_s: float = 1.0,
                  backoff_max_s: float = BACKOFF_MAX_S, wall_clock: Callable[[], float] = time.time,
-                 monotonic: Callable[[], float] = time.monotonic, lost_grace_s: float = LOST_GRACE_S) -> None:
+                 monotonic: Callable[[], float] = time.monotonic, lost_grace_s: float = LOST_GRACE_S,
+                 pace: PaceMeter | None = None) -> None:
         self.store = store
+        self.pace = pace or PaceMeter(monotonic)  # seconds per image-pass of the jobs run here (GET /v1/health)
         self.pool = pool
         self.max_pixels = max_pixels
         self.stuck_after_s = stuck_after_s
@@ -398,6 +401,7 @@ class Dispatcher:
             slot.job, slot.run_call, slot.poll_call = None, None, None
             self._running.pop(job.id, None)
         self._progress.pop(job.id, None)
+        self.pace.forget(job.id)
 
     def _free(self, slot: _Slot, job: Job, finished: bool) -> None:
         """The job's outcome is written down: the worker is idle again."""
@@ -478,6 +482,8 @@ class Dispatcher:
         """Keep a worker's progress (with the job's times) and record its snapshots."""
         if progress is not None and slot.clock is not None:
             self._progress[job.id] = {**progress, **slot.clock.times(progress["iteration"], progress["total"])}
+        if progress is not None and job.params is not None:
+            self.pace.observe(job.id, job.params, progress["iteration"])
         if slot.snapshots is not None:
             for snapshot in snapshots:
                 slot.snapshots.record(snapshot)

@@ -21,6 +21,7 @@ from .errors import openapi_errors
 from .job_queue import JobQueue
 from .model_cache import ModelCache, ModelsStatus
 from .heavy_work import MAX_PARALLEL_HEAVY
+from .pace import recommended_preset
 from .protocol import connection_limit
 from .schemas import ErrorInfo, Health, Limits, ModelsHealth, WorkerHealth
 from .store import BUSY_TIMEOUT_S
@@ -58,6 +59,8 @@ def health_body(queue: JobQueue, models: ModelCache, config: ServerConfig) -> He
         max_pixels=config.max_pixels,
         limits=limits(config),
         workers=queue.workers.snapshot(),
+        recommended_preset=recommended_preset(str(models.device)),
+        preset_seconds=queue.dispatcher.pace.preset_seconds(),
     )
 
 

@@ -273,3 +273,12 @@ class Health(BaseModel):
                                                               "on, in pixels: a job's stroke_width is in its pixels "
                                                               "(a result's widths are in the image's).")
     workers: list[WorkerState] = Field(description="The workers that run jobs (one in-process worker, or Ray actors).")
+    recommended_preset: Literal["quick", "balanced", "paper"] = Field(
+        description="The quality preset this server recommends for its device: paper on a CUDA GPU, quick on a CPU "
+                    "(the dialog's Automatic quality).")
+    preset_seconds: dict[str, float] | None = Field(
+        description="Per preset (quick, balanced, paper), the seconds a four-level job (4, 8, 16, 32 strokes) takes "
+                    "on this server at the pace it measured in its recent jobs (seconds per image pass of the loss "
+                    "network, counting each attempt until balanced's pick and one per level after it; models "
+                    "loaded, loading not included). Null until the server has run a few steps.",
+        json_schema_extra={"example": {"quick": 95.0, "balanced": 600.0, "paper": 2300.0}})

@@ -82,3 +82,27 @@ def _calibrate_batch_norm(visual: torch.nn.Module) -> None:
     with torch.no_grad():
         visual(images)
     visual.eval()
+
+
+FULL_SIZE = {"loss": "RN101", "saliency": "ViT-B-32"}
+"""The paper's two architectures at full size (what ``clipasso sketch`` loads by default)."""
+
+
+def full_size_models_in(folder: Path, seed: int = 0) -> ModelSpec:
+    """The paper's RN101 and ViT-B-32 with random weights as checkpoints in ``folder`` (written once, ~0.6 GB).
+
+    No real CLIP weights are needed: the networks cost what the real ones cost, so a bench times a real job.
+    BatchNorm statistics are calibrated as for the tiny models.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {role: folder / f"{name}-random-{seed}.pt" for role, name in FULL_SIZE.items()}
+    for role, name in FULL_SIZE.items():
+        if not paths[role].is_file():
+            torch.manual_seed(seed)
+            model = open_clip.create_model(name)
+            _calibrate_batch_norm(model.visual)
+            partial = paths[role].with_suffix(".part")
+            torch.save(model.state_dict(), partial)
+            partial.replace(paths[role])
+    return ModelSpec(loss_model=FULL_SIZE["loss"], saliency_model=FULL_SIZE["saliency"],
+                     loss_weights=paths["loss"], saliency_weights=paths["saliency"])

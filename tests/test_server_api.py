@@ -101,6 +101,18 @@ def test_job_reports_progress_then_strokes_in_image_pixels(server):
     assert re.search(rf"job {job_id} succeeded \(ran [\d.]+ s\)", server.output())
 
 
+def test_health_recommends_quick_on_a_cpu_and_times_each_preset_once_a_job_has_run(server):
+    status, created = submit_image(server, png_bytes(64, 48, seed=3), iterations=60)
+    assert status == 202
+    assert wait_for_status(server, created["id"])["status"] == "succeeded"
+    status, health = server.request("GET", "/v1/health")
+    assert status == 200
+    assert health["recommended_preset"] == "quick"
+    times = health["preset_seconds"]
+    assert set(times) == {"quick", "balanced", "paper"}
+    assert 0 < times["quick"] < times["balanced"] < times["paper"], times
+
+
 def test_a_job_that_optimizes_width_and_ink_returns_them_per_path(server):
     status, created = submit_image(server, png_bytes(64, 48, seed=5), iterations=6, optimize_width=True,
                                    optimize_opacity=True, width_lr=2.0, opacity_lr=0.3)
