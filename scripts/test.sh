@@ -6,4 +6,5 @@ cd "$(dirname "$0")/.."
 python3 -m pip install -q -e '.[test]'
 # inkex declares PyGObject, which needs cairo headers to build; its pure-Python needs are in the test extra.
 python3 -m pip install -q --no-deps 'inkex==1.4.1'
-python3 -m pytest "$@"
+# One pytest worker per CPU core; a worker that runs out of tests takes some of another's (worksteal).
+python3 -m pytest -n auto --dist worksteal "$@"

@@ -41,6 +41,7 @@ def test_the_paper_models_come_from_the_timm_repos_open_clip_names():
     assert weights.hub_weights("RN101", "ViT-B-32", "openai", loss_file=Path("rn.pt"))[0].model == "ViT-B-32"
 
 
+@pytest.mark.slow
 def test_download_models_shows_progress_resumes_a_cut_connection_and_fetches_nothing_twice(tmp_path):
     rn101, vit = os.urandom(BIG), os.urandom(1_500_000)
     with StandInHub({RN101: rn101, VIT: vit}) as hub:

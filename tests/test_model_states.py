@@ -194,6 +194,7 @@ def test_the_models_a_job_holds_are_never_freed(tiny_spec):
     assert models.unload_if_idle(10.0) and not models.loaded and models.status().state == "unloaded"
 
 
+@pytest.mark.slow
 def test_a_server_started_with_exit_when_idle_ends_itself(tiny_spec, tmp_path):
     with start_server(tmp_path / "data", tiny_spec, extra_args=["--exit-when-idle", "0.02"]) as server:
         assert server.process.wait(120) == 0

@@ -57,7 +57,7 @@ def fp32_job(tiny_spec, target):
     return job(models_in(tiny_spec, Precision.FP32), target, 12)
 
 
-@pytest.mark.parametrize("reduced", [Precision.BF16, Precision.FP16])
+@pytest.mark.parametrize("reduced", [Precision.BF16, pytest.param(Precision.FP16, marks=pytest.mark.slow)])
 def test_reduced_precision_computes_the_same_loss_and_still_improves_the_sketch(tiny_spec, target, fp32_job, reduced):
     fp32_loss, fp32_run, _ = fp32_job
     low_models = models_in(tiny_spec, reduced)

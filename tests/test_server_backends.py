@@ -143,7 +143,8 @@ def test_health_names_the_running_job_and_calls_a_quiet_worker_stuck(tiny_spec, 
         assert body["status"] == "degraded" and body["error"]["code"] == "worker_stuck", body
         assert job in body["error"]["message"]
         assert body["worker"]["current_job"] == job and body["worker"]["stuck"] is True
-        assert body["worker"]["phase"] in ("loading_models", "reading_image", "sketching"), body["worker"]
+        # "starting" until the dispatcher first polls the worker, which a busy machine can delay
+        assert body["worker"]["phase"] in ("starting", "loading_models", "reading_image", "sketching"), body["worker"]
         assert client.delete(f"/v1/jobs/{job}").status_code == 200
         body = wait_until(lambda: (a := client.get("/v1/health")).status_code == 200 and a.json(), "health to be ok")
         assert body["worker"]["current_job"] is None and body["worker"]["phase"] == "idle", body["worker"]

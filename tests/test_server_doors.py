@@ -190,6 +190,7 @@ def test_more_requests_than_the_limit_get_busy_then_the_server_recovers(server):
     assert status == 200
 
 
+@pytest.mark.slow
 def test_descriptor_exhaustion_neither_wedges_the_server_nor_floods_its_log(server):
     """The module's server, its descriptor limit lowered for the test and restored afterwards (silent clients
     never reach the request limit: that counts requests, which need a request line)."""

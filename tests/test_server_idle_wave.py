@@ -18,6 +18,7 @@ PROMPT_S = 10.0
 """Far less than the read timeout (30 s) that used to end such a wave; a generous bound on a busy machine."""
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts descriptors in /proc")
 def test_a_request_is_answered_during_a_wave_of_idle_connections(tiny_spec, tmp_path):
     with start_server(tmp_path / "data", tiny_spec) as server:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from tests.support.job_views import wait_for_preview
 from tests.support.server_process import png_bytes, start_server, submit_image, wait_for_progress, wait_for_status
 
@@ -11,6 +13,7 @@ WATCHED = {"strokes": [2, 4], "seeds": 1, "iterations": 100_000, "augmentations"
 """A job that runs until cancelled and takes a snapshot every other step."""
 
 
+@pytest.mark.slow
 def test_restart_after_sigkill_or_sigterm_mid_job_loses_nothing(tiny_spec, tmp_path):
     server = start_server(tmp_path / "data", tiny_spec)
     try:

@@ -81,6 +81,7 @@ def saved_when_health_is_ok(server: ServerProcess, timeout: float = 60.0) -> Non
         time.sleep(0.1)
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_507_and_a_finished_sketch_waits_for_space(tiny_spec, small_disk):
     data = small_disk / "data"
     with start_server(data, tiny_spec) as server:
@@ -111,6 +112,7 @@ def test_a_full_disk_is_507_and_a_finished_sketch_waits_for_space(tiny_spec, sma
         assert server.output().count("Traceback") == 0, server.output()
 
 
+@pytest.mark.slow
 def test_a_read_only_data_dir_is_503_and_nothing_computed_is_lost(tiny_spec, small_disk):
     data = small_disk / "data"
     with start_server(data, tiny_spec) as server:

@@ -54,6 +54,7 @@ def test_preview_of_a_running_job_then_cancel(server):
     assert layers(after) == layers(first)
 
 
+@pytest.mark.slow
 def test_elapsed_grows_and_eta_becomes_a_number_that_shrinks(server):
     total = 400
     _, job = submit_image(server, png_bytes(64, 48, seed=6), **{**LONG, "iterations": total})
