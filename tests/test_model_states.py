@@ -29,15 +29,7 @@ from clipasso_server.idle import IdleWatch
 from clipasso_server.model_cache import ModelCache
 from tests.support.server_process import FAST_PARAMS, LOCAL, png_bytes, start_server
 from tests.support.stand_in_hub import StandInHub
-
-
-def wait_until(condition, timeout: float = 120.0, every: float = 0.05):
-    """Poll ``condition()`` until it returns something true; that value (fails after ``timeout`` seconds)."""
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        assert time.monotonic() < deadline, "the condition never held"
-        time.sleep(every)
-    return value
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture
@@ -88,7 +80,8 @@ def test_models_download_in_the_background_load_for_a_job_unload_when_idle_and_l
     app = create_app(config, models)
     with TestClient(app, base_url=LOCAL) as client:
         assert hub.wait_until_held()
-        health = wait_until(lambda: (answer := client.get("/v1/health")).json()["models"]["bytes_total"] and answer)
+        health = wait_until(lambda: (answer := client.get("/v1/health")).json()["models"]["bytes_total"] and answer,
+                            120.0)
         assert health.status_code == 503
         body = health.json()
         assert body["status"] == "degraded" and body["api_version"] == 3
@@ -147,7 +140,7 @@ def test_a_server_downloading_its_models_is_not_idle(hub_models, tmp_path):
         time.sleep(20 * app.state.idle_watch.check_every_s)  # far past the idle time, no request, no job
         assert exits == []
         hub.release()
-        wait_until(lambda: exits)  # once the download is done, idle time counts
+        wait_until(lambda: exits, 120.0)  # once the download is done, idle time counts
 
 
 def test_an_idle_watch_frees_the_models_and_asks_to_exit_only_after_the_idle_time():

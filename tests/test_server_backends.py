@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import errno
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +21,7 @@ from fastapi.testclient import TestClient
 from clipasso_server.app import create_app
 from clipasso_server.config import ServerConfig
 from tests.support.server_process import LOCAL, png_bytes
+from tests.support.waiting import wait_until
 
 QUICK = {"strokes": [2], "seeds": 1, "iterations": 1, "augmentations": 0}
 ENDLESS = {"strokes": [2], "seeds": 1, "iterations": 100_000, "augmentations": 0}
@@ -67,25 +67,18 @@ def submit(client: TestClient, params: dict[str, Any], seed: int) -> str:
     return created.json()["id"]
 
 
-def wait_until(check: Callable[[], Any], what: str, timeout: float = TIMEOUT_S) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-    return value
-
-
 def state_of(client: TestClient, job_id: str) -> dict[str, Any]:
     return client.get(f"/v1/jobs/{job_id}").json()
 
 
 def running(client: TestClient, job_id: str) -> dict[str, Any]:
-    return wait_until(lambda: (s := state_of(client, job_id))["status"] == "running" and s, f"{job_id} to run")
+    return wait_until(lambda: (s := state_of(client, job_id))["status"] == "running" and s, TIMEOUT_S,
+                      f"{job_id} to run")
 
 
 def finished(client: TestClient, job_id: str) -> dict[str, Any]:
     return wait_until(lambda: (s := state_of(client, job_id))["status"] not in ("queued", "running") and s,
-                      f"{job_id} to finish")
+                      TIMEOUT_S, f"{job_id} to finish")
 
 
 class Unreadable:
@@ -138,7 +131,8 @@ def test_health_names_the_running_job_and_calls_a_quiet_worker_stuck(tiny_spec, 
         assert client.get("/v1/health").status_code == 200
         job = submit(client, ENDLESS, seed=4)
         running(client, job)
-        answer = wait_until(lambda: (a := client.get("/v1/health")).status_code == 503 and a, "health to degrade")
+        answer = wait_until(lambda: (a := client.get("/v1/health")).status_code == 503 and a, TIMEOUT_S,
+                            "health to degrade")
         body = answer.json()
         assert body["status"] == "degraded" and body["error"]["code"] == "worker_stuck", body
         assert job in body["error"]["message"]
@@ -146,7 +140,8 @@ def test_health_names_the_running_job_and_calls_a_quiet_worker_stuck(tiny_spec, 
         # "starting" until the dispatcher first polls the worker, which a busy machine can delay
         assert body["worker"]["phase"] in ("starting", "loading_models", "reading_image", "sketching"), body["worker"]
         assert client.delete(f"/v1/jobs/{job}").status_code == 200
-        body = wait_until(lambda: (a := client.get("/v1/health")).status_code == 200 and a.json(), "health to be ok")
+        body = wait_until(lambda: (a := client.get("/v1/health")).status_code == 200 and a.json(), TIMEOUT_S,
+                          "health to be ok")
         assert body["worker"]["current_job"] is None and body["worker"]["phase"] == "idle", body["worker"]
 
 
@@ -164,7 +159,8 @@ def test_health_calls_a_worker_dead_when_its_loop_has_ended(tiny_spec, tmp_path,
 
         monkeypatch.setattr(store, "claim_next", killed)
         submit(client, QUICK, seed=5)
-        answer = wait_until(lambda: (a := client.get("/v1/health")).status_code == 503 and a, "health to degrade")
+        answer = wait_until(lambda: (a := client.get("/v1/health")).status_code == 503 and a, TIMEOUT_S,
+                            "health to degrade")
         body = answer.json()
         assert body["error"]["code"] == "worker_dead" and body["worker"]["alive"] is False, body
         assert body["worker"]["phase"] == "stopped"

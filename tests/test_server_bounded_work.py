@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -20,17 +19,10 @@ from clipasso_server.config import ServerConfig
 from clipasso_server.derived_files import DerivedFiles
 from clipasso_server.heavy_work import MAX_PARALLEL_HEAVY
 from tests.support.server_process import LOCAL, png_bytes
+from tests.support.waiting import wait_until
 
 PARAMS = {"strokes": [2], "seeds": 1, "iterations": 2, "augmentations": 0}
 MASK = "M 2 2 H 28 V 18 H 2 Z"
-
-
-def wait_until(check: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
-    return value
 
 
 def submit(client: TestClient, seed: int, **extra: Any):

@@ -4,9 +4,6 @@ says so at once in a sentence, reads keep answering, and after the grace time th
 from __future__ import annotations
 
 import base64
-import time
-from collections.abc import Callable
-from typing import Any
 
 from fastapi.testclient import TestClient
 
@@ -15,6 +12,7 @@ from clipasso_server.app import create_app
 from clipasso_server.config import ServerConfig
 from clipasso_server.worker import LocalWorkers
 from tests.support.server_process import LOCAL, png_bytes
+from tests.support.waiting import wait_until
 
 PARAMS = {"strokes": [2], "seeds": 1, "iterations": 1, "augmentations": 0}
 LOST = "The head of the Ray cluster at '10.0.0.1:6379' cannot be reached (Connection refused): it stopped."
@@ -27,14 +25,6 @@ class LosableWorkers(LocalWorkers):
 
     def problem(self) -> str | None:
         return LOST if LosableWorkers.lost else None
-
-
-def wait_until(check: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-    return value
 
 
 def test_a_lost_cluster_is_degraded_at_once_reads_answer_and_the_server_stops_saying_why(tiny_spec, tmp_path,

@@ -7,7 +7,6 @@ import errno
 import logging
 import sqlite3
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +18,7 @@ from clipasso_server import dispatcher, runner
 from clipasso_server.store import JobStore
 from tests.support.api_client import make_client
 from tests.support.server_process import png_bytes
+from tests.support.waiting import wait_until
 
 PARAMS = {"strokes": [2], "seeds": 1, "iterations": 1, "augmentations": 0}
 
@@ -28,14 +28,6 @@ def submit(client: TestClient, seed: int = 0) -> str:
     created = client.post("/v1/jobs", json={"image": image, "params": PARAMS})
     assert created.status_code == 202, created.text
     return created.json()["id"]
-
-
-def wait_until(check: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
-    return value
 
 
 def finished(client: TestClient, job_id: str, timeout: float = 60.0) -> dict:
