@@ -130,7 +130,7 @@ def test_cancel_a_queued_and_a_running_ray_job(server):
     assert status == 409 and body["error"]["code"] == "job_cancelled"
 
 
-def test_a_killed_worker_costs_only_time_its_job_finishes_on_the_other_once(server):
+def test_a_killed_worker_costs_only_time_its_job_finishes_once_on_a_live_worker(server):
     wait_for_workers(server)
     _, job = submit_image(server, png_bytes(seed=30), **MEDIUM_JOB)
     state = wait_for_progress(server, job["id"])
@@ -139,7 +139,8 @@ def test_a_killed_worker_costs_only_time_its_job_finishes_on_the_other_once(serv
     os.kill(victim["pid"], signal.SIGKILL)
     final = wait_for_status(server, job["id"])
     assert final["status"] == "succeeded", final
-    assert final["worker"]["name"] != victim["name"] and final["worker"]["pid"] != victim["pid"]
+    # On the other worker, or on the killed one's restart when Ray brought it back before the job was given again.
+    assert final["worker"]["pid"] != victim["pid"]
     assert len(re.findall(rf"job {job['id']} succeeded", server.output())) == 1
     assert started_lines(server, job["id"]) == [victim["name"], final["worker"]["name"]]
     assert f"worker {victim['name']} was lost while running job {job['id']}; the job is queued again" \
