@@ -201,7 +201,7 @@ class Dispatcher:
         """Whether the dispatcher lives, the quietest busy worker's job and phase, whether it is stuck, the last
         error met."""
         alive = self._thread is not None and self._thread.is_alive()
-        now = time.monotonic()
+        now = self._monotonic()
         busy = [(now - slot.beat, job.id, slot.phase) for slot in self._slots if (job := slot.job) is not None]
         quiet, current, phase = max(busy, default=(None, None, "idle"))
         return WorkerState(
@@ -343,7 +343,7 @@ class Dispatcher:
             return
         claimed = self._fill_idle_slots()
         self._idle = not pending and not claimed
-        now = time.monotonic()
+        now = self._monotonic()
         for slot in self._slots:
             if slot.run_call is not None and slot.poll_call is None and now - slot.polled_at >= self.pool.poll_interval_s:
                 slot.poll_call, slot.polled_at = self.pool.call(slot.worker, "poll"), now
@@ -374,7 +374,7 @@ class Dispatcher:
                 return None
             if job is not None:
                 slot.job, slot.status = job, "busy"
-                slot.phase, slot.beat, slot.seen = "starting", time.monotonic(), None
+                slot.phase, slot.beat, slot.seen = "starting", self._monotonic(), None
                 self._running[job.id] = slot
             return job
 
@@ -391,7 +391,7 @@ class Dispatcher:
         except Exception as error:
             self._trouble(f"starting job {job.id} on worker {slot.name}", error)
             try:
-                self._record(job, INTERNAL_OUTCOME, time.monotonic())
+                self._record(job, INTERNAL_OUTCOME, self._monotonic())
             finally:
                 self._free(slot, job, finished=True)
 
@@ -434,7 +434,7 @@ class Dispatcher:
             return
         seen = (poll.phase, None if poll.progress is None else poll.progress["iteration"])
         if seen != slot.seen:
-            slot.seen, slot.beat = seen, time.monotonic()
+            slot.seen, slot.beat = seen, self._monotonic()
         slot.phase = poll.phase
         self._relay(slot, job, poll.progress, poll.snapshots)
 
@@ -454,7 +454,7 @@ class Dispatcher:
             self._write_down(slot, job, report)
         except Exception as error:  # never leave the job running with no worker on it
             self._trouble(f"storing the outcome of job {job.id}", error)
-            self._record(job, replace(INTERNAL_OUTCOME, progress=self._progress.get(job.id)), time.monotonic())
+            self._record(job, replace(INTERNAL_OUTCOME, progress=self._progress.get(job.id)), self._monotonic())
         finally:
             self._free(slot, job, finished=not self._stopping.is_set())
 
@@ -476,7 +476,7 @@ class Dispatcher:
         if outcome.details:
             log.error("job %s: unexpected error while sketching on worker %s:\n%s", job.id, slot.name,
                       outcome.details)
-        self._record(job, outcome, time.monotonic() - report.run_s)
+        self._record(job, outcome, self._monotonic() - report.run_s)
 
     def _relay(self, slot: _Slot, job: Job, progress: dict[str, Any] | None, snapshots: list[dict[str, Any]]) -> None:
         """Keep a worker's progress (with the job's times) and record its snapshots."""
@@ -504,7 +504,7 @@ class Dispatcher:
 
         A result the store refuses for another reason than a storage fault is recorded as an internal error.
         """
-        elapsed = time.monotonic() - started
+        elapsed = self._monotonic() - started
         for attempt in range(3):
             try:
                 written = self._write(job.id, outcome)
