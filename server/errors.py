@@ -24,9 +24,11 @@ from .storage_faults import storage_fault
 
 log = logging.getLogger("clipasso_server")
 
-API_CONTENT_SECURITY_POLICY = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+API_CONTENT_SECURITY_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; "
+                               "form-action 'none'")
 """The CSP of every answer that sets none of its own (JSON, SVG, GIF, PNG): an SVG opened from the API runs no
-script and loads nothing; the live page and /docs send their own."""
+script and loads nothing, but may style itself (its strokes and the replay's keyframes are inline styles);
+the live page and /docs send their own."""
 SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": API_CONTENT_SECURITY_POLICY}
 """Headers of every answer (added by :class:`~clipasso_server.middleware.SecurityHeadersMiddleware`, and by the
 answers sent outside it: the 500 of an unexpected error and the HTTP protocol's own)."""
