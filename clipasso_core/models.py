@@ -14,7 +14,6 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import open_clip
 import torch
 from torch import nn
 
@@ -138,6 +137,8 @@ def load_encoder(name: str, pretrained: str | None, weights: Path | None, device
     ``precision`` is resolved for ``device`` (``auto`` → bf16 where it is native, else fp32). Errors name the
     caller's parameter for ``weights`` as ``weights_parameter`` (e.g. ``ModelSpec.loss_weights``).
     """
+    import open_clip  # where a model is built: it brings torchvision and timm (about 2.5 s)
+
     model_name = _register_config(name)
     if weights is not None:
         weights = Path(weights)
@@ -193,6 +194,8 @@ def encode_prompt(encoder: ClipEncoder, prompt: str, device: torch.device) -> to
     if encoder.text is None:
         raise ModelError("The loss model has no text tower, so it cannot be steered by a text prompt.")
     text = encoder.text
+    import open_clip
+
     try:
         model = _create_model(text.model_name, text.source, text.quick_gelu)
         tokenizer = open_clip.get_tokenizer(text.model_name)
@@ -208,12 +211,16 @@ def encode_prompt(encoder: ClipEncoder, prompt: str, device: torch.device) -> to
 
 def _create_model(model_name: str, source: str | None, quick_gelu: bool) -> nn.Module:
     """The whole open_clip model (image and text towers) on the CPU, quietly."""
+    import open_clip
+
     with _quiet():
         return open_clip.create_model(model_name, pretrained=source, force_quick_gelu=quick_gelu, device="cpu")
 
 
 def _register_config(name: str) -> str:
     """Register a ``.json`` model config path with open_clip and return the model name to use."""
+    import open_clip
+
     if not name.endswith(".json"):
         if name.replace("/", "-") not in open_clip.list_models():
             raise ModelError(

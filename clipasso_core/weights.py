@@ -26,10 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import huggingface_hub
-import open_clip
 from huggingface_hub import constants as hub_constants
 from huggingface_hub.errors import HfHubHTTPError
-from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
 
 from .errors import WeightsUnavailableError
 
@@ -102,6 +100,8 @@ def for_model(name: str, pretrained: str | None, role: str = "loss") -> list[Hub
     """The weights open_clip fetches from the hub for model ``name`` (an open_clip name or a config .json), if any."""
     if not pretrained:
         return []
+    import open_clip  # where it is needed: it brings torchvision and timm (about 2.5 s)
+
     model = Path(name).stem if name.endswith(".json") else name
     hub = (open_clip.get_pretrained_cfg(model, pretrained) or {}).get("hf_hub", "")
     if not hub:
@@ -112,6 +112,8 @@ def for_model(name: str, pretrained: str | None, role: str = "loss") -> list[Hub
 
 def candidate_files(filename: str) -> tuple[str, ...]:
     """The files open_clip tries for an ``hf_hub`` file name (empty: the default), safetensors first."""
+    from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
+
     if not filename or filename == HF_WEIGHTS_NAME:
         return (HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME)
     if filename.endswith((".bin", ".pth")):
