@@ -106,8 +106,7 @@ class _Slot:
     """The dispatcher's view of one worker and the calls it waits for."""
 
     name: str
-    status: str  # starting, idle, busy
-    info: dict[str, Any] | None = None
+    info: dict[str, Any] | None = None  # None while the worker starts
     worker: Any = None
     job: Job | None = None
     ready_call: Any = None
@@ -119,6 +118,11 @@ class _Slot:
     seen: tuple[str, int | None] | None = None  # the phase and step of that sign
     clock: JobClock | None = None
     snapshots: SnapshotRecorder | None = None
+
+    @property
+    def status(self) -> str:
+        """``busy`` with a job, ``starting`` until its worker is ready, else ``idle``."""
+        return "busy" if self.job is not None else "starting" if self.info is None else "idle"
 
 
 class Dispatcher:
@@ -139,7 +143,7 @@ class Dispatcher:
         self._slots: list[_Slot] = []
         for info, ready in pool.planned():
             self.workers.register(info, status="idle" if ready else "starting")
-            self._slots.append(_Slot(info.name, "idle" if ready else "starting", info.as_dict() if ready else None))
+            self._slots.append(_Slot(info.name, info.as_dict() if ready else None))
         self._idle_poll_s = idle_poll_s
         self._backoff_max_s = backoff_max_s
         self._backoff_s = 0.0
@@ -150,7 +154,6 @@ class Dispatcher:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._idle = False  # nothing to wait for and the queue was empty: wait for a submission
-        self._running: dict[str, _Slot] = {}
         self._progress: dict[str, dict[str, Any]] = {}
         self._unsaved: dict[str, tuple[Outcome, dict[str, str]]] = {}  # job id -> (outcome, why not stored yet)
         self._last_error: str | None = None
@@ -175,7 +178,7 @@ class Dispatcher:
             before, job = self.store.cancel(job_id, message)
             if before != JobStatus.RUNNING:
                 return before, job
-            slot = self._running.get(job_id)
+            slot = next((slot for slot in self._slots if slot.job is not None and slot.job.id == job_id), None)
             if slot is not None:
                 self.pool.call(slot.worker, "cancel", job_id)
             self._unsaved.pop(job_id, None)
@@ -193,9 +196,9 @@ class Dispatcher:
         """A finished job's outcome the store could not write yet and why (``{"code", "message"}``), or ``None``."""
         return self._unsaved.get(job_id)
 
-    def unsaved_ids(self) -> list[str]:
-        """Ids of finished jobs whose outcome waits in memory for the store."""
-        return list(self._unsaved)
+    def unsaved_problem(self) -> dict[str, str] | None:
+        """Why a finished job's outcome waits in memory for the store (``{"code", "message"}``), or ``None``."""
+        return next((why for _, why in list(self._unsaved.values())), None)
 
     def state(self) -> WorkerState:
         """Whether the dispatcher lives, the quietest busy worker's job and phase, whether it is stuck, the last
@@ -373,9 +376,8 @@ class Dispatcher:
                 self.store.requeue(job.id)
                 return None
             if job is not None:
-                slot.job, slot.status = job, "busy"
+                slot.job = job
                 slot.phase, slot.beat, slot.seen = "starting", self._monotonic(), None
-                self._running[job.id] = slot
             return job
 
     def _start(self, slot: _Slot, job: Job) -> None:
@@ -399,14 +401,13 @@ class Dispatcher:
         """Forget the slot's job and calls."""
         with self._lock:
             slot.job, slot.run_call, slot.poll_call = None, None, None
-            self._running.pop(job.id, None)
         self._progress.pop(job.id, None)
         self.pace.forget(job.id)
 
     def _free(self, slot: _Slot, job: Job, finished: bool) -> None:
         """The job's outcome is written down: the worker is idle again."""
         self._release(slot, job)
-        slot.status, slot.phase, slot.clock, slot.snapshots = "idle", "idle", None, None
+        slot.phase, slot.clock, slot.snapshots = "idle", None, None
         self.workers.done(slot.name, finished=finished)
 
     def _on_ready(self, slot: _Slot, call: Any) -> None:
@@ -416,7 +417,7 @@ class Dispatcher:
         except WorkerLost:  # died while starting: its pool restarts it, ask again
             slot.ready_call = self.pool.call(slot.worker, "ready")
             return
-        slot.info, slot.status = ready.worker, "idle"
+        slot.info = ready.worker
         self.workers.register(WorkerInfo(**ready.worker))
         if ready.models_error:
             log.warning("worker %s could not load the models: %s", slot.name, ready.models_error)
@@ -491,7 +492,7 @@ class Dispatcher:
     def _lost(self, slot: _Slot, job: Job) -> None:
         """The worker died while running ``job``: the job goes back to the queue, the worker is restarting."""
         self._release(slot, job)
-        slot.status, slot.info, slot.phase, slot.clock, slot.snapshots = "starting", None, "idle", None, None
+        slot.info, slot.phase, slot.clock, slot.snapshots = None, "idle", None, None
         self.workers.set_status(slot.name, "starting")
         slot.ready_call = self.pool.call(slot.worker, "ready")
         again = self.store.requeue(job.id)

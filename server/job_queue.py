@@ -98,8 +98,9 @@ class JobQueue:
         current = self.store.get(job_id)
         if current is None:
             return None
-        if self.view(current).status not in ACTIVE:
-            return self.view(current)
+        seen = self.view(current)
+        if seen.status not in ACTIVE:
+            return seen
         wanting = {name for name, wants in self.store.interests(job_id).items() if wants}
         if client in wanting:
             self.store.withdraw(job_id, client)
@@ -168,8 +169,4 @@ class JobQueue:
 
     def unsaved_problem(self) -> dict[str, str] | None:
         """Why a finished job waits in memory for the store (``{"code", "message"}``), or ``None`` when none waits."""
-        for job_id in self.dispatcher.unsaved_ids():
-            unsaved = self.dispatcher.unsaved(job_id)
-            if unsaved is not None:
-                return unsaved[1]
-        return None
+        return self.dispatcher.unsaved_problem()

@@ -31,8 +31,6 @@ from .store import canonical_json
 
 log = logging.getLogger("clipasso_server")
 
-WAITING_STATES = ("missing", "downloading")
-"""States in which jobs wait for the models' weights (``/v1/health`` says degraded)."""
 LOG_EVERY_PERCENT = 10
 
 

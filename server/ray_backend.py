@@ -67,7 +67,7 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
     if not host or not port.isdigit():
         return  # 'auto', 'ray://…' and other forms are left to Ray
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout).close()
+        _connect(address, timeout)
     except OSError as error:
         raise RayBackendError(f"cannot reach the Ray cluster at '{address}' ({error.strerror or error}); start it "
                               "with 'ray start --head' and pass the address it prints.") from None
@@ -128,15 +128,20 @@ def connect(address: str) -> float:
 
 def head_problem(gcs_address: str, timeout: float = 1.0) -> str | None:
     """Why the head of the Ray cluster at ``gcs_address`` (``HOST:PORT``) cannot be reached, or ``None``."""
-    host, _, port = gcs_address.rpartition(":")
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout).close()
+        _connect(gcs_address, timeout)
     except (OSError, ValueError) as error:
         reason = getattr(error, "strerror", None) or str(error)
         return (f"The head of the Ray cluster at '{gcs_address}' cannot be reached ({reason}): it stopped or its "
                 "machine is gone, so no job runs; start it again with 'ray start --head' (the server's jobs and "
                 "results still answer).")
     return None
+
+
+def _connect(address: str, timeout: float) -> None:
+    """Open and close a TCP connection to a ``HOST:PORT`` address (``[v6]:PORT`` too); OSError if none answers."""
+    host, _, port = address.rpartition(":")
+    socket.create_connection((host.strip("[]"), int(port)), timeout).close()
 
 
 def worker_plan(requested: int | None, gpus: float) -> tuple[int, int]:

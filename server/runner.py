@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -151,7 +151,7 @@ def run_job(job: JobInput, models: ModelCache, hooks: RunHooks | None = None) ->
         return failed(error.code, str(error))
     except Exception as error:
         if not is_out_of_memory(error):
-            return failed("internal_error", INTERNAL_MESSAGE, details=traceback.format_exc())
+            return replace(INTERNAL_OUTCOME, details=traceback.format_exc())
         if models.device.type == "cuda":
             torch.cuda.empty_cache()
         device = "GPU" if models.device.type == "cuda" else "computer"
