@@ -95,7 +95,8 @@ class ModelCache:
         self._models: LoadedModels | None = None
         self._error: ClipassoError | None = None
         self._status = ModelsStatus("missing" if missing(self._hub) else "unloaded")
-        self._in_use = False
+        self._jobs = 0  # jobs between get() and release(): workers of one process share the models
+        self._jobs_lock = threading.Lock()  # not self._lock, which a load holds for minutes
         self._last_used = clock()
         self._lock = threading.Lock()
 
@@ -143,8 +144,9 @@ class ModelCache:
 
         The models count as in use until :meth:`release`.
         """
+        with self._jobs_lock:
+            self._jobs += 1
         with self._lock:
-            self._in_use = True
             if self._models is not None:
                 return self._models
             self._fetch_locked()
@@ -167,9 +169,11 @@ class ModelCache:
             return self._models
 
     def release(self) -> None:
-        """The job that called :meth:`get` is over: the models may be freed after the idle time from now."""
-        self._in_use = False
-        self._last_used = self._clock()
+        """The job that called :meth:`get` is over: once no job holds them, the models may be freed after the idle
+        time from now."""
+        with self._jobs_lock:
+            self._jobs -= 1
+            self._last_used = self._clock()
 
     def unload_if_idle(self, idle_s: float) -> bool:
         """Free the models when no job has used them for ``idle_s`` seconds; whether they were freed.
@@ -180,7 +184,7 @@ class ModelCache:
             return False
         try:
             idle = self._clock() - self._last_used
-            if self._models is None or self._in_use or idle < idle_s:
+            if self._models is None or self._jobs or idle < idle_s:
                 return False
             self._models = None
             self._set(ModelsStatus("unloaded"))

@@ -187,6 +187,19 @@ def test_the_models_a_job_holds_are_never_freed(tiny_spec):
     assert models.unload_if_idle(10.0) and not models.loaded and models.status().state == "unloaded"
 
 
+def test_models_two_workers_share_stay_while_either_job_runs(tiny_spec):
+    now = [0.0]
+    models = ModelCache(tiny_spec, torch.device("cpu"), clock=lambda: now[0])
+    models.get()  # the first worker's job
+    models.get()  # the second worker's job, on the same models
+    models.release()  # the first ends; the second still runs
+    now[0] = 1000.0
+    assert not models.unload_if_idle(10.0) and models.loaded
+    models.release()
+    now[0] = 1010.0
+    assert models.unload_if_idle(10.0) and not models.loaded
+
+
 @pytest.mark.slow
 def test_a_server_started_with_exit_when_idle_ends_itself(tiny_spec, tmp_path):
     with start_server(tmp_path / "data", tiny_spec, extra_args=["--exit-when-idle", "0.02"]) as server:
