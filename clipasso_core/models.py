@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .weights import (LIBRARY_WAY, HubWeights, OfflineWay, check_reachable, for_model, hub_reachable, hub_weights,
-                      missing, unavailable)
+from .weights import (LIBRARY_WAY, HubWeights, OfflineWay, check_reachable, for_model, hub_weights, missing,
+                      unavailable)
 from .errors import ClipassoError, ModelError
 from .frozen import freeze_for_inference
 from .precision import Precision, autocast, resolve_precision
@@ -163,9 +163,7 @@ def load_encoder(name: str, pretrained: str | None, weights: Path | None, device
                 f"give a checkpoint file as {weights_parameter}.", [weights_parameter]
             )
         quick_gelu = bool(tag_cfg.get("quick_gelu", False))
-        needed = missing(for_model(model_name, pretrained))
-        if needed and not hub_reachable():
-            raise unavailable(needed, _one_way(weights_parameter))
+        check_reachable(missing(for_model(model_name, pretrained)), _one_way(weights_parameter))
     try:
         model = _create_model(model_name, source, quick_gelu)
     except Exception as error:  # open_clip reports download, config and checkpoint problems as assorted errors
