@@ -57,21 +57,20 @@ class DerivedFiles:
 
     def get(self, job_id: str, name: str, draw: Callable[[], bytes]) -> bytes:
         """The kept file, else ``draw()`` it (once, however many ask at the same time) and keep it."""
-        kept = self.read(job_id, name)
-        if kept is not None:
-            return kept
         key = f"{job_id}.{name}"
         with self._guard:
             lock = self._drawing.setdefault(key, threading.Lock())
-        with lock:
-            kept = self.read(job_id, name)
-            if kept is not None:
-                return kept
-            content = draw()
-            try:
-                write_atomically(self.path(job_id, name), self._checksum(content) + b"\n" + content, mode=PRIVATE)
-            except OSError as error:  # not kept: drawn again next time
-                log.warning("job %s: cannot keep its %s: %s", job_id, name, error)
-        with self._guard:
-            self._drawing.pop(key, None)
+        try:
+            with lock:
+                kept = self.read(job_id, name)  # drawn meanwhile by the caller that held the lock
+                if kept is not None:
+                    return kept
+                content = draw()
+                try:
+                    write_atomically(self.path(job_id, name), self._checksum(content) + b"\n" + content, mode=PRIVATE)
+                except OSError as error:  # not kept: drawn again next time
+                    log.warning("job %s: cannot keep its %s: %s", job_id, name, error)
+        finally:
+            with self._guard:
+                self._drawing.pop(key, None)
         return content

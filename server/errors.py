@@ -32,6 +32,8 @@ the live page and /docs send their own."""
 SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": API_CONTENT_SECURITY_POLICY}
 """Headers of every answer (added by :class:`~clipasso_server.middleware.SecurityHeadersMiddleware`, and by the
 answers sent outside it: the 500 of an unexpected error and the HTTP protocol's own)."""
+RAW_SECURITY_HEADERS = [(name.lower().encode(), value.encode()) for name, value in SECURITY_HEADERS.items()]
+""":data:`SECURITY_HEADERS` as an ASGI or HTTP protocol writes them (lower-case name and value, in bytes)."""
 
 HTTP_CODES = {
     400: "bad_request",
@@ -74,6 +76,12 @@ ERROR_DESCRIPTIONS = {
     507: "The data directory's disk is full; the message names it.",
 }
 """What each error status of a v1 route means, for the OpenAPI document."""
+
+
+def not_json() -> ApiError:
+    """The 415 for a request body that is not sent as JSON."""
+    return ApiError(415, "unsupported_media_type",
+                    "Send the request body as JSON, with the header 'Content-Type: application/json'.")
 
 
 def error_body(code: str, message: str) -> dict[str, Any]:
@@ -125,8 +133,8 @@ def install_error_handlers(app: FastAPI, data_dir: Path) -> None:
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
         if request.method in ("POST", "PUT", "PATCH") and not is_json_media_type(request.headers.get("content-type")):
-            return error_response(415, "unsupported_media_type",
-                                  "Send the request body as JSON, with the header 'Content-Type: application/json'.")
+            error = not_json()
+            return error_response(error.status, error.code, error.message)
         code = "invalid_params" if any(_is_params(item) for item in error.errors()) else "invalid_request"
         return error_response(422, code, describe_request_errors(error.errors()))
 

@@ -26,7 +26,7 @@ from clipasso_core.errors import ImageError, ImageTooLargeError, UnsupportedImag
 from clipasso_core.image import CanvasFrame, read_image
 from clipasso_core.mask import MaskError, mask_coverage
 
-from .errors import ApiError, is_json_media_type, openapi_errors
+from .errors import ApiError, is_json_media_type, not_json, openapi_errors
 from .heavy_work import run_heavy
 from .job_files import find_job, queue_of, stored_result
 from .job_queue import JobQueue, SharedJob
@@ -91,8 +91,7 @@ def add_submission_schema(document: dict[str, Any]) -> None:
 async def submit_job(request: Request) -> JobCreated:
     content_type = request.headers.get("content-type")
     if content_type is not None and not is_json_media_type(content_type):
-        raise ApiError(415, "unsupported_media_type",
-                       "Send the request body as JSON, with the header 'Content-Type: application/json'.")
+        raise not_json()
     raw = await request.body()
     client = token_client(request.headers.get("authorization"))
     return await run_heavy(request, lambda: submit(queue_of(request), raw, request.app.state.config.max_pixels,

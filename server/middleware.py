@@ -7,7 +7,7 @@ import hmac
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import API_CONTENT_SECURITY_POLICY, error_bytes
+from .errors import RAW_SECURITY_HEADERS, error_bytes
 
 
 async def send_error(send: Send, status: int, code: str, message: str,
@@ -113,7 +113,7 @@ class BodyLimitMiddleware:
 
 class SecurityHeadersMiddleware:
     """Every answer, errors included, says ``X-Content-Type-Options: nosniff`` and has a Content-Security-Policy
-    (:data:`API_CONTENT_SECURITY_POLICY` unless the route set its own)."""
+    (:data:`~clipasso_server.errors.SECURITY_HEADERS`, each unless the route set its own)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -127,10 +127,7 @@ class SecurityHeadersMiddleware:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", ()))
                 names = {name.lower() for name, _ in headers}
-                if b"x-content-type-options" not in names:
-                    headers.append((b"x-content-type-options", b"nosniff"))
-                if b"content-security-policy" not in names:
-                    headers.append((b"content-security-policy", API_CONTENT_SECURITY_POLICY.encode()))
+                headers += [(name, value) for name, value in RAW_SECURITY_HEADERS if name not in names]
                 message = {**message, "headers": headers}
             await send(message)
 

@@ -26,7 +26,7 @@ import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from .config import DEFAULT_IDLE_TIMEOUT_S, DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT_S
-from .errors import SECURITY_HEADERS, error_bytes
+from .errors import RAW_SECURITY_HEADERS, error_bytes
 
 
 log = logging.getLogger("clipasso_server")
@@ -144,7 +144,7 @@ class GuardedH11Protocol(H11Protocol):
         body = error_bytes(code, message)
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                    (b"connection", b"close"),
-                   *((name.lower().encode(), value.encode()) for name, value in SECURITY_HEADERS.items())]
+                   *RAW_SECURITY_HEADERS]
         try:
             output = self.conn.send(h11.Response(status_code=status, headers=headers))
             output += self.conn.send(h11.Data(data=body)) or b""
