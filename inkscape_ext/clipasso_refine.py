@@ -22,11 +22,10 @@ from image_source import image_name, read_raster
 from live_view import open_live_view
 from picture_size import picture_size
 from refine_layers import RefineError, add_refined_layer, drawing_strokes, read_strokes, sketch_layer_of
+from server_api import COMPLETING_API_VERSION, api_version
 from sketch_client import FINISHED, job_error_text, open_server, progress_text
 
 DIALOG_ID = "org.clipasso.refine"
-COMPLETING_API_VERSION = 3
-"""The API revision that added add_strokes and tidy."""
 
 
 class Refine(OneSentence, inkex.EffectExtension):
@@ -55,9 +54,9 @@ class Refine(OneSentence, inkex.EffectExtension):
             strokes = read_strokes(self.svg, layer, locked_too, adding)
             picture = read_raster(strokes.image, input_file, self.document_path())
         client, health = open_server(server_choice(DIALOG_ID, options.url, options.token), "refine")
-        if (adding or options.tidy) and health.get("api_version", 1) < COMPLETING_API_VERSION:
+        if (adding or options.tidy) and api_version(health) < COMPLETING_API_VERSION:
             raise RefineError(f"The sketch server at {client.url} is too old to add strokes or tidy them (it speaks "
-                              f"API revision {health.get('api_version', 1)}, they need {COMPLETING_API_VERSION}); "
+                              f"API revision {api_version(health)}, they need {COMPLETING_API_VERSION}); "
                               "update CLIPasso where it runs, or set Add strokes to 0 and untick Tidy.")
         params = {
             "init_paths": strokes.paths,

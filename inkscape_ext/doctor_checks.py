@@ -16,15 +16,14 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from .extension_settings import load_settings, settings_path
-from .install import EXTENSION_FOLDER, MAIN_INX, NOT_INSTALLED, PACKAGE_FOLDER, default_extensions_dir, main_inx
+from .extension_settings import DEFAULT_URL, load_settings, settings_path
+from .install import EXTENSION_FOLDER, MAIN_INX, PACKAGE_FOLDER, default_extensions_dir, main_inx, package_files
 from .server_api import NEEDED_API_VERSION, api_problem, models_state
 
 # The extension's scripts import each other by plain name, as Inkscape runs them from their folder.
 sys.path.append(str(Path(__file__).resolve().parent))
 from server_start import CannotStart, loopback_address, start_command  # noqa: E402
 
-DEFAULT_URL = "http://127.0.0.1:8765"
 OLDEST_INKSCAPE = (1, 2)
 FLATPAK_ID = "org.inkscape.Inkscape"
 
@@ -57,20 +56,13 @@ def installed_check() -> Dict[str, Any]:
         return check(False, f"Inkscape extension: not installed (looked in {default_extensions_dir()})",
                      "run clipasso install-extension")
     kind, where = found[0]
-    stale = [name for name in _package_files() if not _same_file(Path(__file__).parent / name,
-                                                                  where / PACKAGE_FOLDER / name)]
+    stale = [source.name for source in package_files() if not _same_file(source, where / PACKAGE_FOLDER / source.name)]
     if not _same_file(main_inx(), where / MAIN_INX):
         stale.append(MAIN_INX)
     if stale:
         return check(False, f"Inkscape extension: the copy in {where} (for {kind}) is not this version's",
                      "run clipasso install-extension, then restart Inkscape")
     return check(True, f"Inkscape extension: installed in {where} (for {kind})")
-
-
-def _package_files() -> List[str]:
-    """The files of this package that install_extension copies."""
-    return sorted(path.name for path in Path(__file__).resolve().parent.iterdir()
-                  if path.is_file() and path.name not in NOT_INSTALLED and path.suffix != ".pyc")
 
 
 def _same_file(one: Path, other: Path) -> bool:

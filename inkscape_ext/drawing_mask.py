@@ -24,7 +24,12 @@ _URL = re.compile(r"^\s*url\(\s*['\"]?#([^'\")]+)['\"]?\s*\)\s*$")
 
 def closed_shapes(elements: Sequence[inkex.BaseElement]) -> List[inkex.ShapeElement]:
     """The elements that enclose an area: closed shapes, in the given order."""
-    return [element for element in elements if isinstance(element, SHAPES) and is_closed(element)]
+    return [element for element in elements if encloses(element)]
+
+
+def encloses(element: inkex.BaseElement) -> bool:
+    """Whether the element is a shape that encloses an area: a closed path, rectangle, circle, ellipse or polygon."""
+    return isinstance(element, SHAPES) and is_closed(element)
 
 
 def is_closed(element: inkex.ShapeElement) -> bool:

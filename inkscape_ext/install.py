@@ -30,6 +30,12 @@ NOT_INSTALLED = ("install.py", "doctor_checks.py", "__init__.py", "__pycache__",
 """Files of this package that are not part of the extension Inkscape runs."""
 
 
+def package_files() -> List[Path]:
+    """The files of this package that :func:`install_extension` copies, by name."""
+    return sorted(path for path in Path(__file__).resolve().parent.iterdir()
+                  if path.is_file() and path.name not in NOT_INSTALLED and path.suffix != ".pyc")
+
+
 def default_extensions_dir() -> Path:
     """Inkscape's user extensions directory on this platform (honours INKSCAPE_PROFILE_DIR)."""
     profile = os.environ.get("INKSCAPE_PROFILE_DIR")
@@ -80,9 +86,8 @@ def install_extension(dest: Optional[Path] = None) -> Path:
     try:
         shutil.copy2(inx, staging / MAIN_INX)
         (staging / PACKAGE_FOLDER).mkdir()
-        for source in sorted(Path(__file__).resolve().parent.iterdir()):
-            if source.is_file() and source.name not in NOT_INSTALLED and source.suffix != ".pyc":
-                shutil.copy2(source, staging / PACKAGE_FOLDER / source.name)
+        for source in package_files():
+            shutil.copy2(source, staging / PACKAGE_FOLDER / source.name)
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)

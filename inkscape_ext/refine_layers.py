@@ -17,7 +17,7 @@ from typing import List, Optional, Set, Tuple
 
 import inkex
 
-from drawing_mask import is_closed
+from drawing_mask import encloses
 from placement import composed_transform, pixel_to_document
 from sketch_layers import _unique_id, clipasso_attribute
 
@@ -162,9 +162,6 @@ def _in_pixels(elements: List[inkex.BaseElement], image: inkex.BaseElement, pixe
     for element in elements:
         to_image = to_pixels @ composed_transform(element)
         path = _path_in_pixels(element, to_image, where)
-        if len(path.to_superpath()) != 1:
-            raise RefineError(f"“{element.get_id()}” {where} holds several separate strokes; split it with "
-                              "Path → Break Apart, then refine.")
         if _is_locked(element, scope, locked_too):
             locked.append(len(paths))
         paths.append(path_data(path))
@@ -180,13 +177,11 @@ def _check_drawing(elements: List[inkex.BaseElement]) -> None:
     for element in elements:
         if isinstance(element, (inkex.TextElement, inkex.FlowRoot)):
             kinds["text"].append(element)
-        elif isinstance(element, (inkex.Rectangle, inkex.Circle, inkex.Ellipse, inkex.Polygon)) or (
-                isinstance(element, inkex.PathElement) and is_closed(element)):
+        elif encloses(element):
             kinds["closed"].append(element)
         elif not isinstance(element, inkex.PathElement):
             kinds["other"].append(element)
-        elif str(element.specified_style().get("fill", "black") or "black").strip().lower() not in ("none",
-                                                                                                     "transparent"):
+        elif _is_filled(element):
             kinds["filled"].append(element)
     found = [(kind, members) for kind, members in kinds.items() if members]
     if not found:
@@ -203,16 +198,20 @@ def _check_drawing(elements: List[inkex.BaseElement]) -> None:
 
 
 def _path_in_pixels(element: inkex.BaseElement, to_image: inkex.Transform, where: str) -> inkex.Path:
-    """The stroke's path mapped into the image's pixels, every number finite; RefineError in words if not."""
+    """The stroke's path mapped into the image's pixels, one stroke with every number finite; RefineError in words
+    if not."""
     try:
         path = element.path.to_absolute().transform(to_image)
         finite = all(math.isfinite(value) for segment in path for value in segment.args)
-        path.to_superpath()  # arcs become curves here: a radius of 1e300 overflows
+        subpaths = len(path.to_superpath())  # arcs become curves here: a radius of 1e300 overflows
     except (TypeError, ValueError, ArithmeticError):
         finite = False
     if not finite:
         raise RefineError(f"“{element.get_id()}” {where} has numbers beyond what a drawing can hold (an arc's "
                           "radius or a transform); redraw it or reset its transform, then refine.")
+    if subpaths != 1:
+        raise RefineError(f"“{element.get_id()}” {where} holds several separate strokes; split it with "
+                          "Path → Break Apart, then refine.")
     return path
 
 
@@ -237,10 +236,14 @@ def _check_stroke(element: inkex.BaseElement, label: str) -> None:
         raise RefineError(f"“{name}” in “{label}” is text, not a stroke; move it to another layer, then refine.")
     if not isinstance(element, inkex.PathElement):
         raise RefineError(f"“{name}” in “{label}” is not a path; convert it with Path → Object to Path, then refine.")
-    fill = str(element.specified_style().get("fill", "black") or "black").strip().lower()
-    if fill not in ("none", "transparent"):
+    if _is_filled(element):
         raise RefineError(f"“{name}” in “{label}” is a filled shape, not a stroke; remove its fill or move it to "
                           "another layer, then refine.")
+
+
+def _is_filled(element: inkex.BaseElement) -> bool:
+    """Whether the element is painted inside (its fill, black when unset, is neither none nor transparent)."""
+    return str(element.specified_style().get("fill", "black") or "black").strip().lower() not in ("none", "transparent")
 
 
 def _is_locked(element: inkex.BaseElement, layer: inkex.BaseElement, locked_too: Set[inkex.BaseElement]) -> bool:

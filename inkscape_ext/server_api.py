@@ -9,9 +9,17 @@ from typing import Optional
 
 NEEDED_API_VERSION = 2
 """Revision 2 added presets and the models' state, which the dialogs use."""
+COMPLETING_API_VERSION = 3
+"""Revision 3 added add_strokes and tidy, which Refine sends when Add strokes or Tidy is set."""
+
+
+def api_version(health: dict) -> int:
+    """The revision of the v1 API a server speaks (1 when its health does not say)."""
+    return health.get("api_version", 1)
+
 def api_problem(health: dict, url: str) -> Optional[str]:
     """Why this extension cannot use the server at ``url`` that answered ``health``, or None."""
-    version = health.get("api_version", 1)
+    version = api_version(health)
     if not isinstance(version, int) or isinstance(version, bool):
         return (f"The program answering at {url} is not a CLIPasso sketch server (its api_version is not a "
                 "number); check the server URL.")
