@@ -10,6 +10,7 @@ refine added (``--add``) are marked ``clipasso:added="true"`` and name the layer
 
 from __future__ import annotations
 
+import math
 import re
 import statistics
 import xml.etree.ElementTree as ET
@@ -35,7 +36,7 @@ _LOCK = f"{{{SODIPODI_NS}}}insensitive"
 _ADDED = f"{{{CLIPASSO_NS}}}added"
 _LEFT_OUT = f"{{{CLIPASSO_NS}}}left-out"
 _NOT_DRAWN = {f"{{{SVG_NS}}}{name}" for name in ("title", "desc", "metadata", "defs")}
-_VIEW_BOX = re.compile(rf"{WSP}*{NUMBER}(?:(?:{WSP}+,?{WSP}*|,{WSP}*){NUMBER}){{3}}{WSP}*")
+_VIEW_BOX = re.compile(rf"{WSP}*{NUMBER}(?:(?:{WSP}+(?:,{WSP}*)?|,{WSP}*){NUMBER}){{3}}{WSP}*")  # one way to match
 NAME_A_LAYER = "find_layer(label)"
 """How an error tells the caller to name the layer to refine (a command line says it with its layer option)."""
 
@@ -194,8 +195,7 @@ class LayeredDrawing:
                 raise SketchFileError(f"{_capitalized(_describe(element))} in {shown(label)}: {error}") from None
             if self._locked(element, layer):
                 locked.append(len(paths) - 1)
-            scale = abs(np.linalg.det(matrix[:2, :2])) ** 0.5
-            widths.append(self._length(self._inherited(element, "stroke-width", "1"), element) * scale)
+            widths.append(self._width_in_pixels(element, abs(np.linalg.det(matrix[:2, :2])) ** 0.5))
             colors.append(self._inherited(element, "stroke", "#000000"))
         if not paths:
             raise SketchFileError(f"The layer {shown(label)} holds no paths to refine.")
@@ -210,12 +210,19 @@ class LayeredDrawing:
             element = self.parents.get(element)
         return False
 
-    @staticmethod
-    def _length(value: str, element: ET.Element) -> float:
+    def _width_in_pixels(self, element: ET.Element, scale: float) -> float:
+        """The element's stroke width in image pixels (its user units × ``scale``); SketchFileError in words if it is
+        not a length or not a finite number of pixels."""
+        value = self._inherited(element, "stroke-width", "1")
         length = user_length(value)
         if length is None:
             raise SketchFileError(f"The stroke width {shown(value)} of {_describe(element)} is not a length in user units.")
-        return length
+        with np.errstate(all="ignore"):
+            width = float(length * scale)
+        if not math.isfinite(width):
+            raise SketchFileError(f"The stroke width {shown(value)} of {_describe(element)} is beyond what a drawing can "
+                                  "hold (with its transforms); give it a usual width.")
+        return width
 
     def add_refined(self, layer: ET.Element, strokes: LayerStrokes, level: StrokeLevel) -> str:
         """Insert ``level`` (image pixels) as a new layer right above ``layer``, hide ``layer``; returns the label.

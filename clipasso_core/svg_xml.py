@@ -36,8 +36,12 @@ for _prefix, _uri in (("", SVG_NS), ("xlink", XLINK_NS), ("inkscape", INKSCAPE_N
                       ("cc", "http://creativecommons.org/ns#"), ("dc", "http://purl.org/dc/elements/1.1/")):
     ET.register_namespace(_prefix, _uri)
 
-NUMBER = r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
-"""SVG's number (a regular expression without groups): sign, digits with an optional point, optional exponent."""
+NUMBER = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+"""SVG's number (a regular expression without groups): sign, digits with an optional point, optional exponent.
+
+Each string matches it one way only (digits, then a point with its digits if any), so a pattern built of several
+numbers fails in linear time; with the point merely optional between two runs of digits, a run could be split
+anywhere, and a viewBox of four 80-digit numbers took 90 s to refuse."""
 NUMBER_RE = re.compile(NUMBER)
 PATH_DATA = re.compile(r"[ \t\n\r\f,]*[Mm][MmZzLlHhVvCcSsQqTtAa0-9.eE+\- \t\n\r\f,]*")
 """What SVG path data may hold (fullmatch; a screen, not a parse): a moveto first, then only command letters,
@@ -47,7 +51,7 @@ WSP = "[ \t\n\r\f]"
 MAX_DEPTH = 200
 """How deep a document read here may nest its elements (Inkscape's own drawings rarely pass 20): every reader
 walks the tree by recursion, and Python's stack holds about a thousand calls."""
-_LENGTH = re.compile(rf"{WSP}*({NUMBER}){WSP}*(?:px)?{WSP}*")
+_LENGTH = re.compile(rf"{WSP}*({NUMBER}){WSP}*(?:px{WSP}*)?")
 
 
 def shown(text: str | None, limit: int = 60) -> str:

@@ -289,7 +289,7 @@ def _error_message(error: urllib.error.HTTPError) -> Optional[str]:
         return None
 
 
-_NUMBER = r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"  # SVG's number, ASCII digits only
+_NUMBER = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"  # SVG's number, ASCII digits only
 _PATH_DATA = re.compile(r"[ \t\n\r\f,]*[Mm][MmZzLlHhVvCcSsQqTtAa0-9.eE+\- \t\n\r\f,]*")  # a moveto, then path syntax
 _HOST_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 

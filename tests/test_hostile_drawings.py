@@ -19,7 +19,7 @@ from PIL import Image
 from pydantic import ValidationError
 
 from clipasso_core.cli import main
-from clipasso_core.errors import ClipassoError
+from clipasso_core.errors import ClipassoError, SketchFileError
 from clipasso_core.image import CanvasFrame
 from clipasso_core.level import StrokeLevel
 from clipasso_core.mask import mask_coverage
@@ -27,7 +27,7 @@ from clipasso_core.mask_svg import read_mask_svg
 from clipasso_core.params import SketchParams, describe_validation_errors
 from clipasso_core.refine_svg import LayeredDrawing
 from clipasso_core.score import choose_layer, render_layer
-from clipasso_core.svg import read_sketch_document
+from clipasso_core.svg import parse_path_data, read_sketch_document
 from tests.support.extension_runs import (CLIPASSO_NS, assert_aborted, needs_inkscape, png_data_uri, run_extension,
                                          run_inkscape_aborted, write_document)
 from tests.support.fake_sketch_server import FakeSketchServer
@@ -129,6 +129,16 @@ def test_hostile_documents_are_read_or_refused_in_one_sentence(text):
     assert_read_or_one_sentence(text)
 
 
+def test_numbers_hundreds_of_digits_long_are_read_or_refused_at_once():
+    # Every pattern of SVG numbers matches a text one way only, so a text it does not match is given up at once; the
+    # old number pattern split runs of digits every way it could (hours for these, before a word was said).
+    digits = "1" * 200
+    for view_box in (" ".join([digits] * 4) + " x", f"{digits} {digits},  {digits} {digits}!", " ".join([digits] * 4)):
+        assert_read_or_one_sentence(sketch_with(view_box=view_box))
+    with pytest.raises(SketchFileError, match="not a single absolute cubic stroke"):
+        parse_path_data(f"M {digits} {digits} C " + " ".join([digits] * 6) + " x")
+
+
 @pytest.mark.hostile
 @MANY
 @given(hostile_sketch())
@@ -151,6 +161,9 @@ CLI_CASES = {  # (document, what the sentence says, the commands that refuse it:
     "a huge arc radius": (sketch_with(inside='<path d="M 5 5 A 1e300 1e300 0 1 1 30 25" style="fill:none;stroke:#000"/>'),
                           "beyond ±1,000,000", ALL_READERS),
     "a transform beyond float": (sketch_with('transform="scale(1e300)"'), "beyond ±1,000,000", ("refine", "--mask")),
+    "a stroke width beyond float": (sketch_with('transform="scale(0)"', inside='<path d="M 5 5 C 10 10 20 20 30 25" '
+                                                'style="fill:none;stroke:#000;stroke-width:1e400"/>'),
+                                    "stroke width '1e400' of", ("refine",)),
 }
 
 
