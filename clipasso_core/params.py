@@ -16,6 +16,7 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PlainValida
 from .joined_paths import read_paths
 from .path_data import PathDataError, parse_path
 from .prompt import prompt_problem
+from .svg_xml import shortened
 
 CANVAS_SIZE = 224
 """Side of the square canvas the optimizer draws on, in pixels (the paper's ``image_scale``)."""
@@ -60,7 +61,7 @@ def parse_stroke_list(value: Any) -> Any:
     if not parts:
         raise ValueError("give at least one stroke count, e.g. 4,8,16,32")
     if not all(_DIGITS.fullmatch(part) for part in parts):  # int() would also read "١٢" and "1_000"
-        raise ValueError(f"stroke counts must be whole numbers separated by commas, got {_shorten(value, 40)!r}")
+        raise ValueError(f"stroke counts must be whole numbers separated by commas, got {shortened(value, 40)!r}")
     return [int(part) for part in parts]
 
 
@@ -407,8 +408,8 @@ def describe_validation_errors(errors: Iterable[Mapping[str, Any]], empty_field:
     problems: list[tuple[str, str]] = []
     for item in errors:
         location = [part for part in item.get("loc", ()) if not _is_schema_tag(part, item.get("type"))]
-        field = ".".join(_shorten(str(part), 40) for part in location) or empty_field
-        message = _shorten(str(item.get("msg", "is invalid")).removeprefix("Value error, "), 160)
+        field = ".".join(shortened(str(part), 40) for part in location) or empty_field
+        message = shortened(str(item.get("msg", "is invalid")).removeprefix("Value error, "), 160)
         branch = len(location) < len(item.get("loc", ()))
         if branch and field in reasons:
             if message not in reasons[field]:
@@ -434,8 +435,3 @@ def _is_schema_tag(part: Any, error_type: Any) -> bool:
     if not isinstance(part, str) or error_type == "extra_forbidden":
         return False
     return part in _TYPE_TAGS or _SCHEMA_TAGS.fullmatch(part) is not None
-
-
-def _shorten(text: str, limit: int) -> str:
-    """text, or its first limit - 1 characters and "…" when it is longer than limit."""
-    return text if len(text) <= limit else text[:limit - 1] + "…"

@@ -56,8 +56,12 @@ _LENGTH = re.compile(rf"{WSP}*({NUMBER}){WSP}*(?:px{WSP}*)?")
 
 def shown(text: str | None, limit: int = 60) -> str:
     """``text`` quoted for a message, cut to ``limit`` characters (with "…"): what a user wrote, never at length."""
-    text = text or ""
-    return repr(text if len(text) <= limit else text[:limit - 1] + "…")
+    return repr(shortened(text or "", limit))
+
+
+def shortened(text: str, limit: int) -> str:
+    """``text``, or its first ``limit - 1`` characters and "…" when it is longer than ``limit``."""
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def numbers(text: str) -> list[float]:
