@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,12 +23,7 @@ sys.path.insert(0, str(EXT_DIR))
 from extension_settings import save_settings  # noqa: E402
 from server_start import loopback_address  # noqa: E402
 from sketch_client import ServerError, SketchClient  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from testkit.ray_cluster import free_port
 
 
 @pytest.fixture

@@ -5,12 +5,12 @@ from __future__ import annotations
 import base64
 import io
 import re
-import time
 
 from fastapi.testclient import TestClient
 
 from tests.support.api_client import make_client
 from tests.support.server_process import LOCAL, png_bytes
+from tests.support.waiting import wait_until
 
 LONG = {"strokes": [2], "seeds": 1, "iterations": 100_000, "augmentations": 0}
 TOKEN = "s3cret-page-token"
@@ -105,10 +105,7 @@ def test_with_a_token_the_page_does_not_tell_strangers_which_jobs_exist(tiny_spe
 
 
 def wait_until_running(client: TestClient, job_id: str) -> None:
-    deadline = time.monotonic() + 60
-    while client.get(f"/v1/jobs/{job_id}").json()["status"] != "running":
-        assert time.monotonic() < deadline, "the job never started"
-        time.sleep(0.05)
+    wait_until(lambda: client.get(f"/v1/jobs/{job_id}").json()["status"] == "running", 60.0, f"job {job_id} to start")
 
 
 def test_a_job_tells_its_place_in_the_queue_and_its_settings_without_path_data(client):

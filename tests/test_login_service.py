@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import plistlib
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from clipasso_server.service import (LaunchAgent, StartupLauncher, SystemdUnit, 
 from clipasso_server.service_files import (agent_command, launch_agent, launcher_command, systemd_unit, unit_command,
                                            windows_launcher)
 from testkit import STEADY_ENV
+from testkit.ray_cluster import free_port
 
 PYTHON = sys.executable
 
@@ -48,12 +48,6 @@ class Recorder:
     def __call__(self, command):
         self.commands.append(list(command))
         return self.answers.get(command[0], (0, ""))
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 # -- Linux: systemd user unit -------------------------------------------------------------------

@@ -27,6 +27,7 @@ from clipasso_server.app import create_app
 from clipasso_server.config import ServerConfig
 from clipasso_server.idle import IdleWatch
 from clipasso_server.model_cache import ModelCache
+from tests.support.job_views import finished_state
 from tests.support.server_process import FAST_PARAMS, LOCAL, png_bytes, start_server
 from tests.support.stand_in_hub import StandInHub
 from tests.support.waiting import wait_until
@@ -65,11 +66,6 @@ def submit(client: TestClient, seed: int = 0) -> str:
     return answer.json()["id"]
 
 
-def finished(client: TestClient, job_id: str) -> dict:
-    return wait_until(lambda: (state := client.get(f"/v1/jobs/{job_id}").json())["status"] not in ("queued", "running")
-                      and state)
-
-
 def test_models_download_in_the_background_load_for_a_job_unload_when_idle_and_load_again(hub_models, tmp_path):
     spec, hub = hub_models
     hub.hold()  # every download pauses after its first chunk until released
@@ -93,7 +89,7 @@ def test_models_download_in_the_background_load_for_a_job_unload_when_idle_and_l
         waiting = submit(client)  # a job submitted meanwhile waits for the download
         assert client.get(f"/v1/jobs/{waiting}").json()["status"] in ("queued", "running")
         hub.release()
-        assert finished(client, waiting)["status"] == "succeeded"
+        assert finished_state(client, waiting)["status"] == "succeeded"
         health = client.get("/v1/health").json()
         assert health["status"] == "ok" and health["models_loaded"] is True
         assert health["models"] == {"state": "ready", "bytes_done": None, "bytes_total": None, "error": None}
@@ -105,7 +101,7 @@ def test_models_download_in_the_background_load_for_a_job_unload_when_idle_and_l
         health = wait_until(lambda: (body := client.get("/v1/health").json())["models"]["state"] == "unloaded" and body)
         assert health["status"] == "ok" and health["models_loaded"] is False
         again = submit(client, seed=1)
-        assert finished(client, again)["status"] == "succeeded"
+        assert finished_state(client, again)["status"] == "succeeded"
         assert client.get("/v1/health").json()["models"]["state"] == "ready"  # loaded again
     gets = [path for method, path, _ in hub.requests if method == "GET" and "/resolve/" in path]
     assert gets == ["/test/tiny-rn/resolve/main/open_clip_pytorch_model.bin",
@@ -124,7 +120,7 @@ def test_models_that_cannot_be_had_fail_health_and_jobs_with_one_message_for_the
         assert "tiny-rn and tiny-vit" in message and "clipasso download-models" in message
         assert f"loss_weights and saliency_weights in {cli.settings_path()}" in message
         assert "--" not in message  # no command-line flag of the server: a designer reads this in Inkscape
-        state = finished(client, submit(client))
+        state = finished_state(client, submit(client))
         assert state["status"] == "failed" and state["error"]["message"] == message
 
 

@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 
 from clipasso_server.app import create_app
 from clipasso_server.config import ServerConfig
+from tests.support.job_views import finished_state
 from tests.support.server_process import LOCAL, png_bytes
 from tests.support.waiting import wait_until
 
@@ -76,11 +77,6 @@ def running(client: TestClient, job_id: str) -> dict[str, Any]:
                       f"{job_id} to run")
 
 
-def finished(client: TestClient, job_id: str) -> dict[str, Any]:
-    return wait_until(lambda: (s := state_of(client, job_id))["status"] not in ("queued", "running") and s,
-                      TIMEOUT_S, f"{job_id} to finish")
-
-
 class Unreadable:
     """A stored image the server may not read (as a file whose permissions changed under it)."""
 
@@ -118,11 +114,11 @@ def test_a_stored_image_damaged_before_its_job_runs_fails_alike_and_frees_the_wo
             monkeypatch.setattr(store, "image_path", lambda job: Unreadable() if job.id == victim else real(job))
         assert client.delete(f"/v1/jobs/{blocker}").status_code == 200
 
-        state = finished(client, victim)
+        state = finished_state(client, victim, TIMEOUT_S)
         assert state["status"] == "failed", state
         assert state["error"]["code"] == "image_missing" and "submit it again" in state["error"]["message"], state
         after = submit(client, QUICK, seed=3)
-        assert finished(client, after)["status"] == "succeeded", "the worker is free for the next job"
+        assert finished_state(client, after, TIMEOUT_S)["status"] == "succeeded", "the worker is free for the next job"
         assert client.get("/v1/health").json()["queue_length"] == 0
 
 

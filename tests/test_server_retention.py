@@ -7,9 +7,7 @@ import base64
 import os
 import sqlite3
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from fastapi.testclient import TestClient
 
@@ -19,6 +17,7 @@ from clipasso_server.app import create_app
 from clipasso_server.config import ServerConfig
 from clipasso_server.store import JobStore
 from tests.support.server_process import LOCAL, png_bytes, start_server, wait_for_status
+from tests.support.waiting import wait_until
 
 PARAMS = {"strokes": [2], "seeds": 1, "iterations": 1, "augmentations": 0}
 DAY = 86400.0
@@ -86,13 +85,6 @@ def run_one(client: TestClient) -> str:
     return job_id
 
 
-def wait_until(check: Callable[[], Any], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
-
-
 def test_a_running_server_deletes_jobs_as_they_expire(tiny_spec, tmp_path, monkeypatch):
     monkeypatch.setattr(dispatcher, "PURGE_EVERY_S", 0.05)
     data = tmp_path / "data"
@@ -102,7 +94,7 @@ def test_a_running_server_deletes_jobs_as_they_expire(tiny_spec, tmp_path, monke
         time.sleep(0.3)
         assert client.get(f"/v1/jobs/{job_id}").status_code == 200, "deleted before its time"
         age(data, job_id, "succeeded", 2.01)
-        wait_until(lambda: client.get(f"/v1/jobs/{job_id}").status_code == 404)
+        wait_until(lambda: client.get(f"/v1/jobs/{job_id}").status_code == 404, 30.0, f"job {job_id} to go")
         assert files_of(data, job_id) == []
 
 

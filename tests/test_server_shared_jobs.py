@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from clipasso_server.app import create_app
 from clipasso_server.config import ServerConfig
 from tests.support.server_process import LOCAL, png_bytes
+from tests.support.waiting import wait_until
 
 ENDLESS = {"strokes": [2], "seeds": 1, "iterations": 100_000, "augmentations": 0}
 
@@ -29,11 +30,8 @@ def status(client: TestClient, job_id: str, name: str | None = None) -> dict:
 
 
 def wait_for(client: TestClient, job_id: str, wanted: str) -> dict:
-    deadline = time.monotonic() + 60
-    while (state := status(client, job_id))["status"] != wanted:
-        assert time.monotonic() < deadline, state
-        time.sleep(0.02)
-    return state
+    return wait_until(lambda: (state := status(client, job_id))["status"] == wanted and state, 60.0,
+                      f"job {job_id} to be {wanted}")
 
 
 def test_one_clients_cancel_leaves_the_job_running_for_the_other(client):

@@ -17,6 +17,7 @@ from clipasso_core.params import SketchParams
 from clipasso_server import dispatcher, runner
 from clipasso_server.store import JobStore
 from tests.support.api_client import make_client
+from tests.support.job_views import finished_state
 from tests.support.server_process import png_bytes
 from tests.support.waiting import wait_until
 
@@ -28,13 +29,6 @@ def submit(client: TestClient, seed: int = 0) -> str:
     created = client.post("/v1/jobs", json={"image": image, "params": PARAMS})
     assert created.status_code == 202, created.text
     return created.json()["id"]
-
-
-def finished(client: TestClient, job_id: str, timeout: float = 60.0) -> dict:
-    def state() -> dict | None:
-        body = client.get(f"/v1/jobs/{job_id}").json()
-        return body if body["status"] not in ("queued", "running") else None
-    return wait_until(state, timeout, f"job {job_id} to finish")
 
 
 class Faulty:
@@ -61,11 +55,11 @@ def test_errors_in_every_store_call_do_not_end_the_worker(client, monkeypatch, c
     if method == "fail":  # fail() only runs when a job fails: make the first jobs fail
         monkeypatch.setattr(runner, "sketch_image", _raise(ValueError("sketch broke")))
     job_id = submit(client, seed=1)
-    first = finished(client, job_id)
+    first = finished_state(client, job_id)
     assert faulty.calls >= 1, "the fault was never met"
     monkeypatch.undo()
     # The worker lives on: health is ok, and the next job runs to its end.
-    assert finished(client, submit(client, seed=2))["status"] == "succeeded"
+    assert finished_state(client, submit(client, seed=2))["status"] == "succeeded"
     health = client.get("/v1/health")
     assert health.status_code == 200 and health.json()["status"] == "ok", health.json()
     assert health.json()["worker"]["alive"] is True
@@ -88,7 +82,7 @@ def test_a_failure_while_recording_a_failure_does_not_wedge_the_job(client, monk
     assert health.json()["error"]["code"] == "storage_full"
     assert str(store.data_dir) in health.json()["error"]["message"]
     failing.on.clear()  # space is back: the failure is recorded
-    assert finished(client, job_id)["error"]["code"] == "internal_error"
+    assert finished_state(client, job_id)["error"]["code"] == "internal_error"
     assert wait_until(lambda: client.get("/v1/health").status_code == 200, what="health to recover")
 
 
@@ -109,9 +103,9 @@ def test_a_result_that_cannot_be_saved_is_kept_and_saved_when_space_returns(clie
     assert client.get(f"/v1/jobs/{waiting}").json()["status"] == "queued"
     full.on.clear()
     wait_until(lambda: client.get("/v1/health").status_code == 200, what="the result to be saved")
-    assert finished(client, job_id)["status"] == "succeeded" and store.result_path(store.get(job_id)).is_file()
+    assert finished_state(client, job_id)["status"] == "succeeded" and store.result_path(store.get(job_id)).is_file()
     assert client.get(f"/v1/jobs/{job_id}/result").json() == kept.json()
-    assert finished(client, waiting)["status"] == "succeeded"
+    assert finished_state(client, waiting)["status"] == "succeeded"
 
 
 def test_a_stored_job_that_no_longer_validates_fails_with_a_reason(tiny_spec, tmp_path):
@@ -124,13 +118,13 @@ def test_a_stored_job_that_no_longer_validates_fails_with_a_reason(tiny_spec, tm
         db.execute("UPDATE jobs SET params = ?, progress = ? WHERE id = ?", ("not json", "[1,", jobs[1].id))
     with make_client(tiny_spec, data) as client:
         for job in jobs[:2]:
-            state = finished(client, job.id)
+            state = finished_state(client, job.id)
             assert state["status"] == "failed" and state["error"]["code"] == "invalid_stored_job", state
             assert "submit the image again" in state["error"]["message"]
             assert client.delete(f"/v1/jobs/{job.id}").status_code == 200
             assert client.get(f"/v1/jobs/{job.id}/result").status_code == 409
         assert "strokes" in client.get(f"/v1/jobs/{jobs[0].id}").json()["error"]["message"]
-        assert finished(client, jobs[2].id)["status"] == "succeeded"
+        assert finished_state(client, jobs[2].id)["status"] == "succeeded"
         assert client.get("/v1/health").json()["status"] == "ok"
 
 
@@ -151,7 +145,7 @@ def test_health_turns_degraded_when_the_worker_is_stuck(tiny_spec, tmp_path, mon
         assert job_id in body["error"]["message"] and body["worker"]["current_job"] == job_id
         assert body["worker"]["stuck"] is True and body["worker"]["phase"] == "sketching"
         release.set()
-        assert finished(client, job_id)["status"] == "failed"
+        assert finished_state(client, job_id)["status"] == "failed"
         assert client.get("/v1/health").status_code == 200
 
 
@@ -176,7 +170,7 @@ def test_a_repeating_worker_error_is_logged_once(client, monkeypatch, caplog):
         client.app.state.queue.dispatcher.wake()
         wait_until(lambda: faulty.calls >= 20, what="20 failed claims")
         faulty.on.clear()
-        assert finished(client, submit(client))["status"] == "succeeded"
+        assert finished_state(client, submit(client))["status"] == "succeeded"
     assert caplog.text.count("claiming the next job") == 1, caplog.text
     assert "repeated" in caplog.text
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from clipasso_core.svg import INKSCAPE_NS, SVG_NS
 from tests.support.server_process import ServerProcess
+from tests.support.waiting import wait_until
 
 
 def fetch(server: ServerProcess, path: str, binary: bool = False) -> tuple[int, str, Any]:
@@ -24,11 +25,8 @@ def fetch(server: ServerProcess, path: str, binary: bool = False) -> tuple[int, 
 
 def finished_state(client: Any, job_id: str, timeout: float = 60.0) -> dict[str, Any]:
     """The state of job ``job_id`` once it is neither queued nor running, polled through a FastAPI TestClient."""
-    deadline = time.monotonic() + timeout
-    while (state := client.get(f"/v1/jobs/{job_id}").json())["status"] in ("queued", "running"):
-        assert time.monotonic() < deadline, state
-        time.sleep(0.02)
-    return state
+    return wait_until(lambda: (state := client.get(f"/v1/jobs/{job_id}").json())["status"] not in ("queued", "running")
+                      and state, timeout, f"job {job_id} to finish")
 
 
 def finished_result(client: Any, image: str, params: dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
