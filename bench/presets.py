@@ -40,11 +40,9 @@ from clipasso_core.models import load_models
 from clipasso_core.optimize import Progress
 from clipasso_core.params import SketchParams, make_params
 from clipasso_core.sketch import sketch_image
-from testkit.ink_guard import guard_shares, mean_share, start_shares
+from testkit.ink_guard import DRAFT, guard_shares, mean_share, start_shares
 from testkit.tiny_models import full_size_models_in
 
-DRAFT = {"seeds": 1, "iterations": 300, "augmentations": 4}
-"""The draft preset as it was measured at 6 min 47 s (README, Performance), before ``quick`` was tuned."""
 TARGET_RATIO = 180 / 407
 """3 minutes against the draft's 6 min 47 s."""
 

@@ -23,6 +23,9 @@ from clipasso_core.params import CANVAS_SIZE, SketchParams
 from clipasso_core.raster import rasterize
 from clipasso_core.saliency import initial_strokes
 
+DRAFT = {"seeds": 1, "iterations": 300, "augmentations": 4}
+"""The draft preset as it was measured at 6 min 47 s (README, Performance), before ``quick`` was tuned: what a
+cheaper ``quick`` is held against (``pytest -m guard`` and ``bench/presets.py``)."""
 OBJECT_MARGIN = 3
 """Pixels around the object that still count as on it (a pen's width: a stroke along its outline is on it)."""
 

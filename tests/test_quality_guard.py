@@ -16,10 +16,8 @@ import torch
 from clipasso_core.models import LoadedModels, load_models
 from clipasso_core.params import make_params
 from clipasso_core.precision import Precision
-from testkit.ink_guard import guard_shares, ink_on_object, mean_share, object_picture, start_shares
+from testkit.ink_guard import DRAFT, guard_shares, ink_on_object, mean_share, object_picture, start_shares
 
-DRAFT = {"seeds": 1, "iterations": 300, "augmentations": 4}
-"""The draft before ``quick`` was tuned (bench/presets.py measures the same one)."""
 GUARD_SEEDS = (0, 1, 2)
 
 
