@@ -14,7 +14,7 @@ from clipasso_core.precision import Precision, resolve_precision
 from clipasso_core.weights import cached_file, for_model
 
 from . import cli
-from .service import login_service, recorded_command
+from .service import login_service, program_exists, recorded_command
 from .settings_file import SettingsError, settings_in_force, settings_path
 
 
@@ -94,7 +94,7 @@ def service_check() -> dict[str, Any]:
                      "clipasso-server service install starts the server at every login (optional: Inkscape starts "
                      "it when needed)", needed=False)
     command = recorded_command(service)
-    if not command or not Path(command[0]).is_file():
+    if not program_exists(command):
         return check(False, f"login service: {service.path} starts {' '.join(command) or 'nothing readable'}, which "
                             "is gone", "run clipasso-server service install again", needed=False)
     return check(True, f"login service: {service.path} starts {' '.join(command)}; {service.started()}")

@@ -201,6 +201,11 @@ def recorded_command(service: LoginService) -> list[str]:
         return []
 
 
+def program_exists(command: list[str]) -> bool:
+    """Whether a recorded command names a program file that is still there."""
+    return bool(command) and Path(command[0]).is_file()
+
+
 def install(service: LoginService, python: str, log_file: Path) -> list[str]:
     """Write the service's file (unless it already says the same) and activate it; the lines to print."""
     content = service.content(python, log_file)
@@ -235,8 +240,7 @@ def status_lines(service: LoginService, url: str, token: str | None) -> list[str
     """Installed or not (and what it starts), started or not, and whether a server answers at ``url``."""
     if service.path.exists():
         command = recorded_command(service)
-        gone = "" if command and Path(command[0]).is_file() else \
-            " (that program is gone: run clipasso-server service install again)"
+        gone = "" if program_exists(command) else " (that program is gone: run clipasso-server service install again)"
         lines = [f"Installed: the {service.kind} {service.path} starts {' '.join(command) or 'nothing readable'}"
                  f"{gone}; {service.started()}."]
     else:
