@@ -132,7 +132,8 @@ def test_cancel_a_queued_and_a_running_ray_job(server):
 
 def test_a_killed_worker_costs_only_time_its_job_finishes_once_on_a_live_worker(server):
     wait_for_workers(server)
-    _, job = submit_image(server, png_bytes(seed=30), **MEDIUM_JOB)
+    # Ten times the medium job: on a quiet machine 40 steps could end between two polls, before it is caught running.
+    _, job = submit_image(server, png_bytes(seed=30), **{**MEDIUM_JOB, "iterations": 400})
     state = wait_for_progress(server, job["id"])
     assert state["status"] == "running"
     victim = state["worker"]
