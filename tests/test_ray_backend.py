@@ -23,8 +23,9 @@ from tests.support.server_process import (ServerProcess, png_bytes, start_server
 pytestmark = pytest.mark.ray
 
 LONG_JOB = {"strokes": [4], "seeds": 1, "iterations": 100_000, "augmentations": 0}
-MEDIUM_JOB = {"strokes": [2], "seeds": 1, "iterations": 40, "augmentations": 0}
-"""A few seconds on a busy 2-core machine: long enough to be caught running."""
+MEDIUM_JOB = {"strokes": [2], "seeds": 1, "iterations": 400, "augmentations": 0}
+"""Long enough to be caught running between two polls also on a quiet machine (40 steps were not: CI's Ray step
+failed twice so), short enough to run again to its end after a kill."""
 WORKERS_TIMEOUT_S = 120.0
 
 
@@ -132,8 +133,7 @@ def test_cancel_a_queued_and_a_running_ray_job(server):
 
 def test_a_killed_worker_costs_only_time_its_job_finishes_once_on_a_live_worker(server):
     wait_for_workers(server)
-    # Ten times the medium job: on a quiet machine 40 steps could end between two polls, before it is caught running.
-    _, job = submit_image(server, png_bytes(seed=30), **{**MEDIUM_JOB, "iterations": 400})
+    _, job = submit_image(server, png_bytes(seed=30), **MEDIUM_JOB)
     state = wait_for_progress(server, job["id"])
     assert state["status"] == "running"
     victim = state["worker"]
