@@ -14,7 +14,8 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from clipasso_core.model_options import OPTION_NAMES, add_model_options, model_spec
@@ -25,7 +26,7 @@ from .config import (DEFAULT_HOST, DEFAULT_KEEP_DAYS, DEFAULT_MAX_BODY_MB, DEFAU
                      DEFAULT_MAX_REQUESTS, DEFAULT_PORT, DEFAULT_READ_TIMEOUT_S, DEFAULT_UNLOAD_AFTER_MIN,
                      default_data_dir)
 from .log_limit import RepeatLimitFilter
-from .settings_file import SettingsError, describe, settings_in_force, settings_path
+from .settings_file import SettingsError, describe, from_environment, settings_in_force, settings_path
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -33,6 +34,8 @@ EXIT_INTERRUPTED = 130
 FORCED_EXIT_S = 15.0
 """Seconds a stop for lost workers may take before the process ends anyway."""
 TOKEN_ENV = "CLIPASSO_SERVER_TOKEN"
+ENVIRONMENT = {"token": TOKEN_ENV}
+"""Settings an environment variable may give, by option."""
 
 log = logging.getLogger("clipasso_server")
 
@@ -211,6 +214,37 @@ def option_name(dest: str) -> str:
     return "--" + dest.replace("_", "-")
 
 
+@dataclass(frozen=True)
+class ServerSettings:
+    """The options in force, where each came from, the settings file they were read with, and their problem."""
+
+    args: argparse.Namespace
+    sources: dict[str, str]
+    path: Path
+    problem: str | None
+    """The first problem with the options as one sentence naming the setting where it was given, or None."""
+
+
+def server_settings(argv: Sequence[str] = ()) -> ServerSettings:
+    """The settings for ``argv``: the command line, then the environment, then server.toml, then the defaults.
+
+    argparse exits on a bad command line; a bad settings file raises :class:`SettingsError`.
+    """
+    path = settings_path()
+    args, sources = settings_in_force(build_parser, argv, path, os.environ, ENVIRONMENT)
+    return ServerSettings(args, sources, path, check_options(args, lambda dest: setting_name(dest, sources, path)))
+
+
+def setting_name(dest: str, sources: Mapping[str, str], path: Path) -> str:
+    """How to name the option ``dest`` where its value came from: a key of ``path``, a variable, or ``--dest``."""
+    source = sources.get(dest)
+    if source == str(path):
+        return f"{dest} in {path}"
+    if dest in ENVIRONMENT and source == from_environment(ENVIRONMENT[dest]):
+        return ENVIRONMENT[dest]
+    return option_name(dest)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``clipasso-server``; returns the process exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -218,17 +252,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .service import main as service_main
 
         return service_main(argv[1:])
-    path = settings_path()
     try:
-        args, sources = settings_in_force(build_parser, argv, path, os.environ, {"token": TOKEN_ENV})
+        settings = server_settings(argv)
     except SettingsError as error:
         return fail(str(error), EXIT_USAGE)
-    problem = check_options(args, lambda dest: f"{dest} in {path}" if sources.get(dest) == str(path)
-                            else option_name(dest))
-    if problem is not None:
-        return fail(problem, EXIT_USAGE)
+    if settings.problem is not None:
+        return fail(settings.problem, EXIT_USAGE)
+    args = settings.args
     if args.print_config:
-        print(describe(args, sources, build_parser(), path))
+        print(describe(args, settings.sources, build_parser(), settings.path))
         return 0
     if args.log_file is not None:
         try:

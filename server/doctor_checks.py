@@ -3,7 +3,6 @@ the CLIP models on this computer, and the login service (a ``clipasso.doctor`` e
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ from clipasso_core.weights import cached_file, for_model
 
 from . import cli
 from .service import login_service, program_exists, recorded_command
-from .settings_file import SettingsError, settings_in_force, settings_path
+from .settings_file import SettingsError, settings_path
 
 
 def check(ok: bool, text: str, fix: str = "", needed: bool = True) -> dict[str, Any]:
@@ -27,12 +26,13 @@ def checks() -> list[dict[str, Any]]:
     """Settings, device and precision, models, login service."""
     path = settings_path()
     try:
-        settings, _ = settings_in_force(cli.build_parser, [], path, os.environ, {"token": cli.TOKEN_ENV})
+        in_force = cli.server_settings()
     except SettingsError as error:
         return [check(False, f"server settings: {error}", f"correct {path}")]
-    problem = cli.check_options(settings, lambda dest: f"{dest} in {path}")
+    problem, settings = in_force.problem, in_force.args
+    fix = f"correct {cli.TOKEN_ENV}" if problem and problem.startswith(cli.TOKEN_ENV) else f"correct {path}"
     found = [check(problem is None, f"server settings: {problem or (path if path.is_file() else 'the defaults')}",
-                   f"correct {path}")]
+                   fix)]
     found.append(device_check(settings.device, settings.precision))
     found += model_checks(model_spec(settings))
     found.append(service_check())

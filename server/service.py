@@ -307,21 +307,20 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str]) -> int:
     """Run ``clipasso-server service ACTION``; returns the exit status."""
     from . import cli
-    from .settings_file import SettingsError, settings_in_force, settings_path
+    from .settings_file import SettingsError
 
     args = build_parser().parse_args(argv)
     service = login_service()
     if args.action == "uninstall":
         print("\n".join(uninstall(service)))
         return 0
-    path = settings_path()
     try:
-        settings, _ = settings_in_force(cli.build_parser, [], path, os.environ, {"token": cli.TOKEN_ENV})
+        in_force = cli.server_settings()
     except SettingsError as error:
         return cli.fail(str(error), cli.EXIT_USAGE)
-    problem = cli.check_options(settings, lambda dest: f"{dest} in {path}")
-    if problem is not None and args.action == "install":
-        return cli.fail(f"{problem} The service would not start; fix {path} first.", cli.EXIT_USAGE)
+    if in_force.problem is not None and args.action == "install":
+        return cli.fail(f"{in_force.problem} The service would not start; fix it first.", cli.EXIT_USAGE)
+    settings = in_force.args
     if args.action == "install":
         data_dir = (settings.data_dir or default_data_dir()).expanduser()
         print("\n".join(install(service, sys.executable, settings.log_file or data_dir / LOG_NAME)))

@@ -59,13 +59,18 @@ def settings_in_force(make_parser: Callable[[], argparse.ArgumentParser], argv: 
         if action.dest in given:
             continue
         if variable and environment.get(variable):
-            sources[action.dest] = f"environment ({variable})"
+            sources[action.dest] = from_environment(variable)
         elif action.dest in from_file:
             parser.set_defaults(**{action.dest: from_file[action.dest]})
             sources[action.dest] = str(path)
         else:
             sources[action.dest] = DEFAULT
     return parser.parse_args(argv), sources
+
+
+def from_environment(variable: str) -> str:
+    """The source of a setting read from the environment variable ``variable``."""
+    return f"environment ({variable})"
 
 
 def given_on_command_line(parser: argparse.ArgumentParser, argv: Sequence[str]) -> set[str]:

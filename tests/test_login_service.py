@@ -139,6 +139,11 @@ def test_install_refuses_settings_the_server_would_not_start_with(tmp_path, serv
     status, _, err = service_cli("install", env={"XDG_CONFIG_HOME": str(tmp_path / "config")})
     assert status == 2 and "port in" in err and "fix" in err
     assert not (tmp_path / "config" / "systemd" / "user" / "clipasso-server.service").exists()
+    (tmp_path / "config" / "clipasso" / "server.toml").write_text("port = 9000\n")
+    status, _, err = service_cli("install", env={"XDG_CONFIG_HOME": str(tmp_path / "config"),
+                                                 "CLIPASSO_SERVER_TOKEN": "two words"})
+    assert status == 2 and "CLIPASSO_SERVER_TOKEN must not contain spaces" in err and "server.toml" not in err
+    assert not (tmp_path / "config" / "systemd" / "user" / "clipasso-server.service").exists()
 
 
 # -- macOS: LaunchAgent, as a file -----------------------------------------------------------------

@@ -88,3 +88,11 @@ def test_a_bad_file_is_one_sentence_naming_the_file_the_key_and_what_is_allowed(
 def test_without_a_file_the_defaults_hold(settings, served):
     assert cli.main([]) == 0
     assert (served[-1].port, served[-1].unload_after, served[-1].exit_when_idle) == (8765, 10.0, 0.0)
+
+
+def test_a_bad_token_from_the_environment_is_named_as_its_variable(settings, served, capsys, monkeypatch):
+    path = settings("port = 9123\n")
+    monkeypatch.setenv("CLIPASSO_SERVER_TOKEN", "two words")
+    assert cli.main([]) == 2 and served == []
+    err = capsys.readouterr().err
+    assert "CLIPASSO_SERVER_TOKEN must not contain spaces" in err and str(path) not in err
