@@ -33,7 +33,7 @@ from .image import CanvasFrame, embeddable, read_image, to_canvas
 from .loss import LossWeights
 from .mask import mask_coverage
 from .mask_svg import read_mask_svg
-from .model_options import OPTION_NAMES, add_model_options, model_spec
+from .model_options import OPTION_NAMES, add_model_options, long_option, model_spec
 from .models import encode_prompt, load_encoder, load_models, resolve_device
 from .optimize import Progress
 from .params import (CANVAS_SIZE, FIDELITY_PRESETS, PRESET_CHOICES, REFINE_ITERATIONS, describe_validation_errors,
@@ -182,7 +182,7 @@ NOT_OPTIONS = {"init_paths", "locked"}
 
 def option_name(field: str) -> str:
     """The option that sets a :class:`SketchParams` field (``width_lr`` → ``--width-lr``, ``add_strokes`` → ``--add``)."""
-    return field if field in NOT_OPTIONS else "--add" if field == "add_strokes" else "--" + field.replace("_", "-")
+    return field if field in NOT_OPTIONS else "--add" if field == "add_strokes" else long_option(field)
 
 
 def said_as_options(errors: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -13,7 +13,13 @@ from pathlib import Path
 from .models import CPU_DEVICE, DEFAULT_LOSS_MODEL, DEFAULT_PRETRAINED, DEFAULT_SALIENCY_MODEL, ModelSpec
 from .precision import PRECISION_CHOICES, Precision
 
-OPTION_NAMES = {CPU_DEVICE: "--device cpu", **{f"ModelSpec.{field.name}": "--" + field.name.replace("_", "-")
+
+def long_option(name: str) -> str:
+    """How the command line spells the option of a parameter or argparse ``dest``: ``max_body_mb`` → ``--max-body-mb``."""
+    return "--" + name.replace("_", "-")
+
+
+OPTION_NAMES = {CPU_DEVICE: "--device cpu", **{f"ModelSpec.{field.name}": long_option(field.name)
                                                 for field in dataclasses.fields(ModelSpec)}}
 """A library parameter as an error names it (``ModelSpec.loss_weights``) → the option that sets it (``--loss-weights``)."""
 

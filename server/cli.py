@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from clipasso_core.model_options import OPTION_NAMES, add_model_options, model_spec
+from clipasso_core.model_options import OPTION_NAMES, add_model_options, long_option, model_spec
 from clipasso_core.image import DEFAULT_MAX_PIXELS
 from clipasso_core.weights import OfflineWay
 
@@ -166,7 +166,7 @@ def fail(message: str, status: int = EXIT_ERROR) -> int:
 def check_options(args: argparse.Namespace, name: Callable[[str], str] | None = None) -> str | None:
     """The problem with the options, as one sentence, or ``None``; ``name(dest)`` says how to call an option
     (default ``--dest-with-dashes``; a setting from server.toml is named as the file's key)."""
-    name = name or option_name
+    name = name or long_option
     port, max_pixels, max_body_mb, max_requests, read_timeout, keep_days, ray_workers, ray, token, unload, idle = map(
         name, ("port", "max_pixels", "max_body_mb", "max_requests", "read_timeout", "keep_days", "ray_workers", "ray",
                "token", "unload_after", "exit_when_idle"))
@@ -209,11 +209,6 @@ def check_options(args: argparse.Namespace, name: Callable[[str], str] | None = 
     return None
 
 
-def option_name(dest: str) -> str:
-    """How the command line spells an option: ``--max-body-mb``."""
-    return "--" + dest.replace("_", "-")
-
-
 @dataclass(frozen=True)
 class ServerSettings:
     """The options in force, where each came from, the settings file they were read with, and their problem."""
@@ -242,7 +237,7 @@ def setting_name(dest: str, sources: Mapping[str, str], path: Path) -> str:
         return f"{dest} in {path}"
     if dest in ENVIRONMENT and source == from_environment(ENVIRONMENT[dest]):
         return ENVIRONMENT[dest]
-    return option_name(dest)
+    return long_option(dest)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
