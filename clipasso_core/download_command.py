@@ -16,7 +16,7 @@ from huggingface_hub import constants as hub_constants
 from tqdm import tqdm
 
 from .models import DEFAULT_LOSS_MODEL, DEFAULT_PRETRAINED, DEFAULT_SALIENCY_MODEL, ModelSpec
-from .weights import HubWeights, check_reachable, download, hub_weights, missing
+from .weights import HubWeights, download, hub_weights, missing
 
 
 def add_command(commands: argparse._SubParsersAction) -> None:
@@ -56,19 +56,36 @@ def download_spec(spec: ModelSpec) -> None:
 def download_with_bar(weights: Sequence[HubWeights]) -> dict[HubWeights, Path]:
     """:func:`~clipasso_core.weights.download` with one tqdm bar on stderr (size, speed, time left).
 
+    The bar appears once the download starts: offline, only the download's one-sentence error is shown.
     Its errors name the library's parameters; the ``clipasso`` command says them as its options.
     """
-    needed = missing(weights)
-    if not needed:
-        return download(weights)
-    check_reachable(needed)  # before the bar: offline is one sentence
-    names = " and ".join(item.label() for item in needed)
-    print(f"Downloading the CLIP models {names} (once; they are kept in the Hugging Face cache)…", file=sys.stderr)
-    with tqdm(total=None, unit="B", unit_scale=True, unit_divisor=1000, desc="CLIP models", file=sys.stderr,
-              dynamic_ncols=True, mininterval=0.5) as bar:
-        def report(done: int, total: int | None) -> None:
-            if total is not None and bar.total != total:
-                bar.total = total
-            bar.update(done - bar.n)
+    bar = _DownloadBar(missing(weights))
+    try:
+        return download(weights, bar.report)
+    finally:
+        bar.close()
 
-        return download(weights, report)
+
+class _DownloadBar:
+    """The line naming the models being fetched and a tqdm bar of their bytes, both shown at the first report."""
+
+    def __init__(self, needed: Sequence[HubWeights]) -> None:
+        self.needed = needed
+        self.bar: tqdm | None = None
+
+    def report(self, done: int, total: int | None) -> None:
+        """Show ``done`` of ``total`` bytes (``total`` None: not known yet)."""
+        if self.bar is None:
+            names = " and ".join(item.label() for item in self.needed)
+            print(f"Downloading the CLIP models {names} (once; they are kept in the Hugging Face cache)…",
+                  file=sys.stderr)
+            self.bar = tqdm(total=None, unit="B", unit_scale=True, unit_divisor=1000, desc="CLIP models",
+                            file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
+        if total is not None and self.bar.total != total:
+            self.bar.total = total
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        """End the bar, if it was shown."""
+        if self.bar is not None:
+            self.bar.close()

@@ -14,6 +14,7 @@ import pytest
 from huggingface_hub import constants as hub_constants
 
 from clipasso_core import weights
+from clipasso_core.download_command import download_with_bar
 from clipasso_core.errors import WeightsUnavailableError
 from clipasso_core.models import ModelSpec, load_models
 from tests.support.stand_in_hub import StandInHub
@@ -94,3 +95,18 @@ def test_the_library_names_every_missing_model_at_once(monkeypatch, tmp_path):
     assert "RN101 (479 MB) and ViT-B-32 (605 MB)" in message and "HF_HUB_OFFLINE is set" in message
     assert "ModelSpec.loss_weights and ModelSpec.saliency_weights" in message
     assert [item.model for item in raised.value.missing] == ["RN101", "ViT-B-32"]
+
+
+def test_a_download_asks_whether_the_hub_answers_once_and_shows_no_bar_before_it_starts(monkeypatch, tmp_path,
+                                                                                        capsys):
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path))
+    asked = []
+    monkeypatch.setattr(weights, "hub_reachable", lambda: asked.append(True) or True)
+
+    def broken(item):
+        raise ConnectionError("the connection was reset")
+
+    monkeypatch.setattr(weights, "remote_file", broken)
+    with pytest.raises(WeightsUnavailableError, match="the connection was reset"):
+        download_with_bar(weights.hub_weights("RN101", "ViT-B-32", "openai"))
+    assert asked == [True] and capsys.readouterr().err == ""
