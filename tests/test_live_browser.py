@@ -19,6 +19,7 @@ import pytest
 
 from tests.support.server_process import FAST_PARAMS, ServerProcess, png_bytes, start_server, submit_image, wait_for_status
 from tests.support.stand_in_hub import StandInHub
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -57,6 +58,11 @@ class Watched:
         self.page.on("request", lambda request: self.urls.append(request.url))
         self.page.on("console", lambda message: message.type == "error" and self.errors.append(message.text))
         self.page.on("pageerror", lambda error: self.errors.append(str(error)))
+
+    def requests_of(self, url: str) -> list[int]:
+        """Where ``url`` comes among the requests so far (the page's events arrive while it is waited on)."""
+        self.page.wait_for_timeout(50)
+        return [index for index, requested in enumerate(self.urls) if requested == url]
 
     def paths_per_level(self) -> dict[str, int]:
         return self.page.eval_on_selector_all(
@@ -127,6 +133,11 @@ def test_a_waiting_job_tells_its_place_in_the_queue(server, watched):
         page.wait_for_function("() => document.querySelector('#queue').textContent === '— it starts next'",
                                timeout=WAIT_MS)
         assert page.text_content("#settings").startswith("Quality: Balanced · 2, 4 strokes · 1 attempt per level")
+        job_url = f"{server.url}/v1/jobs/{waiting['id']}"
+        # the page's first poll of the waiting job (up to its second) asks the server's health once
+        wait_until(lambda: len(watched.requests_of(job_url)) >= 2, what="the page's second poll")
+        first, second = watched.requests_of(job_url)[:2]
+        assert watched.urls[first:second].count(f"{server.url}/v1/health") == 1, watched.urls
     finally:
         for job in (waiting, running):
             server.request("DELETE", f"/v1/jobs/{job['id']}")

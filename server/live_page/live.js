@@ -138,10 +138,15 @@
     return "";
   }
 
+  function waitsForModels(job) {
+    // Only a job that has not started sketching waits for the models.
+    return job.status === "queued" || (job.status === "running" && !job.progress);
+  }
+
   async function showModels(job) {
-    // Only a job that has not started sketching waits for the models; a degraded server (503) still sends its body.
+    // Health is asked at every poll while the job waits; a degraded server (503) still sends its body.
     let text = "";
-    if (job.status === "queued" || (job.status === "running" && !job.progress)) {
+    if (waitsForModels(job)) {
       try {
         const response = await request("GET", "/v1/health");
         const body = await response.json();
@@ -219,8 +224,9 @@
   }
 
   async function fetchOnce(job) {
-    // The server's usual times, the job's picture and, once it has succeeded, its replay: fetched once each.
-    if (health === null) {
+    // The server's usual times (from showModels while the job waits), the job's picture and, once it has
+    // succeeded, its replay: fetched once each.
+    if (health === null && !waitsForModels(job)) {
       health = {};
       const response = await request("GET", "/v1/health");
       if (response.ok) health = await response.json();
@@ -262,8 +268,8 @@
     } catch (_) {
       // what cannot be fetched now is left out; the strokes and the progress still show
     }
-    showJob(job);
     await showModels(job);
+    showJob(job);
     try {
       if (job.status !== "queued") await drawSketch(job.status);
     } catch (_) {
