@@ -113,7 +113,8 @@ def main() -> None:
         totals[name] = job.total()
         pace = statistics.fmean(job.later) if job.later else float("nan")
         print(f"{name:<6} {params.seeds} × {params.iterations} steps, {params.augmentations} augmented pairs, "
-              f"learning rate {params.lr:g}: "
+              f"learning rate {params.lr:g}, loss network at "
+              f"{f'{params.loss_size} px' if params.loss_size else 'its own size'}: "
               f"first step done at {job.first:.1f} s, then {pace:.2f} s per step → {totals[name]:.0f} s "
               f"({minutes(totals[name])})", flush=True)
     ratio = totals["quick"] / totals["draft"]

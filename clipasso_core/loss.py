@@ -7,6 +7,11 @@ with weight 0 is not computed at all, so the paper's loss is computed exactly as
 Each step compares a sketch with the target on 1 clean and K augmented pairs; a pair's sketch and target get
 the same random perspective + crop. The target side never needs gradients: its clean features are computed
 once per job, and its augmented features once per step for every sketch of the job.
+
+The network sees sketch and target at its own input size (224 for the paper's RN101) or at a smaller ``size``
+(the quick preset's 112: about a quarter of the work): each block of pixels is averaged (a thin stroke keeps
+its ink), and the attention pool's positional embedding is resized to the smaller grid (bicubic, as open_clip
+resizes a ViT's).
 """
 
 from __future__ import annotations
@@ -60,12 +65,14 @@ class ClipConvLoss:
     """CLIPasso's loss against one fixed target image, for a batch of sketches at once."""
 
     def __init__(self, encoder: ClipEncoder, target: torch.Tensor, weights: LossWeights = LossWeights(),
-                 text_embedding: torch.Tensor | None = None) -> None:
+                 text_embedding: torch.Tensor | None = None, size: int | None = None) -> None:
         """Cache the clean target's features; ``target`` is ``[3, H, W]`` in [0, 1] on the encoder's device.
 
         ``text_embedding`` ``[D]`` (the prompt's CLIP text embedding) is needed when ``weights.text`` is non-zero.
+        ``size`` is the side the network sees images at (None: its own input size).
         """
         self.encoder = encoder
+        self.size = size or encoder.image_size
         self.weights = weights
         self.term_names = weights.active()
         if not self.term_names:
@@ -84,8 +91,10 @@ class ClipConvLoss:
         Stops at the deepest tap needed.
         """
         visual = self.encoder.visual
-        size = self.encoder.image_size
-        if images.shape[-1] != size or images.shape[-2] != size:
+        size = self.size
+        if images.shape[-1] > size and images.shape[-2] > size:
+            images = F.interpolate(images, size=(size, size), mode="area")
+        elif images.shape[-1] != size or images.shape[-2] != size:
             images = F.interpolate(images, size=(size, size), mode="bicubic", align_corners=False)
         taps: Features = {}
         with self.encoder.autocast():
@@ -97,7 +106,9 @@ class ClipConvLoss:
                 if stage in self._taps:
                     taps[stage] = x
             if "embedding" in self._taps:
-                taps["embedding"] = visual.attnpool(x)
+                pool = visual.attnpool
+                grid = _grid_side(pool.positional_embedding)
+                taps["embedding"] = pool(x) if x.shape[-2:] == (grid, grid) else attention_pool(pool, x)
         return taps
 
     def pair_terms(self, sketches: torch.Tensor, augmentations: Augmentations | Warps | None = None) -> torch.Tensor:
@@ -135,6 +146,36 @@ class ClipConvLoss:
         """Un-augmented weighted terms ``[B, T]`` (:attr:`term_names`) of sketches ``[B, 3, H, W]``, no gradients."""
         with torch.no_grad():
             return self.pair_terms(sketches)[:, 0]
+
+
+def attention_pool(pool: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """A CLIP ResNet's attention pool (open_clip's ``AttentionPool2d``, computed as it does) over feature maps
+    ``[B, C, h, w]`` of any grid: its positional embedding resized to ``h × w`` (bicubic) → embeddings ``[B, D]``."""
+    batch, channels, height, width = x.shape
+    tokens = x.reshape(batch, channels, height * width).permute(2, 0, 1)  # [hw, B, C]
+    tokens = torch.cat([tokens.mean(dim=0, keepdim=True), tokens])
+    tokens = tokens + resized_positions(pool.positional_embedding, height, width)[:, None, :].to(tokens.dtype)
+    pooled, _ = F.multi_head_attention_forward(
+        query=tokens, key=tokens, value=tokens, embed_dim_to_check=channels, num_heads=pool.num_heads,
+        q_proj_weight=pool.q_proj.weight, k_proj_weight=pool.k_proj.weight, v_proj_weight=pool.v_proj.weight,
+        in_proj_weight=None, in_proj_bias=torch.cat([pool.q_proj.bias, pool.k_proj.bias, pool.v_proj.bias]),
+        bias_k=None, bias_v=None, add_zero_attn=False, dropout_p=0.0, out_proj_weight=pool.c_proj.weight,
+        out_proj_bias=pool.c_proj.bias, use_separate_proj_weight=True, training=False, need_weights=False)
+    return pooled[0]
+
+
+def resized_positions(positions: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """A positional embedding ``[1 + g², C]`` (the class token, then a g × g grid) for an ``height × width`` grid:
+    ``[1 + height·width, C]``, the grid resized bicubically."""
+    side = _grid_side(positions)
+    grid = positions[1:].float().reshape(side, side, -1).permute(2, 0, 1)[None]
+    grid = F.interpolate(grid, size=(height, width), mode="bicubic", align_corners=False)
+    return torch.cat([positions[:1], grid[0].permute(1, 2, 0).reshape(height * width, -1).to(positions.dtype)])
+
+
+def _grid_side(positions: torch.Tensor) -> int:
+    """The side g of the square grid of a positional embedding ``[1 + g², C]``."""
+    return round((positions.shape[0] - 1) ** 0.5)
 
 
 def _pair_mse(sketch: torch.Tensor, target: torch.Tensor, count: int, pairs: int) -> torch.Tensor:

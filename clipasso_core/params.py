@@ -29,6 +29,8 @@ MAX_PATH_CHARS = 100_000
 MAX_INIT_SEGMENTS = 4096
 REFINE_ITERATIONS = 300
 """Steps of a job that starts from ``init_paths`` when the caller names none (a refine needs far fewer than 2000)."""
+MIN_LOSS_SIZE, MAX_LOSS_SIZE = 64, 448
+"""Bounds of ``loss_size``: a CLIP ResNet's last stage still has a 2 × 2 grid at 64 px."""
 MAX_LOSS_WEIGHT = 1000.0
 MIN_LOSS_WEIGHT = 1e-6
 """A loss weight below this moves no stroke (the terms are of order 0.01–1): it counts as zero."""
@@ -141,16 +143,17 @@ FIDELITY_PRESETS: dict[str, dict[str, float]] = {
 Fidelity = Literal["precise", "paper", "loose"]
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "quick": {"seeds": 1, "iterations": 300},
+    "quick": {"seeds": 1, "iterations": 440, "lr": 1.5, "loss_size": 112},
     "balanced": {"seeds": 3, "iterations": 1000, "pick_seed_at": 250},
     "paper": {"seeds": 3, "iterations": 2000},
 }
-"""Quality presets by what a designer gets: ``quick`` a first look in minutes on a CPU, ``balanced`` three
+"""Quality presets by what a designer gets: ``quick`` a first look in minutes on a CPU (one attempt, 440 steps at
+learning rate 1.5 with the loss network at 112 px: about 0.4 of the old draft's work), ``balanced`` three
 attempts of which the best one continues after step 250, ``paper`` the published run (3 × 2000 steps).
 
-A cheaper ``quick`` (fewer steps or augmented pairs) must keep its quality guard: from random strokes, at least
-the share of ink on the object that 1 × 300 steps with 4 pairs reaches (``testkit/ink_guard.py``,
-``tests/test_quality_guard.py``, ``bench/presets.py --guard``)."""
+``quick`` must keep its quality guard: from random strokes, at least the share of ink on the object that the old
+draft (1 × 300 steps at 224 px, 4 pairs) reaches (``testkit/ink_guard.py``, ``tests/test_quality_guard.py``,
+``bench/presets.py --guard``)."""
 
 Preset = Literal["quick", "balanced", "paper"]
 
@@ -174,7 +177,8 @@ class SketchParams(BaseModel):
     )
     preset: Preset | None = Field(
         default=None,
-        description="A quality preset that fills what is not given: quick (1 attempt × 300 steps), balanced "
+        description="A quality preset that fills what is not given: quick (1 attempt × 440 steps with the loss "
+                    "network at 112 px), balanced "
                     "(3 attempts until step 250, then the best one to 1000 steps) or paper (3 attempts × 2000 "
                     "steps, as published). 'draft' is another name for quick. Absent: the paper's values.",
     )
@@ -191,6 +195,12 @@ class SketchParams(BaseModel):
         default=3.0, gt=0.0, le=50.0, description="SVG stroke width on the 224-px canvas (the paper's diffvg 1.5 half-width)."
     )
     lr: FiniteFloat = Field(default=1.0, gt=0.0, le=100.0, description="Adam learning rate on the control points, in pixels.")
+    loss_size: WholeNumber | None = Field(
+        default=None, ge=MIN_LOSS_SIZE, le=MAX_LOSS_SIZE,
+        description="Side in pixels at which the loss network sees the sketch and the picture (each block of "
+                    "canvas pixels averaged): 112 is about a quarter of the work per step. Absent: the network's "
+                    "own input size (224 for RN101, as in the paper).",
+    )
     augmentations: WholeNumber = Field(default=4, ge=0, le=16, description="Augmented (sketch, image) pairs per step, besides the clean one.")
     eval_interval: WholeNumber = Field(default=10, ge=1, le=10_000, description="Steps between eval losses (best-iteration tracking).")
     softmax_temperature: FiniteFloat = Field(default=0.3, gt=0.0, le=100.0, description="Temperature of the saliency softmax.")

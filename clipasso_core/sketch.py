@@ -71,7 +71,7 @@ def sketch_image(
 
     watch = None if snapshot is None else to_source
     prompt = encode_prompt(models.loss, params.text, models.device) if params.text else None
-    loss = ClipConvLoss(models.loss, target, LossWeights.from_params(params), prompt)
+    loss = ClipConvLoss(models.loss, target, LossWeights.from_params(params), prompt, params.loss_size)
     within = frame.picture_box()
     if start is not None:
         count = len(start.layout.shape.segments)

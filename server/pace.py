@@ -2,7 +2,8 @@
 
 The model is deliberately simple: a step costs the loss network's passes over the sketches in its batch, each
 sketch ``1 + augmentations`` images forward and backward (the rasterizer, the target's augmented forward and
-Adam are a few per cent and are left out), so a job's time is ``seconds per image-pass × its image-passes``,
+Adam are a few per cent and are left out), a pass at a smaller ``loss_size`` in proportion to its pixels (at
+112 px a quarter of one at 224; measured: 0.28), so a job's time is ``seconds per image-pass × its image-passes``,
 counting every attempt until a pick and one per level after it. The pace is measured between the progress
 reports of running jobs, from each job's second report on: model loading, stroke initialisation and the first
 step (where kernels are prepared or a CUDA graph captured) are not in it. It is the total over the last
@@ -19,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from clipasso_core.optimize import sketch_steps_within
-from clipasso_core.params import PRESETS, SketchParams, make_params
+from clipasso_core.params import CANVAS_SIZE, PRESETS, SketchParams, make_params
 
 WINDOW = 200
 """How many recent intervals between progress reports the pace is taken over."""
@@ -27,9 +28,11 @@ PRESET_STROKES = [4, 8, 16, 32]
 """The four levels a preset's time is given for (the dialog's default levels)."""
 
 
-def image_passes(params: SketchParams, steps: int) -> int:
-    """The loss network's image passes (each forward and backward) of a job's first ``steps`` steps."""
-    return sketch_steps_within(params, steps) * (1 + params.augmentations)
+def image_passes(params: SketchParams, steps: int) -> float:
+    """The loss network's image passes (each forward and backward, at the canvas's 224 px) of a job's first
+    ``steps`` steps."""
+    size = params.loss_size or CANVAS_SIZE
+    return sketch_steps_within(params, steps) * (1 + params.augmentations) * (size / CANVAS_SIZE) ** 2
 
 
 @dataclass
@@ -50,7 +53,7 @@ class PaceMeter:
     def __init__(self, clock: Callable[[], float] = time.monotonic, window: int = WINDOW) -> None:
         self._clock = clock
         self._marks: dict[str, _Mark] = {}
-        self._intervals: deque[tuple[int, float]] = deque(maxlen=window)
+        self._intervals: deque[tuple[float, float]] = deque(maxlen=window)
 
     def observe(self, job_id: str, params: SketchParams, iteration: int) -> None:
         """Job ``job_id`` (run with ``params``) has done ``iteration`` steps now."""
@@ -80,7 +83,7 @@ class PaceMeter:
 
 
 @functools.cache
-def preset_passes() -> Mapping[str, int]:
+def preset_passes() -> Mapping[str, float]:
     """Each preset's image passes for a four-level job (4, 8, 16, 32 strokes): constants, counted once."""
     return {name: image_passes(params, params.iterations)
             for name, params in ((name, make_params(name, strokes=PRESET_STROKES)) for name in PRESETS)}

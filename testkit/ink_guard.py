@@ -62,7 +62,7 @@ def random_strokes(params: SketchParams) -> dict[int, torch.Tensor]:
 def guard_shares(encoder: ClipEncoder, params: SketchParams) -> dict[int, float]:
     """Sketch :func:`object_picture` from :func:`random_strokes` with ``params``; each level's winner's ink share."""
     target, mask = object_picture()
-    loss = ClipConvLoss(encoder, target.to(encoder.device))
+    loss = ClipConvLoss(encoder, target.to(encoder.device), size=params.loss_size)
     outcome = optimize_sketches(loss, random_strokes(params), params, graphs=False)
     return {level.strokes: ink_on_object(level.points, mask, params.stroke_width) for level in outcome.levels}
 

@@ -45,8 +45,9 @@ def test_a_quick_job_at_one_second_a_step_takes_its_steps_in_seconds():
     times = pace.preset_seconds()
     assert times["quick"] == pytest.approx(job.iterations)
     paper = make_params("paper", strokes=PRESET_STROKES)
-    # the paper's job: 3 attempts, each pass as dear as quick's when both use the same augmentations
-    passes = (1 + paper.augmentations) / (1 + job.augmentations)
+    # the paper's job: 3 attempts, each pass as dear as quick's when both use the same augmentations and the
+    # loss network's size, and dearer by the pixels of its 224 px against quick's 112
+    passes = (1 + paper.augmentations) / (1 + job.augmentations) * (224 / job.loss_size) ** 2
     assert times["paper"] == pytest.approx(job.iterations * paper.seeds * paper.iterations / job.iterations * passes,
                                            rel=1e-3)
 

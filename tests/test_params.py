@@ -92,12 +92,14 @@ def test_integers_are_fine_where_a_number_is_asked_and_json_infinity_is_refused(
     assert "fc_weight" in describe_validation_errors(caught.value.errors())
 
 
-@pytest.mark.parametrize("name, seeds, iterations, pick", [
-    ("quick", 1, 300, None), ("draft", 1, 300, None), ("balanced", 3, 1000, 250), ("paper", 3, 2000, None),
+@pytest.mark.parametrize("name, seeds, iterations, pick, loss_size", [
+    ("quick", 1, 440, None, 112), ("draft", 1, 440, None, 112), ("balanced", 3, 1000, 250, None),
+    ("paper", 3, 2000, None, None),
 ])
-def test_quality_presets_fill_what_is_not_given(name, seeds, iterations, pick):
+def test_quality_presets_fill_what_is_not_given(name, seeds, iterations, pick, loss_size):
     params = SketchParams(preset=name)
-    assert (params.seeds, params.iterations, params.pick_seed_at) == (seeds, iterations, pick)
+    assert (params.seeds, params.iterations, params.pick_seed_at, params.loss_size) == (seeds, iterations, pick,
+                                                                                        loss_size)
     assert params.preset == ("quick" if name == "draft" else name)
     assert SketchParams(preset=name, iterations=40, seeds=2).model_dump(include={"iterations", "seeds"}) == {
         "iterations": 40, "seeds": 2}

@@ -181,4 +181,4 @@ def test_balanced_costs_half_the_sketch_steps_of_the_same_job_without_its_pick()
     assert planned_sketch_steps(balanced) == 4 * (3 * 251 + 749)
     assert planned_sketch_steps(without_pick(balanced)) == 4 * 3 * 1000 == 2 * planned_sketch_steps(balanced) - 16
     assert planned_sketch_steps(make_params("paper")) == 4 * 3 * 2000
-    assert planned_sketch_steps(make_params("quick")) == 4 * 300
+    assert planned_sketch_steps(make_params("quick")) == 4 * 440

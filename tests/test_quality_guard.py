@@ -1,9 +1,9 @@
 """The quality guard of the quick preset: from random strokes it puts at least the old draft's share of ink on the
 object, on the same seeds (testkit/ink_guard.py; ``bench/presets.py --guard`` gives the full-size figure).
 
-The comparison with the draft runs the draft's 300 steps × 4 pairs on every level and three seeds (a single
-sketch's share varies by a few hundredths from seed to seed, more than a preset's effect): it has its own
-marker and CI step (``-m guard``). The default set checks the measure and that quick does move the ink.
+The comparison with the draft runs the draft's 300 steps × 4 pairs and quick's run on every level and six seeds
+(a single sketch's share varies by a few hundredths from seed to seed, and with the rounding of a single
+operation, more than a preset's effect): it has its own marker and CI step (``-m guard``). The default set checks the measure and that quick does move the ink.
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ from clipasso_core.params import make_params
 from clipasso_core.precision import Precision
 from testkit.ink_guard import DRAFT, guard_shares, ink_on_object, mean_share, object_picture, start_shares
 
-GUARD_SEEDS = (0, 1, 2)
+GUARD_SEEDS = (0, 1, 2, 3, 4, 5)
+"""A level's share moves by up to 0.08 when only the rounding of one operation changes (the runs are chaotic):
+the mean over six seeds × four levels is what a preset's effect shows in."""
 
 
 @pytest.fixture(scope="module")
